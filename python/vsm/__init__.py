@@ -1,0 +1,20 @@
+"""vsm: fused score kernels for training and evaluating VAEs with (variational) score matching.
+
+Public API (``shared/spec/API.md``):
+
+- fused ops: :func:`posterior_fd` (more in later modules);
+- Rust engine: :func:`is_log_evidence`;
+- :mod:`vsm.reference`: the pure-torch twins every fused op is checked against;
+- :func:`backend`: force "reference" or "triton" dispatch inside a ``with`` block.
+"""
+
+from __future__ import annotations
+
+from . import reference
+from ._dispatch import backend
+from .evidence import is_log_evidence
+from .ops import posterior_fd
+
+__version__ = "0.1.0"
+
+__all__ = ["backend", "is_log_evidence", "posterior_fd", "reference", "__version__"]

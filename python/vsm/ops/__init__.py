@@ -1,0 +1,7 @@
+"""vsm's fused ops: validation, dispatch (see :mod:`vsm._dispatch`) and the ``torch.library``
+custom ops that wrap the Triton kernels with fake (meta) implementations and autograd formulas, so
+they run eagerly and inside ``torch.compile(fullgraph=True)``."""
+
+from .posterior_fd import posterior_fd
+
+__all__ = ["posterior_fd"]

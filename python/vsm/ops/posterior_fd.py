@@ -1,0 +1,91 @@
+"""``vsm.posterior_fd``: the per-sample posterior Fisher divergence of a Gaussian VAE, fused.
+
+The Triton path is the custom op ``vsm::posterior_fd`` (forward kernel) whose autograd formula is
+the custom op ``vsm::posterior_fd_backward`` (backward kernel); both have fake implementations for
+``torch.compile``. The CPU path is :func:`vsm.reference.posterior_fd`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _validate as V
+from .. import reference
+from .._dispatch import use_triton
+
+
+@torch.library.custom_op("vsm::posterior_fd", mutates_args=())
+def _pfd_op(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    from ..kernels import posterior_fd as K
+
+    return K.forward(z, mu, logvar, g)
+
+
+@_pfd_op.register_fake
+def _(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return z.new_empty(z.shape[:-1])
+
+
+@torch.library.custom_op("vsm::posterior_fd_backward", mutates_args=())
+def _pfd_bwd_op(
+    go: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from ..kernels import posterior_fd as K
+
+    return K.backward(go, z, mu, logvar, g)
+
+
+@_pfd_bwd_op.register_fake
+def _(go, z, mu, logvar, g):  # noqa: ANN001, ANN202 - fake impl mirrors the op
+    return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), torch.empty_like(g)
+
+
+def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, go: torch.Tensor):  # noqa: ANN001, ANN202
+    return _pfd_bwd_op(go.contiguous(), *ctx.saved_tensors)
+
+
+_pfd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def posterior_fd(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, grad_loglik_z: torch.Tensor
+) -> torch.Tensor:
+    """Posterior Fisher divergence per sample (MATH.md Part I, no ½).
+
+    PFD(z) = ‖ −(z−mu)·exp(−logvar) + z − grad_loglik_z ‖², summed over the latent dimension.
+
+    Args:
+        z: latent samples, (N, B, L) or (B, L).
+        mu: posterior means, (B, L); broadcast over the N samples.
+        logvar: posterior log-variances log s², (B, L).
+        grad_loglik_z: ∇_z log p(x|z) at ``z`` (a VJP through the decoder computed by the caller),
+            same shape as ``z``.
+
+    Returns:
+        Tensor of shape ``z.shape[:-1]`` in the dtype and on the device of ``z``. Differentiable
+        w.r.t. all four inputs. The posterior FD F(q‖p(z|x)) with the ½ convention is
+        ``0.5 * posterior_fd(...).mean(0)``.
+
+    Raises:
+        TypeError: an argument is not a float32/float64 tensor or dtypes differ.
+        ValueError: shapes do not match, devices differ.
+    """
+    V.tensor("z", z, ndim=(2, 3))
+    V.tensor("mu", mu, ndim=2)
+    V.tensor("logvar", logvar, ndim=2)
+    V.tensor("grad_loglik_z", grad_loglik_z)
+    V.same_kind("z", z, mu=mu, logvar=logvar, grad_loglik_z=grad_loglik_z)
+    V.shape("mu", mu, z.shape[-2:], "z.shape[-2:]")
+    V.shape("logvar", logvar, z.shape[-2:], "z.shape[-2:]")
+    V.shape("grad_loglik_z", grad_loglik_z, z.shape, "z.shape")
+    if not use_triton(z):
+        return reference.posterior_fd(z, mu, logvar, grad_loglik_z)
+    squeeze = z.dim() == 2
+    z3 = z.unsqueeze(0) if squeeze else z
+    g3 = grad_loglik_z.unsqueeze(0) if squeeze else grad_loglik_z
+    out = _pfd_op(z3.contiguous(), mu.contiguous(), logvar.contiguous(), g3.contiguous())
+    return out.squeeze(0) if squeeze else out

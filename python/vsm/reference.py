@@ -1,0 +1,37 @@
+"""Pure-torch reference twins of vsm's fused ops (API.md).
+
+Each function has the signature and semantics of its public counterpart in :mod:`vsm` and is
+written as plainly as possible, with gradients from autograd: these are the single source of truth
+that the Triton kernels, the Rust engine, the tests and the benchmarks are compared against.
+No input validation happens here; the public functions validate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def posterior_fd(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, grad_loglik_z: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample posterior FD ‖∇_z log q − ∇_z log p(z) − ∇_z log p(x|z)‖² (no ½), shape z.shape[:-1].
+
+    ∇_z log q = −(z−mu)·exp(−logvar), ∇_z log p(z) = −z; ``grad_loglik_z`` = ∇_z log p(x|z).
+    """
+    res = -(z - mu) * torch.exp(-logvar) + z - grad_loglik_z
+    return (res * res).sum(-1)
+
+
+def is_log_evidence(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log_p, ess) of log importance weights (B, K), computed in float64, returned in log_w's dtype.
+
+    log_p = logsumexp_k log_w − log K; ess = (Σw)²/Σw² = exp(2·lse(log_w) − lse(2·log_w)).
+    """
+    lw = log_w.to(torch.float64)
+    lse = torch.logsumexp(lw, dim=-1)
+    log_p = lse - math.log(lw.shape[-1])
+    ess = torch.exp(2 * lse - torch.logsumexp(2 * lw, dim=-1))
+    ess = torch.where(torch.isneginf(lse), torch.zeros_like(ess), ess)
+    return log_p.to(log_w.dtype), ess.to(log_w.dtype)
