@@ -1,0 +1,217 @@
+"""Gaussian VAE models (MATH.md Part I, Part III §9): the shared base class and two architectures.
+
+- :class:`GaussianVAE`: p(z) = N(0, I_L), p(x|z) = N(g(z), σ² I_D) with a learned scalar log σ²,
+  q(z|x) = N(μ(x), diag s(x)²) with the encoder emitting (μ, log s²). ``encoder`` and ``decoder``
+  are separate submodules so that the trainer can give them separate optimisers; ``log_sigma2``
+  belongs to the decoder's group (:meth:`GaussianVAE.decoder_parameters`).
+- :class:`MLPVAE`: the paper's 2-D model (two ReLU hidden layers, width 30 by default), usable for
+  any flat data shape (2-D toys, MNIST-1D).
+- :class:`ConvVAE`: the DCGAN-style 32×32 encoder/decoder of the paper's image experiments.
+
+Models are rebuilt from :meth:`GaussianVAE.spec` by :func:`from_spec` (checkpoints store the spec).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["MLPVAE", "ConvVAE", "GaussianVAE", "from_spec"]
+
+
+class GaussianVAE(nn.Module):
+    """Base class of vsm's Gaussian VAEs.
+
+    Subclasses set ``encoder`` (x (B, *data_shape) → (B, 2L): μ then log s²) and ``decoder``
+    (z (M, L) → x_mean (M, *data_shape)) and call ``super().__init__(latent_dim, data_shape,
+    log_sigma2_init)`` first.
+
+    Attributes:
+        latent_dim: L.
+        data_shape: shape of one datum; ``data_dim`` = prod(data_shape) = D.
+        log_sigma2: 0-dim learned parameter, log σ² of the likelihood N(g(z), σ² I).
+    """
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, latent_dim: int, data_shape: tuple[int, ...], log_sigma2_init: float):
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim}")
+        if not data_shape or any(int(s) < 1 for s in data_shape):
+            raise ValueError(f"data_shape: expected positive sizes, got {data_shape}")
+        self.latent_dim = int(latent_dim)
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.log_sigma2 = nn.Parameter(torch.tensor(float(log_sigma2_init)))
+
+    @property
+    def data_dim(self) -> int:
+        """D = prod(data_shape)."""
+        return math.prod(self.data_shape)
+
+    def split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split the encoder's raw output (B, 2L) into (mu, logvar), each (B, L)."""
+        return h[..., : self.latent_dim], h[..., self.latent_dim :]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters: x (B, *data_shape) → mu (B, L), logvar = log s² (B, L)."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"x: expected shape (B, {', '.join(map(str, self.data_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.split(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder mean: z (..., L) → x_mean (..., *data_shape)."""
+        if z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z: expected last dimension {self.latent_dim}, got {tuple(z.shape)}")
+        lead = z.shape[:-1]
+        out = self.decoder(z.reshape(-1, self.latent_dim))
+        return out.reshape(*lead, *self.data_shape)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """φ: the encoder's parameters."""
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """θ: the decoder's parameters followed by log σ²."""
+        return [*self.decoder.parameters(), self.log_sigma2]
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able description from which :func:`from_spec` rebuilds the architecture."""
+        raise NotImplementedError
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class MLPVAE(GaussianVAE):
+    """The paper's MLP VAE (MATH.md §9, 2-D experiments), for any flat or flattenable data.
+
+    Encoder D → width → width → 2L and decoder L → width → width → D, ReLU hidden layers, linear
+    outputs. Initialisation as in the authors' code: all weights N(0, 0.1²), encoder biases 0,
+    decoder biases N(0, 0.1²); log σ² = log 0.01 (σ = 0.1) by default. The encoder's second output
+    is log s² (vsm's convention; the authors' 2-D code used a softplus SD instead).
+
+    Args:
+        data_shape: shape of one datum, e.g. (2,) or (40,); flattened internally.
+        latent_dim: L (2 in the paper's 2-D runs).
+        width: hidden units per layer (paper: 30; Fig. 6: 100).
+        n_hidden: number of hidden layers (paper: 2).
+        log_sigma2_init: initial log σ².
+    """
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...] = (2,),
+        latent_dim: int = 2,
+        width: int = 30,
+        n_hidden: int = 2,
+        log_sigma2_init: float = math.log(0.01),
+    ):
+        super().__init__(latent_dim, tuple(data_shape), log_sigma2_init)
+        if width < 1 or n_hidden < 1:
+            raise ValueError(f"width: expected width ≥ 1 and n_hidden ≥ 1, got {width}, {n_hidden}")
+        self.width = int(width)
+        self.n_hidden = int(n_hidden)
+        d = self.data_dim
+        self.encoder = nn.Sequential(nn.Flatten(), _mlp([d] + [width] * n_hidden + [2 * latent_dim]))
+        self.decoder = _mlp([latent_dim] + [width] * n_hidden + [d])
+        with torch.no_grad():
+            for m in self.encoder.modules():
+                if isinstance(m, nn.Linear):
+                    m.weight.normal_(0.0, 0.1)
+                    m.bias.zero_()
+            for m in self.decoder.modules():
+                if isinstance(m, nn.Linear):
+                    m.weight.normal_(0.0, 0.1)
+                    m.bias.normal_(0.0, 0.1)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "mlp",
+            "data_shape": list(self.data_shape),
+            "latent_dim": self.latent_dim,
+            "width": self.width,
+            "n_hidden": self.n_hidden,
+        }
+
+
+class ConvVAE(GaussianVAE):
+    """DCGAN-style 32×32 VAE (MATH.md §9, images; no BatchNorm, ReLU, sigmoid output).
+
+    Encoder: Conv(k4 s2 p1) nc → ndf → 2ndf → 4ndf (32 → 16 → 8 → 4) with ReLU, flatten
+    (64·ndf features), Linear → 2L (μ, log s²). Decoder: ConvT(L → 4ngf, k4 s1 p0) → 4×4,
+    ConvT(→ 2ngf, k4 s2 p1) → 8×8, ConvT(→ ngf) → 16×16, ConvT(→ nc) → 32×32, ReLU between layers,
+    final sigmoid so that g(z) ∈ (0, 1)^D. log σ² starts at 0 (the authors' image setting).
+
+    Args:
+        nc: image channels; data_shape is (nc, 32, 32).
+        latent_dim: L (paper: 100).
+        ngf, ndf: decoder / encoder base widths (paper: 64; small values suit CPU tests).
+        log_sigma2_init: initial log σ².
+    """
+
+    def __init__(
+        self,
+        nc: int = 1,
+        latent_dim: int = 16,
+        ngf: int = 16,
+        ndf: int = 16,
+        log_sigma2_init: float = 0.0,
+    ):
+        super().__init__(latent_dim, (nc, 32, 32), log_sigma2_init)
+        self.nc, self.ngf, self.ndf = int(nc), int(ngf), int(ndf)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * ndf, 2 * latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Unflatten(1, (latent_dim, 1, 1)),
+            nn.ConvTranspose2d(latent_dim, 4 * ngf, 4, 1, 0),
+            nn.ReLU(),
+            nn.ConvTranspose2d(4 * ngf, 2 * ngf, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1),
+            nn.Sigmoid(),
+        )
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "conv",
+            "nc": self.nc,
+            "latent_dim": self.latent_dim,
+            "ngf": self.ngf,
+            "ndf": self.ndf,
+        }
+
+
+def from_spec(spec: dict[str, Any]) -> GaussianVAE:
+    """Rebuild an (untrained) model from :meth:`GaussianVAE.spec`'s dictionary."""
+    kw = dict(spec)
+    kind = kw.pop("kind", None)
+    if kind == "mlp":
+        kw["data_shape"] = tuple(kw["data_shape"])
+        return MLPVAE(**kw)
+    if kind == "conv":
+        return ConvVAE(**kw)
+    raise ValueError(f"spec: unknown model kind {kind!r} (expected 'mlp' or 'conv')")
