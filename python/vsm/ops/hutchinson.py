@@ -1,0 +1,173 @@
+"""``vsm.hutchinson_trace``: Hutchinson's unbiased trace estimator of a Jacobian, probes from a seed.
+
+tr(∂outputs/∂inputs) per batch row ≈ (1/P) Σ_p v_pᵀ J v_p (MATH.md Part II), with v_pᵀJ from one
+``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)`` per probe.
+
+Triton path (CUDA, or CPU under ``TRITON_INTERPRET=1``): three ``torch.library`` custom ops, each
+with a fake implementation for ``torch.compile``:
+
+- ``vsm::hutchinson_probes`` draws v (P, B, D) with Philox from the seed;
+- ``vsm::hutchinson_dot`` computes v·u per (probe, row) regenerating v from the seed; its autograd
+  formula is ``vsm::hutchinson_dot_backward`` (go·v, v regenerated again), whose own autograd
+  formula is ``vsm::hutchinson_dot`` — so the estimate is differentiable to any order and no probe
+  tensor is saved for backward.
+
+CPU path: :func:`vsm.reference.hutchinson_trace` (probes from a seeded ``torch.Generator``). The two
+paths draw different probes for the same seed; each is reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _validate as V
+from .. import reference
+from .._dispatch import use_triton
+
+DISTS = reference.HUTCHINSON_DISTS
+_SEED_MAX = 2**63 - 1
+
+
+def _dist_id(dist: str) -> int:
+    return DISTS.index(dist)
+
+
+@torch.library.custom_op("vsm::hutchinson_probes", mutates_args=())
+def _probes_op(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
+    from ..kernels import hutchinson as K
+
+    return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
+
+
+@_probes_op.register_fake
+def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
+    return like.new_empty((n_probes, *like.shape))
+
+
+@torch.library.custom_op("vsm::hutchinson_dot", mutates_args=())
+def _dot_op(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    from ..kernels import hutchinson as K
+
+    return K.dot(u, seed, _dist_id(dist))
+
+
+@_dot_op.register_fake
+def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    return u.new_empty(u.shape[:-1])
+
+
+@torch.library.custom_op("vsm::hutchinson_dot_backward", mutates_args=())
+def _dot_bwd_op(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    from ..kernels import hutchinson as K
+
+    return K.dot_backward(go, seed, _dist_id(dist), d)
+
+
+@_dot_bwd_op.register_fake
+def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    return go.new_empty((*go.shape, d))
+
+
+def _dot_setup(ctx, inputs, output) -> None:
+    u, seed, dist = inputs
+    ctx.seed, ctx.dist, ctx.d = seed, dist, u.shape[-1]
+
+
+def _dot_backward(ctx, go: torch.Tensor):
+    return _dot_bwd_op(go.contiguous(), ctx.seed, ctx.dist, ctx.d), None, None
+
+
+def _dot_bwd_setup(ctx, inputs, output) -> None:
+    _, seed, dist, _ = inputs
+    ctx.seed, ctx.dist = seed, dist
+
+
+def _dot_bwd_backward(ctx, ggu: torch.Tensor):
+    return _dot_op(ggu.contiguous(), ctx.seed, ctx.dist), None, None, None
+
+
+_dot_op.register_autograd(_dot_backward, setup_context=_dot_setup)
+_dot_bwd_op.register_autograd(_dot_bwd_backward, setup_context=_dot_bwd_setup)
+
+
+def _check_options(n_probes: object, dist: object, seed: object) -> int:
+    """Validate the shared options and resolve ``seed`` (None → drawn from torch's global RNG)."""
+    V.positive_int("n_probes", n_probes)
+    if not isinstance(dist, str) or dist not in DISTS:
+        raise ValueError(f"dist: expected one of {DISTS}, got {dist!r}")
+    if seed is None:
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    if not 0 <= seed <= _SEED_MAX:
+        raise ValueError(f"seed: expected 0 <= seed < 2**63, got {seed}")
+    return seed
+
+
+def hutchinson_probes(
+    inputs: torch.Tensor, n_probes: int, seed: int, dist: str = "rademacher"
+) -> torch.Tensor:
+    """The probes v (n_probes, B, D) that :func:`hutchinson_trace` uses for ``seed``.
+
+    Same dispatch as :func:`hutchinson_trace` (Philox kernel on the Triton path, seeded
+    ``torch.Generator`` otherwise), so callers needing v itself (e.g. the non-variance-reduced
+    sliced SM) see exactly the estimator's probes. Dtype and device of ``inputs``; unitless.
+    """
+    V.tensor("inputs", inputs, ndim=2)
+    seed = _check_options(n_probes, dist, seed)
+    if not use_triton(inputs):
+        return reference.hutchinson_probes(inputs, n_probes, seed, dist)
+    return _probes_op(inputs, n_probes, seed, dist)
+
+
+def hutchinson_trace(
+    outputs: torch.Tensor,
+    inputs: torch.Tensor,
+    *,
+    n_probes: int = 1,
+    dist: str = "rademacher",
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Unbiased Hutchinson estimate of tr(∂outputs/∂inputs) per batch row.
+
+    estimate[b] = (1/P) Σ_p v_p[b]ᵀ J_b v_p[b], J_b = ∂outputs[b]/∂inputs[b], with v_pᵀJ computed by
+    ``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)`` (rows are assumed independent,
+    as for a score network applied row-wise). The result keeps the autograd graph (when grad mode
+    is on), so it can be used inside a loss and differentiated w.r.t. the parameters of the map.
+
+    Args:
+        outputs: (B, D) tensor computed from ``inputs`` in the autograd graph.
+        inputs: (B, D) tensor with ``requires_grad=True``.
+        n_probes: number of probes P per row (the estimate divides by P).
+        dist: "rademacher" (±1, default; exact for diagonal Jacobians) or "gaussian" (N(0, 1)).
+        seed: int in [0, 2**63) fixing the probes; None draws one from torch's global RNG (so
+            ``torch.manual_seed`` makes the call reproducible). Probes differ between the Triton
+            (Philox) and the CPU reference (``torch.Generator``) paths.
+
+    Returns:
+        (B,) tensor, dtype and device of ``inputs``; units of outputs/inputs.
+
+    Raises:
+        TypeError: non-float tensors, dtypes differ, non-int ``n_probes``/``seed``.
+        ValueError: shapes, devices, ``dist``, ``n_probes < 1``, an input not requiring grad.
+    """
+    V.tensor("outputs", outputs, ndim=2)
+    V.tensor("inputs", inputs, ndim=2)
+    V.same_kind("inputs", inputs, outputs=outputs)
+    V.shape("outputs", outputs, inputs.shape, "inputs.shape")
+    if not inputs.requires_grad:
+        raise ValueError("inputs: must require grad (outputs are differentiated w.r.t. it)")
+    if not outputs.requires_grad:
+        raise ValueError("outputs: does not require grad; compute it from inputs with grad enabled")
+    seed = _check_options(n_probes, dist, seed)
+    if not use_triton(inputs):
+        return reference.hutchinson_trace(outputs, inputs, n_probes=n_probes, dist=dist, seed=seed)
+    v = _probes_op(inputs, n_probes, seed, dist)
+    us = []
+    for p in range(n_probes):
+        (u,) = torch.autograd.grad(
+            outputs, inputs, v[p], create_graph=torch.is_grad_enabled(), retain_graph=True,
+            allow_unused=True,
+        )
+        us.append(torch.zeros_like(inputs) if u is None else u)
+    return _dot_op(torch.stack(us).contiguous(), seed, dist).mean(0)

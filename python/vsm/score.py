@@ -1,0 +1,1 @@
+"""Classical score-matching estimators (MATH.md Part II); being written."""
