@@ -10,11 +10,21 @@ Public API (``shared/spec/API.md``):
 
 from __future__ import annotations
 
-from . import reference
+from . import objectives, reference
 from ._dispatch import backend
 from .evidence import is_log_evidence
-from .ops import posterior_fd
+from .ops import gaussian_terms, posterior_fd
+from .reference import GaussianTerms
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "is_log_evidence", "posterior_fd", "reference", "__version__"]
+__all__ = [
+    "GaussianTerms",
+    "__version__",
+    "backend",
+    "gaussian_terms",
+    "is_log_evidence",
+    "objectives",
+    "posterior_fd",
+    "reference",
+]

@@ -9,6 +9,7 @@ No input validation happens here; the public functions validate.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -22,6 +23,35 @@ def posterior_fd(
     """
     res = -(z - mu) * torch.exp(-logvar) + z - grad_loglik_z
     return (res * res).sum(-1)
+
+
+class GaussianTerms(NamedTuple):
+    """Per-datum sufficient terms of a Gaussian likelihood's x-score f_n = (x_mean_n − x)/σ².
+
+    sq_mean: (B,) mean_n ‖f_n‖²; mean_sq: (B,) ‖mean_n f_n‖²; trace: 0-dim tr ∇_x f = −D/σ²
+    (broadcasts against (B,)). Units: 1/σ⁴ for the first two, 1/σ² for the trace.
+    """
+
+    sq_mean: torch.Tensor
+    mean_sq: torch.Tensor
+    trace: torch.Tensor
+
+
+def gaussian_terms(
+    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor
+) -> GaussianTerms:
+    """(mean_n ‖f_n‖², ‖mean_n f_n‖², −D/σ²) with f_n = (x_mean_n − x)/σ².
+
+    x (B,D); x_mean (N,B,D) (a (B,D) x_mean is one sample); log_sigma2 0-dim log σ².
+    """
+    xm = x_mean.unsqueeze(0) if x_mean.dim() == 2 else x_mean
+    inv = torch.exp(-log_sigma2)
+    f = (xm - x) * inv
+    sq_mean = (f * f).sum(-1).mean(0)
+    fbar = f.mean(0)
+    mean_sq = (fbar * fbar).sum(-1)
+    trace = -x.shape[-1] * inv
+    return GaussianTerms(sq_mean, mean_sq, trace)
 
 
 def is_log_evidence(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

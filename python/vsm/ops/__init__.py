@@ -2,6 +2,7 @@
 custom ops that wrap the Triton kernels with fake (meta) implementations and autograd formulas, so
 they run eagerly and inside ``torch.compile(fullgraph=True)``."""
 
+from .gaussian_terms import gaussian_terms
 from .posterior_fd import posterior_fd
 
-__all__ = ["posterior_fd"]
+__all__ = ["gaussian_terms", "posterior_fd"]

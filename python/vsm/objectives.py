@@ -1,0 +1,403 @@
+"""Per-datum training objectives of a Gaussian VAE (MATH.md Part I; API.md ``vsm.objectives``).
+
+Every objective returns one value per datum, shape (B,), to be averaged by the caller. Data are
+flat: x is (B, D); image models flatten their pixels (``x.flatten(1)``) and wrap ``encode`` /
+``decode`` accordingly (see :func:`encoder_x_score` and :func:`decoder_vjp`). Samples lie along a
+leading axis: z (N, B, L), decoder means x_mean (N, B, D); a (B, ·) tensor is one sample.
+
+Learning objectives (θ = decoder and log σ²; z_n ~ q drawn by the caller, normally detached):
+
+- :func:`elbo`  −ELBO = −mean_n log N(x; g(z_n), σ²I) + KL(q‖N(0,I))  (reparametrised z_n);
+- :func:`m1`    mean_n ½‖f_n‖² − D/σ²                          (the paper's L_θ, code ``xf``);
+- :func:`m2`    mean_n ‖f_n‖² − ½‖mean_n f_n‖² − D/σ²           (Swersky L_S, code ``mf``);
+- :func:`m3`    ½‖mean_n f_n‖² + mean_n f_n·ψ_n − D/σ²          (Bao L_B, code ``bmf``);
+- :func:`fae`   m1 + ½ mean_n ‖ψ_n‖² + ½ mean_n PFD(z_n)        (Fisher autoencoder, joint FD);
+
+with f_n = (g(z_n) − x)/σ² and ψ_n = ∇_x log q(z_n|x). m1/m2/m3/fae use the fused
+:func:`vsm.gaussian_terms`. Inference objective for the encoder φ: :func:`posterior_fd_loss`
+(mean_n PFD, MATH.md Part I, no ½). Helpers: :func:`sample_posterior`, :func:`decoder_vjp`
+(∇_z log p(x|z) by autograd), :func:`encoder_x_score` (ψ by autograd), :func:`fae_loss`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from . import _validate as V
+from .ops import gaussian_terms, posterior_fd
+
+__all__ = [
+    "decoder_vjp",
+    "elbo",
+    "encoder_x_score",
+    "fae",
+    "fae_loss",
+    "m1",
+    "m2",
+    "m3",
+    "posterior_fd_loss",
+    "sample_posterior",
+]
+
+Encoder = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+Decoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def _data(x: object) -> torch.Tensor:
+    x = V.tensor("x", x)
+    if x.dim() != 2:
+        raise ValueError(
+            f"x: expected flat data of shape (B, D) (flatten image pixels), got {tuple(x.shape)}"
+        )
+    V.nonempty("x", x)
+    return x
+
+
+def _samples(name: str, t: object, x: torch.Tensor) -> torch.Tensor:
+    """Check a per-sample (N, B, D) tensor (or (B, D), one sample) against x; return it 3-D."""
+    t = V.tensor(name, t, ndim=(2, 3))
+    V.same_kind("x", x, **{name: t})
+    V.shape(name, t, (*t.shape[:-2], *x.shape), "(N, *x.shape)")
+    V.nonempty(name, t)
+    return t.unsqueeze(0) if t.dim() == 2 else t
+
+
+def _scalar(name: str, t: object, x: torch.Tensor) -> torch.Tensor:
+    t = V.tensor(name, t, ndim=0)
+    V.same_kind("x", x, **{name: t})
+    return t
+
+
+def _posterior(x: torch.Tensor, mu: object, logvar: object) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = V.tensor("mu", mu, ndim=2)
+    logvar = V.tensor("logvar", logvar, ndim=2)
+    V.same_kind("x", x, mu=mu, logvar=logvar)
+    if mu.shape[0] != x.shape[0]:
+        raise ValueError(f"mu: expected {x.shape[0]} rows (x's batch), got {tuple(mu.shape)}")
+    V.shape("logvar", logvar, mu.shape, "mu.shape")
+    V.nonempty("mu", mu)
+    return mu, logvar
+
+
+def _latents(z: object, mu: torch.Tensor) -> torch.Tensor:
+    z = V.tensor("z", z, ndim=(2, 3))
+    V.same_kind("mu", mu, z=z)
+    V.shape("z", z, (*z.shape[:-2], *mu.shape), "(N, *mu.shape)")
+    V.nonempty("z", z)
+    return z.unsqueeze(0) if z.dim() == 2 else z
+
+
+def _grad_mode_default(create_graph: bool | None) -> bool:
+    return torch.is_grad_enabled() if create_graph is None else bool(create_graph)
+
+
+# ----------------------------------------------------------------------------- learning objectives
+
+
+def elbo(
+    x: torch.Tensor,
+    x_mean: torch.Tensor,
+    log_sigma2: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+) -> torch.Tensor:
+    """Negative ELBO per datum, −mean_n log N(x; x_mean_n, σ²I) + KL(N(mu, e^logvar) ‖ N(0, I)).
+
+    Args:
+        x: data (B, D).
+        x_mean: decoder means g(z_n) at reparametrised samples z_n = mu + e^{logvar/2}·ε_n,
+            (N, B, D) or (B, D).
+        log_sigma2: 0-dim log σ².
+        mu, logvar: posterior mean and log-variance, (B, L).
+
+    Returns:
+        (B,) in nats: ½ mean_n ‖x − x_mean_n‖²/σ² + ½ D log(2πσ²) + ½ Σ_l (e^logvar + mu² − 1 −
+        logvar). Plain torch ops (differentiable to any order).
+    """
+    x = _data(x)
+    xm = _samples("x_mean", x_mean, x)
+    log_sigma2 = _scalar("log_sigma2", log_sigma2, x)
+    mu, logvar = _posterior(x, mu, logvar)
+    d = x.shape[-1]
+    sq = (xm - x).pow(2).sum(-1).mean(0)
+    nll = 0.5 * sq * torch.exp(-log_sigma2) + 0.5 * d * (math.log(2 * math.pi) + log_sigma2)
+    kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(-1)
+    return nll + kl
+
+
+def m1(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+    """The paper's benchmark loss L_θ per datum: mean_n ½‖f_n‖² − D/σ², f_n = (x_mean_n − x)/σ².
+
+    Args: x (B, D); x_mean (N, B, D) or (B, D) decoder means at z_n ~ q (not reparametrised);
+    log_sigma2 0-dim. Returns (B,). In expectation E_q‖x − g(z)‖²/(2σ⁴) − D/σ².
+    """
+    t = gaussian_terms(_data(x), x_mean, log_sigma2)
+    return 0.5 * t.sq_mean + t.trace
+
+
+def m2(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+    """Swersky's L_S per datum (plug-in estimator): mean_n ‖f_n‖² − ½‖mean_n f_n‖² − D/σ².
+
+    Args as :func:`m1`. Returns (B,). With N = 1 it equals :func:`m1`. Biased: its expectation
+    over the samples is L_S − tr Cov_q[f]/(2N).
+    """
+    t = gaussian_terms(_data(x), x_mean, log_sigma2)
+    return t.sq_mean - 0.5 * t.mean_sq + t.trace
+
+
+def m3(
+    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor, psi: torch.Tensor
+) -> torch.Tensor:
+    """Bao's L_B per datum: ½‖mean_n f_n‖² + mean_n f_n·ψ_n − D/σ².
+
+    Args as :func:`m1`, plus ``psi`` = ψ_n = ∇_x log q(z_n|x) at the same samples, shaped like
+    x_mean (see :func:`encoder_x_score`). Returns (B,).
+    """
+    x = _data(x)
+    xm = _samples("x_mean", x_mean, x)
+    ps = _samples("psi", psi, x)
+    V.shape("psi", ps, xm.shape, "x_mean.shape")
+    t = gaussian_terms(x, xm, log_sigma2)
+    cross = ((xm - x) * ps).sum(-1).mean(0) * torch.exp(-log_sigma2)
+    return 0.5 * t.mean_sq + cross + t.trace
+
+
+def fae(
+    x: torch.Tensor,
+    z: torch.Tensor,
+    x_mean: torch.Tensor,
+    log_sigma2: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    psi: torch.Tensor,
+    grad_loglik_z: torch.Tensor,
+) -> torch.Tensor:
+    """Fisher-autoencoder joint FD per datum: m1 + ½ mean_n ‖ψ_n‖² + ½ mean_n PFD(z_n).
+
+    = L_FAE + F(q ‖ p_θ(z|x)) of MATH.md Part III eq. (6)/(8) (½ convention), up to the
+    data-dependent constant. All per-sample inputs must refer to the same samples z_n.
+
+    Args:
+        x: data (B, D).
+        z: posterior samples (N, B, L) or (B, L): reparametrised for the encoder step, detached
+            for the decoder step (as in the paper's code).
+        x_mean: g(z_n), (N, B, D) or (B, D).
+        log_sigma2: 0-dim log σ².
+        mu, logvar: q's mean and log-variance, (B, L).
+        psi: ψ_n = ∇_x log q(z_n|x) at fixed z_n, shaped like x_mean (:func:`encoder_x_score`).
+        grad_loglik_z: ∇_z log p(x|z_n), shaped like z (:func:`decoder_vjp`).
+
+    Returns:
+        (B,). :func:`fae_loss` builds all inputs from an encoder and a decoder.
+    """
+    x = _data(x)
+    xm = _samples("x_mean", x_mean, x)
+    ps = _samples("psi", psi, x)
+    V.shape("psi", ps, xm.shape, "x_mean.shape")
+    mu, logvar = _posterior(x, mu, logvar)
+    z3 = _latents(z, mu)
+    g3 = V.tensor("grad_loglik_z", grad_loglik_z, ndim=(2, 3))
+    g3 = g3.unsqueeze(0) if g3.dim() == 2 else g3
+    V.shape("grad_loglik_z", g3, z3.shape, "z.shape")
+    if z3.shape[0] != xm.shape[0]:
+        raise ValueError(f"z: {z3.shape[0]} samples but x_mean has {xm.shape[0]}")
+    t = gaussian_terms(x, xm, log_sigma2)
+    pfd = posterior_fd(z3, mu, logvar, g3).mean(0)
+    return 0.5 * t.sq_mean + t.trace + 0.5 * ps.pow(2).sum(-1).mean(0) + 0.5 * pfd
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def sample_posterior(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int,
+    *,
+    reparam: bool = True,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """z_n = mu + exp(logvar/2)·ε_n, shape (n_samples, B, L); detached when ``reparam=False``.
+
+    ``eps`` (n_samples, B, L) supplies the standard-normal draws (otherwise drawn with
+    ``generator``).
+    """
+    V.positive_int("n_samples", n_samples)
+    shape = (n_samples, *mu.shape)
+    if eps is None:
+        eps = torch.randn(shape, dtype=mu.dtype, device=mu.device, generator=generator)
+    else:
+        V.tensor("eps", eps)
+        V.same_kind("mu", mu, eps=eps)
+        V.shape("eps", eps, shape, "(n_samples, *mu.shape)")
+    z = mu + torch.exp(0.5 * logvar) * eps
+    return z if reparam else z.detach()
+
+
+def decoder_vjp(
+    x: torch.Tensor,
+    decoder: Decoder,
+    z: torch.Tensor,
+    log_sigma2: torch.Tensor,
+    *,
+    create_graph: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder means and ∇_z log p(x|z) = J_g(z)ᵀ (x − g(z))/σ² by one autograd VJP.
+
+    Args:
+        x: data (B, D).
+        decoder: z (..., L) → x_mean (..., *data_shape); flattened to (..., D) here.
+        z: latents (N, B, L) or (B, L). A z that does not require grad is differentiated through a
+            fresh leaf copy (so nothing flows back into z's history); a z that requires grad (a
+            reparametrised sample) is used as is.
+        log_sigma2: 0-dim log σ².
+        create_graph: keep the VJP differentiable (w.r.t. decoder parameters, log σ² and, for a
+            z that requires grad, z). Default: ``torch.is_grad_enabled()``.
+
+    Returns:
+        (x_mean shaped (*z.shape[:-1], D), grad_loglik_z shaped like z). Works under
+        ``torch.no_grad()`` too (then nothing is differentiable).
+    """
+    create_graph = _grad_mode_default(create_graph)
+    with torch.enable_grad():
+        zz = z if z.requires_grad else z.detach().requires_grad_(True)
+        x_mean = decoder(zz)
+        x_mean = x_mean.reshape(*zz.shape[:-1], -1)
+        if x_mean.shape[-2:] != x.shape:
+            raise ValueError(
+                f"decoder: output of shape {tuple(x_mean.shape)} (flattened) does not match "
+                f"x's {tuple(x.shape)}"
+            )
+        resid = (x - x_mean) * torch.exp(-log_sigma2)
+        (gz,) = torch.autograd.grad(x_mean, zz, grad_outputs=resid, create_graph=create_graph)
+    if not create_graph:
+        x_mean = x_mean if torch.is_grad_enabled() else x_mean.detach()
+    return x_mean, gz
+
+
+def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
+                    create_graph: bool | None = None) -> torch.Tensor:
+    """ψ_n = ∇_x log q(z_n|x) at fixed z_n, by autograd through the encoder, shape (N, B, D).
+
+    log q(z|x) = −½ Σ_l [(z_l − μ_l(x))² e^{−logvar_l(x)} + logvar_l(x) + log 2π].
+
+    Args:
+        encode: x (M, D) → (mu, logvar), each (M, L). It is called once on the N copies of x
+            stacked into (N·B, D); image models wrap it, e.g.
+            ``lambda v: model.encode(v.view(-1, *model.data_shape))``.
+        x: data (B, D). Differentiated through a fresh leaf copy: no gradient flows to x.
+        z: samples (N, B, L) or (B, L), held fixed w.r.t. x (ψ is a partial derivative).
+            If z carries a graph (reparametrised), ψ stays differentiable through it.
+        create_graph: keep ψ differentiable w.r.t. the encoder parameters (and z), as a loss
+            needs. Default: ``torch.is_grad_enabled()``.
+
+    Returns:
+        ψ of shape (N, B, D) ((B, D) when z was (B, L)).
+    """
+    x = _data(x)
+    z = V.tensor("z", z, ndim=(2, 3))
+    V.same_kind("x", x, z=z)
+    squeeze = z.dim() == 2
+    z3 = z.unsqueeze(0) if squeeze else z
+    n, b, latent = z3.shape
+    if b != x.shape[0]:
+        raise ValueError(f"z: expected batch size {x.shape[0]} (x's), got shape {tuple(z.shape)}")
+    create_graph = _grad_mode_default(create_graph)
+    with torch.enable_grad():
+        xr = x.detach().unsqueeze(0).expand(n, *x.shape).reshape(n * b, -1).clone()
+        xr.requires_grad_(True)
+        mu, logvar = encode(xr)
+        zz = z3.reshape(n * b, latent)
+        if mu.shape != zz.shape or logvar.shape != zz.shape:
+            raise ValueError(
+                f"encode: returned mu {tuple(mu.shape)} / logvar {tuple(logvar.shape)}, "
+                f"expected {tuple(zz.shape)}"
+            )
+        logq = -0.5 * ((zz - mu).pow(2) * torch.exp(-logvar) + logvar).sum()
+        (psi,) = torch.autograd.grad(logq, xr, create_graph=create_graph)
+    psi = psi.reshape(n, b, -1)
+    return psi.squeeze(0) if squeeze else psi
+
+
+# ----------------------------------------------------------------------------- model-level losses
+
+
+def posterior_fd_loss(
+    x: torch.Tensor,
+    decoder: Decoder,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    log_sigma2: torch.Tensor,
+    *,
+    n_samples: int,
+    reparam: bool,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Encoder FD loss per datum: mean_n PFD(z_n), z_n ~ q = N(mu, e^logvar) (MATH.md Part I).
+
+    PFD(z) = ‖∇_z log q(z|x) + z − ∇_z log p(x|z)‖² (no ½; the posterior FD F(q‖p(z|x)) with the
+    ½ convention is half of this). ∇_z log p(x|z) = J_gᵀ(x − g(z))/σ² is computed here by an
+    autograd VJP through ``decoder`` (:func:`decoder_vjp`), kept differentiable when grad mode is on.
+
+    Gradients:
+        ``reparam=True``: z = mu + s·ε carries gradients to mu and logvar (directly and through the
+        decoder VJP at z), and the VJP to the decoder parameters and log σ²: the unbiased gradient.
+        ``reparam=False``: z is detached (the paper's biased "no repar" gradient): mu and logvar
+        receive gradient only through ∇_z log q = −(z − mu)e^{−logvar}; the decoder parameters and
+        log σ² still receive gradient through the VJP. In the paper the FD inference step updates
+        φ only, so a trainer steps only the encoder optimiser with this loss (and zeroes the
+        decoder's gradients before its own step).
+
+    Args:
+        x: data (B, D).
+        decoder: z (..., L) → x_mean (..., *data_shape) (flattened to D).
+        mu, logvar: q's mean and log-variance (B, L), from the encoder.
+        log_sigma2: 0-dim log σ².
+        n_samples: N, posterior samples per datum.
+        reparam: gradient mode (above).
+        eps: optional standard-normal draws (n_samples, B, L); otherwise drawn with ``generator``.
+
+    Returns:
+        (B,), in units of squared latent scores.
+    """
+    x = _data(x)
+    mu, logvar = _posterior(x, mu, logvar)
+    log_sigma2 = _scalar("log_sigma2", log_sigma2, x)
+    if not isinstance(reparam, bool):
+        raise TypeError(f"reparam: expected a bool, got {type(reparam).__name__}")
+    z = sample_posterior(mu, logvar, n_samples, reparam=reparam, eps=eps, generator=generator)
+    _, gz = decoder_vjp(x, decoder, z, log_sigma2)
+    return posterior_fd(z, mu, logvar, gz).mean(0)
+
+
+def fae_loss(
+    x: torch.Tensor,
+    encode: Encoder,
+    decoder: Decoder,
+    log_sigma2: torch.Tensor,
+    *,
+    n_samples: int,
+    reparam: bool,
+    eps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`fae` per datum with every input built from the model: (mu, logvar) = encode(x),
+    z_n ~ q (reparametrised iff ``reparam``), x_mean and ∇_z log p(x|z) by :func:`decoder_vjp`,
+    ψ by :func:`encoder_x_score`. The paper's code reparametrises for the encoder step and not for
+    the decoder step. ``encode``: x (M, D) → (mu, logvar) (M, L); ``decoder``: z (..., L) →
+    (..., *data_shape). Returns (B,)."""
+    x = _data(x)
+    mu, logvar = encode(x)
+    mu, logvar = _posterior(x, mu, logvar)
+    z = sample_posterior(mu, logvar, n_samples, reparam=reparam, eps=eps, generator=generator)
+    x_mean, gz = decoder_vjp(x, decoder, z, log_sigma2)
+    psi = encoder_x_score(encode, x, z)
+    return fae(x, z, x_mean, log_sigma2, mu, logvar, psi, gz)
