@@ -7,14 +7,26 @@ use ndarray::{Array1, ArrayView2, Axis, Zip};
 /// Per-row log-mean-exp and effective sample size of log importance weights.
 ///
 /// `log_w` has shape (B, K) with K ≥ 1. Entries may be −∞ (zero weight) but not NaN or +∞.
-/// A row whose weights are all −∞ gets `log_p = −∞` and `ess = 0`.
+/// A row whose weights are all −∞ gets `log_p = −∞` and `ess = 0`. B = 0 is an error.
 pub fn log_mean_exp_ess(log_w: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array1<f64>)> {
     let (b, k) = log_w.dim();
+    if b == 0 {
+        return Err(Error::Shape {
+            arg: "log_w",
+            msg: "empty batch (B = 0)".into(),
+        });
+    }
     if k == 0 {
-        return Err(Error::Shape { arg: "log_w", msg: "needs at least one sample per row (K ≥ 1)".into() });
+        return Err(Error::Shape {
+            arg: "log_w",
+            msg: "needs at least one sample per row (K ≥ 1)".into(),
+        });
     }
     if log_w.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
-        return Err(Error::Value { arg: "log_w", msg: "contains NaN or +inf".into() });
+        return Err(Error::Value {
+            arg: "log_w",
+            msg: "contains NaN or +inf".into(),
+        });
     }
     let mut log_p = Array1::<f64>::zeros(b);
     let mut ess = Array1::<f64>::zeros(b);
@@ -82,7 +94,10 @@ mod tests {
         let w = array![[0.0, f64::NAN]];
         assert!(log_mean_exp_ess(w.view()).is_err());
         let e = ndarray::Array2::<f64>::zeros((2, 0));
-        assert!(matches!(log_mean_exp_ess(e.view()), Err(Error::Shape { .. })));
+        assert!(matches!(
+            log_mean_exp_ess(e.view()),
+            Err(Error::Shape { .. })
+        ));
     }
 
     #[test]

@@ -5,11 +5,23 @@
 //!
 //! Modules:
 //! - [`evidence`]: importance-sampled log evidence (log-mean-exp in float64) and ESS.
+//! - [`importance`]: streaming importance-sampled evaluation (log evidence, ESS, marginal score,
+//!   Hyvärinen loss) of a Gaussian VAE, chunk by chunk in O(B·D) memory.
+//! - [`grid`]: grid quadrature of 1-D/2-D latent posteriors from a tabulated log-joint.
+//! - [`toy_models`]: the built-in toy models ("sym", "soft", "relu", "bias", "linear").
+//! - [`mixture`]: Gaussian-mixture q (density, score, quadrature nodes) for KL and FD.
+
+// Index loops over tiny latent dimensions (L ≤ 2) read more clearly than iterator chains.
+#![allow(clippy::needless_range_loop)]
 
 pub mod evidence;
+pub mod grid;
+pub mod importance;
+pub mod mixture;
+pub mod toy_models;
 
 /// Errors raised by the engine; every one becomes a Python `ValueError` naming the argument.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum Error {
     /// An argument has an unusable shape or size.
     #[error("{arg}: {msg}")]
