@@ -1,0 +1,218 @@
+"""Tests of ``vsm.gaussian_terms``: Triton kernels (interpreter) vs the pure-torch reference over
+hypothesis-drawn shapes (forward and backward), float64 gradcheck through the kernels, dispatch,
+input validation, and the hand-derived gradient formulas."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+import vsm
+from hypothesis import given
+from hypothesis import strategies as st
+from vsm import reference
+from vsm.kernels import gaussian_terms as K
+
+DTYPES = [torch.float32, torch.float64]
+TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-5}, torch.float64: {"rtol": 1e-11, "atol": 1e-11}}
+
+
+@contextlib.contextmanager
+def _max_block_d(width):
+    """Shrink the kernels' D tile so that small D already spans several tiles."""
+    old = K.MAX_BLOCK_D
+    K.MAX_BLOCK_D = width
+    try:
+        yield
+    finally:
+        K.MAX_BLOCK_D = old
+
+
+def _inputs(n, b, d, dtype, *, requires_grad=False, seed=0, log_sigma2=0.3):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, d, generator=gen, dtype=dtype)
+    xm = x + 0.5 * torch.randn(n, b, d, generator=gen, dtype=dtype)
+    ls = torch.tensor(log_sigma2, dtype=dtype)
+    return tuple(t.requires_grad_(requires_grad) for t in (x, xm, ls))
+
+
+def _scalarise(t, w1, w2, w3):
+    """A loss using all three outputs with random weights (trace may be 0-dim)."""
+    return (t.sq_mean * w1).sum() + (t.mean_sq * w2).sum() + (t.trace * w3).sum()
+
+
+def _check_against_reference(n, b, d, dtype, seed):
+    args = _inputs(n, b, d, dtype, requires_grad=True, seed=seed)
+    with vsm.backend("triton"):
+        out = vsm.gaussian_terms(*args)
+    ref = reference.gaussian_terms(*args)
+    for name in ("sq_mean", "mean_sq", "trace"):
+        o, r = getattr(out, name), getattr(ref, name)
+        assert o.dtype == dtype and o.shape == r.shape, name
+        torch.testing.assert_close(o, r, **TOL[dtype], msg=lambda m, name=name: f"{name}: {m}")
+    assert out.sq_mean.shape == (b,) and out.mean_sq.shape == (b,)
+    gen = torch.Generator().manual_seed(seed + 1)
+    w1, w2 = (torch.randn(b, generator=gen, dtype=dtype) for _ in range(2))
+    w3 = torch.randn((), generator=gen, dtype=dtype)
+    grads = torch.autograd.grad(_scalarise(out, w1, w2, w3), args)
+    ref_grads = torch.autograd.grad(_scalarise(ref, w1, w2, w3), args)
+    for name, g, rg in zip(("x", "x_mean", "log_sigma2"), grads, ref_grads):
+        scale = max(1.0, rg.abs().max().item())
+        tol = {k: v * scale for k, v in TOL[dtype].items()}
+        torch.testing.assert_close(g, rg, **tol, msg=lambda m, name=name: f"d{name}: {m}")
+
+
+@given(
+    n=st.integers(1, 5),
+    b=st.integers(1, 9),
+    d=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33, 40])),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_matches_reference_small_blocks(n, b, d, f64, seed):
+    """With the D tile shrunk to 16, D in {17, 31, 33, 40} spans several tiles (D > block)."""
+    with _max_block_d(16):
+        _check_against_reference(n, b, d, torch.float64 if f64 else torch.float32, seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 130), (2, 70, 3), (7, 2, 257)])
+def test_kernel_matches_reference_default_blocks(dtype, shape):
+    """Default tiles: D = 130 and 257 exceed the 128-wide D tile; B = 70 spans several B tiles."""
+    _check_against_reference(*shape, dtype, seed=3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 2, 5), (2, 3, 20)])
+def test_gradcheck_through_triton_kernels(shape):
+    args = _inputs(*shape, torch.float64, requires_grad=True)
+    with _max_block_d(16), vsm.backend("triton"):  # D = 20 spans two tiles
+        assert torch.autograd.gradcheck(lambda *a: tuple(vsm.gaussian_terms(*a)), args)
+
+
+def test_gradgradcheck_create_graph_path():
+    """With create_graph the backward runs in differentiable torch ops (for bi-level unrolling)."""
+    args = _inputs(3, 2, 4, torch.float64, requires_grad=True)
+    with vsm.backend("triton"):
+        assert torch.autograd.gradgradcheck(lambda *a: tuple(vsm.gaussian_terms(*a)), args)
+
+
+def test_gradcheck_reference_path():
+    args = _inputs(2, 3, 4, torch.float64, requires_grad=True)
+    with vsm.backend("reference"):
+        assert torch.autograd.gradcheck(lambda *a: tuple(vsm.gaussian_terms(*a)), args)
+
+
+def test_hand_derived_gradients():
+    """The formulas in the kernel docstring, against autograd of the reference."""
+    x, xm, ls = _inputs(4, 3, 6, torch.float64, requires_grad=True, log_sigma2=-0.4)
+    gen = torch.Generator().manual_seed(5)
+    a, c = torch.randn(3, generator=gen, dtype=torch.float64), torch.randn(3, generator=gen,
+                                                                          dtype=torch.float64)
+    with vsm.backend("triton"):
+        t = vsm.gaussian_terms(x, xm, ls)
+    dx, dxm, dls = torch.autograd.grad((a * t.sq_mean + c * t.mean_sq).sum(), (x, xm, ls))
+    with torch.no_grad():
+        inv = torch.exp(-ls)
+        f = (xm - x) * inv
+        fbar = f.mean(0)
+        n = xm.shape[0]
+        torch.testing.assert_close(dxm, inv * 2 / n * (a[:, None] * f + c[:, None] * fbar))
+        torch.testing.assert_close(dx, -2 * inv * (a + c)[:, None] * fbar)
+        torch.testing.assert_close(dls, -2 * (a * t.sq_mean + c * t.mean_sq).sum())
+
+
+def test_values_by_hand():
+    """One datum, D = 2, N = 2, σ² = 2: f_1 = (1, 0), f_2 = (0, 1)."""
+    x = torch.zeros(1, 2, dtype=torch.float64)
+    xm = torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]], dtype=torch.float64)
+    ls = torch.tensor(2.0, dtype=torch.float64).log()
+    with vsm.backend("triton"):
+        t = vsm.gaussian_terms(x, xm, ls)
+    torch.testing.assert_close(t.sq_mean, torch.tensor([1.0], dtype=torch.float64))
+    torch.testing.assert_close(t.mean_sq, torch.tensor([0.5], dtype=torch.float64))
+    torch.testing.assert_close(t.trace, torch.tensor(-1.0, dtype=torch.float64))
+
+
+def test_two_dim_x_mean_is_one_sample():
+    x, xm, ls = _inputs(1, 4, 5, torch.float64)
+    for name in ("triton", "reference"):
+        with vsm.backend(name):
+            a = vsm.gaussian_terms(x, xm[0], ls)
+            b = vsm.gaussian_terms(x, xm, ls)
+        for u, v in zip(a, b):
+            torch.testing.assert_close(u, v)
+        torch.testing.assert_close(a.sq_mean, a.mean_sq)  # N = 1
+
+
+def test_non_contiguous_inputs():
+    x, xm, ls = _inputs(3, 4, 6, torch.float64)
+    xm_t = xm.transpose(0, 1).contiguous().transpose(0, 1)
+    x_e = x[:1].expand(4, 6)
+    assert not xm_t.is_contiguous()
+    with vsm.backend("triton"):
+        out = vsm.gaussian_terms(x_e, xm_t, ls)
+    ref = reference.gaussian_terms(x_e.contiguous(), xm, ls)
+    for u, v in zip(out, ref):
+        torch.testing.assert_close(u, v)
+
+
+def test_dispatch_uses_reference_without_interpreter(monkeypatch):
+    calls = {"kernel": 0, "reference": 0}
+    real_fwd, real_ref = K.forward, reference.gaussian_terms
+
+    def spy_kernel(*a):
+        calls["kernel"] += 1
+        return real_fwd(*a)
+
+    def spy_ref(*a):
+        calls["reference"] += 1
+        return real_ref(*a)
+
+    monkeypatch.setattr(K, "forward", spy_kernel)
+    monkeypatch.setattr(reference, "gaussian_terms", spy_ref)
+    args = _inputs(2, 3, 4, torch.float32)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    vsm.gaussian_terms(*args)
+    assert calls == {"kernel": 0, "reference": 1}
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    vsm.gaussian_terms(*args)
+    assert calls == {"kernel": 1, "reference": 1}
+    with vsm.backend("reference"):
+        vsm.gaussian_terms(*args)
+    assert calls == {"kernel": 1, "reference": 2}
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="triton"), vsm.backend("triton"):
+        vsm.gaussian_terms(*args)
+
+
+def test_fake_impl_and_autograd_registration():
+    """torch.library.opcheck: schema, fake (meta) implementation and autograd registration."""
+    x, xm, ls = _inputs(2, 3, 4, torch.float64, requires_grad=True)
+    from vsm.ops.gaussian_terms import _gt_op
+
+    torch.library.opcheck(_gt_op, (x, xm, ls), test_utils=("test_schema", "test_faketensor",
+                                                            "test_autograd_registration"))
+
+
+@pytest.mark.parametrize(
+    "mutate, exc, name",
+    [
+        (lambda a: (a[0].numpy(), *a[1:]), TypeError, "x"),
+        (lambda a: (a[0].int(), *a[1:]), TypeError, "x"),
+        (lambda a: (a[0], a[1].double(), a[2]), TypeError, "x_mean"),
+        (lambda a: (a[0], a[1], a[2].double()), TypeError, "log_sigma2"),
+        (lambda a: (a[0], a[1], 0.3), TypeError, "log_sigma2"),
+        (lambda a: (a[0], a[1], a[2][None]), ValueError, "log_sigma2"),
+        (lambda a: (a[0][0], *a[1:]), ValueError, "x"),
+        (lambda a: (a[0], a[1][..., :3], a[2]), ValueError, "x_mean"),
+        (lambda a: (a[0], a[1][:, :2], a[2]), ValueError, "x_mean"),
+        (lambda a: (a[0], a[1][None], a[2]), ValueError, "x_mean"),
+        (lambda a: (a[0], a[1][:0], a[2]), ValueError, "x_mean"),
+        (lambda a: (a[0][:, :0], a[1][..., :0], a[2]), ValueError, "x"),
+    ],
+)
+def test_bad_input_names_the_argument(mutate, exc, name):
+    args = mutate(_inputs(2, 3, 4, torch.float32))
+    with pytest.raises(exc, match=f"^{name}"):
+        vsm.gaussian_terms(*args)
