@@ -10,21 +10,28 @@ Public API (``shared/spec/API.md``):
 
 from __future__ import annotations
 
-from . import objectives, reference
+from . import objectives, reference, score, toy
 from ._dispatch import backend
 from .evidence import is_log_evidence
+from .importance import ISAccumulator, is_evaluate
 from .ops import gaussian_terms, posterior_fd
+from .ops.hutchinson import hutchinson_trace
 from .reference import GaussianTerms
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GaussianTerms",
+    "ISAccumulator",
     "__version__",
     "backend",
     "gaussian_terms",
+    "hutchinson_trace",
+    "is_evaluate",
     "is_log_evidence",
     "objectives",
     "posterior_fd",
     "reference",
+    "score",
+    "toy",
 ]
