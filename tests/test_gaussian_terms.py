@@ -216,3 +216,14 @@ def test_bad_input_names_the_argument(mutate, exc, name):
     args = mutate(_inputs(2, 3, 4, torch.float32))
     with pytest.raises(exc, match=f"^{name}"):
         vsm.gaussian_terms(*args)
+
+
+@pytest.mark.parametrize("output", ["sq_mean", "mean_sq"])
+def test_backward_with_one_output_used(output):
+    """Only one output in the loss: the other output's gradient is absent or zero."""
+    args = _inputs(3, 4, 5, torch.float64, requires_grad=True)
+    with vsm.backend("triton"):
+        out = getattr(vsm.gaussian_terms(*args), output)
+    ref = getattr(reference.gaussian_terms(*args), output)
+    for g, rg in zip(torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args)):
+        torch.testing.assert_close(g, rg)
