@@ -17,6 +17,8 @@ use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, 
 
 /// Relative tolerance on the spacing of an axis to count as uniform.
 const UNIFORM_RTOL: f64 = 1e-6;
+/// Smallest rectangle-rule mass of q on the grid accepted by [`divergences`].
+pub const MIN_Q_MASS: f64 = 0.5;
 
 /// A uniform tensor-product grid of one or two latent axes.
 #[derive(Clone, Debug, PartialEq)]
@@ -373,7 +375,8 @@ pub(crate) fn quadrature(
 /// posteriors p(z|x) ∝ exp(log_joint) by quadrature on the grid.
 ///
 /// `q_weights` (B, C), `q_means` (B, C, L), `q_covs` (B, C, L, L). E_q is taken over q restricted
-/// to the grid (weights q(z_g)·ΔA renormalised), so q should lie well inside the grid. The
+/// to the grid (weights q(z_g)·ΔA renormalised), so q should lie well inside the grid; an error
+/// is raised when the grid holds less than [`MIN_Q_MASS`] of q's mass. The
 /// posterior score comes from [`fd_scores_row`] (error `O(Δ²)`); the rectangle rule adds an
 /// error that vanishes faster than any power of Δ for smooth, well-contained integrands.
 pub fn divergences(
@@ -394,6 +397,7 @@ pub fn divergences(
     let mut kl = Array1::<f64>::zeros(b);
     let mut fd = Array1::<f64>::zeros(b);
     let mut fail: Vec<Option<Error>> = vec![None; b];
+    let log_cell = grid.cell().ln();
     Zip::from(log_joint.axis_iter(Axis(0)))
         .and(&summary.log_z)
         .and(&mut kl)
@@ -409,10 +413,20 @@ pub fn divergences(
             let log_w: Vec<f64> = (0..g)
                 .map(|i| mix.log_pdf_and_score(&zs[i * l..(i + 1) * l], &mut sq[..l]))
                 .collect();
-            if log_w.iter().all(|v| *v == f64::NEG_INFINITY) {
+            // Rectangle-rule mass of q on the grid: q must lie inside it and be resolved by it.
+            let mw = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mass = if mw == f64::NEG_INFINITY {
+                0.0
+            } else {
+                log_w.iter().map(|v| (v - mw).exp()).sum::<f64>() * (mw + log_cell).exp()
+            };
+            if mass.is_nan() || mass < MIN_Q_MASS {
                 *err = Some(Error::Value {
                     arg: "q_mean",
-                    msg: "q puts no (numerically) positive mass on the grid".into(),
+                    msg: format!(
+                        "q puts only {mass:.3e} of its mass on the grid (need ≥ {MIN_Q_MASS}); \
+                         q must lie inside the grid and be resolved by its spacing"
+                    ),
                 });
                 return;
             }
