@@ -1,0 +1,563 @@
+"""Training of Gaussian VAEs by the paper's Algorithm 1 and its bi-level variant (MATH.md §7).
+
+Objectives are "<inference>-<learning>" (MATH.md Part I): kl-elbo (the VAE), kl-m1, fd-m1, kl-m2,
+fd-m2, kl-m3, fd-m3 and fae. One *iteration* processes one minibatch x:
+
+1. inference step (every iteration): one optimiser step on the encoder φ for
+   - ``kl``: −ELBO with reparametrised samples,
+   - ``fd``: mean_n PFD(z_n) with z detached (``fd_reparam=False``, the paper's choice),
+   - ``fae``: the joint FD with reparametrised samples;
+2. learning step (every ``k_enc``-th iteration, same minibatch, fresh noise and samples): one
+   optimiser step on θ = (decoder, log σ²) for the learning objective (elbo, m1, m2, m3 or the
+   joint FD), with z_n ~ q detached.
+
+Input noise x̃ = x + η ε is redrawn for every objective evaluation. Encoder and decoder have
+separate optimisers; gradients are taken with ``torch.autograd.grad`` w.r.t. one group only, so an
+objective that depends on both groups never leaks into the other's update.
+
+Bi-level variant (``k_bi > 0``): at each learning step the encoder is unrolled for ``k_bi`` plain
+SGD steps (rate ``bi_lr``) on the inference loss, φ_{k+1}(θ) = φ_k − bi_lr ∇_φ ℓ(φ_k, θ), written
+functionally with :func:`torch.func.functional_call` and ``create_graph=True`` so that φ_K is a
+differentiable function of θ; the learning loss is evaluated at φ_K(θ) with *reparametrised*
+samples (otherwise it would not depend on φ_K) and its total θ-gradient, through the unrolled steps,
+updates θ. φ_K (detached) becomes the encoder's new value (warm start). The unrolled steps run on
+the pure-torch reference path because the fused ops are differentiable to first order only.
+
+Training stops with :class:`TrainingDiverged` on a non-finite loss. Checkpoints (model, both
+optimisers, config, iteration, RNG states, loss history) are written atomically and resuming
+reproduces an uninterrupted run exactly (minibatches are a function of (seed, iteration)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from . import objectives as O
+from ._dispatch import backend
+from .data import Dataset, load_dataset
+from .models import MLPVAE, ConvVAE, GaussianVAE, from_spec
+
+__all__ = [
+    "OBJECTIVES",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "build_model",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+OBJECTIVES: tuple[str, ...] = (
+    "kl-elbo",
+    "kl-m1",
+    "fd-m1",
+    "kl-m2",
+    "fd-m2",
+    "kl-m3",
+    "fd-m3",
+    "fae",
+)
+
+
+def split_objective(objective: str) -> tuple[str, str]:
+    """("kl" | "fd" | "fae", "elbo" | "m1" | "m2" | "m3" | "fae") for an objective name."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
+    if objective == "fae":
+        return "fae", "fae"
+    inf, learn = objective.split("-")
+    return inf, learn
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the objective, the step and the loss."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in checkpoints).
+
+    ``None`` fields take dataset-dependent defaults in :meth:`resolved`: 2-D toys use the paper's
+    MLP (L = 2, η = 0, batch 1000, IS proposal = prior); images the conv VAE (L = 16, η = 0.1,
+    batch 100, IS proposal = q); MNIST-1D the MLP (L = 8, η = 0.1, batch 100).
+
+    Optimiser defaults are Adam at 1e-3 for both groups so that short CPU runs make visible
+    progress; the paper's 2-D setting is ``dec_lr=1e-4, enc_optimizer="sgd", enc_lr=1e-2`` (KLD)
+    or ``1e-3`` (FD), its image setting Adam 1e-4 for both with ``k_enc=5, n_samples=5``.
+    """
+
+    objective: str = "kl-m1"
+    dataset: str = "sparse"
+    steps: int = 1000
+    epochs: int | None = None
+    batch_size: int | None = None
+    n_samples: int = 1
+    k_enc: int = 1
+    k_bi: int = 0
+    bi_lr: float | None = None
+    eta: float | None = None
+    fd_reparam: bool = False
+    model: str | None = None
+    latent_dim: int | None = None
+    width: int = 30
+    ngf: int = 16
+    ndf: int = 16
+    enc_optimizer: str = "adam"
+    enc_lr: float = 1e-3
+    dec_lr: float = 1e-3
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+    n_test: int = 5000
+    data_dir: str | None = None
+    eval_every: int = 0
+    n_is: int = 0
+    is_proposal: str | None = None
+    log_every: int = 50
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self, data: Dataset | None = None) -> TrainConfig:
+        """A copy with every ``None`` default filled in (``data`` avoids reloading the dataset)."""
+        c = dataclasses.replace(self)
+        split_objective(c.objective)
+        toy = data.data_shape == (2,) if data is not None else c.dataset in _TOY_NAMES
+        image = data.is_image if data is not None else c.dataset in ("digits", "mnist",
+                                                                    "fashion-mnist")
+        if c.model is None:
+            c.model = "conv" if image else "mlp"
+        if c.latent_dim is None:
+            c.latent_dim = 2 if toy else (16 if image else 8)
+        if c.eta is None:
+            c.eta = 0.0 if toy else 0.1
+        if c.batch_size is None:
+            c.batch_size = 1000 if toy else 100
+        if c.is_proposal is None:
+            c.is_proposal = "prior" if toy else "q"
+        if c.bi_lr is None:
+            c.bi_lr = 1e-2 if split_objective(c.objective)[0] == "kl" else 1e-3
+        for name in ("steps", "n_samples", "k_enc", "batch_size", "latent_dim", "width"):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        if c.k_bi < 0:
+            raise ValueError(f"k_bi: expected a non-negative int, got {c.k_bi}")
+        if c.eta < 0:
+            raise ValueError(f"eta: expected a non-negative noise SD, got {c.eta}")
+        if c.enc_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"enc_optimizer: expected 'adam' or 'sgd', got {c.enc_optimizer!r}")
+        if c.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {c.dtype!r}")
+        if c.model not in ("mlp", "conv"):
+            raise ValueError(f"model: expected 'mlp' or 'conv', got {c.model!r}")
+        if c.is_proposal not in ("q", "prior"):
+            raise ValueError(f"is_proposal: expected 'q' or 'prior', got {c.is_proposal!r}")
+        return c
+
+
+_TOY_NAMES = ("sparse", "mixture", "rings", "moons", "pinwheel", "checkerboard", "8gaussians")
+
+
+def build_model(cfg: TrainConfig, data_shape: tuple[int, ...]) -> GaussianVAE:
+    """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG)."""
+    if cfg.model == "conv":
+        if len(data_shape) != 3 or tuple(data_shape[1:]) != (32, 32):
+            raise ValueError(f"model: 'conv' needs (C, 32, 32) data, got {data_shape}")
+        return ConvVAE(nc=data_shape[0], latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf)
+    init = math.log(0.01) if tuple(data_shape) == (2,) else 0.0
+    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init)
+
+
+def _atomic_torch_save(obj: Any, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _atomic_json(obj: Any, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Algorithm 1 / bi-level training of one model (see the module docstring).
+
+    Args:
+        cfg: the run's configuration (``None`` defaults are resolved here).
+        data: a preloaded dataset (default: :func:`vsm.data.load_dataset` of ``cfg.dataset``).
+        out_dir: where checkpoints, metrics JSON files and the loss curve go (None: nowhere).
+        progress: show a tqdm bar (None: only when stderr is a terminal).
+        log: where periodic loss lines go (None: silent), e.g. ``print``.
+
+    Construction seeds torch's global RNG with ``cfg.seed`` and builds the model from it; training
+    draws its noise and posterior samples from the global RNG, whose state is checkpointed.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        data: Dataset | None = None,
+        out_dir: str | None = None,
+        progress: bool | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.data = data if data is not None else load_dataset(
+            cfg.dataset, seed=cfg.seed, n_test=cfg.n_test, data_dir=cfg.data_dir
+        )
+        self.cfg = cfg.resolved(self.data)
+        self.inference, self.learning = split_objective(self.cfg.objective)
+        self.out_dir = out_dir
+        self.progress = progress
+        self.log = log
+        self.device = torch.device(self.cfg.device)
+        self.dtype = getattr(torch, self.cfg.dtype)
+        torch.manual_seed(self.cfg.seed)
+        self.model = build_model(self.cfg, self.data.data_shape).to(self.device, self.dtype)
+        self.enc_params = self.model.encoder_parameters()
+        self.dec_params = self.model.decoder_parameters()
+        if self.cfg.enc_optimizer == "adam":
+            self.enc_opt: torch.optim.Optimizer = torch.optim.Adam(
+                self.enc_params, lr=self.cfg.enc_lr
+            )
+        else:
+            self.enc_opt = torch.optim.SGD(self.enc_params, lr=self.cfg.enc_lr)
+        self.dec_opt = torch.optim.Adam(self.dec_params, lr=self.cfg.dec_lr)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.wall_time = 0.0
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def total_steps(self) -> int:
+        """Iterations of the whole run: ``epochs`` × minibatches per epoch, else ``steps``."""
+        if self.cfg.epochs is not None:
+            return self.cfg.epochs * self.data.steps_per_epoch(self.cfg.batch_size)
+        return self.cfg.steps
+
+    # ------------------------------------------------------------------ objective pieces
+
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """x̃ = x + η ε, flattened to (B, D), fresh noise on every call."""
+        x = x.reshape(x.shape[0], -1)
+        return x + self.cfg.eta * torch.randn_like(x) if self.cfg.eta > 0 else x
+
+    def _encode_fn(self, phi: dict[str, torch.Tensor] | None):
+        """x (M, D) → (mu, logvar) through the encoder, with parameters ``phi`` if given."""
+        m = self.model
+        shape = m.data_shape
+
+        def encode(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            v = v.reshape(-1, *shape)
+            h = m.encoder(v) if phi is None else functional_call(m.encoder, phi, (v,))
+            return m.split(h)
+
+        return encode
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., L) → x_mean (..., D)."""
+        return self.model.decode(z).reshape(*z.shape[:-1], -1)
+
+    def inference_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+        """Batch mean of the inference objective at encoder parameters ``phi`` (default: current)."""
+        cfg, m = self.cfg, self.model
+        xt = self._noisy(x)
+        encode = self._encode_fn(phi)
+        n = cfg.n_samples
+        if self.inference == "kl":
+            mu, logvar = encode(xt)
+            z = O.sample_posterior(mu, logvar, n, reparam=True)
+            loss = O.elbo(xt, self._decode(z), m.log_sigma2, mu, logvar)
+        elif self.inference == "fd":
+            mu, logvar = encode(xt)
+            loss = O.posterior_fd_loss(
+                xt, m.decode, mu, logvar, m.log_sigma2, n_samples=n, reparam=cfg.fd_reparam
+            )
+        else:
+            loss = O.fae_loss(xt, encode, m.decode, m.log_sigma2, n_samples=n, reparam=True)
+        return loss.mean()
+
+    def learning_loss(
+        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Batch mean of the learning objective for θ.
+
+        With ``phi=None`` (Algorithm 1) samples z ~ q are detached; with ``phi`` (the bi-level
+        unrolled parameters) they are reparametrised through φ_K(θ).
+        """
+        cfg, m = self.cfg, self.model
+        bilevel = phi is not None
+        xt = self._noisy(x)
+        encode = self._encode_fn(phi)
+        n = cfg.n_samples
+        if self.learning == "fae":
+            loss = O.fae_loss(xt, encode, m.decode, m.log_sigma2, n_samples=n, reparam=bilevel)
+            return loss.mean()
+        with torch.set_grad_enabled(bilevel or self.learning == "elbo"):
+            mu, logvar = encode(xt)
+        if not bilevel:
+            mu, logvar = mu.detach(), logvar.detach()
+        z = O.sample_posterior(mu, logvar, n, reparam=True)
+        x_mean = self._decode(z)
+        if self.learning == "elbo":
+            loss = O.elbo(xt, x_mean, m.log_sigma2, mu, logvar)
+        elif self.learning == "m1":
+            loss = O.m1(xt, x_mean, m.log_sigma2)
+        elif self.learning == "m2":
+            loss = O.m2(xt, x_mean, m.log_sigma2)
+        else:
+            psi = O.encoder_x_score(encode, xt, z, create_graph=bilevel)
+            loss = O.m3(xt, x_mean, m.log_sigma2, psi)
+        return loss.mean()
+
+    # ------------------------------------------------------------------ updates
+
+    def _check(self, loss: torch.Tensor, which: str) -> float:
+        v = float(loss.detach())
+        if not math.isfinite(v):
+            raise TrainingDiverged(
+                f"training diverged: objective {self.cfg.objective} ({which} loss = {v}) at "
+                f"step {self.step + 1} (dataset {self.cfg.dataset}, seed {self.cfg.seed}); "
+                "try smaller learning rates"
+            )
+        return v
+
+    @staticmethod
+    def _apply(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> None:
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        opt.step()
+
+    def _bilevel_learning_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Unroll k_bi SGD encoder steps as functions of θ; the learning loss at φ_K(θ)."""
+        phi = {k: p.detach().requires_grad_(True) for k, p in self.model.encoder.named_parameters()}
+        for _ in range(self.cfg.k_bi):
+            inner = self.inference_loss(x, phi)
+            self._check(inner, "bi-level inner")
+            grads = torch.autograd.grad(inner, list(phi.values()), create_graph=True)
+            phi = {k: p - self.cfg.bi_lr * g for (k, p), g in zip(phi.items(), grads)}
+        loss = self.learning_loss(x, phi)
+        with torch.no_grad():
+            for k, p in self.model.encoder.named_parameters():
+                p.copy_(phi[k].detach())
+        return loss
+
+    def train_step(self) -> dict[str, float]:
+        """One iteration: an encoder update and, every ``k_enc``-th iteration, a decoder update.
+
+        Returns the losses of the iteration (``enc_loss`` and, when θ was updated, ``dec_loss``).
+        Raises :class:`TrainingDiverged` on a non-finite loss.
+        """
+        cfg = self.cfg
+        x = self.data.batch(self.step, cfg.batch_size, cfg.seed).to(self.device, self.dtype)
+        self.model.train()
+        rec: dict[str, float] = {"step": self.step + 1}
+        enc_loss = self.inference_loss(x)
+        rec["enc_loss"] = self._check(enc_loss, "inference")
+        self._apply(self.enc_opt, self.enc_params, enc_loss)
+        if (self.step + 1) % cfg.k_enc == 0:
+            if cfg.k_bi > 0:
+                with backend("reference"):
+                    dec_loss = self._bilevel_learning_loss(x)
+            else:
+                dec_loss = self.learning_loss(x)
+            rec["dec_loss"] = self._check(dec_loss, "learning")
+            self._apply(self.dec_opt, self.dec_params, dec_loss)
+        rec["sigma2"] = float(torch.exp(self.model.log_sigma2.detach()))
+        if not math.isfinite(rec["sigma2"]):
+            raise TrainingDiverged(
+                f"training diverged: objective {cfg.objective}: σ² = {rec['sigma2']} at step "
+                f"{self.step + 1}"
+            )
+        self.step += 1
+        self.history.append(rec)
+        return rec
+
+    # ------------------------------------------------------------------ evaluation & I/O
+
+    def evaluate(self, n_is: int | None = None) -> dict[str, Any]:
+        """Test metrics (:func:`vsm.metrics.evaluate`) with a fixed evaluation seed; training's
+        RNG stream is left untouched."""
+        from .metrics import evaluate
+
+        cfg = self.cfg
+        x = self.data.test.to(self.device, self.dtype)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg.seed + 12345)
+            res = evaluate(
+                self.model,
+                x,
+                eta=cfg.eta,
+                n_is=cfg.n_is if n_is is None else n_is,
+                is_proposal=cfg.is_proposal,
+            )
+        res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset, **res}
+        res["wall_time_s"] = self.wall_time
+        self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_h")})
+        return res
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (see :func:`save_checkpoint`)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": "vsm-checkpoint-1",
+            "config": dataclasses.asdict(self.cfg),
+            "model_spec": self.model.spec(),
+            "model": self.model.state_dict(),
+            "enc_opt": self.enc_opt.state_dict(),
+            "dec_opt": self.dec_opt.state_dict(),
+            "step": self.step,
+            "rng": rng,
+            "history": self.history,
+            "evals": self.evals,
+            "wall_time": self.wall_time,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (model, optimisers, step, RNG, history)."""
+        self.model.load_state_dict(state["model"])
+        self.enc_opt.load_state_dict(state["enc_opt"])
+        self.dec_opt.load_state_dict(state["dec_opt"])
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+        self.evals = list(state.get("evals", []))
+        self.wall_time = float(state.get("wall_time", 0.0))
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    def save(self, path: str) -> None:
+        """Write a checkpoint atomically (temporary file + ``os.replace``)."""
+        save_checkpoint(self, path)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str, *, overrides: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Trainer:
+        """Rebuild a trainer from a checkpoint; ``overrides`` may change e.g. ``steps``."""
+        state = load_checkpoint(path)
+        cfg_d = dict(state["config"])
+        cfg_d.update(overrides or {})
+        trainer = cls(TrainConfig(**cfg_d), **kwargs)
+        trainer.load_state_dict(state)
+        return trainer
+
+    def _write_eval(self, res: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        _atomic_json(res, os.path.join(self.out_dir, "metrics", f"step_{self.step:07d}.json"))
+
+    def _log(self, msg: str, bar: Any) -> None:
+        if self.log is None:
+            return
+        if bar is not None and not bar.disable:
+            bar.write(msg)
+        else:
+            self.log(msg)
+
+    def run(self) -> dict[str, Any]:
+        """Train up to :attr:`total_steps`, evaluating every ``eval_every`` iterations and at the
+        end; returns the final metrics. With ``out_dir``: ``checkpoint.pt``,
+        ``metrics/step_*.json``, ``metrics.json`` (final), ``history.json`` and ``loss.png``."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        total = self.total_steps
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        bar = tqdm(total=total, initial=self.step, disable=not show, desc=cfg.objective,
+                   dynamic_ncols=True)
+        window: list[dict[str, float]] = []
+        try:
+            while self.step < total:
+                t0 = time.perf_counter()
+                rec = self.train_step()
+                self.wall_time += time.perf_counter() - t0
+                window.append(rec)
+                bar.update(1)
+                if self.step % max(1, cfg.log_every) == 0 or self.step == total:
+                    msg = self._format_window(window, total)
+                    bar.set_postfix_str(msg.split("  ", 1)[1] if "  " in msg else msg)
+                    self._log(msg, bar)
+                    window = []
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
+                    res = self.evaluate(n_is=0)
+                    self._write_eval(res)
+                    self._log(_format_eval(res), bar)
+                    if self.out_dir is not None:
+                        self.save(os.path.join(self.out_dir, "checkpoint.pt"))
+        finally:
+            bar.close()
+        res = self.evaluate()
+        self._write_eval(res)
+        self._log(_format_eval(res), None)
+        if self.out_dir is not None:
+            self.save(os.path.join(self.out_dir, "checkpoint.pt"))
+            _atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
+            _atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
+            from .plots import loss_curve
+
+            loss_curve(self.history, os.path.join(self.out_dir, "loss.png"),
+                       title=f"{cfg.objective} on {cfg.dataset}")
+        return res
+
+    def _format_window(self, window: list[dict[str, float]], total: int) -> str:
+        parts = [f"step {self.step}/{total}"]
+        for key in ("enc_loss", "dec_loss"):
+            vals = [r[key] for r in window if key in r]
+            if vals:
+                parts.append(f"{key} {sum(vals) / len(vals):.4g}")
+        parts.append(f"sigma2 {window[-1]['sigma2']:.3g}")
+        return "  ".join(parts)
+
+
+def _format_eval(res: dict[str, Any]) -> str:
+    keys = ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss")
+    vals = "  ".join(f"{k} {res[k]:.4g}" for k in keys if isinstance(res.get(k), float))
+    return f"eval @ step {res['step']}: {vals}"
+
+
+def save_checkpoint(trainer: Trainer, path: str) -> None:
+    """Atomically write ``trainer``'s :meth:`Trainer.state_dict` to ``path`` (torch.save)."""
+    _atomic_torch_save(trainer.state_dict(), os.fspath(path))
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (raises ValueError if it is not one)."""
+    state = torch.load(os.fspath(path), map_location=map_location, weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != "vsm-checkpoint-1":
+        raise ValueError(f"path: {path} is not a vsm checkpoint")
+    return state
+
+
+def model_from_checkpoint(path: str) -> tuple[GaussianVAE, TrainConfig]:
+    """The trained model (CPU, its training dtype) and config stored in a checkpoint."""
+    state = load_checkpoint(path)
+    cfg = TrainConfig(**state["config"])
+    model = from_spec(state["model_spec"]).to(getattr(torch, cfg.dtype))
+    model.load_state_dict(state["model"])
+    return model, cfg
