@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.special import logsumexp
-
 import vsm
+from scipy.special import logsumexp
 from vsm import reference_numpy as R
 
 
