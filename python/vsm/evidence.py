@@ -18,7 +18,7 @@ class _ISLogEvidence(torch.autograd.Function):
     """log_p = logsumexp(log_w) − log K via Rust; d log_p / d log_w = softmax(log_w)."""
 
     @staticmethod
-    def forward(ctx, log_w: torch.Tensor):  # noqa: ANN001, ANN205
+    def forward(ctx, log_w: torch.Tensor):
         arr = log_w.detach().to("cpu", torch.float64).contiguous().numpy()
         lp, ess = _core.is_log_evidence(arr)
         log_p = torch.from_numpy(lp).to(log_w.device, log_w.dtype)
@@ -28,13 +28,13 @@ class _ISLogEvidence(torch.autograd.Function):
         return log_p, ess_t
 
     @staticmethod
-    def backward(ctx, g_logp: torch.Tensor, g_ess: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, g_logp: torch.Tensor, g_ess: torch.Tensor):
         (log_w,) = ctx.saved_tensors
         w = torch.softmax(log_w.to(torch.float64), dim=-1).to(log_w.dtype)
         return g_logp.unsqueeze(-1) * w
 
 
-def is_log_evidence(log_w):  # noqa: ANN001, ANN201 - torch or NumPy in, same kind out
+def is_log_evidence(log_w):
     """Importance-sampled log evidence and effective sample size, per row.
 
     Args:

@@ -192,8 +192,9 @@ class ISAccumulatorNumpy:
 
     def add(self, x_mean: np.ndarray, log_prior: np.ndarray, log_proposal: np.ndarray) -> None:
         _B, kc, D = x_mean.shape
-        diff = x_mean - self.x[:, None, :].astype(x_mean.dtype)
-        sq = np.einsum("bkd,bkd->bk", diff, diff).astype(np.float64)
+        xm = x_mean.astype(np.float64, copy=False)  # same semantics as Rust: float64 sums
+        diff = xm - self.x[:, None, :]
+        sq = np.einsum("bkd,bkd->bk", diff, diff)
         lw = -0.5 * D * (LN_2PI + self.ls2) - 0.5 * sq * np.exp(-self.ls2) + log_prior - log_proposal
         m_new = np.maximum(self.m, lw.max(1))
         a = np.exp(np.where(np.isfinite(self.m), self.m - m_new, -np.inf))
@@ -201,7 +202,7 @@ class ISAccumulatorNumpy:
         self.s1 = a * self.s1 + e.sum(1)
         self.s2 = a * a * self.s2 + (e * e).sum(1)
         self.sq = a * self.sq + (e * sq).sum(1)
-        self.sg = a[:, None] * self.sg + np.einsum("bk,bkd->bd", e, x_mean.astype(np.float64, copy=False))
+        self.sg = a[:, None] * self.sg + np.einsum("bk,bkd->bd", e, xm)
         self.m = m_new
         self.k += kc
 
