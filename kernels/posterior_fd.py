@@ -67,7 +67,7 @@ def _pfd_bwd_kernel(
     e = tl.exp(-lv)
     acc_mu = tl.zeros((BLOCK_B, BLOCK_L), dtype=z_ptr.dtype.element_ty)
     acc_lv = tl.zeros((BLOCK_B, BLOCK_L), dtype=z_ptr.dtype.element_ty)
-    for n in range(0, N):
+    for n in range(N):
         rows = n * B + bs
         off = rows[:, None] * L + cols[None, :]
         z = tl.load(z_ptr + off, mask=mask, other=0.0)

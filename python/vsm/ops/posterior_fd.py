@@ -36,16 +36,23 @@ def _pfd_bwd_op(
 
 
 @_pfd_bwd_op.register_fake
-def _(go, z, mu, logvar, g):  # noqa: ANN001, ANN202 - fake impl mirrors the op
+def _(go, z, mu, logvar, g):
     return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), torch.empty_like(g)
 
 
-def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs)
 
 
-def _backward(ctx, go: torch.Tensor):  # noqa: ANN001, ANN202
-    return _pfd_bwd_op(go.contiguous(), *ctx.saved_tensors)
+def _backward(ctx, go: torch.Tensor):
+    z, mu, logvar, g = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        # create_graph=True (e.g. bi-level unrolling differentiates an encoder update): the
+        # kernel formulas of kernels/posterior_fd.py written in torch, so they are differentiable.
+        e = torch.exp(-logvar)
+        t = 2.0 * go.unsqueeze(-1) * (z - (z - mu) * e - g)
+        return t * (1.0 - e), (t * e).sum(0), (t * (z - mu) * e).sum(0), -t
+    return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
 
 
 _pfd_op.register_autograd(_backward, setup_context=_setup_context)
