@@ -352,7 +352,10 @@ class Trainer:
 
     def _bilevel_learning_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Unroll k_bi SGD encoder steps as functions of θ; the learning loss at φ_K(θ)."""
-        phi = {k: p.detach().requires_grad_(True) for k, p in self.model.encoder.named_parameters()}
+        phi = {
+            k: p.detach().clone().requires_grad_(True)
+            for k, p in self.model.encoder.named_parameters()
+        }
         for _ in range(self.cfg.k_bi):
             inner = self.inference_loss(x, phi)
             self._check(inner, "bi-level inner")
@@ -416,7 +419,7 @@ class Trainer:
             )
         res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset, **res}
         res["wall_time_s"] = self.wall_time
-        self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_h")})
+        self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
         return res
 
     def state_dict(self) -> dict[str, Any]:
