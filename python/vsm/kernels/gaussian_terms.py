@@ -1,0 +1,1 @@
+../../../kernels/gaussian_terms.py

@@ -1,0 +1,1 @@
+../../../kernels/posterior_fd.py
