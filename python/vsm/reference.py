@@ -65,3 +65,48 @@ def is_log_evidence(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ess = torch.exp(2 * lse - torch.logsumexp(2 * lw, dim=-1))
     ess = torch.where(torch.isneginf(lse), torch.zeros_like(ess), ess)
     return log_p.to(log_w.dtype), ess.to(log_w.dtype)
+
+
+HUTCHINSON_DISTS = ("rademacher", "gaussian")
+
+
+def hutchinson_probes(
+    inputs: torch.Tensor, n_probes: int, seed: int, dist: str = "rademacher"
+) -> torch.Tensor:
+    """Probes v (n_probes, *inputs.shape) with E[v vᵀ] = I from a ``torch.Generator`` seeded with
+    ``seed`` on ``inputs.device``: Rademacher ±1 or standard Gaussian, in ``inputs.dtype``."""
+    gen = torch.Generator(device=inputs.device)
+    gen.manual_seed(int(seed))
+    shape = (n_probes, *inputs.shape)
+    if dist == "rademacher":
+        bits = torch.randint(0, 2, shape, generator=gen, device=inputs.device)
+        return (2 * bits - 1).to(inputs.dtype)
+    return torch.randn(shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+
+
+def hutchinson_trace(
+    outputs: torch.Tensor,
+    inputs: torch.Tensor,
+    *,
+    n_probes: int = 1,
+    dist: str = "rademacher",
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Hutchinson estimate (1/P) Σ_p v_pᵀ J v_p of tr(∂outputs/∂inputs) per row, shape (B,).
+
+    ``outputs``, ``inputs``: (B, D), outputs computed from inputs; v_pᵀJ by
+    ``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)``; probes from
+    :func:`hutchinson_probes` (``seed=None``: a seed drawn from torch's global RNG).
+    """
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    v = hutchinson_probes(inputs, n_probes, seed, dist)
+    total = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
+    for p in range(n_probes):
+        (u,) = torch.autograd.grad(
+            outputs, inputs, v[p], create_graph=torch.is_grad_enabled(), retain_graph=True,
+            allow_unused=True,
+        )
+        if u is not None:
+            total = total + (v[p] * u).sum(-1)
+    return total / n_probes
