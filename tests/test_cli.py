@@ -1,0 +1,74 @@
+"""Tests of the vsm command line, run in-process through vsm.cli.main on tiny problems."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+from vsm import cli
+
+TRAIN = ["train", "--objective", "kl-m1", "--dataset", "sparse", "--batch-size", "32",
+         "--width", "4", "--n-test", "64", "--quiet"]
+
+
+def test_train_eval_resume(reference_backend, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = cli.main([*TRAIN, "--steps", "4", "--eval-every", "2", "--log-every", "2",
+                   "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "step 2/4" in text and "step 4/4" in text and "eval @ step 2" in text
+    for name in ("checkpoint.pt", "metrics.json", "loss.png", "history.json",
+                 "metrics/step_0000002.json", "metrics/step_0000004.json"):
+        assert (out / name).exists(), name
+    final = json.loads((out / "metrics.json").read_text())
+    assert final["step"] == 4 and final["objective"] == "kl-m1"
+
+    rc = cli.main(["eval", str(out / "checkpoint.pt"), "--n-is", "32", "--out",
+                   str(tmp_path / "e.json"), "--no-hist"])
+    assert rc == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    for key in ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss", "is_ess"):
+        assert isinstance(res[key], float), key
+    assert res["is_proposal"] == "prior"  # the paper's proposal on 2-D data
+
+    capsys.readouterr()
+    rc = cli.main(["train", "--resume", str(out / "checkpoint.pt"), "--steps", "6", "--quiet",
+                   "--out", str(tmp_path / "more")])
+    assert rc == 0
+    assert "resumed" in capsys.readouterr().out
+    assert json.loads((tmp_path / "more" / "metrics.json").read_text())["step"] == 6
+
+
+def test_divergence_exit_status(reference_backend, tmp_path, capsys):
+    rc = cli.main([*TRAIN, "--steps", "3", "--dec-lr", "1e30", "--enc-lr", "1e30",
+                   "--out", str(tmp_path)])
+    assert rc == 2
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--objective", "kl-m9"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--steps", "3", "--epochs", "1"])
+
+
+@pytest.mark.parametrize("command", ["bench", "reproduce"])
+def test_delegation(monkeypatch, command):
+    seen = []
+    fake = types.ModuleType(f"vsm.{command}")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, f"vsm.{command}", fake)
+    assert cli.main([command, "--quick", "--out", "x"]) == 0
+    assert seen == [["--quick", "--out", "x"]]
+
+
+def test_python_dash_m():
+    proc = subprocess.run([sys.executable, "-m", "vsm", "train", "--help"],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "--objective" in proc.stdout and "--k-bi" in proc.stdout
