@@ -14,15 +14,22 @@ from . import objectives, reference, score, toy
 from ._dispatch import backend
 from .evidence import is_log_evidence
 from .importance import ISAccumulator, is_evaluate
+from .models import ConvVAE, GaussianVAE, MLPVAE
 from .ops import gaussian_terms, posterior_fd
 from .ops.hutchinson import hutchinson_trace
 from .reference import GaussianTerms
+from .train import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvVAE",
     "GaussianTerms",
+    "GaussianVAE",
     "ISAccumulator",
+    "MLPVAE",
+    "TrainConfig",
+    "Trainer",
     "__version__",
     "backend",
     "gaussian_terms",
