@@ -233,52 +233,26 @@ pub fn summarise(log_joint: ArrayView2<'_, f64>, grid: &Grid) -> Result<Summary>
     let mut mean = Array2::<f64>::zeros((b, l));
     let mut cov = Array3::<f64>::zeros((b, l, l));
     let mut density = Array2::<f64>::zeros((b, g));
-    let log_cell = grid.cell().ln();
     Zip::from(log_joint.axis_iter(Axis(0)))
         .and(&mut log_z)
         .and(mean.axis_iter_mut(Axis(0)))
         .and(cov.axis_iter_mut(Axis(0)))
         .and(density.axis_iter_mut(Axis(0)))
         .par_for_each(|row, lz, mut mu, mut c, mut dens| {
-            let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mut s = 0.0;
-            for (d, &v) in dens.iter_mut().zip(row.iter()) {
-                let e = (v - m).exp();
-                *d = e;
-                s += e;
+            for (d, v) in dens.iter_mut().zip(row.iter()) {
+                *d = *v;
             }
-            *lz = m + s.ln() + log_cell;
-            // Probability masses p_g = e_g / s; first the mean, then the centred covariance.
-            let inv_s = 1.0 / s;
-            let mut z = [0.0; 2];
-            let mut acc = [0.0; 2];
-            for (gi, &e) in dens.iter().enumerate() {
-                grid.point(gi, &mut z);
-                for a in 0..l {
-                    acc[a] += e * z[a];
-                }
-            }
+            let buf = dens
+                .as_slice_mut()
+                .expect("freshly allocated rows are contiguous");
+            let (l_z, m, cv) = summarise_row_inplace(buf, grid);
+            *lz = l_z;
             for a in 0..l {
-                mu[a] = acc[a] * inv_s;
-            }
-            let mut cc = [[0.0; 2]; 2];
-            for (gi, &e) in dens.iter().enumerate() {
-                grid.point(gi, &mut z);
-                for a in 0..l {
-                    let da = z[a] - mu[a];
-                    for bb in 0..=a {
-                        cc[a][bb] += e * da * (z[bb] - mu[bb]);
-                    }
+                mu[a] = m[a];
+                for bb in 0..l {
+                    c[[a, bb]] = cv[a][bb];
                 }
             }
-            for a in 0..l {
-                for bb in 0..=a {
-                    c[[a, bb]] = cc[a][bb] * inv_s;
-                    c[[bb, a]] = cc[a][bb] * inv_s;
-                }
-            }
-            let to_density = inv_s / grid.cell();
-            dens.mapv_inplace(|e| e * to_density);
         });
     Ok(Summary {
         log_z,
@@ -286,6 +260,73 @@ pub fn summarise(log_joint: ArrayView2<'_, f64>, grid: &Grid) -> Result<Summary>
         cov,
         density,
     })
+}
+
+/// Summarise one row in place: `buf` holds log p(x, z_g) (G values, no NaN/+∞, some finite) and
+/// is overwritten by the normalised density. Returns (log_z, mean, cov) (entries beyond L zero).
+///
+/// One pass for the maximum, one fused pass for exp, the mass and the first and second moments
+/// (taken about the grid's mode to avoid cancellation), one pass to normalise.
+pub fn summarise_row_inplace(buf: &mut [f64], grid: &Grid) -> (f64, [f64; 2], [[f64; 2]; 2]) {
+    let l = grid.dim();
+    let (mut m, mut arg) = (f64::NEG_INFINITY, 0usize);
+    for (g, &v) in buf.iter().enumerate() {
+        if v > m {
+            m = v;
+            arg = g;
+        }
+    }
+    let mut zref = [0.0; 2];
+    grid.point(arg, &mut zref);
+    let (mut s0, mut s1, mut s2, mut s11, mut s12, mut s22) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let ax0 = &grid.axes()[0];
+    if l == 1 {
+        for (v, &z) in buf.iter_mut().zip(ax0) {
+            let e = (*v - m).exp();
+            *v = e;
+            let u = z - zref[0];
+            s0 += e;
+            s1 += e * u;
+            s11 += e * u * u;
+        }
+    } else {
+        let ax1 = &grid.axes()[1];
+        let n2 = ax1.len();
+        for (i, row) in buf.chunks_exact_mut(n2).enumerate() {
+            let u1 = ax0[i] - zref[0];
+            let (mut r0, mut r2, mut r22) = (0.0, 0.0, 0.0);
+            for (v, &z2) in row.iter_mut().zip(ax1) {
+                let e = (*v - m).exp();
+                *v = e;
+                let u2 = z2 - zref[1];
+                r0 += e;
+                r2 += e * u2;
+                r22 += e * u2 * u2;
+            }
+            s0 += r0;
+            s1 += r0 * u1;
+            s11 += r0 * u1 * u1;
+            s2 += r2;
+            s12 += r2 * u1;
+            s22 += r22;
+        }
+    }
+    let cell = grid.cell();
+    let log_z = m + s0.ln() + cell.ln();
+    let inv = 1.0 / s0;
+    let (d1, d2) = (s1 * inv, s2 * inv);
+    let mean = [zref[0] + d1, if l == 2 { zref[1] + d2 } else { 0.0 }];
+    let mut cov = [[s11 * inv - d1 * d1, 0.0], [0.0, 0.0]];
+    if l == 2 {
+        cov[0][1] = s12 * inv - d1 * d2;
+        cov[1][0] = cov[0][1];
+        cov[1][1] = s22 * inv - d2 * d2;
+    }
+    let to_density = inv / cell;
+    for v in buf.iter_mut() {
+        *v *= to_density;
+    }
+    (log_z, mean, cov)
 }
 
 /// Gradient of one log-joint row (G values) on the grid by finite differences, written into

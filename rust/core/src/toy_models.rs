@@ -338,10 +338,107 @@ impl Model {
         Ok(lj)
     }
 
+    /// Fill `out` (G values) with log p(x, z_g) over the grid; the nonlinear models use a
+    /// specialised loop (no score, constants hoisted).
+    fn fill_grid(&self, x: &[f64], grid: &Grid, out: &mut [f64]) {
+        #[inline(always)]
+        fn fill2(
+            grid: &Grid,
+            x0: f64,
+            c0: f64,
+            h: f64,
+            out: &mut [f64],
+            g: impl Fn(f64, f64) -> f64,
+        ) {
+            let (a1, a2) = (&grid.axes()[0], &grid.axes()[1]);
+            for (row, &z1) in out.chunks_exact_mut(a2.len()).zip(a1) {
+                let p1 = c0 - 0.5 * z1 * z1;
+                for (o, &z2) in row.iter_mut().zip(a2) {
+                    let r = x0 - g(z1, z2);
+                    *o = p1 - 0.5 * z2 * z2 - h * r * r;
+                }
+            }
+        }
+        let s2 = self.sigma() * self.sigma();
+        let h = 0.5 / s2;
+        let c0 = -0.5 * (LN_2PI + s2.ln()) - LN_2PI;
+        let x0 = x[0];
+        match self {
+            Model::Sym { .. } => fill2(grid, x0, c0, h, out, |z1, z2| z1 * z2),
+            Model::Soft { alpha, .. } => {
+                let a = *alpha;
+                fill2(grid, x0, c0, h, out, |z1, z2| softplus(z1, a) * z2)
+            }
+            Model::Relu { .. } => fill2(grid, x0, c0, h, out, |z1, z2| z1.max(0.0) * z2),
+            Model::Bias { .. } => fill2(grid, x0, c0, h, out, |z1, z2| (2.0 * z1 + 1.0) * z2),
+            Model::Linear { .. } => {
+                let (mut z, mut s) = ([0.0; 2], [0.0; 2]);
+                for (gi, o) in out.iter_mut().enumerate() {
+                    grid.point(gi, &mut z);
+                    *o = self.log_joint_and_score(x, &z, &mut s);
+                }
+            }
+        }
+    }
+
     /// Grid posterior of each observation: log evidence, mean, covariance, normalised density.
+    /// Fused per observation (log-joint straight into the density buffer, then summarised in
+    /// place), parallel over observations.
     pub fn posterior(&self, x: ArrayView2<'_, f64>, grid: &Grid) -> Result<Summary> {
-        let lj = self.log_joint_grid(x, grid)?;
-        grid::summarise(lj.view(), grid)
+        self.check_x(&x)?;
+        if grid.dim() != self.latent_dim() {
+            return Err(Error::Shape {
+                arg: "axes",
+                msg: format!(
+                    "model has {} latent dimensions, got {} axes",
+                    self.latent_dim(),
+                    grid.dim()
+                ),
+            });
+        }
+        let (b, g, l) = (x.nrows(), grid.len(), grid.dim());
+        let mut log_z = Array1::<f64>::zeros(b);
+        let mut mean = Array2::<f64>::zeros((b, l));
+        let mut cov = Array3::<f64>::zeros((b, l, l));
+        let mut density = Array2::<f64>::zeros((b, g));
+        let mut bad = vec![false; b];
+        Zip::from(x.axis_iter(Axis(0)))
+            .and(&mut log_z)
+            .and(mean.axis_iter_mut(Axis(0)))
+            .and(cov.axis_iter_mut(Axis(0)))
+            .and(density.axis_iter_mut(Axis(0)))
+            .and(&mut bad)
+            .par_for_each(|xr, lz, mut mu, mut c, mut dens, bad| {
+                let xr = xr.to_vec();
+                let buf = dens
+                    .as_slice_mut()
+                    .expect("freshly allocated rows are contiguous");
+                self.fill_grid(&xr, grid, buf);
+                if !buf.iter().any(|v| v.is_finite()) {
+                    *bad = true;
+                    return;
+                }
+                let (l_z, m, cv) = grid::summarise_row_inplace(buf, grid);
+                *lz = l_z;
+                for a in 0..l {
+                    mu[a] = m[a];
+                    for bb in 0..l {
+                        c[[a, bb]] = cv[a][bb];
+                    }
+                }
+            });
+        if let Some(r) = bad.iter().position(|v| *v) {
+            return Err(Error::Value {
+                arg: "x",
+                msg: format!("observation {r} has no finite log-joint on the grid"),
+            });
+        }
+        Ok(Summary {
+            log_z,
+            mean,
+            cov,
+            density,
+        })
     }
 
     /// KL(q‖p(z|x)) and ½ E_q‖∇log q − ∇log p(z|x)‖² for a batch of Gaussian-mixture q, with the
