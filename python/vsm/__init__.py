@@ -14,7 +14,7 @@ from . import objectives, reference, score, toy
 from ._dispatch import backend
 from .evidence import is_log_evidence
 from .importance import ISAccumulator, is_evaluate
-from .models import ConvVAE, GaussianVAE, MLPVAE
+from .models import MLPVAE, ConvVAE, GaussianVAE
 from .ops import gaussian_terms, posterior_fd
 from .ops.hutchinson import hutchinson_trace
 from .reference import GaussianTerms
@@ -23,11 +23,11 @@ from .train import TrainConfig, Trainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLPVAE",
     "ConvVAE",
     "GaussianTerms",
     "GaussianVAE",
     "ISAccumulator",
-    "MLPVAE",
     "TrainConfig",
     "Trainer",
     "__version__",
