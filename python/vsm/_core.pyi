@@ -1,0 +1,79 @@
+"""Type stub of the PyO3 extension ``vsm._core`` (Rust engine; NumPy float64 in/out, GIL released).
+
+Every function raises ``ValueError`` (shapes, values; message starts with the argument name) or
+``TypeError`` (wrong dtype/type) and never panics into Python.
+"""
+
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+F64: TypeAlias = npt.NDArray[np.float64]
+F32: TypeAlias = npt.NDArray[np.float32]
+
+__version__: str
+
+def is_log_evidence(log_w: F64) -> tuple[F64, F64]:
+    """log_w (B, K) → (log_p (B,) = logsumexp_k − log K, ess (B,) = (Σw)²/Σw²)."""
+
+def grid_summary(log_joint: F64, axes: list[F64]) -> tuple[F64, F64, F64, F64]:
+    """log_joint (B, G) on 1–2 uniform axes (ij order) → (log_z (B,), mean (B, L), cov (B, L, L),
+    density (B, G))."""
+
+def grid_fd_scores(log_joint: F64, axes: list[F64]) -> F64:
+    """log_joint (B, G) → (B, G, L) second-order finite-difference gradients."""
+
+def grid_divergences(
+    log_joint: F64, axes: list[F64], q_weights: F64, q_means: F64, q_covs: F64
+) -> tuple[F64, F64]:
+    """q_weights (B, C), q_means (B, C, L), q_covs (B, C, L, L) → (KL(q‖p) (B,), FD (B,))."""
+
+def toy_posterior(
+    model: str,
+    x: F64,
+    axes: list[F64],
+    sigma: float | None = None,
+    alpha: float | None = None,
+    w: F64 | None = None,
+    b: F64 | None = None,
+) -> tuple[F64, F64, F64, F64]:
+    """Built-in model ("sym", "soft", "relu", "bias", "linear"), x (B, D) → as grid_summary."""
+
+def toy_log_joint(
+    model: str,
+    x: F64,
+    z: F64,
+    sigma: float | None = None,
+    alpha: float | None = None,
+    w: F64 | None = None,
+    b: F64 | None = None,
+) -> tuple[F64, F64]:
+    """x (B, D), z (P, L) → (log p(x, z) (B, P), ∇_z log p(x, z) (B, P, L))."""
+
+def toy_divergences(
+    model: str,
+    x: F64,
+    log_z: F64,
+    q_weights: F64,
+    q_means: F64,
+    q_covs: F64,
+    sigma: float | None = None,
+    alpha: float | None = None,
+    w: F64 | None = None,
+    b: F64 | None = None,
+) -> tuple[F64, F64]:
+    """Analytic-score KL(q‖p(z|x)) and ½E_q‖∇log q − ∇log p‖² per observation, (B,) each."""
+
+class ISAccumulator:
+    """Streaming importance-sampled evaluation: x (B, D) float64, log σ²."""
+
+    def __init__(self, x: F64, log_sigma2: float) -> None: ...
+    def add(self, x_mean: F32 | F64, log_prior: F64, log_proposal: F64) -> None:
+        """x_mean (B, Kc, D); log_prior, log_proposal (B, Kc)."""
+    def result(self) -> tuple[F64, F64, F64, F64]:
+        """(log_p (B,), ess (B,), score (B, D), sm_loss (B,))."""
+    @property
+    def n_samples(self) -> int: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
