@@ -30,9 +30,9 @@ def test_mlp_init_follows_paper():
     dec_lin = [mod for mod in m.decoder.modules() if isinstance(mod, torch.nn.Linear)]
     assert len(enc_lin) == len(dec_lin) == 3
     assert all(float(lin.bias.detach().abs().max()) == 0.0 for lin in enc_lin)
-    big = enc_lin[1].weight
+    big = enc_lin[1].weight.detach()
     assert abs(float(big.std()) - 0.1) < 0.005
-    assert abs(float(dec_lin[1].bias.std()) - 0.1) < 0.03
+    assert abs(float(dec_lin[1].bias.detach().std()) - 0.1) < 0.03
 
 
 def test_conv_shapes():
