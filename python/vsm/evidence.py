@@ -49,7 +49,8 @@ def is_log_evidence(log_w):
 
     Raises:
         TypeError: not a tensor/array, or not a floating dtype.
-        ValueError: not 2-D, K = 0, or NaN/+inf entries.
+        ValueError: not 2-D, K = 0, B = 0 (an empty batch is rejected rather than returning
+            empty arrays), or NaN/+inf entries. Non-contiguous and read-only inputs are fine.
     """
     if isinstance(log_w, np.ndarray):
         if log_w.dtype not in (np.float32, np.float64):

@@ -152,9 +152,10 @@ def is_evaluate(model: Any, x: torch.Tensor, *, n_samples: int = 1000, proposal:
         eps = torch.randn(B, kc, L, dtype=mu.dtype, device=mu.device, generator=generator)
         z = mu[:, None] + std[:, None] * eps
         x_mean = model.decode(z).reshape(B, kc, D)
-        log_prior = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+        z64 = z.double()  # log densities in float64 (they enter the weights exponentiated)
+        log_prior = _log_normal(z64, torch.zeros_like(z64), torch.zeros_like(z64))
         log_prop = log_prior if proposal == "prior" else _log_normal(
-            z, mu[:, None], logvar[:, None])
+            z64, mu[:, None].double(), logvar[:, None].double())
         acc.add(x_mean, log_prior, log_prop)
     return acc.result()
 
