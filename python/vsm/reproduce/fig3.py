@@ -141,6 +141,7 @@ def _plot(path: Path, cfg: Fig3Config, table: list[dict[str, Any]]) -> None:
                 lo, med = np.min(finite), np.median(finite)
                 ax.set_ylim(lo - 0.1 * abs(lo) - 0.1, med + 2.0 * (med - lo) + 0.5)
             ax.set_xscale("log")
+            ax.minorticks_off()
             ax.set_xticks(list(cfg.k_encs))
             ax.set_xticklabels([str(k) for k in cfg.k_encs])
             ax.set_xlabel("K_enc (encoder updates per decoder update)")
@@ -149,5 +150,7 @@ def _plot(path: Path, cfg: Fig3Config, table: list[dict[str, Any]]) -> None:
             ax.set_title(f"{ds}: {key}", fontsize=9)
             if i == 0 and j == 1:
                 ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Eight objectives on 2-D data (mean ± s.e. over seeds); lines leaving the top are "
+                 "off-scale (values in results.json)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
