@@ -156,7 +156,7 @@ def _plot_hist(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
 
 def _plot_samples(path: Path, cfg: ImagesConfig, samples: dict[str, np.ndarray]) -> None:
     n = len(cfg.objectives)
-    fig, axes = plt.subplots(2, math.ceil(n / 2), figsize=(2.6 * math.ceil(n / 2), 5.6),
+    fig, axes = plt.subplots(2, math.ceil(n / 2), figsize=(2.6 * math.ceil(n / 2), 6.4),
                              squeeze=False)
     for ax, obj in zip(axes.ravel(), cfg.objectives):
         s = samples[obj]
