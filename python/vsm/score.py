@@ -30,8 +30,10 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 NoiseScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def _data(x: object) -> torch.Tensor:
-    return V.tensor("x", x, ndim=2)
+def _data(x: object, name: str = "x") -> torch.Tensor:
+    x = V.tensor(name, x, ndim=2)
+    V.nonempty(name, x)
+    return x
 
 
 def _score(name: str, s: object, x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +44,10 @@ def _score(name: str, s: object, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"{name}: returned shape {tuple(s.shape)}, expected x's shape {tuple(x.shape)}"
         )
+    if s.dtype != x.dtype:
+        raise TypeError(f"{name}: returned dtype {s.dtype}, expected x's dtype {x.dtype}")
+    if s.device != x.device:
+        raise ValueError(f"{name}: returned device {s.device}, expected x's device {x.device}")
     return s
 
 
@@ -240,7 +246,7 @@ def annealed_langevin(
     Returns:
         (B, D) samples (detached), dtype and device of ``x0``.
     """
-    x0 = V.tensor("x0", x0, ndim=2)
+    x0 = _data(x0, "x0")
     levels = _sigmas(sigmas)
     if any(a < b for a, b in itertools.pairwise(levels)):
         raise ValueError(f"sigmas: expected a non-increasing sequence, got {levels}")

@@ -158,12 +158,14 @@ def hutchinson_trace(
 
     Raises:
         TypeError: non-float tensors, dtypes differ, non-int ``n_probes``/``seed``.
-        ValueError: shapes, devices, ``dist``, ``n_probes < 1``, an input not requiring grad.
+        ValueError: shapes, devices, empty inputs, ``dist``, ``n_probes < 1``, an input not
+            requiring grad.
     """
     V.tensor("outputs", outputs, ndim=2)
     V.tensor("inputs", inputs, ndim=2)
     V.same_kind("inputs", inputs, outputs=outputs)
     V.shape("outputs", outputs, inputs.shape, "inputs.shape")
+    V.nonempty("inputs", inputs)
     if not inputs.requires_grad:
         raise ValueError("inputs: must require grad (outputs are differentiated w.r.t. it)")
     if not outputs.requires_grad:

@@ -79,7 +79,7 @@ def posterior_fd(
 
     Raises:
         TypeError: an argument is not a float32/float64 tensor or dtypes differ.
-        ValueError: shapes do not match, devices differ.
+        ValueError: shapes do not match, devices differ, z is empty.
     """
     V.tensor("z", z, ndim=(2, 3))
     V.tensor("mu", mu, ndim=2)
@@ -89,6 +89,7 @@ def posterior_fd(
     V.shape("mu", mu, z.shape[-2:], "z.shape[-2:]")
     V.shape("logvar", logvar, z.shape[-2:], "z.shape[-2:]")
     V.shape("grad_loglik_z", grad_loglik_z, z.shape, "z.shape")
+    V.nonempty("z", z)
     if not use_triton(z):
         return reference.posterior_fd(z, mu, logvar, grad_loglik_z)
     squeeze = z.dim() == 2
