@@ -26,6 +26,19 @@ the pure-torch reference path because the fused ops are differentiable to first 
 Training stops with :class:`TrainingDiverged` on a non-finite loss. Checkpoints (model, both
 optimisers, config, iteration, RNG states, loss history) are written atomically and resuming
 reproduces an uninterrupted run exactly (minibatches are a function of (seed, iteration)).
+
+Data-parallel training (``torchrun --nproc_per_node=P ... vsm train ...`` or any script that
+builds a :class:`Trainer` under ``torchrun``): when ``WORLD_SIZE`` > 1 the trainer joins the
+process group itself (gloo on CPU, nccl on CUDA, one GPU per ``LOCAL_RANK``) unless the caller
+already did. Rank r then trains on minibatch ``P·step + r`` (disjoint batches; an epoch has 1/P
+as many iterations), draws its noise from its own seed, and every gradient is averaged over the
+ranks with ``all_reduce`` before the optimiser step, so all ranks keep identical parameters and
+optimiser states (broadcast from rank 0 at start). This is what ``DistributedDataParallel`` does;
+the DDP module wrapper itself is not used because its reducer hooks fire only in ``.backward()``,
+while this trainer takes gradients with ``torch.autograd.grad`` (per parameter group, and through
+:func:`torch.func.functional_call` in the bi-level variant). Only rank 0 writes files, logs and
+shows a progress bar. Resuming a checkpoint under P > 1 restores rank 0's state on every rank and
+reseeds each rank's noise from (seed, rank, step): valid training, not a bit-exact replay.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.func import functional_call
 
 from . import objectives as O
@@ -178,6 +192,25 @@ def build_model(cfg: TrainConfig, data_shape: tuple[int, ...]) -> GaussianVAE:
     return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init)
 
 
+def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process; joins the process group under torchrun.
+
+    Without ``WORLD_SIZE`` > 1 in the environment (and no initialised group) this is (0, 1,
+    device) and nothing happens. A bare "cuda" device becomes ``cuda:LOCAL_RANK``.
+    """
+    if not dist.is_available():
+        return 0, 1, device
+    if not dist.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0, 1, device
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    world = dist.get_world_size()
+    if world > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), world, device
+
+
 def _atomic_torch_save(obj: Any, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -226,13 +259,17 @@ class Trainer:
         )
         self.cfg = cfg.resolved(self.data)
         self.inference, self.learning = split_objective(self.cfg.objective)
-        self.out_dir = out_dir
-        self.progress = progress
-        self.log = log
-        self.device = torch.device(self.cfg.device)
+        self.rank, self.world_size, self.device = _init_distributed(torch.device(self.cfg.device))
+        lead = self.rank == 0
+        self.out_dir = out_dir if lead else None
+        self.progress = progress if lead else False
+        self.log = log if lead else None
         self.dtype = getattr(torch, self.cfg.dtype)
         torch.manual_seed(self.cfg.seed)
         self.model = build_model(self.cfg, self.data.data_shape).to(self.device, self.dtype)
+        if self.world_size > 1:
+            for t in self.model.state_dict().values():
+                dist.broadcast(t, 0)
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
         if self.cfg.enc_optimizer == "adam":
@@ -246,6 +283,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, Any]] = []
         self.wall_time = 0.0
+        if self.world_size > 1:
+            self._reseed_rank()
 
     # ------------------------------------------------------------------ sizes
 
@@ -253,8 +292,13 @@ class Trainer:
     def total_steps(self) -> int:
         """Iterations of the whole run: ``epochs`` × minibatches per epoch, else ``steps``."""
         if self.cfg.epochs is not None:
-            return self.cfg.epochs * self.data.steps_per_epoch(self.cfg.batch_size)
+            per_epoch = self.data.steps_per_epoch(self.cfg.batch_size)
+            return self.cfg.epochs * max(1, per_epoch // self.world_size)
         return self.cfg.steps
+
+    def _reseed_rank(self) -> None:
+        """Distinct noise streams per rank (data-parallel runs only)."""
+        torch.manual_seed(self.cfg.seed + 1_000_003 * self.rank + 7919 * self.step + 1)
 
     # ------------------------------------------------------------------ objective pieces
 
@@ -343,11 +387,13 @@ class Trainer:
             )
         return v
 
-    @staticmethod
-    def _apply(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> None:
+    def _apply(self, opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> None:
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None else g
+            if self.world_size > 1:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world_size
         opt.step()
 
     def _bilevel_learning_loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,6 +411,9 @@ class Trainer:
         with torch.no_grad():
             for k, p in self.model.encoder.named_parameters():
                 p.copy_(phi[k].detach())
+                if self.world_size > 1:  # each rank unrolled on its own batch: average φ_K
+                    dist.all_reduce(p)
+                    p /= self.world_size
         return loss
 
     def train_step(self) -> dict[str, float]:
@@ -374,7 +423,8 @@ class Trainer:
         Raises :class:`TrainingDiverged` on a non-finite loss.
         """
         cfg = self.cfg
-        x = self.data.batch(self.step, cfg.batch_size, cfg.seed).to(self.device, self.dtype)
+        index = self.step * self.world_size + self.rank
+        x = self.data.batch(index, cfg.batch_size, cfg.seed).to(self.device, self.dtype)
         self.model.train()
         rec: dict[str, float] = {"step": self.step + 1}
         enc_loss = self.inference_loss(x)
@@ -453,6 +503,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if self.world_size > 1:
+            self._reseed_rank()
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (temporary file + ``os.replace``)."""
