@@ -103,7 +103,7 @@ def _pfd_loss(**kw):
          "reparam": True}
     a.update(kw)
     return O.posterior_fd_loss(
-        a["x"], decoder, a["mu"], a["logvar"], a["log_sigma2"],
+        a["x"], a.get("decoder", decoder), a["mu"], a["logvar"], a["log_sigma2"],
         n_samples=a["n_samples"], reparam=a["reparam"],
     )
 
@@ -138,7 +138,7 @@ def _langevin(**kw):
     a = {"x0": t(B, D), "sigmas": [1.0, 0.5], "n_steps": 2, "step_size": 0.01, "seed": 0}
     a.update(kw)
     return S.annealed_langevin(
-        noise_score_fn, a["x0"], a["sigmas"], n_steps=a["n_steps"], step_size=a["step_size"],
+        a.get("score_fn", noise_score_fn), a["x0"], a["sigmas"], n_steps=a["n_steps"], step_size=a["step_size"],
         seed=a["seed"],
     )
 
@@ -223,6 +223,7 @@ CASES = [
     ("hutch-dist", _hutch, lambda: {"dist": "uniform"}, VE, "dist"),
     ("hutch-seed-neg", _hutch, lambda: {"seed": -1}, VE, "seed"),
     ("hutch-seed-float", _hutch, lambda: {"seed": 1.5}, TE, "seed"),
+    ("hutch-seed-big", _hutch, lambda: {"seed": 2**63}, VE, "seed"),
     # ---------------------------------------------------------------- objectives.elbo
     ("elbo-list", _elbo, lambda: {"x": t(B, D).tolist()}, TE, "x"),
     ("elbo-ndarray", _elbo, lambda: {"mu": np.zeros((B, L))}, TE, "mu"),
@@ -270,6 +271,10 @@ CASES = [
     ("pfdl-n0", _pfd_loss, lambda: {"n_samples": 0}, VE, "n_samples"),
     ("pfdl-nfloat", _pfd_loss, lambda: {"n_samples": 1.0}, TE, "n_samples"),
     ("pfdl-reparam", _pfd_loss, lambda: {"reparam": "yes"}, TE, "reparam"),
+    ("pfdl-nbool", _pfd_loss, lambda: {"n_samples": True}, TE, "n_samples"),
+    ("pfdl-decoder-call", _pfd_loss, lambda: {"decoder": 3}, TE, "decoder"),
+    ("pfdl-decoder-list", _pfd_loss, lambda: {"decoder": lambda z: [0.0]}, TE, "decoder"),
+    ("pfdl-decoder-shape", _pfd_loss, lambda: {"decoder": lambda z: z}, VE, "decoder"),
     # ---------------------------------------------------------------- score.exact_sm
     ("exact-list", _exact, lambda: {"x": t(B, D).tolist()}, TE, "x"),
     ("exact-int", _exact, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE, "x"),
@@ -280,6 +285,7 @@ CASES = [
     ("exact-device", _exact, lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
      VE, "score_fn"),
     ("exact-not-tensor", _exact, lambda: {"score_fn": lambda x: x.tolist()}, TE, "score_fn"),
+    ("exact-not-callable", _exact, lambda: {"score_fn": None}, TE, "score_fn"),
     # ---------------------------------------------------------------- score.sliced_sm
     ("sliced-ndarray", _sliced, lambda: {"x": np.zeros((B, D))}, TE, "x"),
     ("sliced-int", _sliced, lambda: {"x": torch.zeros(B, D, dtype=torch.int8)}, TE, "x"),
@@ -292,6 +298,7 @@ CASES = [
     ("sliced-dist", _sliced, lambda: {"dist": "normal"}, VE, "dist"),
     ("sliced-dist-type", _sliced, lambda: {"dist": 1}, VE, "dist"),
     ("sliced-vr", _sliced, lambda: {"variance_reduced": 1}, TE, "variance_reduced"),
+    ("sliced-not-callable", _sliced, lambda: {"score_fn": "s"}, TE, "score_fn"),
     # ---------------------------------------------------------------- score.dsm
     ("dsm-list", _dsm, lambda: {"x": [[0.0] * D] * B}, TE, "x"),
     ("dsm-int", _dsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE, "x"),
@@ -306,6 +313,8 @@ CASES = [
     ("dsm-sigma-str", _dsm, lambda: {"sigma": "0.5"}, TE, "sigma"),
     ("dsm-sigma-vec", _dsm, lambda: {"sigma": torch.ones(2)}, VE, "sigma"),
     ("dsm-seed", _dsm, lambda: {"seed": -2}, VE, "seed"),
+    ("dsm-sigma-bool", _dsm, lambda: {"sigma": True}, TE, "sigma"),
+    ("dsm-not-callable", _dsm, lambda: {"score_fn": 1.0}, TE, "score_fn"),
     # ---------------------------------------------------------------- score.multiscale_dsm
     ("mdsm-ndarray", _mdsm, lambda: {"x": np.zeros((B, D))}, TE, "x"),
     ("mdsm-int", _mdsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE, "x"),
@@ -318,6 +327,8 @@ CASES = [
     ("mdsm-sigmas-neg", _mdsm, lambda: {"sigmas": [1.0, -0.5]}, VE, "sigmas"),
     ("mdsm-sigmas-type", _mdsm, lambda: {"sigmas": 0.5}, TE, "sigmas"),
     ("mdsm-sigmas-rank", _mdsm, lambda: {"sigmas": torch.ones(2, 2)}, VE, "sigmas"),
+    ("mdsm-sigmas-str", _mdsm, lambda: {"sigmas": "abc"}, TE, "sigmas"),
+    ("mdsm-not-callable", _mdsm, lambda: {"score_fn": 0}, TE, "score_fn"),
     # ---------------------------------------------------------------- score.annealed_langevin
     ("lang-list", _langevin, lambda: {"x0": [[0.0] * D]}, TE, "x0"),
     ("lang-int", _langevin, lambda: {"x0": torch.zeros(B, D, dtype=torch.int64)}, TE, "x0"),
@@ -329,6 +340,9 @@ CASES = [
     ("lang-steps-float", _langevin, lambda: {"n_steps": 2.5}, TE, "n_steps"),
     ("lang-step-size", _langevin, lambda: {"step_size": -1.0}, VE, "step_size"),
     ("lang-step-size-nan", _langevin, lambda: {"step_size": NAN}, VE, "step_size"),
+    ("lang-dtype-mix", _langevin, lambda: {"score_fn": lambda x, s: x.float()}, TE, "score_fn"),
+    ("lang-shape", _langevin, lambda: {"score_fn": lambda x, s: x[:1]}, VE, "score_fn"),
+    ("lang-not-callable", _langevin, lambda: {"score_fn": None}, TE, "score_fn"),
     # ---------------------------------------------------------------- is_log_evidence
     ("isle-list", _isle, lambda: {"log_w": [[0.0, 1.0]]}, TE, "log_w"),
     ("isle-int", _isle, lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)}, TE, "log_w"),
@@ -338,6 +352,7 @@ CASES = [
     ("isle-empty-K", _isle, lambda: {"log_w": np.zeros((B, 0))}, VE, "log_w"),
     ("isle-nan", _isle, lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)}, VE, "log_w"),
     ("isle-inf", _isle, lambda: {"log_w": np.array([[0.0, math.inf]])}, VE, "log_w"),
+    ("isle-meta", _isle, lambda: {"log_w": t(B, 5, device=META)}, VE, "log_w"),
     # ---------------------------------------------------------------- ISAccumulator(x, log_sigma2)
     ("isacc-x-list", _isacc_init, lambda: {"x": [[0.0] * D]}, TE, "x"),
     ("isacc-x-int", _isacc_init, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE, "x"),
@@ -347,7 +362,11 @@ CASES = [
     ("isacc-ls2-nan", _isacc_init, lambda: {"log_sigma2": NAN}, VE, "log_sigma2"),
     ("isacc-ls2-str", _isacc_init, lambda: {"log_sigma2": "0"}, TE, "log_sigma2"),
     ("isacc-ls2-vec", _isacc_init, lambda: {"log_sigma2": torch.zeros(2)}, VE, "log_sigma2"),
+    ("isacc-ls2-int", _isacc_init, lambda: {"log_sigma2": torch.tensor(0)}, TE, "log_sigma2"),
+    ("isacc-x-meta", _isacc_init, lambda: {"x": t(B, D, device=META)}, VE, "x"),
     # ---------------------------------------------------------------- ISAccumulator.add
+    ("isadd-meta", _isacc_add, lambda: {"x_mean": t(B, 5, D, device=META)}, VE, "x_mean"),
+    ("isadd-f16", _isacc_add, lambda: {"x_mean": np.zeros((B, 5, D), np.float16)}, TE, "x_mean"),
     ("isadd-list", _isacc_add, lambda: {"x_mean": t(B, 5, D).tolist()}, TE, "x_mean"),
     ("isadd-int", _isacc_add, lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)}, TE,
      "log_prior"),
@@ -373,6 +392,12 @@ CASES = [
     ("toy-sigma-neg", _toy, lambda: {"sigma": -1.0}, VE, "sigma"),
     ("toy-sigma-nan", _toy, lambda: {"sigma": NAN}, VE, "sigma"),
     ("toy-param", _toy, lambda: {"gamma": 1.0}, VE, "gamma"),
+    ("toy-sigma-str", _toy, lambda: {"sigma": "a"}, TE, "sigma"),
+    ("toy-alpha-nan", _toy, lambda: {"model": "soft", "alpha": NAN}, VE, "alpha"),
+    ("toy-x-meta", _toy, lambda: {"x": torch.zeros(2, device=META)}, VE, "x"),
+    ("toy-b-len", _toy, lambda: {"model": "linear", "W": np.ones((2, 1)), "b": np.ones(3),
+                                 "x": np.zeros((3, 2))}, VE, "b"),
+    ("toy-W-nan", _toy, lambda: {"model": "linear", "W": np.full((1, 1), NAN)}, VE, "W"),
     ("toy-W-rank", _toy, lambda: {"model": "linear", "W": np.ones((1, 1, 1)), "x": np.zeros(1)}, VE,
      "W"),
     # ---------------------------------------------------------------- toy.grid_posterior
@@ -385,6 +410,11 @@ CASES = [
     ("grid-lj-str", _grid, lambda: {"log_joint": np.array(["a"] * 11)}, TE, "log_joint"),
     ("grid-lj-nan", _grid, lambda: {"log_joint": np.full((2, 11), NAN)}, VE, "log_joint"),
     ("grid-lj-allneginf", _grid, lambda: {"log_joint": np.full((2, 11), -math.inf)}, VE,
+     "log_joint"),
+    ("grid-axes-three", _grid, lambda: {"axes": (_AX,) * 3}, VE, "axes"),
+    ("grid-axes-nan", _grid, lambda: {"axes": (np.r_[_AX[:-1], NAN],)}, VE, "axes"),
+    ("grid-lj-complex", _grid, lambda: {"log_joint": np.zeros((2, 11), complex)}, TE, "log_joint"),
+    ("grid-lj-meta", _grid, lambda: {"log_joint": torch.zeros(2, 11, device=META)}, VE,
      "log_joint"),
     ("grid-lj-empty", _grid, lambda: {"log_joint": np.zeros((0, 11))}, VE, "log_joint"),
 ]

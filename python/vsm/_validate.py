@@ -49,6 +49,18 @@ def nonempty(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name}: empty tensor of shape {tuple(t.shape)}")
 
 
+def has_data(name: str, t: torch.Tensor) -> None:
+    """Reject tensors without storage (the ``meta`` device) before copying them to host."""
+    if t.is_meta:
+        raise ValueError(f"{name}: tensor on the meta device has no data")
+
+
+def callable_(name: str, f: object) -> None:
+    """Check that a function argument (score_fn, decoder, ...) is callable."""
+    if not callable(f):
+        raise TypeError(f"{name}: expected a callable, got {type(f).__name__}")
+
+
 def positive_int(name: str, v: object) -> int:
     """Check a strictly positive Python int."""
     if isinstance(v, bool) or not isinstance(v, int):

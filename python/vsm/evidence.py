@@ -59,4 +59,5 @@ def is_log_evidence(log_w):
             raise ValueError(f"log_w: expected 2 dimensions (B, K), got shape {log_w.shape}")
         return _core.is_log_evidence(np.ascontiguousarray(log_w, dtype=np.float64))
     V.tensor("log_w", log_w, ndim=2)
+    V.has_data("log_w", log_w)
     return _ISLogEvidence.apply(log_w)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import _core
+from . import _validate as V
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def _to_np(name: str, a: Any, ndim: int, keep_f32: bool = False) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         if a.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"{name}: expected float32 or float64, got {a.dtype}")
+        V.has_data(name, a)
         a = a.detach().cpu().numpy()
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(a).__name__}")
@@ -67,6 +69,9 @@ class ISAccumulator:
         if isinstance(log_sigma2, torch.Tensor):
             if log_sigma2.numel() != 1:
                 raise ValueError(f"log_sigma2: expected a scalar, got shape {tuple(log_sigma2.shape)}")
+            if not log_sigma2.is_floating_point():
+                raise TypeError(f"log_sigma2: expected a float tensor, got {log_sigma2.dtype}")
+            V.has_data("log_sigma2", log_sigma2)
             log_sigma2 = float(log_sigma2.detach().cpu())
         if not isinstance(log_sigma2, (int, float, np.floating, np.integer)):
             raise TypeError(f"log_sigma2: expected a float, got {type(log_sigma2).__name__}")

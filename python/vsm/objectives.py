@@ -268,7 +268,11 @@ def decoder_vjp(
     create_graph = _grad_mode_default(create_graph)
     with torch.enable_grad():
         zz = z if z.requires_grad else z.detach().requires_grad_(True)
+        V.callable_("decoder", decoder)
         x_mean = decoder(zz)
+        if not isinstance(x_mean, torch.Tensor):
+            raise TypeError(f"decoder: expected it to return a torch.Tensor, got "
+                            f"{type(x_mean).__name__}")
         x_mean = x_mean.reshape(*zz.shape[:-1], -1)
         if x_mean.shape[-2:] != x.shape:
             raise ValueError(

@@ -36,6 +36,10 @@ def _data(x: object, name: str = "x") -> torch.Tensor:
     return x
 
 
+def _fn(score_fn: object) -> None:
+    V.callable_("score_fn", score_fn)
+
+
 def _score(name: str, s: object, x: torch.Tensor) -> torch.Tensor:
     """Check a score callable's output against x."""
     if not isinstance(s, torch.Tensor):
@@ -112,6 +116,7 @@ def exact_sm(score_fn: ScoreFn, x: torch.Tensor) -> torch.Tensor:
         ½E‖s − ∇log p_data‖² up to a constant.
     """
     x = _data(x)
+    _fn(score_fn)
     xr = _input_leaf(x)
     s = _score("score_fn", score_fn(xr), x)
     trace = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
@@ -152,6 +157,7 @@ def sliced_sm(
         (B,) loss, units 1/x²; differentiable w.r.t. the parameters inside ``score_fn``.
     """
     x = _data(x)
+    _fn(score_fn)
     seed = _check_options(n_probes, dist, seed)
     if not isinstance(variance_reduced, bool):
         raise TypeError(f"variance_reduced: expected a bool, got {type(variance_reduced).__name__}")
@@ -182,6 +188,7 @@ def dsm(score_fn: ScoreFn, x: torch.Tensor, sigma: float, *, seed: int | None = 
         inside ``score_fn``. (x̃ − x)/σ² = ε/σ.
     """
     x = _data(x)
+    _fn(score_fn)
     sigma = _sigma("sigma", sigma)
     eps = _noise(x, _generator(seed, x.device))
     s = _score("score_fn", score_fn(x + sigma * eps), x)
@@ -209,6 +216,7 @@ def multiscale_dsm(
         (B,) dimensionless loss; differentiable w.r.t. the parameters inside ``score_fn``.
     """
     x = _data(x)
+    _fn(score_fn)
     levels = _sigmas(sigmas)
     gen = _generator(seed, x.device)
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
@@ -247,6 +255,7 @@ def annealed_langevin(
         (B, D) samples (detached), dtype and device of ``x0``.
     """
     x0 = _data(x0, "x0")
+    _fn(score_fn)
     levels = _sigmas(sigmas)
     if any(a < b for a, b in itertools.pairwise(levels)):
         raise ValueError(f"sigmas: expected a non-increasing sequence, got {levels}")

@@ -22,6 +22,8 @@ MODELS = ("sym", "soft", "relu", "bias", "linear")
 def _np(name: str, a: Any) -> np.ndarray:
     """float64 C-contiguous NumPy copy/view of an array-like or torch tensor."""
     if hasattr(a, "detach") and hasattr(a, "cpu"):
+        if getattr(a, "is_meta", False):
+            raise ValueError(f"{name}: tensor on the meta device has no data")
         a = a.detach().cpu().numpy()
     try:
         arr = np.asarray(a)
@@ -174,10 +176,16 @@ def _model_params(model: str, params: dict) -> dict:
     if extra:
         raise ValueError(f"{min(extra)}: unknown parameter for toy model {model!r}")
     out: dict = {}
-    if params.get("sigma") is not None:
-        out["sigma"] = float(params["sigma"])
-    if params.get("alpha") is not None:
-        out["alpha"] = float(params["alpha"])
+    for name in ("sigma", "alpha"):
+        v = params.get(name)
+        if v is None:
+            continue
+        if isinstance(v, (str, bytes)):
+            raise TypeError(f"{name}: expected a float, got {type(v).__name__}")
+        try:
+            out[name] = float(v)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}: expected a float, got {type(v).__name__}") from e
     if params.get("W") is not None:
         w = _np("W", params["W"])
         out["w"] = w.reshape(-1, 1) if w.ndim == 1 else w
