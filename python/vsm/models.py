@@ -13,6 +13,7 @@ Models are rebuilt from :meth:`GaussianVAE.spec` by :func:`from_spec` (checkpoin
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import nn
 __all__ = ["MLPVAE", "ConvVAE", "GaussianVAE", "from_spec"]
 
 
-class GaussianVAE(nn.Module):
+class GaussianVAE(nn.Module, abc.ABC):
     """Base class of vsm's Gaussian VAEs.
 
     Subclasses set ``encoder`` (x (B, *data_shape) → (B, 2L): μ then log s²) and ``decoder``
@@ -82,9 +83,12 @@ class GaussianVAE(nn.Module):
         """θ: the decoder's parameters followed by log σ²."""
         return [*self.decoder.parameters(), self.log_sigma2]
 
+    @abc.abstractmethod
     def spec(self) -> dict[str, Any]:
-        """A JSON-able description from which :func:`from_spec` rebuilds the architecture."""
-        raise NotImplementedError
+        """A JSON-able description from which :func:`from_spec` rebuilds the architecture.
+
+        Every concrete model (``MLPVAE``, ``ConvVAE``) defines it; ``GaussianVAE`` is a base.
+        """
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:

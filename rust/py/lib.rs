@@ -22,6 +22,16 @@ type Arr1<'py> = Bound<'py, PyArray1<f64>>;
 type Arr2<'py> = Bound<'py, PyArray2<f64>>;
 type Arr3<'py> = Bound<'py, PyArray3<f64>>;
 
+/// (log_z, mean, cov, density) of a grid posterior summary, moved into NumPy arrays.
+fn summary_to_py(py: Python<'_>, s: grid::Summary) -> (Arr1<'_>, Arr2<'_>, Arr3<'_>, Arr2<'_>) {
+    (
+        s.log_z.into_pyarray(py),
+        s.mean.into_pyarray(py),
+        s.cov.into_pyarray(py),
+        s.density.into_pyarray(py),
+    )
+}
+
 /// is_log_evidence(log_w) -> (log_p, ess)
 ///
 /// log_w: (B, K) float64 log importance weights. Returns log_p (B,) = logsumexp_k log_w − log K
@@ -55,12 +65,7 @@ fn grid_summary<'py>(
     let s = py
         .detach(|| grid::summarise(lj, &grid))
         .map_err(to_py_err)?;
-    Ok((
-        s.log_z.into_pyarray(py),
-        s.mean.into_pyarray(py),
-        s.cov.into_pyarray(py),
-        s.density.into_pyarray(py),
-    ))
+    Ok(summary_to_py(py, s))
 }
 
 /// grid_fd_scores(log_joint, axes) -> (B, G, L) second-order finite-difference gradients
@@ -132,12 +137,7 @@ fn toy_posterior<'py>(
     let grid = grid_from(axes)?;
     let xv = x.as_array();
     let s = py.detach(|| m.posterior(xv, &grid)).map_err(to_py_err)?;
-    Ok((
-        s.log_z.into_pyarray(py),
-        s.mean.into_pyarray(py),
-        s.cov.into_pyarray(py),
-        s.density.into_pyarray(py),
-    ))
+    Ok(summary_to_py(py, s))
 }
 
 /// toy_log_joint(model, x (B, D), z (P, L), ...) -> (log_joint (B, P), score (B, P, L))
