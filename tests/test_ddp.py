@@ -1,12 +1,13 @@
-"""Data-parallel training: the unchanged trainer under ``torchrun`` (gloo on CPU, 2 processes).
+"""Data-parallel training: the unchanged trainer under ``torchrun`` with PyTorch's DDP (gloo, CPU).
 
 ``tests/ddp_worker.py`` builds a :class:`vsm.Trainer` as a single-process user would and runs a few
 iterations on "sparse" with a tiny MLP VAE; the trainer joins the process group from torchrun's
-environment, trains each rank on its own minibatches and averages gradients across ranks (see
-``vsm.train``'s module docstring). Each rank writes its final parameters and losses; the test
-checks that the launch succeeded, that the ranks saw different data (different losses), that
-training moved the parameters, and that both ranks end with bit-identical parameters. Only
-loopback is used (``--standalone`` rendezvous on localhost, gloo bound to ``lo``).
+environment and wraps each parameter group's objective in ``DistributedDataParallel`` (see
+``vsm.train``'s module docstring). Two ranks, loopback only (``--standalone`` rendezvous on
+localhost, gloo bound to ``lo``). Checked: DDP is what syncs the groups, the ranks draw disjoint
+minibatches yet end with bit-identical parameters that moved, only rank 0 writes files, a
+checkpoint/resume under two ranks replays an uninterrupted two-rank run bit for bit, and a NaN on
+one rank makes *both* ranks raise ``TrainingDiverged`` at the same step (no hang).
 """
 
 from __future__ import annotations
@@ -24,38 +25,75 @@ from vsm.train import TrainConfig, build_model
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _launch(out: Path, objective: str, steps: int, k_bi: int) -> subprocess.CompletedProcess:
+def _launch(out: Path, objective: str, steps: int, k_bi: int, *extra: str) -> dict[int, dict]:
+    """Run the worker on 2 ranks; returns {rank: what it wrote} (fails the test if it failed)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(WORKER), str(out), objective, str(steps), str(k_bi)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
+           str(WORKER), str(out), objective, str(steps), str(k_bi), *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
                           check=False)
-
-
-@pytest.mark.parametrize("objective, steps, k_bi", [("kl-m1", 5, 0), ("fd-m2", 3, 1)])
-def test_trainer_under_torchrun_keeps_ranks_identical(tmp_path, objective, steps, k_bi):
-    proc = _launch(tmp_path, objective, steps, k_bi)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
-    assert (r0["rank"], r1["rank"], r0["world_size"], r1["world_size"]) == (0, 1, 2, 2)
+    return {r: torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)}
 
-    # the ranks trained on different minibatches / noise ...
-    losses0 = [h["enc_loss"] for h in r0["history"]]
-    losses1 = [h["enc_loss"] for h in r1["history"]]
-    assert len(losses0) == len(losses1) == steps
-    assert losses0 != losses1
-    # ... yet hold identical parameters, which moved away from the common initialisation
-    assert r0["params"].keys() == r1["params"].keys()
-    for k in r0["params"]:
-        assert torch.equal(r0["params"][k], r1["params"][k]), k
+
+def _assert_same_params(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
+
+
+@pytest.mark.parametrize("objective, steps, k_bi, extra",
+                         [("kl-m1", 5, 0, ("--fit",)), ("fd-m2", 3, 1, ())])
+def test_trainer_under_torchrun_uses_ddp_and_keeps_ranks_identical(tmp_path, objective, steps,
+                                                                   k_bi, extra):
+    r0, r1 = _launch(tmp_path, objective, steps, k_bi, *extra).values()
+    assert (r0["rank"], r1["rank"], r0["world_size"], r1["world_size"]) == (0, 1, 2, 2)
+    assert r0["wrappers"] == r1["wrappers"] == ["DistributedDataParallel"] * 2
+
+    # disjoint minibatches: rank r draws P·step + r ...
+    assert r0["drawn"] == [2 * s for s in range(steps)]
+    assert r1["drawn"] == [2 * s + 1 for s in range(steps)]
+    # ... the logged losses are the means over the ranks (identical on both) ...
+    assert len(r0["history"]) == steps and r0["history"] == r1["history"]
+    # ... and the parameters are identical, and moved away from the common initialisation
+    _assert_same_params(r0["params"], r1["params"])
     cfg = TrainConfig(objective=objective, dataset="sparse", batch_size=32, n_samples=2,
                       width=8).resolved(load_dataset("sparse", seed=0, n_test=64))
     torch.manual_seed(cfg.seed)
     init = build_model(cfg, (2,)).state_dict()
-    assert any(not torch.equal(init[k], r0["params"][k]) for k in init)
+    changed = {k for k in init if not torch.equal(init[k], r0["params"][k])}
+    assert any(k.startswith("encoder") for k in changed), changed
+    assert any(k.startswith("decoder") for k in changed), changed
 
-    # only rank 0 writes files
-    assert r1["out_dir"] is None
-    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    # only rank 0 writes files (Trainer.run: checkpoint, metrics, history, plot; no leftovers)
+    assert r0["out_dir"] is not None and r1["out_dir"] is None
+    if "--fit" in extra:
+        files = {p.name for p in (tmp_path / "run").iterdir()}
+        assert files == {"checkpoint.pt", "metrics", "metrics.json", "history.json", "loss.png"}
+        ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+        assert ckpt["step"] == steps and len(ckpt["rng"]["ranks"]) == 2
+
+
+def test_resume_under_torchrun_replays_exactly(tmp_path):
+    straight = _launch(tmp_path / "a", "kl-m1", 4, 0)
+    ckpt = tmp_path / "b" / "half.pt"
+    _launch(tmp_path / "b", "kl-m1", 2, 0, "--save", str(ckpt))
+    assert ckpt.is_file()
+    assert len(torch.load(ckpt, weights_only=False)["rng"]["ranks"]) == 2
+    resumed = _launch(tmp_path / "c", "kl-m1", 2, 0, "--resume", str(ckpt))
+    assert resumed[0]["drawn"] == [4, 6] and resumed[1]["drawn"] == [5, 7]
+    for r in (0, 1):
+        _assert_same_params(straight[r]["params"], resumed[r]["params"])
+    assert straight[0]["history"][2:] == resumed[0]["history"]
+
+
+def test_nan_on_one_rank_stops_both_ranks_at_the_same_step(tmp_path):
+    r0, r1 = _launch(tmp_path, "kl-m1", 5, 0, "--nan-rank", "1", "--nan-step", "3").values()
+    for r in (r0, r1):
+        assert r["diverged"] is not None and "at step 3" in r["diverged"], r["diverged"]
+        assert "inference loss = nan" in r["diverged"]
+        assert len(r["history"]) == 2
+    _assert_same_params(r0["params"], r1["params"])

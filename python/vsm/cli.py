@@ -77,7 +77,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer.from_checkpoint(
             args.resume, overrides=overrides, out_dir=out, progress=progress, log=print
         )
-        print(f"resumed {args.resume} at step {trainer.step}")
+        if trainer.rank == 0:
+            print(f"resumed {args.resume} at step {trainer.step}")
     else:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         cfg = TrainConfig(
@@ -115,6 +116,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if trainer.rank != 0:  # data-parallel (torchrun): rank 0 reports
+        return 0
     summary = {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
     print(json.dumps(summary, indent=1))
     print(f"wrote {out}/checkpoint.pt, {out}/metrics.json, {out}/loss.png")

@@ -30,15 +30,19 @@ reproduces an uninterrupted run exactly (minibatches are a function of (seed, it
 Data-parallel training (``torchrun --nproc_per_node=P ... vsm train ...`` or any script that
 builds a :class:`Trainer` under ``torchrun``): when ``WORLD_SIZE`` > 1 the trainer joins the
 process group itself (gloo on CPU, nccl on CUDA, one GPU per ``LOCAL_RANK``) unless the caller
-already did. Rank r then trains on minibatch ``P·step + r`` (disjoint batches; an epoch has 1/P
-as many iterations), draws its noise from its own seed, and every gradient is averaged over the
-ranks with ``all_reduce`` before the optimiser step, so all ranks keep identical parameters and
-optimiser states (broadcast from rank 0 at start). This is what ``DistributedDataParallel`` does;
-the DDP module wrapper itself is not used because its reducer hooks fire only in ``.backward()``,
-while this trainer takes gradients with ``torch.autograd.grad`` (per parameter group, and through
-:func:`torch.func.functional_call` in the bi-level variant). Only rank 0 writes files, logs and
-shows a progress bar. Resuming a checkpoint under P > 1 restores rank 0's state on every rank and
-reseeds each rank's noise from (seed, rank, step): valid training, not a bit-exact replay.
+already did, and each parameter group's objective runs through PyTorch's own
+:class:`~torch.nn.parallel.DistributedDataParallel`: the encoder group and the decoder group are each
+held by a small module whose forward evaluates that group's loss, DDP wraps it (broadcasting rank
+0's initial parameters) and ``loss.backward(inputs=group)`` lets DDP's reducer average the group's
+gradients over the ranks, bucketed and overlapped with the backward pass. Rank r trains on
+minibatch ``P·step + r`` (disjoint batches; an epoch has 1/P as many iterations) with its own
+noise stream, so all ranks keep identical parameters and optimiser states. Logged losses are the
+means over ranks (one scalar ``all_reduce`` per update), which also makes a divergence on any rank
+raise :class:`TrainingDiverged` on every rank at the same step. In the bi-level variant each rank
+unrolls φ on its own batch and φ_K is averaged over the ranks. Only rank 0 writes files, logs and
+shows a progress bar; :meth:`Trainer.save` is a collective (every rank calls it; the checkpoint
+holds every rank's RNG state) and resuming with the same number of ranks replays an uninterrupted
+run exactly (with a different number, each rank's noise is reseeded from (seed, rank, step)).
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.func import functional_call
+from torch.nn.parallel import DistributedDataParallel
 
 from . import objectives as O
 from ._dispatch import backend
@@ -106,6 +112,10 @@ class TrainConfig:
     MLP (L = 2, η = 0, batch 1000, IS proposal = prior); images the conv VAE (L = 16, η = 0.1,
     batch 100, IS proposal = q); MNIST-1D the MLP (L = 8, η = 0.1, batch 100).
 
+    ``ddp_find_unused`` is passed to DDP as ``find_unused_parameters`` under torchrun: vsm's models
+    use every parameter in every loss, a custom :class:`~vsm.models.GaussianVAE` whose loss skips a
+    parameter needs it (DDP's error says so).
+
     Optimiser defaults are Adam at 1e-3 for both groups so that short CPU runs make visible
     progress; the paper's 2-D setting is ``dec_lr=1e-4, enc_optimizer="sgd", enc_lr=1e-2`` (KLD)
     or ``1e-3`` (FD), its image setting Adam 1e-4 for both with ``k_enc=5, n_samples=5``.
@@ -139,6 +149,7 @@ class TrainConfig:
     n_is: int = 0
     is_proposal: str | None = None
     log_every: int = 50
+    ddp_find_unused: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self, data: Dataset | None = None) -> TrainConfig:
@@ -211,6 +222,24 @@ def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
+class _GroupObjective(nn.Module):
+    """One parameter group (held by reference) and the loss that updates it.
+
+    ``forward(x)`` evaluates ``loss_fn(x)``. The module exists so that PyTorch's
+    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap exactly one group: DDP syncs the
+    parameters it owns (this group) and ignores the other group's, which the loss also uses but
+    which ``backward(inputs=group)`` leaves untouched.
+    """
+
+    def __init__(self, params: list[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.group = nn.ParameterList(params)
+        self.loss_fn = loss_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(x)
+
+
 def _atomic_torch_save(obj: Any, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -261,15 +290,13 @@ class Trainer:
         self.inference, self.learning = split_objective(self.cfg.objective)
         self.rank, self.world_size, self.device = _init_distributed(torch.device(self.cfg.device))
         lead = self.rank == 0
+        self._run_dir = out_dir  # every rank knows it: saving is a collective
         self.out_dir = out_dir if lead else None
         self.progress = progress if lead else False
         self.log = log if lead else None
         self.dtype = getattr(torch, self.cfg.dtype)
         torch.manual_seed(self.cfg.seed)
         self.model = build_model(self.cfg, self.data.data_shape).to(self.device, self.dtype)
-        if self.world_size > 1:
-            for t in self.model.state_dict().values():
-                dist.broadcast(t, 0)
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
         if self.cfg.enc_optimizer == "adam":
@@ -279,6 +306,8 @@ class Trainer:
         else:
             self.enc_opt = torch.optim.SGD(self.enc_params, lr=self.cfg.enc_lr)
         self.dec_opt = torch.optim.Adam(self.dec_params, lr=self.cfg.dec_lr)
+        self._enc_objective = self._wrap(self.enc_params, self.inference_loss)
+        self._dec_objective = self._wrap(self.dec_params, self._learning_step_loss)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, Any]] = []
@@ -295,6 +324,19 @@ class Trainer:
             per_epoch = self.data.steps_per_epoch(self.cfg.batch_size)
             return self.cfg.epochs * max(1, per_epoch // self.world_size)
         return self.cfg.steps
+
+    def _wrap(
+        self, params: list[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> nn.Module:
+        """The group's objective module, wrapped in DDP when data-parallel (which broadcasts rank
+        0's parameters at construction)."""
+        module = _GroupObjective(params, loss_fn)
+        if self.world_size == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(
+            module, device_ids=ids, find_unused_parameters=self.cfg.ddp_find_unused
+        )
 
     def _reseed_rank(self) -> None:
         """Distinct noise streams per rank (data-parallel runs only)."""
@@ -377,36 +419,69 @@ class Trainer:
 
     # ------------------------------------------------------------------ updates
 
-    def _check(self, loss: torch.Tensor, which: str) -> float:
-        v = float(loss.detach())
-        if not math.isfinite(v):
+    def _update(
+        self,
+        which: str,
+        opt: torch.optim.Optimizer,
+        params: list[nn.Parameter],
+        objective: nn.Module,
+        x: torch.Tensor,
+    ) -> float:
+        """One optimiser step of one group; returns the loss (mean over ranks).
+
+        ``backward(inputs=params)`` fills only this group's gradients (under DDP, averaged over
+        the ranks by its reducer); a parameter the loss does not reach gets a zero gradient, so
+        Adam's moments advance for every parameter exactly as in a single-process run. Raises
+        :class:`TrainingDiverged` (on every rank alike) if the loss is non-finite on any rank.
+        """
+        opt.zero_grad(set_to_none=True)
+        self._inner_bad: torch.Tensor | None = None
+        loss = objective(x)
+        loss.backward(inputs=params)
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        bad = self._inner_bad if self._inner_bad is not None else loss.new_zeros(())
+        stats = torch.stack([loss.detach(), bad.to(loss.dtype)]).to(torch.float64)
+        if self.world_size > 1:
+            dist.all_reduce(stats)
+            stats[0] /= self.world_size
+        value, inner_bad = stats.tolist()
+        if inner_bad > 0 or not math.isfinite(value):
+            what = "bi-level inner" if inner_bad > 0 else which
+            shown = "non-finite" if inner_bad > 0 else value
             raise TrainingDiverged(
-                f"training diverged: objective {self.cfg.objective} ({which} loss = {v}) at "
+                f"training diverged: objective {self.cfg.objective} ({what} loss = {shown}) at "
                 f"step {self.step + 1} (dataset {self.cfg.dataset}, seed {self.cfg.seed}); "
                 "try smaller learning rates"
             )
-        return v
-
-    def _apply(self, opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> None:
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.grad = torch.zeros_like(p) if g is None else g
-            if self.world_size > 1:
-                dist.all_reduce(p.grad)
-                p.grad /= self.world_size
         opt.step()
+        return value
+
+    def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The θ-update's loss: Algorithm 1's learning loss, or the bi-level one (``k_bi`` > 0)."""
+        if self.cfg.k_bi > 0:
+            with backend("reference"):
+                return self._bilevel_learning_loss(x)
+        return self.learning_loss(x)
 
     def _bilevel_learning_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Unroll k_bi SGD encoder steps as functions of θ; the learning loss at φ_K(θ)."""
+        """Unroll k_bi SGD encoder steps as functions of θ; the learning loss at φ_K(θ).
+
+        A non-finite inner loss is counted in ``self._inner_bad`` (checked, over all ranks, by
+        :meth:`_update`) rather than raised here, so no rank leaves a collective behind.
+        """
         phi = {
             k: p.detach().clone().requires_grad_(True)
             for k, p in self.model.encoder.named_parameters()
         }
+        bad = x.new_zeros((), dtype=torch.float64)
         for _ in range(self.cfg.k_bi):
             inner = self.inference_loss(x, phi)
-            self._check(inner, "bi-level inner")
+            bad = bad + (~torch.isfinite(inner.detach())).to(bad.dtype)
             grads = torch.autograd.grad(inner, list(phi.values()), create_graph=True)
             phi = {k: p - self.cfg.bi_lr * g for (k, p), g in zip(phi.items(), grads)}
+        self._inner_bad = bad
         loss = self.learning_loss(x, phi)
         with torch.no_grad():
             for k, p in self.model.encoder.named_parameters():
@@ -419,25 +494,22 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One iteration: an encoder update and, every ``k_enc``-th iteration, a decoder update.
 
-        Returns the losses of the iteration (``enc_loss`` and, when θ was updated, ``dec_loss``).
-        Raises :class:`TrainingDiverged` on a non-finite loss.
+        Returns the losses of the iteration (``enc_loss`` and, when θ was updated, ``dec_loss``;
+        means over ranks when data-parallel) and σ². Raises :class:`TrainingDiverged` on a
+        non-finite loss or σ².
         """
         cfg = self.cfg
         index = self.step * self.world_size + self.rank
         x = self.data.batch(index, cfg.batch_size, cfg.seed).to(self.device, self.dtype)
         self.model.train()
         rec: dict[str, float] = {"step": self.step + 1}
-        enc_loss = self.inference_loss(x)
-        rec["enc_loss"] = self._check(enc_loss, "inference")
-        self._apply(self.enc_opt, self.enc_params, enc_loss)
+        rec["enc_loss"] = self._update(
+            "inference", self.enc_opt, self.enc_params, self._enc_objective, x
+        )
         if (self.step + 1) % cfg.k_enc == 0:
-            if cfg.k_bi > 0:
-                with backend("reference"):
-                    dec_loss = self._bilevel_learning_loss(x)
-            else:
-                dec_loss = self.learning_loss(x)
-            rec["dec_loss"] = self._check(dec_loss, "learning")
-            self._apply(self.dec_opt, self.dec_params, dec_loss)
+            rec["dec_loss"] = self._update(
+                "learning", self.dec_opt, self.dec_params, self._dec_objective, x
+            )
         rec["sigma2"] = float(torch.exp(self.model.log_sigma2.detach()))
         if not math.isfinite(rec["sigma2"]):
             raise TrainingDiverged(
@@ -472,11 +544,23 @@ class Trainer:
         self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
         return res
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (see :func:`save_checkpoint`)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (see :func:`save_checkpoint`).
+
+        Data-parallel: a collective (every rank must call it); ``rng["ranks"]`` holds every
+        rank's RNG state so that a resume with the same number of ranks is exact.
+        """
+        rng: dict[str, Any] = self._rng_state()
+        if self.world_size > 1:
+            ranks: list[Any] = [None] * self.world_size
+            dist.all_gather_object(ranks, self._rng_state())
+            rng["ranks"] = ranks
         return {
             "format": "vsm-checkpoint-1",
             "config": dataclasses.asdict(self.cfg),
@@ -500,14 +584,22 @@ class Trainer:
         self.history = list(state.get("history", []))
         self.evals = list(state.get("evals", []))
         self.wall_time = float(state.get("wall_time", 0.0))
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        rng = state["rng"]
         if self.world_size > 1:
-            self._reseed_rank()
+            ranks = rng.get("ranks")
+            if ranks is None or len(ranks) != self.world_size:
+                self._reseed_rank()  # a different number of ranks: valid, not a replay
+                return
+            rng = ranks[self.rank]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def save(self, path: str) -> None:
-        """Write a checkpoint atomically (temporary file + ``os.replace``)."""
+        """Write a checkpoint atomically (temporary file + ``os.replace``).
+
+        Data-parallel: every rank calls it (it gathers the ranks' RNG states); rank 0 writes.
+        """
         save_checkpoint(self, path)
 
     @classmethod
@@ -563,15 +655,16 @@ class Trainer:
                     res = self.evaluate(n_is=0)
                     self._write_eval(res)
                     self._log(_format_eval(res), bar)
-                    if self.out_dir is not None:
-                        self.save(os.path.join(self.out_dir, "checkpoint.pt"))
+                    if self._run_dir is not None:
+                        self.save(os.path.join(self._run_dir, "checkpoint.pt"))
         finally:
             bar.close()
         res = self.evaluate()
         self._write_eval(res)
         self._log(_format_eval(res), None)
+        if self._run_dir is not None:
+            self.save(os.path.join(self._run_dir, "checkpoint.pt"))
         if self.out_dir is not None:
-            self.save(os.path.join(self.out_dir, "checkpoint.pt"))
             _atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
             _atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
             from .plots import loss_curve
@@ -597,8 +690,13 @@ def _format_eval(res: dict[str, Any]) -> str:
 
 
 def save_checkpoint(trainer: Trainer, path: str) -> None:
-    """Atomically write ``trainer``'s :meth:`Trainer.state_dict` to ``path`` (torch.save)."""
-    _atomic_torch_save(trainer.state_dict(), os.fspath(path))
+    """Atomically write ``trainer``'s :meth:`Trainer.state_dict` to ``path`` (torch.save).
+
+    Data-parallel: a collective; every rank calls it and rank 0 writes the file.
+    """
+    state = trainer.state_dict()
+    if trainer.rank == 0:
+        _atomic_torch_save(state, os.fspath(path))
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
