@@ -58,12 +58,15 @@ def grid_fd_scores(log_joint: np.ndarray, axes: list[np.ndarray]) -> np.ndarray:
 
 
 def softplus(u: np.ndarray, alpha: float) -> np.ndarray:
+    """softplus_α(u) = log(1 + e^{αu})/α with MATH.md's cut-offs (u if αu ≥ 20, 0 if αu ≤ −20),
+    elementwise, as the Rust toy models compute it."""
     t = alpha * u
     mid = np.log1p(np.exp(np.clip(t, -20, 20))) / alpha
     return np.where(t >= 20, u, np.where(t <= -20, 0.0, mid))
 
 
 def softplus_grad(u: np.ndarray, alpha: float) -> np.ndarray:
+    """d softplus_α(u)/du = sigmoid(αu), elementwise, with the same cut-offs as :func:`softplus`."""
     t = alpha * u
     mid = 1.0 / (1.0 + np.exp(-np.clip(t, -20, 20)))
     return np.where(t >= 20, 1.0, np.where(t <= -20, 0.0, mid))
@@ -191,6 +194,7 @@ class ISAccumulatorNumpy:
         self.k = 0
 
     def add(self, x_mean: np.ndarray, log_prior: np.ndarray, log_proposal: np.ndarray) -> None:
+        """Fold in a chunk: x_mean (B, Kc, D) decoder means, log_prior and log_proposal (B, Kc)."""
         _B, kc, D = x_mean.shape
         xm = x_mean.astype(np.float64, copy=False)  # same semantics as Rust: float64 sums
         diff = xm - self.x[:, None, :]
