@@ -68,12 +68,20 @@ class ISAccumulator:
         xa = _to_np("x", x, 2)
         if isinstance(log_sigma2, torch.Tensor):
             if log_sigma2.numel() != 1:
-                raise ValueError(f"log_sigma2: expected a scalar, got shape {tuple(log_sigma2.shape)}")
+                raise ValueError(
+                    f"log_sigma2: expected a scalar, got shape {tuple(log_sigma2.shape)}"
+                )
             if not log_sigma2.is_floating_point():
                 raise TypeError(f"log_sigma2: expected a float tensor, got {log_sigma2.dtype}")
             V.has_data("log_sigma2", log_sigma2)
             log_sigma2 = float(log_sigma2.detach().cpu())
-        if not isinstance(log_sigma2, (int, float, np.floating, np.integer)):
+        if isinstance(log_sigma2, np.ndarray):
+            if log_sigma2.size != 1:
+                raise ValueError(f"log_sigma2: expected a scalar, got shape {log_sigma2.shape}")
+            log_sigma2 = log_sigma2.reshape(())[()]
+        if isinstance(log_sigma2, (bool, np.bool_)) or not isinstance(
+            log_sigma2, (int, float, np.floating, np.integer)
+        ):
             raise TypeError(f"log_sigma2: expected a float, got {type(log_sigma2).__name__}")
         self._acc = _core.ISAccumulator(xa, float(log_sigma2))
 

@@ -17,6 +17,13 @@ with f_n = (g(z_n) − x)/σ² and ψ_n = ∇_x log q(z_n|x). m1/m2/m3/fae use t
 :func:`vsm.gaussian_terms`. Inference objective for the encoder φ: :func:`posterior_fd_loss`
 (mean_n PFD, MATH.md Part I, no ½). Helpers: :func:`sample_posterior`, :func:`decoder_vjp`
 (∇_z log p(x|z) by autograd), :func:`encoder_x_score` (ψ by autograd), :func:`fae_loss`.
+
+Argument checks (every function): ``TypeError`` for a non-tensor, a dtype other than float32/64 or
+dtypes that differ, a non-callable or badly typed option; ``ValueError`` for shapes, empty
+batches, devices that differ and bad option values; the message starts with the argument's name
+(``encode``/``decoder`` for what those callables return). Tensor data are not scanned for NaN/inf
+(that would synchronise with the device on every call): a non-finite datum gives a non-finite
+result for that datum only.
 """
 
 from __future__ import annotations
@@ -91,6 +98,26 @@ def _latents(z: object, mu: torch.Tensor) -> torch.Tensor:
     V.shape("z", z, (*z.shape[:-2], *mu.shape), "(N, *mu.shape)")
     V.nonempty("z", z)
     return z.unsqueeze(0) if z.dim() == 2 else z
+
+
+def _bool(name: str, v: object) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    return v
+
+
+def _encoded(encode: object, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) = encode(x), checked against x; errors name ``encode``."""
+    V.callable_("encode", encode)
+    out = encode(x)
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise TypeError(
+            f"encode: expected it to return a (mu, logvar) pair, got {type(out).__name__}"
+        )
+    try:
+        return _posterior(x, *out)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"encode: returned {e}") from e
 
 
 def _grad_mode_default(create_graph: bool | None) -> bool:
@@ -195,14 +222,21 @@ def fae(
 
     Returns:
         (B,). :func:`fae_loss` builds all inputs from an encoder and a decoder.
+
+    Raises:
+        TypeError: a non-tensor, a dtype other than float32/float64, or dtypes that differ.
+        ValueError: ranks or shapes that do not match (including different sample counts N of
+            z/grad_loglik_z and x_mean/psi), an empty batch or N = 0, devices that differ.
     """
     x = _data(x)
     xm = _samples("x_mean", x_mean, x)
     ps = _samples("psi", psi, x)
     V.shape("psi", ps, xm.shape, "x_mean.shape")
+    log_sigma2 = _scalar("log_sigma2", log_sigma2, x)
     mu, logvar = _posterior(x, mu, logvar)
     z3 = _latents(z, mu)
     g3 = V.tensor("grad_loglik_z", grad_loglik_z, ndim=(2, 3))
+    V.same_kind("z", z3, grad_loglik_z=g3)
     g3 = g3.unsqueeze(0) if g3.dim() == 2 else g3
     V.shape("grad_loglik_z", g3, z3.shape, "z.shape")
     if z3.shape[0] != xm.shape[0]:
@@ -230,6 +264,11 @@ def sample_posterior(
     ``generator``).
     """
     V.positive_int("n_samples", n_samples)
+    _bool("reparam", reparam)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
+        )
     shape = (n_samples, *mu.shape)
     if eps is None:
         eps = torch.randn(shape, dtype=mu.dtype, device=mu.device, generator=generator)
@@ -263,16 +302,22 @@ def decoder_vjp(
 
     Returns:
         (x_mean shaped (*z.shape[:-1], D), grad_loglik_z shaped like z). Works under
-        ``torch.no_grad()`` too (then nothing is differentiable).
+        ``torch.no_grad()`` too (then nothing is differentiable). A decoder that does not
+        depend on z gives grad_loglik_z = 0.
     """
+    V.callable_("decoder", decoder)
     create_graph = _grad_mode_default(create_graph)
     with torch.enable_grad():
         zz = z if z.requires_grad else z.detach().requires_grad_(True)
-        V.callable_("decoder", decoder)
         x_mean = decoder(zz)
         if not isinstance(x_mean, torch.Tensor):
             raise TypeError(f"decoder: expected it to return a torch.Tensor, got "
                             f"{type(x_mean).__name__}")
+        if x_mean.dtype != x.dtype:
+            raise TypeError(f"decoder: returned dtype {x_mean.dtype}, expected x's dtype {x.dtype}")
+        if x_mean.device != x.device:
+            raise ValueError(f"decoder: returned device {x_mean.device}, expected x's device "
+                             f"{x.device}")
         x_mean = x_mean.reshape(*zz.shape[:-1], -1)
         if x_mean.shape[-2:] != x.shape:
             raise ValueError(
@@ -280,7 +325,12 @@ def decoder_vjp(
                 f"x's {tuple(x.shape)}"
             )
         resid = (x - x_mean) * torch.exp(-log_sigma2)
-        (gz,) = torch.autograd.grad(x_mean, zz, grad_outputs=resid, create_graph=create_graph)
+        gz = None
+        if x_mean.requires_grad:
+            (gz,) = torch.autograd.grad(x_mean, zz, grad_outputs=resid, create_graph=create_graph,
+                                        allow_unused=True)
+        if gz is None:  # a decoder that does not depend on z: ∇_z log p(x|z) = 0
+            gz = torch.zeros_like(zz)
     if not create_graph:
         x_mean = x_mean if torch.is_grad_enabled() else x_mean.detach()
     return x_mean, gz
@@ -306,6 +356,7 @@ def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
         ψ of shape (N, B, D) ((B, D) when z was (B, L)).
     """
     x = _data(x)
+    V.callable_("encode", encode)
     z = V.tensor("z", z, ndim=(2, 3))
     V.same_kind("x", x, z=z)
     squeeze = z.dim() == 2
@@ -317,7 +368,11 @@ def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
     with torch.enable_grad():
         xr = x.detach().unsqueeze(0).expand(n, *x.shape).reshape(n * b, -1).clone()
         xr.requires_grad_(True)
-        mu, logvar = encode(xr)
+        out = encode(xr)
+        if (not isinstance(out, tuple | list) or len(out) != 2
+                or not all(isinstance(o, torch.Tensor) for o in out)):
+            raise TypeError("encode: expected it to return a (mu, logvar) pair of tensors")
+        mu, logvar = out
         zz = z3.reshape(n * b, latent)
         if mu.shape != zz.shape or logvar.shape != zz.shape:
             raise ValueError(
@@ -371,12 +426,19 @@ def posterior_fd_loss(
 
     Returns:
         (B,), in units of squared latent scores.
+
+    Raises:
+        TypeError: non-tensor or non-float inputs, dtypes that differ, ``decoder`` not callable or
+            returning a non-tensor or another dtype, non-int ``n_samples``, non-bool ``reparam``,
+            a ``generator`` that is not a ``torch.Generator``.
+        ValueError: shapes (also of ``eps`` and of the decoder's output), an empty batch,
+            ``n_samples < 1``, devices that differ (also the decoder output's).
     """
     x = _data(x)
     mu, logvar = _posterior(x, mu, logvar)
     log_sigma2 = _scalar("log_sigma2", log_sigma2, x)
-    if not isinstance(reparam, bool):
-        raise TypeError(f"reparam: expected a bool, got {type(reparam).__name__}")
+    _bool("reparam", reparam)
+    V.callable_("decoder", decoder)
     z = sample_posterior(mu, logvar, n_samples, reparam=reparam, eps=eps, generator=generator)
     _, gz = decoder_vjp(x, decoder, z, log_sigma2)
     return posterior_fd(z, mu, logvar, gz).mean(0)
@@ -397,10 +459,13 @@ def fae_loss(
     z_n ~ q (reparametrised iff ``reparam``), x_mean and ∇_z log p(x|z) by :func:`decoder_vjp`,
     ψ by :func:`encoder_x_score`. The paper's code reparametrises for the encoder step and not for
     the decoder step. ``encode``: x (M, D) → (mu, logvar) (M, L); ``decoder``: z (..., L) →
-    (..., *data_shape). Returns (B,)."""
+    (..., *data_shape). Returns (B,). Raises as :func:`posterior_fd_loss`; errors in what
+    ``encode`` returns name ``encode``."""
     x = _data(x)
-    mu, logvar = encode(x)
-    mu, logvar = _posterior(x, mu, logvar)
+    log_sigma2 = _scalar("log_sigma2", log_sigma2, x)
+    _bool("reparam", reparam)
+    V.callable_("decoder", decoder)
+    mu, logvar = _encoded(encode, x)
     z = sample_posterior(mu, logvar, n_samples, reparam=reparam, eps=eps, generator=generator)
     x_mean, gz = decoder_vjp(x, decoder, z, log_sigma2)
     psi = encoder_x_score(encode, x, z)

@@ -13,6 +13,14 @@ in the dtype and on the device of ``x``, differentiable w.r.t. the parameters in
 Score callables: ``score_fn(x) -> (B, D)`` for :func:`exact_sm`, :func:`sliced_sm`, :func:`dsm`;
 ``score_fn(x, sigma) -> (B, D)`` with ``sigma`` a Python float (the noise level) for
 :func:`multiscale_dsm` and :func:`annealed_langevin`.
+
+Argument checks: ``TypeError`` for a non-tensor or non-float32/64 x, a non-callable ``score_fn``
+or one returning a non-tensor or another dtype, and badly typed options; ``ValueError`` for
+shapes (x must be (B, D), B ≥ 1; the score must have x's shape), a score on another device, and
+bad option values (σ ≤ 0 or non-finite, empty or increasing ``sigmas``, ``n_steps < 1``,
+``seed`` outside [0, 2⁶⁴)). The message starts with the argument's name. x is not scanned for
+NaN/inf (a device synchronisation per call); a non-finite datum gives a non-finite loss for that
+datum only.
 """
 
 from __future__ import annotations
@@ -64,7 +72,8 @@ def _sigma(name: str, sigma: object) -> float:
     if isinstance(sigma, torch.Tensor):
         if sigma.numel() != 1:
             raise ValueError(f"{name}: expected a scalar, got shape {tuple(sigma.shape)}")
-        sigma = float(sigma.item())
+        V.has_data(name, sigma)
+        sigma = sigma.item()
     if isinstance(sigma, bool) or not isinstance(sigma, int | float):
         raise TypeError(f"{name}: expected a float, got {type(sigma).__name__}")
     if not (math.isfinite(sigma) and sigma > 0):
@@ -76,6 +85,7 @@ def _sigmas(sigmas: object) -> list[float]:
     if isinstance(sigmas, torch.Tensor):
         if sigmas.dim() != 1:
             raise ValueError(f"sigmas: expected a 1-D sequence, got shape {tuple(sigmas.shape)}")
+        V.has_data("sigmas", sigmas)
         sigmas = sigmas.tolist()
     if not isinstance(sigmas, Sequence) or isinstance(sigmas, str):
         raise TypeError(f"sigmas: expected a sequence of floats, got {type(sigmas).__name__}")
@@ -89,8 +99,10 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator | None
         return None
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
+    if device.type == "meta":  # shape-only tensors: no random numbers to seed
+        return None
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen

@@ -17,6 +17,8 @@ import numpy as np
 from . import _core
 
 MODELS = ("sym", "soft", "relu", "bias", "linear")
+MAX_GRID_VALUES = 2**28
+"""Largest batch × grid size that :func:`posterior` accepts (a float64 grid of it is 2 GiB)."""
 
 
 def _np(name: str, a: Any) -> np.ndarray:
@@ -24,14 +26,27 @@ def _np(name: str, a: Any) -> np.ndarray:
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         if getattr(a, "is_meta", False):
             raise ValueError(f"{name}: tensor on the meta device has no data")
-        a = a.detach().cpu().numpy()
+        try:
+            a = a.detach().cpu().numpy()
+        except TypeError as e:  # e.g. bfloat16, which NumPy has no dtype for
+            raise TypeError(f"{name}: expected a real float/int array, got dtype {a.dtype}") from e
     try:
         arr = np.asarray(a)
     except Exception as e:  # pragma: no cover - exotic inputs
         raise TypeError(f"{name}: cannot convert {type(a).__name__} to an array") from e
     if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
         raise TypeError(f"{name}: expected a real float/int array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    return np.asarray(arr, dtype=np.float64, order="C")  # keeps 0-d arrays 0-d
+
+
+def _real(name: str, v: Any) -> float:
+    """A finite-or-not real scalar (Python/NumPy number or one-element array/tensor) as a float."""
+    if isinstance(v, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name}: expected a float, got {type(v).__name__}")
+    try:
+        return float(v)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected a float, got {type(v).__name__}") from e
 
 
 @dataclass(frozen=True)
@@ -78,16 +93,19 @@ class Posterior:
         if c.ndim < 3 or c.shape[-2:] != (L, L):
             raise ValueError(f"q_cov: expected shape (..., [C,] {L}, {L}), got {np.shape(q_cov)}")
         C = m.shape[-2]
-        try:
-            w = np.broadcast_to(w, (*bs, C)).reshape(B, C)
-            m = np.broadcast_to(m, (*bs, C, L)).reshape(B, C, L)
-            c = np.broadcast_to(c, (*bs, C, L, L)).reshape(B, C, L, L)
-        except ValueError as e:
-            raise ValueError(
-                f"q_mean: q of shapes {np.shape(q_mean)}, {np.shape(q_cov)}, "
-                f"{np.shape(q_weights)} does not broadcast to batch {bs}"
-            ) from e
-        return tuple(np.ascontiguousarray(a) for a in (w, m, c))
+        out = []
+        for name, a, tail in (("q_mean", m, (C, L)), ("q_cov", c, (C, L, L)),
+                              ("q_weights", w, (C,))):
+            try:
+                out.append(np.ascontiguousarray(np.broadcast_to(a, (*bs, *tail)).reshape(B, *tail)))
+            except ValueError as e:
+                raise ValueError(
+                    f"{name}: shape {a.shape} does not broadcast to (*batch, {C} components, ...) "
+                    f"= {(*bs, *tail)} (q shapes: {np.shape(q_mean)}, {np.shape(q_cov)}, "
+                    f"{np.shape(q_weights)})"
+                ) from e
+        m, c, w = out
+        return w, m, c
 
     def _div(self, q_mean: Any, q_cov: Any, q_weights: Any) -> tuple[np.ndarray, np.ndarray]:
         w, m, c = self._q(q_mean, q_cov, q_weights)
@@ -128,12 +146,18 @@ class Posterior:
 def _axes(axes: Any) -> list[np.ndarray]:
     if isinstance(axes, np.ndarray) and axes.ndim == 1:
         axes = (axes,)
-    if not isinstance(axes, (tuple, list)) or len(axes) not in (1, 2):
-        raise ValueError("axes: expected a tuple of one or two 1-D arrays")
+    if not isinstance(axes, (tuple, list)):
+        raise TypeError(
+            f"axes: expected a tuple of one or two 1-D arrays, got {type(axes).__name__}"
+        )
+    if len(axes) not in (1, 2):
+        raise ValueError(f"axes: expected a tuple of one or two 1-D arrays, got {len(axes)}")
     out = [_np("axes", a) for a in axes]
-    for a in out:
+    for i, a in enumerate(out):
         if a.ndim != 1:
             raise ValueError(f"axes: each axis must be 1-D, got shape {a.shape}")
+        if len(a) < 3:
+            raise ValueError(f"axes: axis {i} needs at least 3 points, got {len(a)}")
     return out
 
 
@@ -150,8 +174,9 @@ def grid_posterior(log_joint: Any, axes: Any) -> Posterior:
         of the spacing for a smooth posterior that vanishes inside the grid).
 
     Raises:
-        ValueError: shapes, empty batch, non-uniform axes, NaN/+inf, a row that is −inf
-        everywhere. TypeError: non-numeric input.
+        ValueError: shapes, empty batch, an axis with < 3 points, non-uniform axes, NaN/+inf, a
+        row that is −inf everywhere. TypeError: non-numeric input (or float16/bool/complex),
+        ``axes`` not a tuple/list.
     """
     ax = _axes(axes)
     lj = _np("log_joint", log_joint)
@@ -180,19 +205,18 @@ def _model_params(model: str, params: dict) -> dict:
         v = params.get(name)
         if v is None:
             continue
-        if isinstance(v, (str, bytes)):
-            raise TypeError(f"{name}: expected a float, got {type(v).__name__}")
-        try:
-            out[name] = float(v)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"{name}: expected a float, got {type(v).__name__}") from e
+        out[name] = _real(name, v)
     if params.get("W") is not None:
         w = _np("W", params["W"])
         out["w"] = w.reshape(-1, 1) if w.ndim == 1 else w
-        if out["w"].ndim != 2:
-            raise ValueError(f"W: expected shape (D, L), got {w.shape}")
+        if out["w"].ndim != 2 or out["w"].size == 0:
+            raise ValueError(f"W: expected a non-empty shape (D, L), got {w.shape}")
+        if not np.isfinite(out["w"]).all():
+            raise ValueError("W: must be finite")
     if params.get("b") is not None:
         out["b"] = _np("b", params["b"]).reshape(-1)
+        if not np.isfinite(out["b"]).all():
+            raise ValueError("b: must be finite")
     return out
 
 
@@ -229,6 +253,13 @@ def posterior(model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int =
 
     Returns:
         :class:`Posterior` with the analytic posterior score used by ``fd_from``.
+
+    Raises:
+        TypeError: non-numeric ``x``/``W``/``b`` (or float16/bool/complex), non-real ``sigma``,
+            ``alpha``, ``lo``, ``hi``, non-int ``n``.
+        ValueError: unknown ``model`` or parameter, shapes, an empty batch, NaN/inf in x, W or b,
+            σ ≤ 0, α ≤ 0, ``n < 3``, not ``lo < hi`` finite, a grid of more than
+            :data:`MAX_GRID_VALUES` values (batch × n^L).
     """
     p = _model_params(model, params)
     D, L = _model_dims(model, p)
@@ -237,6 +268,13 @@ def posterior(model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int =
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 3:
         raise ValueError(f"n: need at least 3 grid points, got {n}")
+    size = xf.shape[0] * int(n) ** L
+    if size > MAX_GRID_VALUES:
+        raise ValueError(
+            f"n: {xf.shape[0]} observations × {n}**{L} grid points = {size} values exceeds "
+            f"{MAX_GRID_VALUES}; use fewer points or split the batch"
+        )
+    lo, hi = _real("lo", lo), _real("hi", hi)
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         raise ValueError(f"lo: need finite lo < hi, got lo={lo}, hi={hi}")
     ax = [np.linspace(float(lo), float(hi), int(n))] * L
