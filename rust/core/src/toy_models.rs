@@ -140,11 +140,17 @@ impl Model {
                         msg: format!("expected shape ({d},) to match W, got ({},)", b.len()),
                     });
                 }
-                if w.iter().chain(b.iter()).any(|v| !v.is_finite()) {
-                    return Err(Error::Value {
-                        arg: "W",
-                        msg: "W and b must be finite".into(),
-                    });
+                let finite = [
+                    ("W", w.iter().all(|v| v.is_finite())),
+                    ("b", b.iter().all(|v| v.is_finite())),
+                ];
+                for (arg, ok) in finite {
+                    if !ok {
+                        return Err(Error::Value {
+                            arg,
+                            msg: "must be finite".into(),
+                        });
+                    }
                 }
                 Model::Linear {
                     w,
@@ -630,6 +636,23 @@ mod tests {
         assert!((softplus(0.0, 10.0) - 2f64.ln() / 10.0).abs() < 1e-15);
         assert_eq!(softplus_grad(2.0, 10.0), 1.0);
         assert!((softplus_grad(0.0, 10.0) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn non_finite_linear_parameters_name_the_argument() {
+        let named = |w: Array2<f64>, b: Array1<f64>| match Model::from_name(
+            "linear",
+            None,
+            None,
+            Some(w),
+            Some(b),
+        ) {
+            Err(Error::Value { arg, .. }) => arg,
+            other => panic!("expected a value error, got {:?}", other.is_ok()),
+        };
+        assert_eq!(named(array![[f64::NAN]], array![0.0]), "W");
+        assert_eq!(named(array![[1.0]], array![f64::NAN]), "b");
+        assert_eq!(named(array![[1.0, 2.0]], array![f64::INFINITY]), "b");
     }
 
     #[test]
