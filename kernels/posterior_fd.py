@@ -9,11 +9,14 @@ Forward, for rows r = (n, b) of the flattened (N·B, L) tensors::
 Backward, with go = grad_out[r]::
 
     dz = 2 go res (1 - e),   dg = -2 go res,
-    dmu[b] = Σ_n 2 go res e,  dlogvar[b] = Σ_n 2 go res (z - mu) e
+    dmu[b] = e Σ_n 2 go res,  dlogvar[b] = e Σ_n 2 go res (z - mu)
 
 The backward kernel tiles (B, L) and loops over the N samples, so the reductions over N for
-dmu/dlogvar happen in registers: no atomics and no (N,B,L) scratch buffers. Accumulation happens in
-the input dtype (float32 or float64).
+dmu/dlogvar happen in registers: no atomics and no (N,B,L) scratch buffers. The sums over N are
+taken before the multiplication by e (as autograd does for the reference, where mu and logvar are
+broadcast over N): with e up to ~1e13, per-sample terms that overflow float32 but cancel over the
+samples must not give inf − inf = NaN. Accumulation happens in the input dtype (float32 or
+float64).
 """
 
 from __future__ import annotations
@@ -77,10 +80,10 @@ def _pfd_bwd_kernel(
         t = 2.0 * go[:, None] * (z - d * e - g)
         tl.store(dz_ptr + off, t * (1.0 - e), mask=mask)
         tl.store(dg_ptr + off, -t, mask=mask)
-        acc_mu += t * e
-        acc_lv += t * d * e
-    tl.store(dmu_ptr + boff, acc_mu, mask=mask)
-    tl.store(dlv_ptr + boff, acc_lv, mask=mask)
+        acc_mu += t
+        acc_lv += t * d
+    tl.store(dmu_ptr + boff, acc_mu * e, mask=mask)
+    tl.store(dlv_ptr + boff, acc_lv * e, mask=mask)
 
 
 def _block_l(L: int) -> int:

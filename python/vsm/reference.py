@@ -57,12 +57,18 @@ def gaussian_terms(
 def is_log_evidence(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log_p, ess) of log importance weights (B, K), computed in float64, returned in log_w's dtype.
 
-    log_p = logsumexp_k log_w − log K; ess = (Σw)²/Σw² = exp(2·lse(log_w) − lse(2·log_w)).
+    log_p = logsumexp_k log_w − log K; ess = (Σw)²/Σw² = exp(2·lse(s) − lse(2·s)) with the
+    weights shifted by their row maximum m, s = log_w − m ≤ 0 (unshifted, 2·lse(log_w) −
+    lse(2·log_w) loses log K once |log_w| ≳ 1e16: ESS 1 instead of K). A row of −inf weights gets
+    log_p = −inf and ESS 0.
     """
     lw = log_w.to(torch.float64)
-    lse = torch.logsumexp(lw, dim=-1)
-    log_p = lse - math.log(lw.shape[-1])
-    ess = torch.exp(2 * lse - torch.logsumexp(2 * lw, dim=-1))
+    m = lw.detach().amax(dim=-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    s = lw - m
+    lse = torch.logsumexp(s, dim=-1)
+    log_p = (m.squeeze(-1) + lse) - math.log(lw.shape[-1])
+    ess = torch.exp(2 * lse - torch.logsumexp(2 * s, dim=-1))
     ess = torch.where(torch.isneginf(lse), torch.zeros_like(ess), ess)
     return log_p.to(log_w.dtype), ess.to(log_w.dtype)
 

@@ -57,11 +57,20 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs, *output)
 
 
+def _weighted(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """grad·out, with 0 where grad is 0 even if ``out`` overflowed to inf (0·inf would be NaN).
+
+    An output that does not enter the loss contributes nothing to d log σ², as in autograd
+    through the reference (which never forms that product).
+    """
+    return torch.where(grad == 0, torch.zeros_like(out), grad * out)
+
+
 def _backward(ctx, grad_sq_mean, grad_mean_sq):
     x, x_mean, log_sigma2, sq_mean, mean_sq = ctx.saved_tensors
     a = torch.zeros_like(sq_mean) if grad_sq_mean is None else grad_sq_mean
     c = torch.zeros_like(mean_sq) if grad_mean_sq is None else grad_mean_sq
-    dls = -2.0 * (a * sq_mean + c * mean_sq).sum()
+    dls = -2.0 * (_weighted(a, sq_mean) + _weighted(c, mean_sq)).sum()
     if torch.is_grad_enabled():
         # create_graph=True: the same formulas in differentiable torch ops (see the kernels' doc).
         n = x_mean.shape[0]

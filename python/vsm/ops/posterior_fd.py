@@ -48,10 +48,11 @@ def _backward(ctx, go: torch.Tensor):
     z, mu, logvar, g = ctx.saved_tensors
     if torch.is_grad_enabled():
         # create_graph=True (e.g. bi-level unrolling differentiates an encoder update): the
-        # kernel formulas of kernels/posterior_fd.py written in torch, so they are differentiable.
+        # kernel formulas of kernels/posterior_fd.py written in torch, so they are differentiable
+        # (sums over the N samples before the multiplication by e, as in the kernel).
         e = torch.exp(-logvar)
         t = 2.0 * go.unsqueeze(-1) * (z - (z - mu) * e - g)
-        return t * (1.0 - e), (t * e).sum(0), (t * (z - mu) * e).sum(0), -t
+        return t * (1.0 - e), t.sum(0) * e, (t * (z - mu)).sum(0) * e, -t
     return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
 
 
