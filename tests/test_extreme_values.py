@@ -479,6 +479,59 @@ def test_is_accumulator_k1(b, d, ls2, x_exp, delta_exp, lp0, f32, seed):
             np.testing.assert_array_equal(u, v, err_msg=name)
 
 
+@given(
+    k=st.integers(2, 9), d=st.integers(1, 5), x_exp=st.integers(3, 6),
+    delta_exp=st.integers(-8, -2), seed=st.integers(0, 2**16),
+)
+def test_is_accumulator_score_precise_for_large_data(k, d, x_exp, delta_exp, seed):
+    """K > 1 samples, |x| up to 1e6 and decoder means g_k = x + δ_k with |δ| down to 1e-8: the
+    score Σ w̄_k δ_k/σ² and Ĵ must keep float64 precision relative to |δ| (the accumulators sum
+    w·(g − x), not w·g, which lost ~|x|/|δ|·eps: 5.5e-5 relative at |x| = 1e6, |δ| = 1e-6).
+    Equal prior and proposal, σ² = 1: the weights are exp(−½‖δ_k‖²), computed from δ for the
+    truth. Both the Rust engine and its NumPy twin are checked."""
+    from vsm.reference_numpy import ISAccumulatorNumpy
+
+    gen = np.random.default_rng(seed)
+    x = gen.choice([-1.0, 1.0], size=(1, d)) * 10.0**x_exp * (1 + gen.random((1, d)))
+    delta = 10.0**delta_exp * gen.standard_normal((1, k, d))
+    g = x[:, None] + delta
+    delta = g - x[:, None]  # the δ the engine sees after rounding g
+    zeros = np.zeros((1, k))
+    w = np.exp(-0.5 * (delta**2).sum(-1))  # σ² = 1; computed from δ, so free of |x|
+    w = w / w.sum(-1, keepdims=True)
+    want = np.einsum("bk,bkd->bd", w, delta)
+    mag = np.einsum("bk,bkd->bd", w, np.abs(delta))
+    rust = vsm.ISAccumulator(x, 0.0)
+    rust.add(g, zeros, zeros)
+    twin = ISAccumulatorNumpy(x, 0.0)
+    twin.add(g, zeros, zeros)
+    for name, score in (("rust", rust.result().score), ("numpy", twin.result()[2])):
+        assert np.all(np.abs(score - want) <= 64 * np.finfo(np.float64).eps * mag), (name, score,
+                                                                                      want)
+
+
+def test_numpy_twin_all_minus_inf_rows_match_rust():
+    """A datum with every weight −inf: −inf, 0 (and NaN score, loss) from the NumPy twins, as Rust."""
+    from vsm.reference_numpy import ISAccumulatorNumpy
+    from vsm.reference_numpy import is_log_evidence as np_is_log_evidence
+
+    lw = np.array([[-np.inf, -np.inf], [0.0, -1.0]])
+    lp, ess = np_is_log_evidence(lw)
+    lp_r, ess_r = vsm.is_log_evidence(lw)
+    np.testing.assert_array_equal(lp, lp_r)
+    np.testing.assert_array_equal(ess, ess_r)
+    assert lp[0] == -np.inf and ess[0] == 0.0
+    x = np.array([[0.5], [1.0]])
+    twin, rust = ISAccumulatorNumpy(x, 0.0), vsm.ISAccumulator(x, 0.0)
+    lpri = np.array([[-np.inf, -np.inf], [0.0, 1.0]])
+    for acc in (twin, rust):
+        acc.add(np.ones((2, 2, 1)), lpri, np.zeros((2, 2)))
+        acc.add(np.ones((2, 2, 1)), lpri, np.zeros((2, 2)))
+    r = rust.result()
+    for got, want in zip(twin.result(), (r.log_p, r.ess, r.score, r.sm_loss)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+
+
 def test_is_accumulator_all_minus_inf_row_and_float32_torch():
     """A datum whose weights all vanish (log prior −inf for every sample, over several chunks):
     log_p = −inf, ESS = 0, score and sm_loss NaN (Rust ``Accumulator::result`` docstring), while

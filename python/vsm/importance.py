@@ -25,6 +25,8 @@ class ISResult:
 
     log_p: (B,) log p̂(x) (nats). ess: (B,) (Σw)²/Σw². score: (B, D) ŝ(x) = Σ w̄_k f_k.
     sm_loss: (B,) Ĵ(x) = Σ w̄_k(‖f_k‖² − D/σ²) − ½‖ŝ‖², with f_k = (g(z_k) − x)/σ².
+    A datum whose weights all vanished (every log w = −∞) gets log_p = −∞, ess = 0 and NaN score
+    and sm_loss: there is no estimate, and NaN says so rather than a made-up number.
     """
 
     log_p: Any

@@ -18,12 +18,19 @@ def _lse(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def is_log_evidence(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, K) → log_p = logsumexp − log K, ess = (Σw)²/Σw² (B,)."""
+    """(B, K) → log_p = logsumexp − log K, ess = (Σw)²/Σw² (B,).
+
+    A row whose weights all vanish (all −∞) gives log_p = −∞ and ess = 0, as the Rust engine.
+    """
     lw = np.asarray(log_w, dtype=np.float64)
     m = lw.max(-1, keepdims=True)
-    w = np.exp(lw - m)
+    dead = np.isneginf(m[:, 0])
+    w = np.exp(lw - np.where(np.isneginf(m), 0.0, m))
     s1, s2 = w.sum(-1), (w * w).sum(-1)
-    return m[:, 0] + np.log(s1) - np.log(lw.shape[1]), s1 * s1 / s2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = m[:, 0] + np.log(s1) - np.log(lw.shape[1])
+        ess = np.where(dead, 0.0, s1 * s1 / np.where(dead, 1.0, s2))
+    return np.where(dead, -np.inf, log_p), ess
 
 
 def grid_points(axes: list[np.ndarray]) -> np.ndarray:
@@ -201,12 +208,15 @@ class ISAccumulatorNumpy:
         sq = np.einsum("bkd,bkd->bk", diff, diff)
         lw = -0.5 * D * (LN_2PI + self.ls2) - 0.5 * sq * np.exp(-self.ls2) + log_prior - log_proposal
         m_new = np.maximum(self.m, lw.max(1))
-        a = np.exp(np.where(np.isfinite(self.m), self.m - m_new, -np.inf))
-        e = np.exp(lw - m_new[:, None])
+        live = np.isfinite(m_new)  # a datum whose weights all vanished so far stays at zero
+        shift = np.where(live, m_new, 0.0)
+        a = np.exp(np.where(np.isfinite(self.m), self.m - shift, -np.inf))
+        e = np.exp(lw - shift[:, None])
         self.s1 = a * self.s1 + e.sum(1)
         self.s2 = a * a * self.s2 + (e * e).sum(1)
         self.sq = a * self.sq + (e * sq).sum(1)
-        self.sg = a[:, None] * self.sg + np.einsum("bk,bkd->bd", e, xm)
+        # Σ e·(g − x), not Σ e·g: keeps the score's precision when |x| ≫ |g − x| (as Rust).
+        self.sg = a[:, None] * self.sg + np.einsum("bk,bkd->bd", e, diff)
         self.m = m_new
         self.k += kc
 
@@ -214,8 +224,12 @@ class ISAccumulatorNumpy:
         """(log_p, ess, score, sm_loss) as the Rust accumulator."""
         s2 = np.exp(self.ls2)
         D = self.x.shape[1]
-        log_p = self.m + np.log(self.s1) - np.log(self.k)
-        ess = self.s1**2 / self.s2
-        score = (self.sg / self.s1[:, None] - self.x) / s2
-        sm = self.sq / self.s1 / s2**2 - D / s2 - 0.5 * (score**2).sum(1)
+        dead = np.isneginf(self.m)  # all weights vanished: −∞, 0, NaN, NaN (as Rust)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = np.where(dead, -np.inf, self.m + np.log(self.s1) - np.log(self.k))
+            ess = np.where(dead, 0.0, self.s1**2 / self.s2)
+            score = self.sg / self.s1[:, None] / s2
+            sm = self.sq / self.s1 / s2**2 - D / s2 - 0.5 * (score**2).sum(1)
+        score[dead] = np.nan
+        sm[dead] = np.nan
         return log_p, ess, score, sm

@@ -28,7 +28,7 @@ struct Row {
     s1: f64,
     s2: f64,
     sq: f64,
-    /// Σ e_k g_k (D,).
+    /// Σ e_k (g_k − x) (D,).
     sg: Vec<f64>,
 }
 
@@ -303,8 +303,10 @@ impl Accumulator {
                     st.s1 += e;
                     st.s2 += e * e;
                     st.sq += e * sq;
-                    for (acc, v) in st.sg.iter_mut().zip(g) {
-                        *acc += e * (*v).into();
+                    // Σ w (g − x) rather than Σ w g: the score (Σw(g−x)/Σw)/σ² then keeps its
+                    // precision when |x| ≫ |g − x| (no cancellation of two large sums).
+                    for ((acc, v), xv) in st.sg.iter_mut().zip(g).zip(xr) {
+                        *acc += e * ((*v).into() - xv);
                     }
                 }
                 Ok(st)
@@ -348,7 +350,7 @@ impl Accumulator {
             ess[r] = row.s1 * row.s1 / row.s2;
             let mut n2 = 0.0;
             for j in 0..d {
-                let s = (row.sg[j] / row.s1 - self.x[[r, j]]) * inv_s2;
+                let s = row.sg[j] / row.s1 * inv_s2;
                 score[[r, j]] = s;
                 n2 += s * s;
             }
@@ -489,6 +491,21 @@ mod tests {
         assert!((r.score[[0, 0]] - 0.5).abs() < 1e-12);
         // Equal samples: Ĵ = ‖f‖² − D/σ² − ½‖f‖² = ½·3·0.25 − 3.
         assert!((r.sm_loss[0] - (0.375 - 3.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn score_keeps_precision_for_large_data() {
+        // x = 1e6, decoder means 1e6 + δ_k with δ = (1e-6, 3e-6), equal weights (the same log
+        // prior and proposal; the likelihood differs by δ²/2 ≈ 1e-12, negligible): the score is
+        // mean δ / σ² = 2e-6, which Σw·g/Σw − x would get only to ~1e-4 relative error.
+        let x = Array2::from_elem((1, 1), 1e6);
+        let mut acc = Accumulator::new(x.view(), 0.0).unwrap();
+        let g = Array3::from_shape_vec((1, 2, 1), vec![1e6 + 1e-6, 1e6 + 3e-6]).unwrap();
+        let z = Array2::<f64>::zeros((1, 2));
+        acc.add(g.view(), z.view(), z.view()).unwrap();
+        let s = acc.result().unwrap().score[[0, 0]];
+        let want = ((1e6 + 1e-6 - 1e6) + (1e6 + 3e-6 - 1e6)) / 2.0;
+        assert!((s - want).abs() < 1e-9 * want, "{s} vs {want}");
     }
 
     #[test]
