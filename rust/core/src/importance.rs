@@ -77,6 +77,16 @@ impl Row {
     }
 }
 
+/// acc += e·(g − x), elementwise over acc's length (slices pre-cut so the loop vectorises).
+#[inline]
+fn axpy_diff<T: Copy + Into<f64>>(acc: &mut [f64], e: f64, g: &[T], x: &[f64]) {
+    let n = acc.len();
+    let (g, x) = (&g[..n], &x[..n]);
+    for i in 0..n {
+        acc[i] += e * (g[i].into() - x[i]);
+    }
+}
+
 /// ‖a − x‖² with 8 independent f64 accumulators (so the compiler can vectorise the reduction).
 #[inline]
 fn sqdist<T: Copy + Into<f64>>(a: &[T], x: &[f64]) -> f64 {
@@ -305,9 +315,7 @@ impl Accumulator {
                     st.sq += e * sq;
                     // Σ w (g − x) rather than Σ w g: the score (Σw(g−x)/Σw)/σ² then keeps its
                     // precision when |x| ≫ |g − x| (no cancellation of two large sums).
-                    for ((acc, v), xv) in st.sg.iter_mut().zip(g).zip(xr) {
-                        *acc += e * ((*v).into() - xv);
-                    }
+                    axpy_diff(&mut st.sg, e, g, xr);
                 }
                 Ok(st)
             })
