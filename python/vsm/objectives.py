@@ -106,14 +106,19 @@ def _bool(name: str, v: object) -> bool:
     return v
 
 
+def _encoder_pair(out: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an ``encode`` callable returned, checked to be a (mu, logvar) pair of tensors."""
+    if (not isinstance(out, tuple | list) or len(out) != 2
+            or not all(isinstance(o, torch.Tensor) for o in out)):
+        raise TypeError(f"encode: expected it to return a (mu, logvar) pair of tensors, got "
+                        f"{type(out).__name__}")
+    return out[0], out[1]
+
+
 def _encoded(encode: object, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mu, logvar) = encode(x), checked against x; errors name ``encode``."""
     V.callable_("encode", encode)
-    out = encode(x)
-    if not isinstance(out, tuple | list) or len(out) != 2:
-        raise TypeError(
-            f"encode: expected it to return a (mu, logvar) pair, got {type(out).__name__}"
-        )
+    out = _encoder_pair(encode(x))
     try:
         return _posterior(x, *out)
     except (TypeError, ValueError) as e:
@@ -368,11 +373,7 @@ def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
     with torch.enable_grad():
         xr = x.detach().unsqueeze(0).expand(n, *x.shape).reshape(n * b, -1).clone()
         xr.requires_grad_(True)
-        out = encode(xr)
-        if (not isinstance(out, tuple | list) or len(out) != 2
-                or not all(isinstance(o, torch.Tensor) for o in out)):
-            raise TypeError("encode: expected it to return a (mu, logvar) pair of tensors")
-        mu, logvar = out
+        mu, logvar = _encoder_pair(encode(xr))
         zz = z3.reshape(n * b, latent)
         if mu.shape != zz.shape or logvar.shape != zz.shape:
             raise ValueError(
