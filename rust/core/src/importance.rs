@@ -13,7 +13,7 @@
 //! the datum's Kc·D decoder values are still in cache, and the chunk's state is merged into the
 //! running one by log-sum-exp rescaling.
 
-use crate::{Error, Result};
+use crate::{ensure_finite, Error, Result};
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3, Axis};
 use rayon::prelude::*;
 
@@ -177,12 +177,7 @@ impl Accumulator {
                 msg: format!("expected a non-empty (B, D) array, got {:?}", x.dim()),
             });
         }
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "x",
-                msg: "must be finite".into(),
-            });
-        }
+        ensure_finite("x", x.iter())?;
         if !log_sigma2.is_finite() {
             return Err(Error::Value {
                 arg: "log_sigma2",

@@ -33,3 +33,18 @@ pub enum Error {
 
 /// Result type of the engine.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `Err(Error::Value { arg, "must be finite" })` if any of `values` is NaN or ±∞.
+pub(crate) fn ensure_finite<'a>(
+    arg: &'static str,
+    values: impl IntoIterator<Item = &'a f64>,
+) -> Result<()> {
+    if values.into_iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(Error::Value {
+            arg,
+            msg: "must be finite".into(),
+        })
+    }
+}

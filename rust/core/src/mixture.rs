@@ -2,7 +2,7 @@
 //! from (weights, means, covariances), log density and score ∇_z log q, and quadrature nodes
 //! adapted to each component (used for E_q[·] of the toy models).
 
-use crate::{Error, Result};
+use crate::{ensure_finite, Error, Result};
 use ndarray::{ArrayView2, ArrayView3, ArrayView4, Axis};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -72,18 +72,8 @@ impl Mixture {
                 msg: "must have a positive sum".into(),
             });
         }
-        if means.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "q_mean",
-                msg: "must be finite".into(),
-            });
-        }
-        if covs.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "q_cov",
-                msg: "must be finite".into(),
-            });
-        }
+        ensure_finite("q_mean", means.iter())?;
+        ensure_finite("q_cov", covs.iter())?;
         let mut comps = Vec::with_capacity(c);
         for (k, &w) in weights.iter().enumerate() {
             if w == 0.0 {

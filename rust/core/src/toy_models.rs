@@ -11,7 +11,7 @@
 
 use crate::grid::{self, Grid, Summary};
 use crate::mixture::Mixture;
-use crate::{Error, Result};
+use crate::{ensure_finite, Error, Result};
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis, Zip};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -140,18 +140,8 @@ impl Model {
                         msg: format!("expected shape ({d},) to match W, got ({},)", b.len()),
                     });
                 }
-                let finite = [
-                    ("W", w.iter().all(|v| v.is_finite())),
-                    ("b", b.iter().all(|v| v.is_finite())),
-                ];
-                for (arg, ok) in finite {
-                    if !ok {
-                        return Err(Error::Value {
-                            arg,
-                            msg: "must be finite".into(),
-                        });
-                    }
-                }
+                ensure_finite("W", w.iter())?;
+                ensure_finite("b", b.iter())?;
                 Model::Linear {
                     w,
                     b,
@@ -262,12 +252,7 @@ impl Model {
                 msg: format!("model has data dimension {}, got {d}", self.data_dim()),
             });
         }
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "x",
-                msg: "must be finite".into(),
-            });
-        }
+        ensure_finite("x", x.iter())?;
         Ok(())
     }
 
@@ -289,12 +274,7 @@ impl Model {
                 ),
             });
         }
-        if z.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "z",
-                msg: "must be finite".into(),
-            });
-        }
+        ensure_finite("z", z.iter())?;
         let (b, p) = (x.nrows(), z.nrows());
         let zs = z.as_standard_layout();
         let mut lj = Array2::<f64>::zeros((b, p));
@@ -470,12 +450,7 @@ impl Model {
                 msg: format!("expected ({b},), got ({},)", log_z.len()),
             });
         }
-        if log_z.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "log_z",
-                msg: "must be finite".into(),
-            });
-        }
+        ensure_finite("log_z", log_z.iter())?;
         let mixes = Mixture::batch(q_weights, q_means, q_covs, b, l)?;
         let mut kl = Array1::<f64>::zeros(b);
         let mut fd = Array1::<f64>::zeros(b);
