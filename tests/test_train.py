@@ -64,7 +64,7 @@ def test_bilevel_hypergradient_matches_finite_differences(reference_backend, mix
     def loss() -> torch.Tensor:
         tr.model.encoder.load_state_dict(enc_state)
         torch.manual_seed(123)
-        return tr._bilevel_learning_loss(x)
+        return tr._learning_step_loss(x)
 
     (g,) = torch.autograd.grad(loss(), w)
     h = 1e-6

@@ -3,7 +3,10 @@
 Subcommands:
 - ``vsm train --objective kl-m1 --dataset sparse [--steps N | --epochs E] ...``: trains with
   :class:`vsm.train.Trainer` (progress bar on a terminal, periodic loss lines, checkpoints,
-  metrics JSON per evaluation, loss-curve PNG in ``--out``);
+  metrics JSON per evaluation, loss-curve PNG in ``--out``). Its options are generated from
+  :class:`vsm.train.TrainConfig`'s fields (:func:`add_config_options`). SIGINT/SIGTERM write a
+  checkpoint of the last completed iteration and exit with 130/143 and a one-line message;
+  ``--resume CKPT`` continues exactly;
 - ``vsm eval CHECKPOINT [--n-is K]``: test metrics of a checkpoint as JSON (−ELBO, MSE, MMD²,
   posterior FD, and with K > 0 the IS NLL, ESS and SM loss);
 - ``vsm reproduce ...`` and ``vsm bench ...``: delegated to :func:`vsm.reproduce.main` and
@@ -15,50 +18,80 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import sys
+import types
+import typing
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:
-    from .data import DATASETS
-    from .train import OBJECTIVES
+def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
+    """Add one ``--field-name`` option per field of the dataclass ``config_cls``.
 
-    p = sub.add_parser("train", help="train a Gaussian VAE (Algorithm 1 / bi-level)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="kl-m1")
-    p.add_argument("--dataset", choices=DATASETS, default="sparse")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, default=None, help="iterations (minibatches); default 1000")
-    g.add_argument("--epochs", type=int, default=None, help="epochs (toys: 100 iterations each)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--k-enc", type=int, default=1, help="encoder updates per decoder update")
-    p.add_argument("--k-bi", type=int, default=0, help="unrolled (bi-level) encoder steps")
-    p.add_argument("--bi-lr", type=float, default=None, help="SGD rate of the unrolled steps")
-    p.add_argument("--n-samples", type=int, default=1, help="posterior samples N per datum")
-    p.add_argument("--eta", type=float, default=None, help="input-noise SD (toys 0, images 0.1)")
-    p.add_argument("--fd-reparam", action="store_true", help="reparametrised FD inference")
-    p.add_argument("--width", type=int, default=30, help="MLP hidden width")
-    p.add_argument("--latent-dim", type=int, default=None)
-    p.add_argument("--ngf", type=int, default=16)
-    p.add_argument("--ndf", type=int, default=16)
-    p.add_argument("--enc-optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--enc-lr", type=float, default=1e-3)
-    p.add_argument("--dec-lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--n-test", type=int, default=5000, help="toy test-set size")
-    p.add_argument("--data-dir", default=None, help="folder of MNIST/Fashion-MNIST IDX files")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations")
-    p.add_argument("--n-is", type=int, default=0, help="IS samples for the final evaluation")
-    p.add_argument("--is-proposal", choices=("q", "prior"), default=None)
-    p.add_argument("--log-every", type=int, default=50, help="print the mean loss every N steps")
-    p.add_argument("--out", default=None, help="output folder (default runs/<objective>-<data>)")
-    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
+    Help text from the field's ``metadata["help"]`` (plus its default); type from the annotation
+    (``int``, ``float``, ``str``, ``bool`` → ``--x/--no-x``; ``X | None`` as X); choices from a
+    ``Literal[...]`` annotation or ``metadata["choices"]``; ``metadata["group"]`` makes options
+    mutually exclusive; ``metadata["cli_default"]`` describes a command-line-only default. Every
+    option defaults to ``argparse.SUPPRESS``: only the options given appear in the namespace, and
+    the dataclass's own defaults apply to the rest (one list of defaults).
+    """
+    from .train.config import choices
+
+    hints = typing.get_type_hints(config_cls)
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for f in dataclasses.fields(config_cls):
+        meta = f.metadata
+        typ = hints[f.name]
+        allowed = choices(typ) or tuple(meta.get("choices", ()))
+        if typing.get_origin(typ) in (types.UnionType, typing.Union):
+            typ = next(a for a in typing.get_args(typ) if a is not type(None))
+        shown = meta.get("cli_default", f.default)
+        help_text = meta.get("help", "")
+        if shown is not None and "default" not in help_text:
+            help_text += f" (default: {shown})"
+        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
+        if typ is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = typ if typing.get_origin(typ) is None else type(allowed[0])
+            if allowed:
+                kw["choices"] = allowed
+            kw["metavar"] = None if allowed else f.name.upper()
+        target: Any = p
+        if "group" in meta:
+            if meta["group"] not in groups:
+                groups[meta["group"]] = p.add_mutually_exclusive_group()
+            target = groups[meta["group"]]
+        target.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .train import TrainConfig
+
+    p = sub.add_parser("train", help="train a Gaussian VAE (Algorithm 1 / bi-level)",
+                       description="Train a Gaussian VAE. Every option but the last four is a "
+                       "field of vsm.train.TrainConfig (dashes → underscores).")
+    add_config_options(p, TrainConfig)
+    p.add_argument("--out", default=None, help="output folder (default: runs/<objective>-<data>"
+                   "-s<seed>, or the checkpoint's folder with --resume)")
+    p.add_argument("--resume", default=None, metavar="CKPT",
+                   help="continue from a checkpoint, exactly (the options given override its "
+                   "config, e.g. --steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _config_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line."""
+    from .train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -66,51 +99,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from .train import TrainConfig, Trainer, TrainingDiverged
 
-    out = args.out or os.path.join("runs", f"{args.objective}-{args.dataset}-s{args.seed}")
+    given = _config_args(args)
     progress = False if args.quiet else None
+    log = functools.partial(print, flush=True)
     if args.resume:
-        overrides = {}
-        if args.steps is not None:
-            overrides["steps"] = args.steps
-        if args.epochs is not None:
-            overrides["epochs"] = args.epochs
-        trainer = Trainer.from_checkpoint(
-            args.resume, overrides=overrides, out_dir=out, progress=progress, log=print
-        )
+        out = args.out or os.path.dirname(os.path.abspath(args.resume))
+        if "steps" in given:  # --steps replaces the checkpoint's length, even if it was epochs
+            given.setdefault("epochs", None)
+        trainer = Trainer.from_checkpoint(args.resume, overrides=given, out_dir=out,
+                                          progress=progress, log=log)
         if trainer.rank == 0:
-            print(f"resumed {args.resume} at step {trainer.step}")
+            print(f"resumed {args.resume} at step {trainer.step}", flush=True)
     else:
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        cfg = TrainConfig(
-            objective=args.objective,
-            dataset=args.dataset,
-            steps=args.steps if args.steps is not None else 1000,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            n_samples=args.n_samples,
-            k_enc=args.k_enc,
-            k_bi=args.k_bi,
-            bi_lr=args.bi_lr,
-            eta=args.eta,
-            fd_reparam=args.fd_reparam,
-            latent_dim=args.latent_dim,
-            width=args.width,
-            ngf=args.ngf,
-            ndf=args.ndf,
-            enc_optimizer=args.enc_optimizer,
-            enc_lr=args.enc_lr,
-            dec_lr=args.dec_lr,
-            seed=args.seed,
-            dtype=args.dtype,
-            device=device,
-            n_test=args.n_test,
-            data_dir=args.data_dir,
-            eval_every=args.eval_every,
-            n_is=args.n_is,
-            is_proposal=args.is_proposal,
-            log_every=args.log_every,
-        )
-        trainer = Trainer(cfg, out_dir=out, progress=progress, log=print)
+        given.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+        cfg = TrainConfig(**given)
+        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{cfg.seed}")
+        trainer = Trainer(cfg, out_dir=out, progress=progress, log=log)
     try:
         res = trainer.run()
     except TrainingDiverged as e:
@@ -131,7 +135,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .train import TrainConfig, Trainer, load_checkpoint
 
     state = load_checkpoint(args.checkpoint)
-    cfg = TrainConfig(**state["config"])
+    cfg = TrainConfig.from_dict(state["config"])
     cfg.device = "cpu" if not torch.cuda.is_available() else cfg.device
     if args.n_test is not None:
         cfg.n_test = args.n_test
@@ -168,13 +172,16 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``vsm`` (train and eval; reproduce/bench are passed through)."""
+    from .train.config import TrainConfig, choices
+
+    hints = typing.get_type_hints(TrainConfig)
     parser = argparse.ArgumentParser(prog="vsm", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     e = sub.add_parser("eval", help="evaluate a checkpoint → JSON")
     e.add_argument("checkpoint")
     e.add_argument("--n-is", type=int, default=1000, help="IS samples per datum (0: skip IS)")
-    e.add_argument("--is-proposal", choices=("q", "prior"), default=None)
+    e.add_argument("--is-proposal", choices=choices(hints["is_proposal"]), default=None)
     e.add_argument("--n-test", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-hist", action="store_true", help="omit the posterior-SD histograms")
@@ -189,10 +196,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("reproduce", "bench"):
         return _delegate(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return _cmd_train(args)
-    return _cmd_eval(args)
+    from .train.stopping import TrainingInterrupted, catch_signals
+
+    try:
+        with catch_signals(defer=False):
+            args = build_parser().parse_args(argv)
+            if args.command == "train":
+                return _cmd_train(args)
+            return _cmd_eval(args)
+    except TrainingInterrupted as e:
+        hint = f"; continue with: vsm train --resume {e.checkpoint}" if e.checkpoint else ""
+        print(f"vsm: {e}{hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vsm: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

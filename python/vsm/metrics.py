@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import objectives as O
 from .models import GaussianVAE
 
 __all__ = [
     "SD_BINS",
+    "add_input_noise",
     "evaluate",
     "importance_metrics",
     "latent_mmd",
@@ -40,7 +42,12 @@ SD_BINS = np.linspace(0.0, 1.5, 31)
 """Bin edges of the posterior-SD histograms (the authors' ``linspace(0, 1.5, 31)``)."""
 
 
-def _noisy(x: torch.Tensor, eta: float) -> torch.Tensor:
+def add_input_noise(x: torch.Tensor, eta: float) -> torch.Tensor:
+    """x̃ = x + η ε with fresh ε ~ N(0, I) from the global RNG (x itself when η = 0).
+
+    The one place where input noise is drawn: the metrics below and the training objectives
+    (:mod:`vsm.train.algorithm`) both use it.
+    """
     return x + eta * torch.randn_like(x) if eta > 0 else x
 
 
@@ -78,7 +85,7 @@ def mmd2_cubic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def latent_mmd(model: GaussianVAE, x: torch.Tensor, eta: float = 0.0) -> float:
     """Unbiased cubic-kernel MMD² between z_i ~ q(·|x̃_i) (one per datum) and as many N(0, I) draws."""
-    mu, logvar = model.encode(_noisy(x, eta))
+    mu, logvar = model.encode(add_input_noise(x, eta))
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     y = torch.randn_like(z)
     return float(mmd2_cubic(z.double(), y.double()))
@@ -87,7 +94,7 @@ def latent_mmd(model: GaussianVAE, x: torch.Tensor, eta: float = 0.0) -> float:
 @torch.no_grad()
 def recon_mse(model: GaussianVAE, x: torch.Tensor, eta: float = 0.0) -> float:
     """mean over data and dimensions of (x − g(μ(x̃)))², x̃ = x + η ε (noisy input, clean target)."""
-    mu, _ = model.encode(_noisy(x, eta))
+    mu, _ = model.encode(add_input_noise(x, eta))
     return float(((model.decode(mu) - x) ** 2).mean())
 
 
@@ -96,18 +103,15 @@ def neg_elbo(
 ) -> torch.Tensor:
     """−ELBO per datum (B,) of the noisy x̃, with ``n_samples`` reparametrised samples and closed KL.
 
-    Uses :func:`vsm.objectives.elbo` (summed over the D data dimensions, nats).
+    Samples by :func:`vsm.objectives.sample_posterior`; the value is :func:`vsm.objectives.elbo`
+    (summed over the D data dimensions, nats).
     """
-    from . import objectives as O
-
     with torch.no_grad():
-        xt = _noisy(x, eta)
-        mu, logvar = model.encode(xt)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn(
-            n_samples, *mu.shape, dtype=mu.dtype, device=mu.device
-        )
+        xt = add_input_noise(x, eta).reshape(x.shape[0], -1)
+        mu, logvar = model.encode(xt.reshape(x.shape))
+        z = O.sample_posterior(mu, logvar, n_samples)
         x_mean = model.decode(z).reshape(n_samples, x.shape[0], -1)
-        return O.elbo(xt.reshape(x.shape[0], -1), x_mean, model.log_sigma2, mu, logvar)
+        return O.elbo(xt, x_mean, model.log_sigma2, mu, logvar)
 
 
 def mean_posterior_fd(
@@ -115,24 +119,14 @@ def mean_posterior_fd(
 ) -> torch.Tensor:
     """Posterior FD per datum (B,): mean over ``n_samples`` z ~ q(·|x̃) of PFD(z) (no ½).
 
-    PFD(z) = ‖∇_z log q(z|x̃) + z − ∇_z log p(x̃|z)‖², through :func:`vsm.posterior_fd`, with the
-    decoder VJP ∇_z log p(x̃|z) = J_g(z)ᵀ (x̃ − g(z))/σ² from autograd.
+    PFD(z) = ‖∇_z log q(z|x̃) + z − ∇_z log p(x̃|z)‖²: :func:`vsm.objectives.posterior_fd_loss`
+    (its sampling and decoder VJP) evaluated without a graph.
     """
-    from .ops import posterior_fd
-
-    xt = _noisy(x, eta).detach()
-    b = x.shape[0]
     with torch.no_grad():
-        mu, logvar = model.encode(xt)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn(
-            n_samples, *mu.shape, dtype=mu.dtype, device=mu.device
-        )
-    with torch.enable_grad():
-        z = z.requires_grad_(True)
-        resid = xt.reshape(b, -1) - model.decode(z).reshape(n_samples, b, -1)
-        loglik = -0.5 * (resid**2).sum() * torch.exp(-model.log_sigma2.detach())
-        (grad_z,) = torch.autograd.grad(loglik, z)
-    return posterior_fd(z.detach(), mu, logvar, grad_z).mean(0)
+        xt = add_input_noise(x, eta).reshape(x.shape[0], -1)
+        mu, logvar = model.encode(xt.reshape(x.shape))
+        return O.posterior_fd_loss(xt, model.decode, mu, logvar, model.log_sigma2,
+                                   n_samples=n_samples, reparam=False)
 
 
 @torch.no_grad()
@@ -143,7 +137,7 @@ def posterior_sd_histogram(
 
     SDs outside [bins[0], bins[-1]] are not counted (NumPy's histogram semantics).
     """
-    _, logvar = model.encode(_noisy(x, eta))
+    _, logvar = model.encode(add_input_noise(x, eta))
     sd = torch.exp(0.5 * logvar).double().cpu().numpy()
     return np.stack([np.histogram(sd[:, j], bins=bins)[0] for j in range(sd.shape[1])])
 

@@ -1,0 +1,55 @@
+"""Training of Gaussian VAEs by the paper's Algorithm 1 and its bi-level variant (MATH.md §7).
+
+One file per concern, in the order a reader needs them:
+
+- :mod:`~vsm.train.config`: the objective registry (:data:`OBJECTIVES`), :class:`TrainConfig`
+  (the one list of defaults; ``vsm train``'s options are generated from it) and the model;
+- :mod:`~vsm.train.algorithm`: Algorithm 1 as plain functions of (model, minibatch):
+  :func:`inference_loss`, :func:`learning_loss`, :func:`bilevel_learning_loss`, and one whole
+  single-process :func:`iteration`;
+- :mod:`~vsm.train.distributed`: torchrun / DistributedDataParallel plumbing;
+- :mod:`~vsm.train.checkpoint`: atomic checkpoints with RNG state, exact resumption;
+- :mod:`~vsm.train.stopping`: :class:`TrainingDiverged`, :class:`TrainingInterrupted` and the
+  SIGINT/SIGTERM handling;
+- :mod:`~vsm.train.trainer`: :class:`Trainer`, the loop with evaluation and logging.
+
+Example::
+
+    from vsm.train import TrainConfig, Trainer
+    Trainer(TrainConfig(objective="fd-m1", dataset="mixture", steps=500), out_dir="runs/x").run()
+"""
+
+from __future__ import annotations
+
+from .algorithm import (
+    Unrolled,
+    bilevel_learning_loss,
+    group_backward,
+    inference_loss,
+    iteration,
+    learning_loss,
+)
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import OBJECTIVES, TrainConfig, build_model, num_threads, split_objective
+from .stopping import TrainingDiverged, TrainingInterrupted
+from .trainer import Trainer
+
+__all__ = [
+    "OBJECTIVES",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "Unrolled",
+    "bilevel_learning_loss",
+    "build_model",
+    "group_backward",
+    "inference_loss",
+    "iteration",
+    "learning_loss",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "num_threads",
+    "save_checkpoint",
+    "split_objective",
+]

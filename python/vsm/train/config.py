@@ -1,0 +1,204 @@
+"""Configuration of a training run: the objective registry, :class:`TrainConfig` and the model.
+
+:class:`TrainConfig` is the one list of defaults. ``vsm train``'s options are generated from its
+fields (:func:`vsm.cli`): the option ``--batch-size`` is the field ``batch_size``, its help text is
+the field's ``metadata["help"]``, its type and choices come from the annotation (``Literal[...]``
+gives the choices, ``X | None`` an optional X) or from ``metadata["choices"]``. A field with
+``metadata["cli_default"]`` has a different default on the command line only (``device``: the GPU
+when there is one), and ``metadata["group"]`` makes options mutually exclusive (``steps`` /
+``epochs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .. import _validate as V
+from ..data import DATASETS, TOY_DATASETS, Dataset
+from ..models import MLPVAE, ConvVAE, GaussianVAE
+
+__all__ = ["OBJECTIVES", "TrainConfig", "build_model", "num_threads", "split_objective"]
+
+Objective = Literal["kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae"]
+OBJECTIVES: tuple[str, ...] = typing.get_args(Objective)
+"""Objective names, "<inference>-<learning>" (MATH.md Part I), plus the Fisher autoencoder."""
+
+_CONV_DATASETS = ("digits", "mnist", "fashion-mnist")  # 32×32 images: the conv VAE by default
+
+
+def split_objective(objective: str) -> tuple[str, str]:
+    """("kl" | "fd" | "fae", "elbo" | "m1" | "m2" | "m3" | "fae") for an objective name."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
+    if objective == "fae":
+        return "fae", "fae"
+    inf, learn = objective.split("-")
+    return inf, learn
+
+
+def _meta(help: str, **meta: Any) -> dict[str, Any]:
+    """A field's metadata: its command-line help (and optional ``choices``, ``group``,
+    ``cli_default``)."""
+    return {"help": help, **meta}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in checkpoints; ``vsm train``'s options).
+
+    ``None`` fields take dataset-dependent defaults in :meth:`resolved`: 2-D toys use the paper's
+    MLP (L = 2, η = 0, batch 1000, IS proposal = prior, 1 thread); images the conv VAE (L = 16,
+    η = 0.1, batch 100, IS proposal = q, every core); MNIST-1D the MLP (L = 8, η = 0.1, batch 100,
+    1 thread).
+
+    Optimiser defaults are Adam at 1e-3 for both groups so that short CPU runs make visible
+    progress; the paper's 2-D setting is ``dec_lr=1e-4, enc_optimizer="sgd", enc_lr=1e-2`` (KLD)
+    or ``1e-3`` (FD), its image setting Adam 1e-4 for both with ``k_enc=5, n_samples=5``.
+    """
+
+    objective: Objective = field(default="kl-m1", metadata=_meta(
+        "training objective: <inference>-<learning>, or fae"))
+    dataset: str = field(default="sparse", metadata=_meta("data set", choices=DATASETS))
+    steps: int = field(default=1000, metadata=_meta(
+        "iterations (minibatches) of the run", group="length"))
+    epochs: int | None = field(default=None, metadata=_meta(
+        "epochs instead of --steps (toys: 100 iterations each)", group="length"))
+    batch_size: int | None = field(default=None, metadata=_meta(
+        "minibatch size (default: 1000 for 2-D toys, else 100)"))
+    n_samples: int = field(default=1, metadata=_meta("posterior samples N per datum"))
+    k_enc: int = field(default=1, metadata=_meta("encoder updates per decoder update (K_enc)"))
+    k_bi: int = field(default=0, metadata=_meta(
+        "unrolled (bi-level) encoder SGD steps per decoder update (0: Algorithm 1)"))
+    bi_lr: float | None = field(default=None, metadata=_meta(
+        "SGD rate of the unrolled steps (default: 1e-2 for kl inference, else 1e-3)"))
+    eta: float | None = field(default=None, metadata=_meta(
+        "input-noise SD η (default: 0 for 2-D toys, else 0.1)"))
+    fd_reparam: bool = field(default=False, metadata=_meta(
+        "reparametrised samples in the FD inference step (the paper: detached)"))
+    model: Literal["mlp", "conv"] | None = field(default=None, metadata=_meta(
+        "architecture (default: conv for 32×32 images, else mlp)"))
+    latent_dim: int | None = field(default=None, metadata=_meta(
+        "latent size L (default: 2 for 2-D toys, 16 for images, 8 for MNIST-1D)"))
+    width: int = field(default=30, metadata=_meta("MLP hidden width"))
+    ngf: int = field(default=16, metadata=_meta("conv decoder base width"))
+    ndf: int = field(default=16, metadata=_meta("conv encoder base width"))
+    enc_optimizer: Literal["adam", "sgd"] = field(default="adam", metadata=_meta(
+        "encoder optimiser"))
+    enc_lr: float = field(default=1e-3, metadata=_meta("encoder learning rate"))
+    dec_lr: float = field(default=1e-3, metadata=_meta("decoder (and log σ²) Adam learning rate"))
+    seed: int = field(default=0, metadata=_meta("random seed (initialisation, minibatches, noise)"))
+    dtype: Literal["float32", "float64"] = field(default="float32", metadata=_meta(
+        "parameter and data dtype"))
+    device: str = field(default="cpu", metadata=_meta(
+        "cpu, cuda or cuda:K", cli_default="cuda if available, else cpu"))
+    n_test: int = field(default=5000, metadata=_meta("test-set size of the 2-D toys"))
+    data_dir: str | None = field(default=None, metadata=_meta(
+        "folder of MNIST/Fashion-MNIST IDX files"))
+    eval_every: int = field(default=0, metadata=_meta(
+        "evaluate (no IS) and checkpoint every N iterations (0: only at the end)"))
+    n_is: int = field(default=0, metadata=_meta(
+        "importance samples per test datum in the final evaluation (0: no IS)"))
+    is_proposal: Literal["q", "prior"] | None = field(default=None, metadata=_meta(
+        "IS proposal (default: prior for 2-D toys, else q)"))
+    log_every: int = field(default=50, metadata=_meta("print the mean losses every N iterations"))
+    save_every: int = field(default=0, metadata=_meta(
+        "also write the checkpoint every N iterations (0: only at evaluations, at the end and "
+        "on SIGINT/SIGTERM)"))
+    threads: int | None = field(default=None, metadata=_meta(
+        "intra-op CPU threads during the run (torch.set_num_threads); 0: every core, or "
+        "OMP_NUM_THREADS if set (default: 1 for MLP models, 0 for conv models)"))
+    ddp_find_unused: bool = field(default=False, metadata=_meta(
+        "DDP find_unused_parameters under torchrun (for a custom model whose losses skip a "
+        "parameter)"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config stored in a checkpoint (older checkpoints' unused ``extra`` is ignored)."""
+        d = {k: v for k, v in d.items() if k != "extra"}
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"config: unknown TrainConfig fields {unknown}")
+        return cls(**d)
+
+    def resolved(self, data: Dataset | None = None) -> TrainConfig:
+        """A copy with every ``None`` default filled in (``data`` avoids reloading the dataset).
+
+        Raises:
+            TypeError: an integer option that is not an int.
+            ValueError: an unknown objective or choice, a non-positive size, a negative count.
+        """
+        c = dataclasses.replace(self)
+        inference = split_objective(c.objective)[0]
+        toy = data.data_shape == (2,) if data is not None else c.dataset in TOY_DATASETS
+        image = data.is_image if data is not None else c.dataset in _CONV_DATASETS
+        if c.model is None:
+            c.model = "conv" if image else "mlp"
+        if c.latent_dim is None:
+            c.latent_dim = 2 if toy else (16 if image else 8)
+        if c.eta is None:
+            c.eta = 0.0 if toy else 0.1
+        if c.batch_size is None:
+            c.batch_size = 1000 if toy else 100
+        if c.is_proposal is None:
+            c.is_proposal = "prior" if toy else "q"
+        if c.bi_lr is None:
+            c.bi_lr = 1e-2 if inference == "kl" else 1e-3
+        if c.threads is None:
+            c.threads = 1 if c.model == "mlp" else 0
+        for name in ("steps", "n_samples", "k_enc", "batch_size", "latent_dim", "width"):
+            V.positive_int(name, getattr(c, name))
+        for name in ("k_bi", "save_every", "eval_every", "threads"):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+            if v < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {v}")
+        if c.eta < 0:
+            raise ValueError(f"eta: expected a non-negative noise SD, got {c.eta}")
+        hints = typing.get_type_hints(TrainConfig)
+        for f in dataclasses.fields(c):
+            allowed = choices(hints[f.name])
+            if allowed and getattr(c, f.name) not in allowed:
+                raise ValueError(f"{f.name}: expected one of {allowed}, got "
+                                 f"{getattr(c, f.name)!r}")
+        return c
+
+
+def choices(annotation: Any) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal[...]`` (or ``Literal[...] | None``) annotation, else ()."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is Literal:
+            return typing.get_args(arg)
+    return ()
+
+
+def num_threads(threads: int) -> int:
+    """The intra-op thread count a resolved ``threads`` setting asks for (0: every core this
+    process may use, or ``OMP_NUM_THREADS`` when that is set to a positive int)."""
+    if threads > 0:
+        return threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def build_model(cfg: TrainConfig, data_shape: tuple[int, ...]) -> GaussianVAE:
+    """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG)."""
+    if cfg.model == "conv":
+        if len(data_shape) != 3 or tuple(data_shape[1:]) != (32, 32):
+            raise ValueError(f"model: 'conv' needs (C, 32, 32) data, got {data_shape}")
+        return ConvVAE(nc=data_shape[0], latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf)
+    init = math.log(0.01) if tuple(data_shape) == (2,) else 0.0
+    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init)
+

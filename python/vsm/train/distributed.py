@@ -1,0 +1,115 @@
+"""Data-parallel plumbing for the trainer (torchrun + PyTorch's DistributedDataParallel).
+
+``torchrun --nproc_per_node=P ... vsm train ...`` (or any script that builds a
+:class:`vsm.train.Trainer` under torchrun): when ``WORLD_SIZE`` > 1 the trainer joins the process
+group itself (:func:`init_distributed`: gloo on CPU, nccl on CUDA, one GPU per ``LOCAL_RANK``)
+unless the caller already did, and each parameter group's objective runs through
+:class:`~torch.nn.parallel.DistributedDataParallel` (:func:`wrap_group`): the encoder group and the
+decoder group are each held by a small module whose forward evaluates that group's loss, DDP wraps
+it (broadcasting rank 0's initial parameters) and ``loss.backward(inputs=group)`` lets DDP's
+reducer average the group's gradients over the ranks, bucketed and overlapped with the backward
+pass.
+
+Rank r trains on minibatch ``P·step + r`` (disjoint batches; an epoch has 1/P as many
+iterations) with its own noise stream (:func:`reseed_rank`), so all ranks keep identical
+parameters and optimiser states. Logged losses are means over ranks (:func:`reduce_stats`, one
+small ``all_reduce`` per update that also carries the divergence and stop flags, so every rank
+stops at the same step). In the bi-level variant each rank unrolls φ on its own batch and φ_K is
+averaged over the ranks (:func:`average_`). Only rank 0 writes files, logs and shows a progress
+bar; saving a checkpoint is a collective (:func:`gather_objects` collects every rank's RNG state).
+Everything here is a no-op for a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+__all__ = ["average_", "gather_objects", "init_distributed", "reduce_stats", "reseed_rank",
+           "wrap_group"]
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process; joins the process group under torchrun.
+
+    Without ``WORLD_SIZE`` > 1 in the environment (and no initialised group) this is (0, 1,
+    device) and nothing happens. A bare "cuda" device becomes ``cuda:LOCAL_RANK``.
+    """
+    if not dist.is_available():
+        return 0, 1, device
+    if not dist.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0, 1, device
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    world = dist.get_world_size()
+    if world > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), world, device
+
+
+class GroupObjective(nn.Module):
+    """One parameter group (held by reference) and the loss that updates it.
+
+    ``forward(x)`` evaluates ``loss_fn(x)``. The module exists so that PyTorch's
+    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap exactly one group: DDP syncs the
+    parameters it owns (this group) and ignores the other group's, which the loss also uses but
+    which ``backward(inputs=group)`` leaves untouched.
+    """
+
+    def __init__(self, params: list[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.group = nn.ParameterList(params)
+        self.loss_fn = loss_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(x)
+
+
+def wrap_group(params: list[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor], *,
+               world_size: int, device: torch.device, find_unused: bool) -> nn.Module:
+    """The group's objective module, wrapped in DDP when data-parallel (which broadcasts rank 0's
+    parameters at construction)."""
+    module = GroupObjective(params, loss_fn)
+    if world_size == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def reseed_rank(seed: int, rank: int, step: int) -> None:
+    """Distinct noise streams per rank (data-parallel runs, or a resume on another rank count)."""
+    torch.manual_seed(seed + 1_000_003 * rank + 7919 * step + 1)
+
+
+def reduce_stats(stats: torch.Tensor, world_size: int) -> list[float]:
+    """[mean loss over ranks, *sums of the flags over ranks] of a float64 (1 + k,) stats tensor."""
+    if world_size > 1:
+        dist.all_reduce(stats)
+        stats[0] /= world_size
+    return stats.tolist()
+
+
+def average_(params: list[torch.Tensor], world_size: int) -> None:
+    """Replace each tensor (in place, no grad) by its mean over the ranks."""
+    if world_size == 1:
+        return
+    with torch.no_grad():
+        for p in params:
+            dist.all_reduce(p)
+            p /= world_size
+
+
+def gather_objects(obj: Any, world_size: int) -> list[Any] | None:
+    """Every rank's ``obj`` (a collective), or None for a single process."""
+    if world_size == 1:
+        return None
+    out: list[Any] = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out

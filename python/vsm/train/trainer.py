@@ -1,0 +1,377 @@
+"""The training loop: :class:`Trainer` runs Algorithm 1 (:mod:`vsm.train.algorithm`) with data
+parallelism, divergence checks, evaluation, checkpoints, logging and a clean stop on a signal.
+
+Reading order: construction (data, config, process group, model, optimisers), one iteration
+(:meth:`Trainer.train_step`: an encoder update and every ``k_enc``-th iteration a decoder update,
+each through :meth:`Trainer._update`), evaluation and checkpoints, then :meth:`Trainer.run`, the
+loop itself. Training stops with :class:`TrainingDiverged` on a non-finite loss, and with
+:class:`TrainingInterrupted` (after writing a checkpoint of the last completed iteration) on
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..data import Dataset, load_dataset
+from . import algorithm as A
+from . import distributed as D
+from .checkpoint import (
+    FORMAT,
+    atomic_json,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .config import TrainConfig, build_model, num_threads
+from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
+
+__all__ = ["Trainer"]
+
+
+class Trainer:
+    """Algorithm 1 / bi-level training of one model (see :mod:`vsm.train`).
+
+    Args:
+        cfg: the run's configuration (``None`` defaults are resolved here).
+        data: a preloaded dataset (default: :func:`vsm.data.load_dataset` of ``cfg.dataset``).
+        out_dir: where checkpoints, metrics JSON files and the loss curve go (None: nowhere).
+        progress: show a tqdm bar (None: only when stderr is a terminal).
+        log: where periodic loss lines go (None: silent), e.g. ``print``.
+        checkpoint: the checkpoint file :meth:`run` writes (default ``out_dir/checkpoint.pt``;
+            without either, :meth:`run` writes none).
+
+    Construction seeds torch's global RNG with ``cfg.seed`` and builds the model from it; training
+    draws its noise and posterior samples from the global RNG, whose state is checkpointed.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        data: Dataset | None = None,
+        out_dir: str | None = None,
+        progress: bool | None = None,
+        log: Callable[[str], None] | None = None,
+        checkpoint: str | None = None,
+    ):
+        self.data = data if data is not None else load_dataset(
+            cfg.dataset, seed=cfg.seed, n_test=cfg.n_test, data_dir=cfg.data_dir
+        )
+        self.cfg = cfg.resolved(self.data)
+        self.rank, self.world_size, self.device = D.init_distributed(torch.device(self.cfg.device))
+        lead = self.rank == 0
+        if checkpoint is None and out_dir is not None:
+            checkpoint = os.path.join(out_dir, "checkpoint.pt")
+        self.checkpoint_path = checkpoint  # every rank knows it: saving is a collective
+        self.out_dir = out_dir if lead else None
+        self.progress = progress if lead else False
+        self.log = log if lead else None
+        self.dtype = getattr(torch, self.cfg.dtype)
+        torch.manual_seed(self.cfg.seed)
+        self.model = build_model(self.cfg, self.data.data_shape).to(self.device, self.dtype)
+        self.enc_params = self.model.encoder_parameters()
+        self.dec_params = self.model.decoder_parameters()
+        if self.cfg.enc_optimizer == "adam":
+            self.enc_opt: torch.optim.Optimizer = torch.optim.Adam(
+                self.enc_params, lr=self.cfg.enc_lr
+            )
+        else:
+            self.enc_opt = torch.optim.SGD(self.enc_params, lr=self.cfg.enc_lr)
+        self.dec_opt = torch.optim.Adam(self.dec_params, lr=self.cfg.dec_lr)
+        wrap = {"world_size": self.world_size, "device": self.device,
+                "find_unused": self.cfg.ddp_find_unused}
+        self._enc_objective = D.wrap_group(self.enc_params, self.inference_loss, **wrap)
+        self._dec_objective = D.wrap_group(self.dec_params, self._learning_step_loss, **wrap)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.wall_time = 0.0
+        self._stop = StopRequest()  # replaced by run()'s signal handlers
+        self._stop_agreed = False
+        self._inner_bad: torch.Tensor | None = None
+        if self.world_size > 1:
+            D.reseed_rank(self.cfg.seed, self.rank, self.step)
+
+    @property
+    def total_steps(self) -> int:
+        """Iterations of the whole run: ``epochs`` × minibatches per epoch, else ``steps``."""
+        if self.cfg.epochs is not None:
+            per_epoch = self.data.steps_per_epoch(self.cfg.batch_size)
+            return self.cfg.epochs * max(1, per_epoch // self.world_size)
+        return self.cfg.steps
+
+    # ------------------------------------------------------------------ one iteration
+
+    def inference_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+        """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
+        c = self.cfg
+        return A.inference_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
+                                eta=c.eta, fd_reparam=c.fd_reparam, phi=phi)
+
+    def learning_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+        """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
+        c = self.cfg
+        return A.learning_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
+                               eta=c.eta, phi=phi)
+
+    def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The θ-update's loss: Algorithm 1's learning loss, or the bi-level one (``k_bi`` > 0),
+        after which the encoder continues from φ_K (averaged over the ranks)."""
+        c = self.cfg
+        if c.k_bi == 0:
+            return self.learning_loss(x)
+        res = A.bilevel_learning_loss(self.model, x, objective=c.objective, k_bi=c.k_bi,
+                                      bi_lr=c.bi_lr, n_samples=c.n_samples, eta=c.eta,
+                                      fd_reparam=c.fd_reparam)
+        self._inner_bad = res.n_bad  # checked over all ranks by _update
+        with torch.no_grad():
+            for k, p in self.model.encoder.named_parameters():
+                p.copy_(res.phi[k].detach())
+        D.average_(list(self.model.encoder.parameters()), self.world_size)
+        return res.loss
+
+    def _update(self, which: str, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter],
+                objective: torch.nn.Module, x: torch.Tensor) -> float:
+        """One optimiser step of one group; returns the loss (mean over ranks).
+
+        Under DDP, ``backward(inputs=params)`` lets its reducer average the group's gradients.
+        The ranks' losses, divergence flags and stop requests travel in one ``all_reduce``, so
+        every rank raises :class:`TrainingDiverged` (or stops) at the same step.
+        """
+        opt.zero_grad(set_to_none=True)
+        self._inner_bad = None
+        loss = objective(x)
+        A.group_backward(loss, params)
+        bad = self._inner_bad if self._inner_bad is not None else loss.new_zeros(())
+        stop = float(self._stop.signum is not None)
+        stats = torch.stack([loss.detach().to(torch.float64), bad.to(torch.float64),
+                             loss.new_tensor(stop, dtype=torch.float64)])
+        value, inner_bad, stops = D.reduce_stats(stats, self.world_size)
+        self._stop_agreed = self._stop_agreed or stops > 0
+        if inner_bad > 0 or not math.isfinite(value):
+            what = "bi-level inner" if inner_bad > 0 else which
+            shown = "non-finite" if inner_bad > 0 else value
+            raise TrainingDiverged(
+                f"training diverged: objective {self.cfg.objective} ({what} loss = {shown}) at "
+                f"step {self.step + 1} (dataset {self.cfg.dataset}, seed {self.cfg.seed}); "
+                "try smaller learning rates"
+            )
+        opt.step()
+        return value
+
+    def train_step(self) -> dict[str, float]:
+        """One iteration: an encoder update and, every ``k_enc``-th iteration, a decoder update.
+
+        Returns the losses of the iteration (``enc_loss`` and, when θ was updated, ``dec_loss``;
+        means over ranks when data-parallel) and σ². Raises :class:`TrainingDiverged` on a
+        non-finite loss or σ².
+        """
+        cfg = self.cfg
+        index = self.step * self.world_size + self.rank
+        x = self.data.batch(index, cfg.batch_size, cfg.seed).to(self.device, self.dtype)
+        self.model.train()
+        rec: dict[str, float] = {"step": self.step + 1}
+        rec["enc_loss"] = self._update("inference", self.enc_opt, self.enc_params,
+                                       self._enc_objective, x)
+        if (self.step + 1) % cfg.k_enc == 0:
+            rec["dec_loss"] = self._update("learning", self.dec_opt, self.dec_params,
+                                           self._dec_objective, x)
+        rec["sigma2"] = float(torch.exp(self.model.log_sigma2.detach()))
+        if not math.isfinite(rec["sigma2"]):
+            raise TrainingDiverged(
+                f"training diverged: objective {cfg.objective}: σ² = {rec['sigma2']} at step "
+                f"{self.step + 1}"
+            )
+        self.step += 1
+        self.history.append(rec)
+        return rec
+
+    # ------------------------------------------------------------------ evaluation & checkpoints
+
+    def evaluate(self, n_is: int | None = None) -> dict[str, Any]:
+        """Test metrics (:func:`vsm.metrics.evaluate`) with a fixed evaluation seed; training's
+        RNG stream is left untouched."""
+        from ..metrics import evaluate
+
+        cfg = self.cfg
+        x = self.data.test.to(self.device, self.dtype)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg.seed + 12345)
+            res = evaluate(self.model, x, eta=cfg.eta, n_is=cfg.n_is if n_is is None else n_is,
+                           is_proposal=cfg.is_proposal)
+        res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset, **res}
+        res["wall_time_s"] = self.wall_time
+        self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
+        return res
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (:mod:`vsm.train.checkpoint`).
+
+        Data-parallel: a collective (every rank must call it); ``rng["ranks"]`` holds every
+        rank's RNG state so that a resume with the same number of ranks is exact.
+        """
+        rng: dict[str, Any] = rng_state(self.device)
+        ranks = D.gather_objects(rng_state(self.device), self.world_size)
+        if ranks is not None:
+            rng["ranks"] = ranks
+        return {
+            "format": FORMAT,
+            "config": dataclasses.asdict(self.cfg),
+            "model_spec": self.model.spec(),
+            "model": self.model.state_dict(),
+            "enc_opt": self.enc_opt.state_dict(),
+            "dec_opt": self.dec_opt.state_dict(),
+            "step": self.step,
+            "rng": rng,
+            "history": self.history,
+            "evals": self.evals,
+            "wall_time": self.wall_time,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (model, optimisers, step, RNG, history)."""
+        self.model.load_state_dict(state["model"])
+        self.enc_opt.load_state_dict(state["enc_opt"])
+        self.dec_opt.load_state_dict(state["dec_opt"])
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+        self.evals = list(state.get("evals", []))
+        self.wall_time = float(state.get("wall_time", 0.0))
+        rng = state["rng"]
+        if self.world_size > 1:
+            ranks = rng.get("ranks")
+            if ranks is None or len(ranks) != self.world_size:
+                D.reseed_rank(self.cfg.seed, self.rank, self.step)  # valid, not a replay
+                return
+            rng = ranks[self.rank]
+        set_rng_state(rng, self.device)
+
+    def save(self, path: str) -> None:
+        """Write a checkpoint atomically (temporary file + ``os.replace``).
+
+        Data-parallel: every rank calls it (it gathers the ranks' RNG states); rank 0 writes.
+        """
+        save_checkpoint(self, path)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str, *, overrides: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Trainer:
+        """Rebuild a trainer from a checkpoint; ``overrides`` may change e.g. ``steps``."""
+        state = load_checkpoint(path)
+        cfg = TrainConfig.from_dict({**state["config"], **(overrides or {})})
+        trainer = cls(cfg, **kwargs)
+        trainer.load_state_dict(state)
+        return trainer
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> dict[str, Any]:
+        """Train up to :attr:`total_steps`, evaluating every ``eval_every`` iterations and at the
+        end; returns the final metrics.
+
+        Writes :attr:`checkpoint_path` (if any) at every evaluation, every ``save_every``
+        iterations, at the end, and on SIGINT/SIGTERM, which then raise
+        :class:`TrainingInterrupted` once the current iteration is complete. With ``out_dir``
+        also ``metrics/step_*.json``, ``metrics.json`` (final), ``history.json`` and
+        ``loss.png``. Runs with ``cfg.threads`` intra-op threads (restored afterwards).
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        total = self.total_steps
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(num_threads(cfg.threads))
+        bar = tqdm(total=total, initial=self.step, disable=not show, desc=cfg.objective,
+                   dynamic_ncols=True)
+        window: list[dict[str, float]] = []
+        try:
+            with catch_signals(defer=True) as self._stop:
+                while self.step < total:
+                    t0 = time.perf_counter()
+                    rec = self.train_step()
+                    self.wall_time += time.perf_counter() - t0
+                    window.append(rec)
+                    bar.update(1)
+                    if self.step % max(1, cfg.log_every) == 0 or self.step == total:
+                        msg = self._format_window(window, total)
+                        bar.set_postfix_str(msg.split("  ", 1)[1] if "  " in msg else msg)
+                        self._log(msg, bar)
+                        window = []
+                    if self._stop_agreed or (self.world_size == 1 and self._stop.signum):
+                        self._interrupted()
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self._save()
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
+                        res = self.evaluate(n_is=0)
+                        self._write_eval(res)
+                        self._log(_format_eval(res), bar)
+                        self._save()
+                bar.close()
+                res = self.evaluate()
+                self._write_eval(res)
+                self._log(_format_eval(res), None)
+                self._save()
+        finally:
+            bar.close()
+            self._stop, self._stop_agreed = StopRequest(), False
+            torch.set_num_threads(threads_before)
+        if self.out_dir is not None:
+            atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
+            atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
+            from ..plots import loss_curve
+
+            loss_curve(self.history, os.path.join(self.out_dir, "loss.png"),
+                       title=f"{cfg.objective} on {cfg.dataset}")
+        return res
+
+    def _save(self) -> None:
+        if self.checkpoint_path is not None:
+            self.save(self.checkpoint_path)
+
+    def _interrupted(self) -> None:
+        """Checkpoint the last completed iteration and raise :class:`TrainingInterrupted`."""
+        self._save()
+        signum = self._stop.signum if self._stop.signum is not None else signal.SIGTERM
+        path = self.checkpoint_path if self.rank == 0 else None
+        raise TrainingInterrupted(signum, step=self.step, checkpoint=path)
+
+    def _write_eval(self, res: dict[str, Any]) -> None:
+        if self.out_dir is not None:
+            atomic_json(res, os.path.join(self.out_dir, "metrics", f"step_{self.step:07d}.json"))
+
+    def _log(self, msg: str, bar: Any) -> None:
+        if self.log is None:
+            return
+        if bar is not None and not bar.disable:
+            bar.write(msg)
+        else:
+            self.log(msg)
+
+    def _format_window(self, window: list[dict[str, float]], total: int) -> str:
+        parts = [f"step {self.step}/{total}"]
+        for key in ("enc_loss", "dec_loss"):
+            vals = [r[key] for r in window if key in r]
+            if vals:
+                parts.append(f"{key} {sum(vals) / len(vals):.4g}")
+        parts.append(f"sigma2 {window[-1]['sigma2']:.3g}")
+        return "  ".join(parts)
+
+
+def _format_eval(res: dict[str, Any]) -> str:
+    keys = ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss")
+    vals = "  ".join(f"{k} {res[k]:.4g}" for k in keys if isinstance(res.get(k), float))
+    return f"eval @ step {res['step']}: {vals}"
