@@ -8,10 +8,15 @@ command-line entry point that ``vsm reproduce`` delegates to.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import inspect
 import json
-import os
 import sys
+import typing
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -22,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vsm reproduce",
         description="Reproduce a figure of 'On the failure of variational score matching for VAE "
-        "models': writes PNG figures and results.json into --out.",
+        "models': writes PNG figures and results.json into --out. SIGINT/SIGTERM stop it with a "
+        "one-line message (exit 130/143); --resume continues.",
     )
     p.add_argument("name", choices=FIGURES, help="which figure to reproduce")
     mode = p.add_mutually_exclusive_group()
@@ -31,28 +37,88 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--full", action="store_true", help="paper-like settings (slow)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="intra-op CPU threads (default: 1; images: every core, or "
+                   "OMP_NUM_THREADS if set; 0: every core)")
+    p.add_argument("--resume", action="store_true", help="skip the runs already recorded in "
+                   "--out's results.json and continue an interrupted run from its checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a field of the figure's config, e.g. --set steps=200 or "
+                   "--set seeds=0,1,2 (tuples comma-separated); repeatable")
     return p
 
 
-def run(name: str, out: str, *, full: bool = False, seed: int = 0) -> dict:
-    """Run figure ``name`` in quick (default) or full mode into folder ``out``; return results."""
+def _config_class(mod: ModuleType) -> type:
+    return next(v for k, v in vars(mod).items() if k.endswith("Config") and isinstance(v, type))
+
+
+def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
+    """Set ``NAME=VALUE`` overrides on a figure config, parsed by the field's annotation."""
+    hints = typing.get_type_hints(type(cfg))
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in hints:
+            names = ", ".join(f.name for f in dataclasses.fields(cfg))
+            raise ValueError(f"set: expected NAME=VALUE with NAME one of {names}, got {item!r}")
+        typ = hints[name]
+        if typing.get_origin(typ) is tuple:
+            elem = typing.get_args(typ)[0]
+            value: Any = tuple(elem(v) for v in text.split(",") if v)
+        elif typ is bool:
+            value = text.lower() in ("1", "true", "yes")
+        else:
+            value = typ(text)
+        setattr(cfg, name, value)
+
+
+def run(name: str, out: str, *, full: bool = False, seed: int = 0, threads: int | None = None,
+        resume: bool = False, overrides: Sequence[str] = ()) -> dict:
+    """Run figure ``name`` in quick (default) or full mode into folder ``out``; return results.
+
+    ``threads``: intra-op CPU threads (None: the figure's default, 1 except for ``images``);
+    ``resume``: skip what ``out/results.json`` already records; ``overrides``: ``NAME=VALUE``
+    settings of the figure's config.
+    """
+    from ..train.config import num_threads
+    from ._common import prepare_out, previous_results
+
     if name not in FIGURES:
         raise ValueError(f"name must be one of {FIGURES}, got {name!r}")
-    if "OMP_NUM_THREADS" not in os.environ:
-        # the workloads are many small tensor ops: one thread avoids oversubscription (measured
-        # 7 ms vs 60 ms per 2-D training step on a loaded 2-core machine)
-        torch.set_num_threads(1)
     mod = importlib.import_module(f"vsm.reproduce.{name}")
-    cfg_cls = next(v for k, v in vars(mod).items() if k.endswith("Config") and isinstance(v, type))
-    cfg = cfg_cls.full() if full else cfg_cls.quick()
+    cfg = _config_class(mod).full() if full else _config_class(mod).quick()
     cfg.seed = seed
+    _apply_overrides(cfg, overrides)
+    if threads is not None and hasattr(cfg, "threads"):
+        cfg.threads = threads
+    # the workloads are many small tensor ops: one thread avoids oversubscription (measured
+    # 7 ms vs 60 ms per 2-D training step on a loaded 2-core machine)
+    torch.set_num_threads(num_threads(getattr(cfg, "threads", 1 if threads is None else threads)))
+    if "resume" in inspect.signature(mod.run).parameters:
+        return mod.run(out, cfg, resume=resume)
+    if resume:  # one-piece figures: skip when complete
+        prev = previous_results(prepare_out(out), name, cfg)
+        if prev is not None and "seconds" in prev:
+            print(f"{name}: already in {out}/results.json (--resume)", file=sys.stderr)
+            return prev
     return mod.run(out, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit status."""
+    """Command-line entry point; returns the process exit status (128 + signal number when
+    stopped by SIGINT/SIGTERM)."""
+    from ..train.stopping import TrainingInterrupted, catch_signals
+
     args = _parser().parse_args(argv)
-    results = run(args.name, args.out, full=args.full, seed=args.seed)
+    try:
+        with catch_signals(defer=False):
+            results = run(args.name, args.out, full=args.full, seed=args.seed,
+                          threads=args.threads, resume=args.resume, overrides=args.set)
+    except TrainingInterrupted as e:
+        again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])
+        again += "" if args.resume else " --resume"
+        print(f"vsm reproduce: {e}; finished runs are in {args.out}/results.json; continue "
+              f"with: {again}", file=sys.stderr)
+        return e.exit_code
     summary = {k: v for k, v in results.items() if k in ("figure", "seconds", "summary")}
     print(json.dumps(summary, indent=1, default=str))
     print(f"wrote {args.out}/results.json", file=sys.stderr)

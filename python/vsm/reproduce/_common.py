@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,42 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_results(out: Path, results: dict[str, Any]) -> Path:
-    """Write ``results`` to ``out/results.json`` (indent 2) and return the file's path."""
+    """Write ``results`` to ``out/results.json`` (indent 2) and return the file's path.
+
+    Atomic (a temporary file, then :func:`os.replace`): an interruption leaves the previous
+    version, never a truncated one.
+    """
     path = out / "results.json"
-    path.write_text(json.dumps(to_jsonable(results), indent=2, allow_nan=True) + "\n")
+    tmp = out / f"results.json.tmp.{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(to_jsonable(results), indent=2, allow_nan=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | None:
+    """The ``results.json`` that an earlier run of ``figure`` left in ``out`` (for ``--resume``).
+
+    None when there is none. Raises ValueError when it belongs to another figure or was made
+    with another configuration (``threads`` may differ: it does not change the numbers).
+    """
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    prev = json.loads(path.read_text())
+    if prev.get("figure") != figure:
+        raise ValueError(f"out: {path} holds results of {prev.get('figure')!r}, not {figure!r}; "
+                         "choose another --out or drop --resume")
+    if "config" in prev and config is not None:
+        want = {k: v for k, v in to_jsonable(vars(config)).items() if k != "threads"}
+        have = {k: v for k, v in prev["config"].items() if k != "threads"}
+        if want != have:
+            diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+            raise ValueError(f"out: {path} was made with other settings ({', '.join(diff)}); "
+                             "choose another --out or drop --resume")
+    return prev
 
 
 def save_figure(fig: plt.Figure, path: Path, *, dpi: int = 110) -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Timer, plt, prepare_out, save_figure, write_results
+from ._common import Timer, plt, prepare_out, previous_results, save_figure, write_results
 
 OBJECTIVES = ("kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae")
 
@@ -46,6 +46,7 @@ class Fig3Config:
     n_is: int = 1000
     width: int = 30
     seed: int = 0
+    threads: int = 1
 
     @classmethod
     def quick(cls) -> Fig3Config:
@@ -59,15 +60,24 @@ class Fig3Config:
                    n_test=5000, n_is=10000)
 
 
-def train_and_evaluate(dataset: str, objective: str, k_enc: int, seed: int,
-                       cfg: Fig3Config) -> dict[str, Any]:
-    """Train one model and return its test metrics (``diverged`` True on a non-finite loss)."""
+def train_and_evaluate(dataset: str, objective: str, k_enc: int, seed: int, cfg: Fig3Config,
+                       checkpoint: Path | None = None) -> dict[str, Any]:
+    """Train one model and return its test metrics (``diverged`` True on a non-finite loss).
+
+    With ``checkpoint``: an interrupted run leaves its checkpoint there, and a run whose
+    checkpoint exists continues from it.
+    """
     from ..train import TrainConfig, Trainer, TrainingDiverged
 
     tcfg = TrainConfig(objective=objective, dataset=dataset, steps=cfg.steps,
-                       batch_size=cfg.batch_size, k_enc=k_enc, n_samples=cfg.n_samples, seed=seed, n_test=cfg.n_test,
-                       n_is=cfg.n_is, width=cfg.width, log_every=10**9)
-    trainer = Trainer(tcfg, progress=False)
+                       batch_size=cfg.batch_size, k_enc=k_enc, n_samples=cfg.n_samples,
+                       seed=seed, n_test=cfg.n_test, n_is=cfg.n_is, width=cfg.width,
+                       log_every=10**9, threads=cfg.threads)
+    path = None if checkpoint is None else str(checkpoint)
+    if checkpoint is not None and checkpoint.is_file():
+        trainer = Trainer.from_checkpoint(path, progress=False, checkpoint=path)
+    else:
+        trainer = Trainer(tcfg, progress=False, checkpoint=path)
     try:
         res = trainer.run()
     except TrainingDiverged as e:
@@ -79,24 +89,43 @@ def train_and_evaluate(dataset: str, objective: str, k_enc: int, seed: int,
     return out
 
 
-def run(out: str | Path, config: Fig3Config | None = None) -> dict[str, Any]:
-    """Run the Figure 3 sweep into ``out``: ``fig3.png`` and ``results.json``."""
+def run(out: str | Path, config: Fig3Config | None = None, *,
+        resume: bool = False) -> dict[str, Any]:
+    """Run the Figure 3 sweep into ``out``: ``fig3.png`` and ``results.json``.
+
+    ``results.json`` is rewritten after every run (``"complete": false`` until the sweep ends);
+    with ``resume`` the runs it already records are skipped, and a run interrupted by SIGINT or
+    SIGTERM continues from its checkpoint in ``out/checkpoints``.
+    """
     cfg = config or Fig3Config.quick()
     out = prepare_out(out)
     timer = Timer()
-    runs = []
+    prev = previous_results(out, "fig3", cfg) if resume else None
+    runs: list[dict[str, Any]] = list(prev["runs"]) if prev else []
+    done = {(r["dataset"], r["objective"], r["k_enc"], r["seed"]) for r in runs}
+    seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
+    results: dict[str, Any] = {"figure": "fig3", "config": vars(cfg).copy(), "runs": runs}
     for ds in cfg.datasets:
         for obj in cfg.objectives:
             for k in cfg.k_encs:
                 for s in cfg.seeds:
-                    r = train_and_evaluate(ds, obj, k, s, cfg)
+                    if (ds, obj, k, s) in done:
+                        print(f"fig3: {ds} {obj} K_enc={k} seed={s}: recorded", file=sys.stderr)
+                        continue
+                    ckpt = out / "checkpoints" / f"{ds}-{obj}-k{k}-s{s}.pt"
+                    if not resume:
+                        ckpt.unlink(missing_ok=True)
+                    r = train_and_evaluate(ds, obj, k, s, cfg, checkpoint=ckpt)
+                    runs.append({"dataset": ds, "objective": obj, "k_enc": k, "seed": s, **r})
+                    write_results(out, {**results, "complete": False,
+                                        "seconds": seconds + timer.elapsed()})
+                    ckpt.unlink(missing_ok=True)
                     print(f"fig3: {ds} {obj} K_enc={k} seed={s}: NLL={r.get('is_nll', 'div')}",
                           file=sys.stderr, flush=True)
-                    runs.append({"dataset": ds, "objective": obj, "k_enc": k, "seed": s, **r})
     table = _table(runs, cfg)
-    results = {"figure": "fig3", "config": vars(cfg).copy(), "runs": runs, "table": table}
+    results.update(table=table, complete=True)
     _plot(out / "fig3.png", cfg, table)
-    results["seconds"] = timer.elapsed()
+    results["seconds"] = seconds + timer.elapsed()
     write_results(out, results)
     return results
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._common import Timer, plt, prepare_out, save_figure, write_results
+from ._common import Timer, plt, prepare_out, previous_results, save_figure, write_results
 
 OBJECTIVES = ("kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae")
 METRICS = ("neg_elbo", "mse", "mmd2", "posterior_fd")
@@ -48,6 +48,7 @@ class ImagesConfig:
     lr: float = 2e-3
     batch_size: int = 50
     seed: int = 0
+    threads: int = 0
 
     @classmethod
     def quick(cls) -> ImagesConfig:
@@ -61,16 +62,25 @@ class ImagesConfig:
                    k_enc=5, lr=1e-4)
 
 
-def train_one(objective: str, cfg: ImagesConfig) -> dict[str, Any]:
-    """Train the conv VAE with ``objective``; returns metric curves, final metrics, samples."""
+def train_one(objective: str, cfg: ImagesConfig,
+              checkpoint: Path | None = None) -> dict[str, Any]:
+    """Train the conv VAE with ``objective``; returns metric curves, final metrics, samples.
+
+    With ``checkpoint``: written at every evaluation and on SIGINT/SIGTERM; a run whose
+    checkpoint exists continues from it.
+    """
     from ..train import TrainConfig, Trainer, TrainingDiverged
 
     tcfg = TrainConfig(objective=objective, dataset=cfg.dataset, steps=cfg.steps,
                        batch_size=cfg.batch_size, n_samples=cfg.n_samples, k_enc=cfg.k_enc,
                        latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf, enc_lr=cfg.lr,
                        dec_lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
-                       log_every=10**9, n_is=0)
-    trainer = Trainer(tcfg, progress=False)
+                       log_every=10**9, n_is=0, threads=cfg.threads)
+    path = None if checkpoint is None else str(checkpoint)
+    if checkpoint is not None and checkpoint.is_file():
+        trainer = Trainer.from_checkpoint(path, progress=False, checkpoint=path)
+    else:
+        trainer = Trainer(tcfg, progress=False, checkpoint=path)
     diverged = None
     try:
         final = trainer.run()
@@ -95,26 +105,47 @@ def train_one(objective: str, cfg: ImagesConfig) -> dict[str, Any]:
     return out | {"_samples": samples}
 
 
-def run(out: str | Path, config: ImagesConfig | None = None) -> dict[str, Any]:
+def run(out: str | Path, config: ImagesConfig | None = None, *,
+        resume: bool = False) -> dict[str, Any]:
     """Train every objective and write ``images_metrics.png``, ``images_sd_hist.png``,
-    ``images_samples.png`` and ``results.json`` into ``out``."""
+    ``images_samples.png`` and ``results.json`` into ``out``.
+
+    ``results.json`` is rewritten after every objective (``"complete": false`` until the end;
+    sample grids go to ``out/samples/<objective>.npy``); with ``resume`` the objectives it
+    already records are skipped, and one interrupted by SIGINT or SIGTERM continues from its
+    checkpoint in ``out/checkpoints``.
+    """
     cfg = config or ImagesConfig.quick()
     out = prepare_out(out)
     timer = Timer()
-    per: dict[str, Any] = {}
+    prev = previous_results(out, "images", cfg) if resume else None
+    per: dict[str, Any] = dict(prev["objectives"]) if prev else {}
+    seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
     samples: dict[str, np.ndarray] = {}
+    results: dict[str, Any] = {"figure": "images", "config": vars(cfg).copy(), "objectives": per}
+    (out / "samples").mkdir(exist_ok=True)
     for obj in cfg.objectives:
-        r = train_one(obj, cfg)
-        print(f"images: {obj}: final {r['final']}", file=sys.stderr, flush=True)
+        if obj in per and (out / "samples" / f"{obj}.npy").is_file():
+            print(f"images: {obj}: recorded", file=sys.stderr)
+            samples[obj] = np.load(out / "samples" / f"{obj}.npy")
+            continue
+        ckpt = out / "checkpoints" / f"{obj}.pt"
+        if not resume:
+            ckpt.unlink(missing_ok=True)
+        r = train_one(obj, cfg, checkpoint=ckpt)
         samples[obj] = r.pop("_samples")
+        np.save(out / "samples" / f"{obj}.npy", samples[obj])
         per[obj] = r
-    results = {"figure": "images", "config": vars(cfg).copy(), "objectives": per,
-               "table": [{"objective": o, **per[o]["final"], "diverged": per[o]["diverged"]}
-                         for o in cfg.objectives]}
+        write_results(out, {**results, "complete": False, "seconds": seconds + timer.elapsed()})
+        ckpt.unlink(missing_ok=True)
+        print(f"images: {obj}: final {r['final']}", file=sys.stderr, flush=True)
+    results["table"] = [{"objective": o, **per[o]["final"], "diverged": per[o]["diverged"]}
+                        for o in cfg.objectives]
+    results["complete"] = True
     _plot_metrics(out / "images_metrics.png", cfg, per)
     _plot_hist(out / "images_sd_hist.png", cfg, per)
     _plot_samples(out / "images_samples.png", cfg, samples)
-    results["seconds"] = timer.elapsed()
+    results["seconds"] = seconds + timer.elapsed()
     write_results(out, results)
     return results
 
