@@ -3,7 +3,7 @@
 ``tests/ddp_worker.py`` builds a :class:`vsm.Trainer` as a single-process user would and runs a few
 iterations on "sparse" with a tiny MLP VAE; the trainer joins the process group from torchrun's
 environment and wraps each parameter group's objective in ``DistributedDataParallel`` (see
-``vsm.train``'s module docstring). Two ranks, loopback only (``--standalone`` rendezvous on
+``vsm.train.distributed``'s module docstring). Two ranks, loopback only (``--standalone`` rendezvous on
 localhost, gloo bound to ``lo``). Checked: DDP is what syncs the groups, the ranks draw disjoint
 minibatches yet end with bit-identical parameters that moved, only rank 0 writes files, a
 checkpoint/resume under two ranks replays an uninterrupted two-rank run bit for bit, and a NaN on

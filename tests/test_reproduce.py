@@ -171,5 +171,9 @@ def test_main_cli_fig1(tmp_path, capsys):
     # the gradient-based check agrees with the closed form on the mismatched-α JFD cases
     rows = [r for r in data["mc_check"]["rows"] if r["method"] == "jfd" and r["alpha"] != 1.0]
     assert max(abs(r["theta_hat_mc"] - r["theta_hat_closed"]) for r in rows) < 0.05
+    # --resume: a complete one-piece figure is not run again
+    capsys.readouterr()
+    assert main(["fig1", "--quick", "--out", str(tmp_path / "o"), "--resume"]) == 0
+    assert "already in" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nope", "--out", str(tmp_path)])
