@@ -446,14 +446,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated torch thread counts, e.g. 1,2 (default: current)")
     ap.add_argument("--train-steps", action="store_true",
                     help="also time end-to-end training steps (MLP VAE D=784 N=5, conv VAE)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="--check: seconds after which the table skips the compile column "
+                         "(default 210 on CUDA, so the run fits 5 minutes; none on CPU)")
     ap.add_argument("--out", default=None,
                     help="write bench.json and bench.md here (--check default: vsm-bench-out)")
     return ap
 
 
 def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str] | None,
-              *, min_run_time: float) -> tuple[list[Row], dict[str, Any]]:
-    """Time the selected cases at every thread count; returns the rows and the report header."""
+              *, min_run_time: float, deadline: float | None = None
+              ) -> tuple[list[Row], dict[str, Any]]:
+    """Time the selected cases at every thread count; returns the rows and the report header
+    (a case that raises is skipped and listed in ``header["errors"]``; once
+    ``time.perf_counter()`` passes ``deadline`` the remaining cases skip the compile column,
+    listed in ``header["compile_skipped"]``)."""
     dtype = getattr(torch, args.dtype)
     selected = [c for c in cases(args.quick, args.tiny) if ops is None or c.op in ops]
     if device.type == "cpu" and not args.full:
@@ -463,6 +470,8 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
     original = torch.get_num_threads()
     thread_list = args.threads or [original]
     rows: list[Row] = []
+    errors: list[str] = []
+    skipped: list[str] = []
     limits: dict[int, float | None] = {}
     try:
         for t in thread_list:
@@ -473,9 +482,19 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
                                                min_run_time)
             limits[t] = limit
             for case in selected:
-                rows += run_case(case, device, dtype, compile_ref=not args.no_compile,
-                                 min_run_time=min_run_time, threads=t, vsm_backend=mode,
-                                 limit_gbs=limit, compile_backend=args.compile_backend)
+                compile_ref = not args.no_compile
+                if compile_ref and deadline is not None and time.perf_counter() > deadline:
+                    compile_ref = False
+                    skipped.append(f"{case.op} {case.shape} threads {t}")
+                    print(f"  [time budget spent: no compile column for {skipped[-1]}]")
+                try:
+                    rows += run_case(case, device, dtype, compile_ref=compile_ref,
+                                     min_run_time=min_run_time, threads=t, vsm_backend=mode,
+                                     limit_gbs=limit, compile_backend=args.compile_backend)
+                except Exception as exc:  # noqa: BLE001 - report the case, keep benchmarking
+                    errors.append(f"{case.op} {case.shape} threads {t}: "
+                                  f"{type(exc).__name__}: {exc}"[:300])
+                    print(f"  [case failed: {errors[-1]}]")
     finally:
         torch.set_num_threads(original)
     header = {
@@ -488,6 +507,8 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
         "limit_gbs_by_threads": limits,
         "limit_kind": "datasheet DRAM bandwidth" if device.type == "cuda"
         else "measured float32 copy (read + write)",
+        "errors": errors,
+        "compile_skipped": skipped,
     }
     return rows, header
 
@@ -526,7 +547,7 @@ def main(argv: list[str] | None = None, ops: tuple[str, ...] | None = None) -> i
         sections.append(tmd)
     if args.out:
         write_report(args.out, report, "\n\n".join(sections))
-    ok = bool(rows) and all(math.isfinite(r.vsm_ms) for r in rows)
+    ok = bool(rows) and not header["errors"] and all(math.isfinite(r.vsm_ms) for r in rows)
     return 0 if ok else 1
 
 
