@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from vsm import _dispatch, bench, cli, reference
+from vsm import bench, cli, reference
 from vsm.bench import check
 
 
@@ -143,7 +143,7 @@ def test_table_at_two_thread_counts_with_training_steps(tmp_path, fake_timer, ca
 
 def test_timing_backend_avoids_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    want = "rust" if "rust" in _dispatch._BACKENDS else "reference"
+    want = "rust" if bench.has_backend("rust") else "reference"
     assert bench.timing_backend(torch.device("cpu")) == want
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert bench.timing_backend(torch.device("cpu")) == "auto"
@@ -176,6 +176,11 @@ def test_compare_tolerances_and_special_values():
     assert not check.compare(torch.tensor([1.0, math.nan, -math.inf]), nan, f32)[0]
     assert not check.compare(torch.zeros(2), torch.zeros(3), f32)[0]
     assert check.compare(None, None, f32)[0] and not check.compare(torch.zeros(1), None, f32)[0]
+
+
+def test_has_backend():
+    assert bench.has_backend("reference") and bench.has_backend("auto")
+    assert not bench.has_backend("no-such-backend")
 
 
 def test_threads_option_rejects_bad_values():

@@ -7,7 +7,8 @@ For every op case (posterior_fd, gaussian_terms, hutchinson_trace), shape, pass 
 - ``reference``: the pure-torch reference twin (:mod:`vsm.reference`), eager;
 - ``compile``: ``torch.compile`` (inductor, ``dynamic=False``) of that reference, timed after its
   first call; the first call's own wall time (tracing + code generation + C++/Triton compilation
-  in a fresh inductor cache) is the separate "compile-time s" column;
+  in a fresh inductor cache; the fwd+bwd row adds the backward graph's) is the separate
+  "compile-time s" column (one-time process costs are paid by a warm-up compile first);
 - ``vsm``: the public op with "auto" dispatch — the Triton kernels on CUDA, the CPU engine on CPU
   (the Rust kernels once they are registered, the reference before). Under ``TRITON_INTERPRET=1``
   "auto" would time the Triton *interpreter* on CPU, which is meaningless: the CPU vsm column then
@@ -28,133 +29,52 @@ shapes), ``torch.compile(fullgraph=True)`` of a VAE training step against eager,
 writes ``bench.json`` and ``bench.md`` to ``--out`` and exits 1 on any mismatch.
 """
 
-from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
 import json
 import math
 import os
-import platform
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import _dispatch, reference
-from .._dispatch import backend
+from .. import _dispatch
+from .cases import OPS, Case, cases
+from .table import (
+    Row,
+    bandwidth_from_name,
+    compile_warmup,
+    cpu_copy_bandwidth_gbs,
+    device_bandwidth_gbs,
+    format_table,
+    has_backend,
+    machine_description,
+    run_case,
+    run_table,
+    timing_backend,
+)
 
-OPS = ("posterior_fd", "gaussian_terms", "hutchinson_trace")
-
-
-@dataclass
-class Case:
-    """One op at one shape: ``make(device, dtype)`` → inputs dict; ``grad_wrt`` names the inputs
-    that receive gradients in the fwd+bwd pass."""
-
-    op: str
-    shape: str
-    make: Callable[[torch.device, torch.dtype], dict]
-    vsm_fn: Callable[..., torch.Tensor]
-    ref_fn: Callable[..., torch.Tensor]
-    grad_wrt: tuple[str, ...]
-    large: bool = False
-    paper: bool = False
-
-
-def _randn(device: torch.device, dtype: torch.dtype, *shape: int, grad: bool = False):
-    return torch.randn(*shape, device=device, dtype=dtype).requires_grad_(grad)
-
-
-def _pfd_case(n: int, b: int, l: int, large: bool = False, paper: bool = False) -> Case:
-    import vsm
-
-    def make(device, dtype):
-        return {
-            "z": _randn(device, dtype, n, b, l, grad=True),
-            "mu": _randn(device, dtype, b, l, grad=True),
-            "logvar": (0.3 * _randn(device, dtype, b, l)).requires_grad_(True),
-            "grad_loglik_z": _randn(device, dtype, n, b, l, grad=True),
-        }
-
-    return Case("posterior_fd", f"N={n} B={b} L={l}", make, vsm.posterior_fd,
-                reference.posterior_fd, ("z", "mu", "logvar", "grad_loglik_z"), large, paper)
-
-
-def _gt_case(n: int, b: int, d: int, large: bool = False, paper: bool = False) -> Case:
-    import vsm
-
-    def make(device, dtype):
-        return {
-            "x": _randn(device, dtype, b, d, grad=True),
-            "x_mean": _randn(device, dtype, n, b, d, grad=True),
-            "log_sigma2": torch.zeros((), device=device, dtype=dtype, requires_grad=True),
-        }
-
-    def out(f):
-        def g(**kw):
-            t = f(**kw)
-            return torch.stack([t.sq_mean.sum(), t.mean_sq.sum()])
-        return g
-
-    return Case("gaussian_terms", f"N={n} B={b} D={d}", make, out(vsm.gaussian_terms),
-                out(reference.gaussian_terms), ("x", "x_mean", "log_sigma2"), large, paper)
-
-
-def _hutch_case(b: int, d: int, p: int, large: bool = False, paper: bool = False) -> Case:
-    import vsm
-
-    def make(device, dtype):
-        return {"x": _randn(device, dtype, b, d, grad=True),
-                "w": _randn(device, dtype, d, grad=True)}
-
-    def wrap(f):
-        def g(x, w):  # elementwise map: the probe draws and dots dominate, not the Jacobian
-            y = x * w + torch.sin(x)
-            return f(y, x, n_probes=p, seed=0)
-        return g
-
-    return Case("hutchinson_trace", f"B={b} D={d} P={p}", make, wrap(vsm.hutchinson_trace),
-                wrap(reference.hutchinson_trace), ("w",), large, paper)
-
-
-def cases(quick: bool = False, tiny: bool = False) -> list[Case]:
-    """The benchmark cases: issue #2's posterior_fd set, the paper's shapes (N=5, B=100) and the
-    large shapes. ``quick``: fewer shapes; ``tiny``: one small shape per op (tests, CPU checks)."""
-    if tiny:
-        return [_pfd_case(2, 3, 5), _gt_case(2, 3, 7), _hutch_case(3, 6, 1)]
-    out = [
-        _pfd_case(5, 100, 2, paper=True), _pfd_case(5, 100, 100, paper=True),  # N·B = 500
-        _pfd_case(4, 1024, 2), _pfd_case(4, 1024, 100),  # N·B = 4096
-        _pfd_case(5, 4096, 100, large=True),
-        _gt_case(5, 100, 2, paper=True), _gt_case(5, 100, 1024, paper=True),
-        _gt_case(5, 4096, 12288, large=True),
-        _hutch_case(100, 1024, 1, paper=True), _hutch_case(100, 1024, 4),
-        _hutch_case(4096, 12288, 1, large=True),
-    ]
-    if quick:
-        out = [c for c in out if "L=2" not in c.shape and "P=4" not in c.shape]
-    return out
-
-
-# --- timing -----------------------------------------------------------------------------------
-
-
-def _runner(fn: Callable, inputs: dict, grad_wrt: tuple[str, ...], bwd: bool) -> Callable[[], None]:
-    grads = [inputs[k] for k in grad_wrt]
-
-    def fwd() -> None:
-        fn(**inputs)
-
-    def fwd_bwd() -> None:
-        out = fn(**inputs)
-        torch.autograd.grad(out.sum(), grads)
-
-    return fwd_bwd if bwd else fwd
+__all__ = [
+    "OPS",
+    "Case",
+    "Row",
+    "bandwidth_from_name",
+    "build_parser",
+    "cases",
+    "compile_warmup",
+    "cpu_copy_bandwidth_gbs",
+    "device_bandwidth_gbs",
+    "format_table",
+    "has_backend",
+    "machine_description",
+    "main",
+    "run_case",
+    "run_table",
+    "timing_backend",
+    "write_report",
+]
 
 
 def _time_ms(f: Callable[[], None], device: torch.device, min_run_time: float) -> float:
@@ -171,226 +91,6 @@ def _time_ms(f: Callable[[], None], device: torch.device, min_run_time: float) -
     f()  # warm-up (and lazy initialisation)
     m = benchmark.Timer(stmt="f()", globals={"f": f}).blocked_autorange(min_run_time=min_run_time)
     return m.median * 1e3
-
-
-def _peak_mb(f: Callable[[], None], device: torch.device) -> float | None:
-    """Peak extra CUDA memory (MiB) of one call of ``f``; None on CPU."""
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    f()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-
-
-def _bytes(inputs: dict, out: torch.Tensor, grad_wrt: tuple[str, ...], bwd: bool) -> int:
-    read = sum(t.numel() * t.element_size() for t in inputs.values())
-    written = out.numel() * out.element_size()
-    if bwd:  # inputs read again, gradients written
-        read *= 2
-        written += sum(inputs[k].numel() * inputs[k].element_size() for k in grad_wrt)
-    return read + written
-
-
-# Peak HBM bandwidth (GB/s) by device-name fragment; the first match wins, so the more specific
-# names come first. Sources: NVIDIA's A100/H100/H200 datasheets (SXM unless named).
-_BANDWIDTH_GBS: tuple[tuple[str, float], ...] = (
-    ("H200", 4800.0),
-    ("H100 NVL", 3900.0),
-    ("H100 PCIe", 2000.0),
-    ("H100", 3350.0),
-    ("A100-PCIE-80GB", 1935.0),
-    ("A100 80GB PCIe", 1935.0),
-    ("A100-SXM4-80GB", 2039.0),
-    ("A100 80GB", 2039.0),
-    ("A100", 1555.0),
-)
-
-
-def bandwidth_from_name(name: str) -> float | None:
-    """Datasheet HBM bandwidth (GB/s) of an A100/H100/H200 from its device name, else None."""
-    for key, gbs in _BANDWIDTH_GBS:
-        if key.lower() in name.lower():
-            return gbs
-    return None
-
-
-def device_bandwidth_gbs(device: torch.device) -> float | None:
-    """The device's DRAM bandwidth (GB/s): the datasheet value by name for A100/H100/H200, else
-    2 × memory clock × bus width from the device properties when torch exposes them."""
-    if device.type != "cuda":
-        return None
-    p = torch.cuda.get_device_properties(device)
-    by_name = bandwidth_from_name(p.name)
-    if by_name is not None:
-        return by_name
-    clock = getattr(p, "memory_clock_rate", None)  # kHz
-    width = getattr(p, "memory_bus_width", None)  # bits
-    if clock and width:
-        return 2 * clock * 1e3 * width / 8 / 1e9
-    return None
-
-
-def cpu_copy_bandwidth_gbs(nbytes: int, min_run_time: float) -> float:
-    """Measured CPU memory bandwidth (GB/s, read + write) of a float32 tensor copy of ``nbytes``
-    at the current torch thread count: the practical limit of a streaming op on this machine."""
-    src = torch.ones(nbytes // 4)
-    dst = torch.empty_like(src)
-    ms = _time_ms(lambda: dst.copy_(src), torch.device("cpu"), min_run_time)
-    return 2 * nbytes / (ms * 1e-3) / 1e9
-
-
-# --- rows -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of the table (times in ms, compile_s in s; None where not measured)."""
-
-    op: str
-    shape: str
-    pas: str
-    threads: int
-    ref_ms: float
-    compile_ms: float | None
-    compile_s: float | None
-    vsm_ms: float
-    ref_peak_mb: float | None = None
-    compile_peak_mb: float | None = None
-    vsm_peak_mb: float | None = None
-    gbs: float | None = None
-    limit_gbs: float | None = None
-    paper: bool = False
-    large: bool = False
-    compile_error: str | None = None
-
-    @property
-    def speedup_ref(self) -> float:
-        return self.ref_ms / self.vsm_ms
-
-    @property
-    def speedup_compile(self) -> float | None:
-        return None if self.compile_ms is None else self.compile_ms / self.vsm_ms
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["pass"] = d.pop("pas")
-        d["speedup_ref"] = self.speedup_ref
-        d["speedup_compile"] = self.speedup_compile
-        return d
-
-
-def timing_backend(device: torch.device) -> str:
-    """The backend the vsm column runs: "auto", except on CPU under the Triton interpreter, whose
-    timings are meaningless: then "rust" where that backend exists, else "reference"."""
-    if device.type == "cpu" and _dispatch.interpret_mode():
-        return "rust" if "rust" in _dispatch._BACKENDS else "reference"
-    return "auto"
-
-
-def _compile_timings(case: Case, inputs: dict, device: torch.device, min_run_time: float,
-                     compile_backend: str) -> dict[bool, tuple]:
-    """``torch.compile`` (fresh dynamo state, fresh inductor cache, ``dynamic=False``) of the
-    reference, timed per pass: {bwd: (ms, compile s, peak MB, error)}.
-
-    compile s is the wall time of the compiled function's first call(s) before steady state: the
-    fwd row the forward graph's compile, the fwd+bwd row that plus the backward graph's (which
-    AOTAutograd compiles at the first backward). An exception is reported per pass, not raised.
-    """
-    from torch._inductor.utils import fresh_cache
-
-    out: dict[bool, tuple] = {}
-    spent = 0.0
-    with fresh_cache():
-        torch._dynamo.reset()
-        compiled = torch.compile(case.ref_fn, dynamic=False, backend=compile_backend)
-        for bwd in (False, True):
-            try:
-                run = _runner(compiled, inputs, case.grad_wrt, bwd)
-                t0 = time.perf_counter()
-                run()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                spent += time.perf_counter() - t0
-                out[bwd] = (_time_ms(run, device, min_run_time), spent, _peak_mb(run, device),
-                            None)
-            except Exception as exc:  # noqa: BLE001 - report, keep benchmarking
-                lines = str(exc).strip().splitlines()
-                err = f"{type(exc).__name__}: {lines[0][:120] if lines else ''}"
-                print(f"  [compile failed: {case.op} {case.shape} "
-                      f"{'fwd+bwd' if bwd else 'fwd'}: {err}]")
-                out[bwd] = (None, None, None, err)
-        torch._dynamo.reset()
-    return out
-
-
-def run_case(case: Case, device: torch.device, dtype: torch.dtype, *, compile_ref: bool,
-             min_run_time: float, threads: int | None = None, vsm_backend: str | None = None,
-             limit_gbs: float | None = None, compile_backend: str = "inductor") -> list[Row]:
-    """Time one case, both passes, at the current torch thread count (``threads``: recorded)."""
-    threads = threads or torch.get_num_threads()
-    mode = vsm_backend or timing_backend(device)
-    inputs = case.make(device, dtype)
-    none = (None, None, None, None)
-    comp = (_compile_timings(case, inputs, device, min_run_time, compile_backend) if compile_ref
-            else {False: none, True: none})
-    rows = []
-    for bwd in (False, True):
-        with backend("reference"):
-            run = _runner(case.ref_fn, inputs, case.grad_wrt, bwd)
-            ref_ms = _time_ms(run, device, min_run_time)
-            ref_peak = _peak_mb(run, device)
-        with backend(mode):
-            run = _runner(case.vsm_fn, inputs, case.grad_wrt, bwd)
-            vsm_ms = _time_ms(run, device, min_run_time)
-            vsm_peak = _peak_mb(run, device)
-            out = case.vsm_fn(**inputs)
-        gbs = _bytes(inputs, out, case.grad_wrt, bwd) / (vsm_ms * 1e-3) / 1e9
-        comp_ms, comp_s, comp_peak, err = comp[bwd]
-        rows.append(Row(case.op, case.shape, "fwd+bwd" if bwd else "fwd", threads, ref_ms,
-                        comp_ms, comp_s, vsm_ms, ref_peak, comp_peak, vsm_peak, gbs, limit_gbs,
-                        case.paper, case.large, err))
-    return rows
-
-
-# --- output -----------------------------------------------------------------------------------
-
-
-def _fmt(v: float | None, spec: str = ".3f", suffix: str = "") -> str:
-    return "-" if v is None else format(v, spec) + suffix
-
-
-def format_table(rows: Sequence[Row], bandwidth: float | None = None) -> str:
-    """Markdown table of the rows (``bandwidth``: a limit shown in the GB/s header when all rows
-    share it, e.g. the GPU's)."""
-    bw = f" (of {bandwidth:.0f})" if bandwidth else " (% of limit)"
-    head = ("| op | shape | pass | threads | reference ms | compile ms | compile-time s | vsm ms | "
-            f"speed-up vs reference | speed-up vs compile | peak MB ref/compile/vsm | GB/s{bw} |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [head]
-    for r in rows:
-        peak = "-" if r.vsm_peak_mb is None else "/".join(
-            _fmt(v, ".1f") for v in (r.ref_peak_mb, r.compile_peak_mb, r.vsm_peak_mb))
-        gbs = _fmt(r.gbs, ".1f")
-        if r.gbs is not None and r.limit_gbs:
-            gbs += f" ({100 * r.gbs / r.limit_gbs:.0f}%)"
-        lines.append(
-            f"| {r.op} | {r.shape} | {r.pas} | {r.threads} | {_fmt(r.ref_ms)} | "
-            f"{_fmt(r.compile_ms)} | {_fmt(r.compile_s, '.1f')} | {_fmt(r.vsm_ms)} | "
-            f"{r.speedup_ref:.2f}x | {_fmt(r.speedup_compile, '.2f', 'x')} | {peak} | {gbs} |"
-        )
-    return "\n".join(lines)
-
-
-def machine_description(device: torch.device) -> str:
-    """One line: device, CPU, threads, torch version, load average, date."""
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU)"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{dev}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch threads; torch {torch.__version__}; load average "
-            f"{load:.1f}; {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
 
 
 def _json_safe(v: Any) -> Any:
@@ -452,65 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=None,
                     help="write bench.json and bench.md here (--check default: vsm-bench-out)")
     return ap
-
-
-def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str] | None,
-              *, min_run_time: float, deadline: float | None = None
-              ) -> tuple[list[Row], dict[str, Any]]:
-    """Time the selected cases at every thread count; returns the rows and the report header
-    (a case that raises is skipped and listed in ``header["errors"]``; once
-    ``time.perf_counter()`` passes ``deadline`` the remaining cases skip the compile column,
-    listed in ``header["compile_skipped"]``)."""
-    dtype = getattr(torch, args.dtype)
-    selected = [c for c in cases(args.quick, args.tiny) if ops is None or c.op in ops]
-    if device.type == "cpu" and not args.full:
-        selected = [c for c in selected if not c.large]
-    mode = timing_backend(device)
-    bandwidth = device_bandwidth_gbs(device)
-    original = torch.get_num_threads()
-    thread_list = args.threads or [original]
-    rows: list[Row] = []
-    errors: list[str] = []
-    skipped: list[str] = []
-    limits: dict[int, float | None] = {}
-    try:
-        for t in thread_list:
-            torch.set_num_threads(t)
-            limit = bandwidth
-            if device.type == "cpu":
-                limit = cpu_copy_bandwidth_gbs(2**24 if args.quick or args.tiny else 2**28,
-                                               min_run_time)
-            limits[t] = limit
-            for case in selected:
-                compile_ref = not args.no_compile
-                if compile_ref and deadline is not None and time.perf_counter() > deadline:
-                    compile_ref = False
-                    skipped.append(f"{case.op} {case.shape} threads {t}")
-                    print(f"  [time budget spent: no compile column for {skipped[-1]}]")
-                try:
-                    rows += run_case(case, device, dtype, compile_ref=compile_ref,
-                                     min_run_time=min_run_time, threads=t, vsm_backend=mode,
-                                     limit_gbs=limit, compile_backend=args.compile_backend)
-                except Exception as exc:  # noqa: BLE001 - report the case, keep benchmarking
-                    errors.append(f"{case.op} {case.shape} threads {t}: "
-                                  f"{type(exc).__name__}: {exc}"[:300])
-                    print(f"  [case failed: {errors[-1]}]")
-    finally:
-        torch.set_num_threads(original)
-    header = {
-        "machine": machine_description(device),
-        "device": str(device),
-        "dtype": args.dtype,
-        "vsm_backend": mode,
-        "compile_backend": None if args.no_compile else args.compile_backend,
-        "bandwidth_gbs": bandwidth,
-        "limit_gbs_by_threads": limits,
-        "limit_kind": "datasheet DRAM bandwidth" if device.type == "cuda"
-        else "measured float32 copy (read + write)",
-        "errors": errors,
-        "compile_skipped": skipped,
-    }
-    return rows, header
 
 
 def main(argv: list[str] | None = None, ops: tuple[str, ...] | None = None) -> int:
