@@ -487,6 +487,11 @@ def run_check(args: argparse.Namespace, device: torch.device) -> int:
     for note in notes:
         print(note)
     results: list[CheckResult] = []
+    if device.type == "cuda" and _dispatch.interpret_mode():
+        results.append(CheckResult(
+            "environment", "auto", "-", "-", "TRITON_INTERPRET", False, math.inf, math.inf,
+            "TRITON_INTERPRET is set on a CUDA run: the kernels would run in Triton's "
+            "interpreter, not compiled; rerun with `env -u TRITON_INTERPRET`"))
     for dtype in (torch.float32, torch.float64):
         for mode in modes:
             if ops is None or "hutchinson_trace" in ops:
