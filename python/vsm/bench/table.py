@@ -297,7 +297,7 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
     original = torch.get_num_threads()
     thread_list = args.threads or [original]
     warmup_s = None
-    if not args.no_compile:
+    if not args.no_compile and (deadline is None or time.perf_counter() < deadline):
         warmup_s = compile_warmup(device, dtype, args.compile_backend)
     rows: list[Row] = []
     errors: list[str] = []
