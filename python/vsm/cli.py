@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-hist", action="store_true", help="omit the posterior-SD histograms")
     e.add_argument("--out", default=None, help="also write the JSON here")
     sub.add_parser("reproduce", help="paper figures (vsm.reproduce)", add_help=False)
-    sub.add_parser("bench", help="benchmark table (vsm.bench)", add_help=False)
+    sub.add_parser("bench", help="benchmark table; --check: the acceptance run (vsm.bench)",
+                   add_help=False)
     return parser
 
 
