@@ -1,9 +1,10 @@
-"""Pure-torch reference twins of vsm's fused ops (API.md).
+"""Reference twins of vsm's fused ops (API.md), in pure torch.
 
 Each function has the signature and semantics of its public counterpart in :mod:`vsm` and is
 written as plainly as possible, with gradients from autograd: these are the single source of truth
-that the Triton kernels, the Rust engine, the tests and the benchmarks are compared against.
-No input validation happens here; the public functions validate.
+that the Triton kernels, the tests and the benchmarks are compared against. (The Rust engine's
+twins, in NumPy, are :mod:`vsm.reference_rust`.) No input validation happens here; the public
+functions validate.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""NumPy twins of the Rust engine (``vsm._core``): the same formulas in plain NumPy, float64.
+"""Reference twins of the Rust engine (``vsm._core``): the same formulas in plain NumPy, float64.
 
-Used by the tests (agreement with Rust) and by ``benches/bench_rust.py`` (the NumPy baseline).
+:mod:`vsm.reference` stands in for the fused (Triton) ops; this module stands in for the Rust
+engine. Used by the tests (agreement with Rust) and by ``benches/bench_rust.py`` (the NumPy
+baseline).
 Shapes follow the Rust functions: batches flattened to B, grids flattened to G (``ij`` order).
 """
 
