@@ -15,8 +15,9 @@ from . import objectives, reference, score, toy
 from ._dispatch import backend
 from .importance import ISAccumulator, is_evaluate, is_log_evidence
 from .models import MLPVAE, ConvVAE, GaussianVAE
-from .ops import gaussian_terms, posterior_fd
+from .ops.gaussian_terms import gaussian_terms  # the function, not the module
 from .ops.hutchinson import hutchinson_trace
+from .ops.posterior_fd import posterior_fd
 from .reference import GaussianTerms
 from .train import TrainConfig, Trainer
 

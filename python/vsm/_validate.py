@@ -6,7 +6,8 @@ with a message that starts with the offending argument's name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,11 +15,11 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 SEED_BOUND = 2**63
-"""Every seed argument is an int in [0, SEED_BOUND). Philox keys are 64-bit, but a seed is
-carried as the ``int`` of a ``torch.library`` custom-op schema (int64) and as an int64 Triton
-kernel argument, and PROBES.md fixes [0, 2**63) for the Rust CPU probe stream: 2**63 is the
-largest range every path accepts, so one range holds for all seeded functions (a seed valid for
-``hutchinson_trace`` is valid for ``sliced_sm``, ``dsm``, ...). ``torch.Generator`` takes it too."""
+"""Every seed argument is an int in [0, SEED_BOUND), for every seeded function alike (a seed
+valid for ``hutchinson_trace`` is valid for ``sliced_sm``, ``dsm``, ...). Why 2**63 although
+Philox keys are 64-bit: the Triton path carries the seed as the ``int`` of a ``torch.library``
+custom op, which is a signed 64-bit SymInt (2**63 fails to cast), and PROBES.md fixes the same
+range for the Rust CPU probe stream. ``torch.Generator.manual_seed`` accepts the whole range."""
 
 
 def tensor(name: str, t: object, *, ndim: Sequence[int] | int | None = None) -> torch.Tensor:
@@ -63,10 +64,11 @@ def has_data(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name}: tensor on the meta device has no data")
 
 
-def callable_(name: str, f: object) -> None:
-    """Check that a function argument (score_fn, decoder, ...) is callable."""
+def callable_(name: str, f: object) -> Callable[..., Any]:
+    """Check that a function argument (score_fn, decoder, ...) is callable; returns it."""
     if not callable(f):
         raise TypeError(f"{name}: expected a callable, got {type(f).__name__}")
+    return f
 
 
 def positive_int(name: str, v: object, *, minimum: int = 1) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
 import torch
@@ -61,6 +61,10 @@ class _ISLogEvidence(torch.autograd.Function):
         return g_logp.unsqueeze(-1) * w
 
 
+@overload
+def is_log_evidence(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def is_log_evidence(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 def is_log_evidence(log_w: Array) -> tuple[Array, Array]:
     """Importance-sampled log evidence and effective sample size, per row.
 

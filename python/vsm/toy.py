@@ -93,10 +93,12 @@ class Posterior:
     def _div(self, q_mean: Any, q_cov: Any, q_weights: Any) -> tuple[np.ndarray, np.ndarray]:
         w, m, c = self._q(q_mean, q_cov, q_weights)
         if self._model is not None:
+            assert self._x is not None  # set together with _model by posterior()
             kl, fd = _core.toy_divergences(
                 self._model, self._x, self.log_z.reshape(-1), w, m, c, **self._params
             )
         else:
+            assert self._log_joint is not None  # set by grid_posterior()
             kl, fd = _core.grid_divergences(self._log_joint, list(self.axes), w, m, c)
         return kl.reshape(self.batch_shape), fd.reshape(self.batch_shape)
 
