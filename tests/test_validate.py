@@ -96,3 +96,13 @@ def test_array_real_takes_lists_ints_and_keeps_0d():
     assert V.array("x", [[1, 2]], real=True).dtype == np.float64
     assert V.array("x", torch.tensor([1, 2]), real=True).tolist() == [1.0, 2.0]
     assert V.array("x", 2.5, real=True).shape == ()
+
+
+def test_resolve_seed_draws_from_torch_global_rng():
+    assert V.resolve_seed("seed", 5) == 5
+    torch.manual_seed(0)
+    a = V.resolve_seed("seed", None)
+    torch.manual_seed(0)
+    assert V.resolve_seed("seed", None) == a and 0 <= a < V.SEED_BOUND
+    with pytest.raises(ValueError, match="^seed: "):
+        V.resolve_seed("seed", -1)

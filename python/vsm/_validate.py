@@ -98,6 +98,15 @@ def seed(name: str, v: object) -> int | None:
     return s
 
 
+def resolve_seed(name: str, v: object) -> int:
+    """:func:`seed`, with None replaced by a seed drawn from torch's global RNG (so that
+    ``torch.manual_seed`` makes the call reproducible)."""
+    s = seed(name, v)
+    if s is None:
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+    return s
+
+
 def choice(name: str, v: object, allowed: Sequence[str]) -> str:
     """Check that ``v`` is one of the names in ``allowed`` (anything else is a ``ValueError``)."""
     if not isinstance(v, str) or v not in allowed:

@@ -268,7 +268,7 @@ def sample_posterior(
     ``eps`` (n_samples, B, L) supplies the standard-normal draws (otherwise drawn with
     ``generator``).
     """
-    V.positive_int("n_samples", n_samples)
+    n_samples = V.positive_int("n_samples", n_samples)
     _bool("reparam", reparam)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import torch
 
+from . import _validate as V
+
 
 def posterior_fd(
     z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, grad_loglik_z: torch.Tensor
@@ -105,8 +107,7 @@ def hutchinson_trace(
     ``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)``; probes from
     :func:`hutchinson_probes` (``seed=None``: a seed drawn from torch's global RNG).
     """
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    seed = V.resolve_seed("seed", seed)
     v = hutchinson_probes(inputs, n_probes, seed, dist)
     total = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
     for p in range(n_probes):
