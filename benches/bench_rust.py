@@ -39,7 +39,7 @@ def main() -> None:
     import torch
     import vsm
     from vsm import _core
-    from vsm import reference_numpy as R
+    from vsm import reference_rust as R
 
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, str, float, float, float]] = []

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from test_gaussian_terms import _max_block_d
 from test_hutchinson import DISTS
 from vsm import reference
-from vsm import reference_numpy as RN
+from vsm import reference_rust as RN
 from vsm.ops import hutchinson as H
 
 # Overflow to inf is what the float32 corners test; numpy (the interpreter) warns about it.
@@ -489,7 +489,7 @@ def test_is_accumulator_score_precise_for_large_data(k, d, x_exp, delta_exp, see
     w·(g − x), not w·g, which lost ~|x|/|δ|·eps: 5.5e-5 relative at |x| = 1e6, |δ| = 1e-6).
     Equal prior and proposal, σ² = 1: the weights are exp(−½‖δ_k‖²), computed from δ for the
     truth. Both the Rust engine and its NumPy twin are checked."""
-    from vsm.reference_numpy import ISAccumulatorNumpy
+    from vsm.reference_rust import ISAccumulatorNumpy
 
     gen = np.random.default_rng(seed)
     x = gen.choice([-1.0, 1.0], size=(1, d)) * 10.0**x_exp * (1 + gen.random((1, d)))
@@ -512,8 +512,8 @@ def test_is_accumulator_score_precise_for_large_data(k, d, x_exp, delta_exp, see
 
 def test_numpy_twin_all_minus_inf_rows_match_rust():
     """A datum with every weight −inf: −inf, 0 (and NaN score, loss) from the NumPy twins, as Rust."""
-    from vsm.reference_numpy import ISAccumulatorNumpy
-    from vsm.reference_numpy import is_log_evidence as np_is_log_evidence
+    from vsm.reference_rust import ISAccumulatorNumpy
+    from vsm.reference_rust import is_log_evidence as np_is_log_evidence
 
     lw = np.array([[-np.inf, -np.inf], [0.0, -1.0]])
     lp, ess = np_is_log_evidence(lw)

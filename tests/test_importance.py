@@ -1,5 +1,7 @@
-"""Tests of vsm.ISAccumulator (Rust streaming IS) and vsm.is_evaluate: chunking invariance,
-agreement with a direct computation and the NumPy twin, and linear-Gaussian closed forms."""
+"""Tests of vsm.importance, level by level: vsm.is_log_evidence (Rust log-mean-exp and ESS)
+against scipy.special.logsumexp and its gradient; vsm.ISAccumulator (Rust streaming IS): chunking
+invariance and agreement with a direct computation and the NumPy twin; vsm.is_evaluate:
+linear-Gaussian closed forms and its argument checks."""
 
 from __future__ import annotations
 
@@ -11,7 +13,97 @@ import torch
 import vsm
 from hypothesis import given
 from hypothesis import strategies as st
-from vsm import reference_numpy as R
+from scipy.special import logsumexp
+from vsm import reference_rust as R
+
+# ------------------------------------------------------------------------- log weights level
+
+
+def _scipy(lw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lw = lw.astype(np.float64)
+    lp = logsumexp(lw, axis=1) - np.log(lw.shape[1])
+    log_ess = 2 * logsumexp(lw, axis=1) - logsumexp(2 * lw, axis=1)
+    return lp, np.exp(log_ess)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (4, 7), (2, 1000), (17, 33)])
+def test_matches_scipy_numpy(shape):
+    lw = np.random.default_rng(1).normal(scale=5.0, size=shape)
+    lp, ess = vsm.is_log_evidence(lw)
+    want_lp, want_ess = _scipy(lw)
+    np.testing.assert_allclose(lp, want_lp, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(ess, want_ess, rtol=1e-10)
+    tw = R.is_log_evidence(lw)
+    np.testing.assert_allclose(lp, tw[0], rtol=1e-13, atol=1e-13)
+    assert np.all((ess >= 1 - 1e-12) & (ess <= shape[1] * (1 + 1e-12)))
+
+
+def test_extreme_log_weights():
+    lw = np.array([[-1e30, 700.0, 700.0, 699.0], [700.0, -1e30, -1e30, -1e30]])
+    lp, ess = vsm.is_log_evidence(lw)
+    want_lp, want_ess = _scipy(lw)
+    np.testing.assert_allclose(lp, want_lp, rtol=1e-14)
+    np.testing.assert_allclose(ess, want_ess, rtol=1e-12)
+    assert ess[1] == pytest.approx(1.0)
+
+
+def test_k1_is_identity():
+    lw = np.array([[3.5], [-1e30], [700.0]])
+    lp, ess = vsm.is_log_evidence(lw)
+    np.testing.assert_array_equal(lp, lw[:, 0])
+    np.testing.assert_array_equal(ess, np.ones(3))
+
+
+def test_all_minus_inf_row():
+    lp, ess = vsm.is_log_evidence(np.array([[-np.inf, -np.inf], [0.0, -np.inf]]))
+    assert lp[0] == -np.inf and ess[0] == 0.0
+    assert lp[1] == pytest.approx(-np.log(2)) and ess[1] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_evidence_torch_in_torch_out(dtype):
+    lw = torch.randn(5, 9, dtype=dtype) * 3
+    lp, ess = vsm.is_log_evidence(lw)
+    assert lp.dtype == dtype and ess.dtype == dtype and lp.shape == (5,)
+    want_lp, want_ess = _scipy(lw.double().numpy())
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    np.testing.assert_allclose(lp.double().numpy(), want_lp, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ess.double().numpy(), want_ess, rtol=tol * 10)
+
+
+def test_float32_numpy_accumulates_in_float64():
+    lw = np.random.default_rng(2).normal(size=(3, 50)).astype(np.float32)
+    lp, _ = vsm.is_log_evidence(lw)
+    assert lp.dtype == np.float64
+    np.testing.assert_allclose(lp, _scipy(lw)[0], rtol=1e-14)
+
+
+def test_gradient_is_softmax_and_gradcheck():
+    lw = (torch.randn(3, 6, dtype=torch.float64) * 2).requires_grad_()
+    lp, _ = vsm.is_log_evidence(lw)
+    (g,) = torch.autograd.grad(lp.sum(), lw)
+    torch.testing.assert_close(g, torch.softmax(lw.detach(), -1))
+    assert torch.autograd.gradcheck(lambda t: vsm.is_log_evidence(t)[0], (lw,))
+
+
+def test_non_contiguous_and_read_only():
+    base = np.random.default_rng(3).normal(size=(6, 10))
+    for arr in (base[::2, ::3], base.T, base[:, ::-1]):
+        np.testing.assert_allclose(vsm.is_log_evidence(arr)[0], _scipy(arr)[0], rtol=1e-13)
+    ro = base.copy()
+    ro.setflags(write=False)
+    np.testing.assert_allclose(vsm.is_log_evidence(ro)[0], _scipy(base)[0], rtol=1e-13)
+    t = torch.randn(8, 5, dtype=torch.float64)[:, ::2]
+    np.testing.assert_allclose(vsm.is_log_evidence(t)[0].numpy(), _scipy(t.numpy())[0], rtol=1e-13)
+
+
+def test_old_evidence_module_still_imports():
+    from vsm.evidence import is_log_evidence
+
+    assert is_log_evidence is vsm.is_log_evidence is vsm.importance.is_log_evidence
+
+
+# ---------------------------------------------------------------------------- streaming level
 
 LN2PI = math.log(2 * math.pi)
 
@@ -88,12 +180,15 @@ def test_zero_weight_rows_give_minus_inf():
     assert np.isfinite(r.log_p[1]) and r.ess[1] == pytest.approx(2.0)
 
 
-def test_torch_in_torch_out():
+def test_accumulator_torch_in_torch_out():
     x = torch.randn(3, 4, dtype=torch.float32)
     acc = vsm.ISAccumulator(x, torch.tensor(-0.5))
     acc.add(torch.randn(3, 6, 4), torch.randn(3, 6), torch.randn(3, 6, dtype=torch.float64))
     r = acc.result()
     assert r.log_p.dtype == torch.float32 and r.score.shape == (3, 4) and r.sm_loss.shape == (3,)
+
+
+# ------------------------------------------------------------------------- model driver level
 
 
 class LinearVAE(torch.nn.Module):
@@ -170,15 +265,35 @@ def test_is_evaluate_prior_proposal_within_mc_error():
     np.testing.assert_allclose(r.score.numpy(), -rr @ P, atol=5 * 3 / np.sqrt(ess.min()))
 
 
-def test_is_evaluate_bad_args():
+@pytest.mark.parametrize(
+    "kw, exc, name",
+    [
+        ({"proposal": "posterior"}, ValueError, "proposal"),
+        ({"proposal": 1}, ValueError, "proposal"),
+        ({"n_samples": 0}, ValueError, "n_samples"),
+        ({"n_samples": -3}, ValueError, "n_samples"),
+        ({"n_samples": 10.0}, TypeError, "n_samples"),
+        ({"n_samples": True}, TypeError, "n_samples"),
+        ({"chunk": 0}, ValueError, "chunk"),
+        ({"chunk": "7"}, TypeError, "chunk"),
+        ({"chunk": False}, TypeError, "chunk"),
+    ],
+)
+def test_is_evaluate_bad_args(kw, exc, name):
+    # The error contract: a non-int (bool included) is a TypeError, an int < 1 a ValueError.
     model = LinearVAE(W, BIAS, SIGMA)
     x = torch.zeros(2, 3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="proposal"):
-        vsm.is_evaluate(model, x, proposal="posterior")
-    with pytest.raises(ValueError, match="n_samples"):
-        vsm.is_evaluate(model, x, n_samples=0)
-    with pytest.raises(ValueError, match="chunk"):
-        vsm.is_evaluate(model, x, chunk=0)
+    with pytest.raises(exc, match=f"^{name}"):
+        vsm.is_evaluate(model, x, **kw)
+
+
+def test_is_evaluate_accepts_numpy_ints_and_every_proposal():
+    model = LinearVAE(W, BIAS, SIGMA)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    for proposal in vsm.importance.IS_PROPOSALS:
+        r = vsm.is_evaluate(model, x, n_samples=np.int64(20), chunk=np.int32(7), proposal=proposal,
+                            generator=torch.Generator().manual_seed(0))
+        assert r.log_p.shape == (2,)
 
 
 def test_is_evaluate_with_mlp_vae_float32():

@@ -9,7 +9,7 @@ import vsm
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import _core
-from vsm import reference_numpy as R
+from vsm import reference_rust as R
 
 
 def gauss_kl(m1, S1, m2, S2):

@@ -2,8 +2,9 @@
 
 Public API (``shared/spec/API.md``):
 
-- fused ops: :func:`posterior_fd` (more in later modules);
-- Rust engine: :func:`is_log_evidence`;
+- fused ops: :func:`posterior_fd`, :func:`gaussian_terms`, :func:`hutchinson_trace`;
+- Rust engine: :func:`is_log_evidence`, :class:`ISAccumulator`, :func:`is_evaluate`
+  (:mod:`vsm.importance`), :mod:`vsm.toy`;
 - :mod:`vsm.reference`: the pure-torch twins every fused op is checked against;
 - :func:`backend`: force "reference" or "triton" dispatch inside a ``with`` block.
 """
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 from . import objectives, reference, score, toy
 from ._dispatch import backend
-from .evidence import is_log_evidence
-from .importance import ISAccumulator, is_evaluate
+from .importance import ISAccumulator, is_evaluate, is_log_evidence
 from .models import MLPVAE, ConvVAE, GaussianVAE
-from .ops import gaussian_terms, posterior_fd
+from .ops.gaussian_terms import gaussian_terms  # the function, not the module
 from .ops.hutchinson import hutchinson_trace
+from .ops.posterior_fd import posterior_fd
 from .reference import GaussianTerms
 from .train import TrainConfig, Trainer
 

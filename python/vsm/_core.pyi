@@ -4,13 +4,25 @@ Every function raises ``ValueError`` (shapes, values; message starts with the ar
 ``TypeError`` (wrong dtype/type) and never panics into Python.
 """
 
-from typing import TypeAlias
+from typing import TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
 F64: TypeAlias = npt.NDArray[np.float64]
 F32: TypeAlias = npt.NDArray[np.float32]
+
+__all__ = [
+    "ISAccumulator",
+    "__version__",
+    "grid_divergences",
+    "grid_fd_scores",
+    "grid_summary",
+    "is_log_evidence",
+    "toy_divergences",
+    "toy_log_joint",
+    "toy_posterior",
+]
 
 __version__: str
 
@@ -65,10 +77,11 @@ def toy_divergences(
 ) -> tuple[F64, F64]:
     """Analytic-score KL(q‖p(z|x)) and ½E_q‖∇log q − ∇log p‖² per observation, (B,) each."""
 
+@final  # a PyO3 class without `subclass`: Python cannot subclass it
 class ISAccumulator:
     """Streaming importance-sampled evaluation: x (B, D) float64, log σ²."""
 
-    def __init__(self, x: F64, log_sigma2: float) -> None: ...
+    def __new__(cls, x: F64, log_sigma2: float) -> ISAccumulator: ...
     def add(self, x_mean: F32 | F64, log_prior: F64, log_proposal: F64) -> None:
         """x_mean (B, Kc, D); log_prior, log_proposal (B, Kc)."""
     def result(self) -> tuple[F64, F64, F64, F64]:

@@ -32,8 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import _validate as V
+
 __all__ = [
+    "CONV_DATASETS",
     "DATASETS",
+    "IDX_DATASETS",
     "IMAGE_DATASETS",
     "TOY_DATASETS",
     "Dataset",
@@ -127,7 +131,11 @@ _TOYS: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {
     "8gaussians": _eight_gaussians,
 }
 TOY_DATASETS: tuple[str, ...] = tuple(_TOYS)
-IMAGE_DATASETS: tuple[str, ...] = ("digits", "mnist1d", "mnist", "fashion-mnist")
+IDX_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+"""Data sets read from IDX files in a local folder (``data_dir``)."""
+CONV_DATASETS: tuple[str, ...] = ("digits", *IDX_DATASETS)
+"""The (C, 32, 32) image data sets (the conv VAE's input; :attr:`Dataset.is_image`)."""
+IMAGE_DATASETS: tuple[str, ...] = ("digits", "mnist1d", *IDX_DATASETS)
 DATASETS: tuple[str, ...] = TOY_DATASETS + IMAGE_DATASETS
 
 
@@ -142,10 +150,9 @@ def sample_toy(
         generator: CPU torch generator to draw from (takes precedence over ``seed``).
         seed: seed for a fresh generator when ``generator`` is None (default 0).
     """
-    if name not in _TOYS:
-        raise ValueError(f"name: unknown 2-D dataset {name!r}; expected one of {TOY_DATASETS}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected a positive int, got {n!r}")
+    V.choice("name", name, TOY_DATASETS)
+    n = V.positive_int("n", n)
+    seed = V.seed("seed", seed)
     g = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
     return _TOYS[name](n, g).to(torch.float32)
 
@@ -377,7 +384,7 @@ def load_dataset(
         x, _ = mnist1d(5000, seed=seed)
         t = torch.from_numpy(x)
         return Dataset(name, (40,), t[4000:], train=t[:4000])
-    if name in ("mnist", "fashion-mnist"):
+    if name in IDX_DATASETS:
         if data_dir is None:
             raise ValueError(f"data_dir: required for {name!r} (a folder with its IDX files)")
         train, test = load_idx_images(data_dir)

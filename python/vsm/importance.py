@@ -1,22 +1,97 @@
-"""Importance-sampled evaluation of Gaussian VAEs (MATH.md Part I, "Evaluation") via Rust.
+"""Importance sampling (MATH.md Part I, "Evaluation") through the Rust engine (``vsm._core``).
 
-:class:`ISAccumulator` streams chunks of decoder means into the Rust accumulator (memory O(B·D)
-whatever the number of samples K) and returns log p̂(x), the ESS, the self-normalised marginal
-score ŝ(x) and the Hyvärinen loss Ĵ(x). :func:`is_evaluate` drives it with a trained model
-(``encode``/``decode``/``log_sigma2`` as in the shared model interface).
+One estimator, log p̂(x) = logsumexp_k log w_k − log K with its effective sample size, at three
+levels:
+
+- log weights: :func:`is_log_evidence` for log weights the caller computed, differentiable as a
+  torch function (``vsm.is_log_evidence``);
+- streaming: :class:`ISAccumulator` takes chunks of decoder means of a Gaussian VAE (memory O(B·D)
+  whatever the number of samples K) and returns log p̂(x), the ESS, the self-normalised marginal
+  score ŝ(x) and the Hyvärinen loss Ĵ(x) (``vsm.ISAccumulator``);
+- model driver: :func:`is_evaluate` draws the samples from a trained model
+  (:class:`vsm.models.GaussianVAELike`) and feeds the accumulator.
+
+Torch tensors are accepted everywhere (the engine runs on CPU in float64) and NumPy arrays wherever
+the engine takes them; results come back in the kind of the input.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
 import torch
 
 from . import _core
 from . import _validate as V
+
+if TYPE_CHECKING:
+    from .models import GaussianVAELike
+
+IS_PROPOSALS: tuple[str, ...] = ("q", "prior")
+"""Proposals of :func:`is_evaluate`: the encoder's q(z|x), or the prior N(0, I)."""
+
+Array: TypeAlias = "np.ndarray | torch.Tensor"
+"""What the IS functions accept for an array argument."""
+
+
+# ------------------------------------------------------------------------------- log weights
+
+
+class _ISLogEvidence(torch.autograd.Function):
+    """log_p = logsumexp(log_w) − log K via Rust; d log_p / d log_w = softmax(log_w)."""
+
+    @staticmethod
+    def forward(ctx: Any, log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        arr = log_w.detach().to("cpu", torch.float64).contiguous().numpy()
+        lp, ess = _core.is_log_evidence(arr)
+        log_p = torch.from_numpy(lp).to(log_w.device, log_w.dtype)
+        ess_t = torch.from_numpy(ess).to(log_w.device, log_w.dtype)
+        ctx.save_for_backward(log_w)
+        ctx.mark_non_differentiable(ess_t)
+        return log_p, ess_t
+
+    @staticmethod
+    def backward(ctx: Any, g_logp: torch.Tensor, g_ess: torch.Tensor) -> torch.Tensor:
+        (log_w,) = ctx.saved_tensors
+        w = torch.softmax(log_w.to(torch.float64), dim=-1).to(log_w.dtype)
+        return g_logp.unsqueeze(-1) * w
+
+
+@overload
+def is_log_evidence(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def is_log_evidence(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+def is_log_evidence(log_w: Array) -> tuple[Array, Array]:
+    """Importance-sampled log evidence and effective sample size, per row.
+
+    Args:
+        log_w: (B, K) log importance weights log p(x, z_k) − log r(z_k); float32 or float64 torch
+            tensor (any device) or NumPy array. Entries may be −inf (zero weight), not NaN/+inf.
+
+    Returns:
+        ``(log_p, ess)``, each (B,): log_p = logsumexp_k log_w − log K (accumulated in float64),
+        ess = (Σw)²/Σw² ∈ [1, K] (0 for a row with all weights zero). Torch in → torch out in
+        log_w's dtype and device, differentiable w.r.t. log_w (gradient = normalised weights);
+        NumPy in → float64 NumPy out.
+
+    Raises:
+        TypeError: not a tensor/array, or not a float32/float64 dtype.
+        ValueError: not 2-D, K = 0, B = 0 (an empty batch is rejected rather than returning
+            empty arrays), or NaN/+inf entries. Non-contiguous and read-only inputs are fine.
+    """
+    if isinstance(log_w, np.ndarray):
+        return _core.is_log_evidence(V.array("log_w", log_w, ndim=2))
+    V.tensor("log_w", log_w, ndim=2)
+    V.has_data("log_w", log_w)
+    log_p, ess = _ISLogEvidence.apply(log_w)
+    return log_p, ess
+
+
+# --------------------------------------------------------------------------------- streaming
 
 
 @dataclass(frozen=True)
@@ -29,27 +104,10 @@ class ISResult:
     and sm_loss: there is no estimate, and NaN says so rather than a made-up number.
     """
 
-    log_p: Any
-    ess: Any
-    score: Any
-    sm_loss: Any
-
-
-def _to_np(name: str, a: Any, ndim: int, keep_f32: bool = False) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        if a.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name}: expected float32 or float64, got {a.dtype}")
-        V.has_data(name, a)
-        a = a.detach().cpu().numpy()
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name}: expected float32 or float64, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
-    if keep_f32 and a.dtype == np.float32:
-        return a
-    return a.astype(np.float64, copy=False)
+    log_p: Array
+    ess: Array
+    score: Array
+    sm_loss: Array
 
 
 class ISAccumulator:
@@ -63,11 +121,10 @@ class ISAccumulator:
     accumulated in float64 with online log-sum-exp rescaling; one pass over each chunk.
     """
 
-    def __init__(self, x: Any, log_sigma2: Any) -> None:
-        self._torch = isinstance(x, torch.Tensor)
-        if self._torch:
-            self._dtype, self._device = x.dtype, x.device
-        xa = _to_np("x", x, 2)
+    def __init__(self, x: Array, log_sigma2: float | np.number | Array) -> None:
+        # Results come back as torch tensors in x's dtype and device when x is a tensor.
+        self._like = (x.dtype, x.device) if isinstance(x, torch.Tensor) else None
+        xa = V.array("x", x, ndim=2)
         if isinstance(log_sigma2, torch.Tensor):
             if log_sigma2.numel() != 1:
                 raise ValueError(
@@ -92,7 +149,7 @@ class ISAccumulator:
         """Samples per datum added so far (K)."""
         return self._acc.n_samples
 
-    def add(self, x_mean: Any, log_prior: Any, log_proposal: Any) -> None:
+    def add(self, x_mean: Array, log_prior: Array, log_proposal: Array) -> None:
         """Add a chunk of Kc samples per datum.
 
         Args:
@@ -101,16 +158,21 @@ class ISAccumulator:
                 as log_prior for the prior proposal).
         Raises ValueError on shape mismatch, Kc = 0, or non-finite values (state unchanged).
         """
-        xm = _to_np("x_mean", x_mean, 3, keep_f32=True)
-        self._acc.add(xm, _to_np("log_prior", log_prior, 2), _to_np("log_proposal", log_proposal, 2))
+        xm = V.array("x_mean", x_mean, ndim=3, keep_f32=True)
+        lp = V.array("log_prior", log_prior, ndim=2)
+        self._acc.add(xm, lp, V.array("log_proposal", log_proposal, ndim=2))
 
     def result(self) -> ISResult:
         """Estimates from all samples so far (see :class:`ISResult`)."""
         lp, ess, score, sm = self._acc.result()
-        if not self._torch:
+        if self._like is None:
             return ISResult(lp, ess, score, sm)
-        conv = [torch.from_numpy(a).to(self._device, self._dtype) for a in (lp, ess, score, sm)]
+        dtype, device = self._like
+        conv = [torch.from_numpy(a).to(device, dtype) for a in (lp, ess, score, sm)]
         return ISResult(*conv)
+
+
+# ------------------------------------------------------------------------------ model driver
 
 
 def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -119,17 +181,25 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def is_evaluate(model: Any, x: torch.Tensor, *, n_samples: int = 1000, proposal: str = "q",
-                chunk: int | None = None, generator: torch.Generator | None = None,
-                progress: bool = False) -> ISResult:
+def is_evaluate(
+    model: GaussianVAELike,
+    x: torch.Tensor,
+    *,
+    n_samples: int = 1000,
+    proposal: str = "q",
+    chunk: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> ISResult:
     """Importance-sampled evaluation of a Gaussian VAE on a batch.
 
     Args:
-        model: object with ``encode(x) -> (mu, logvar)``, ``decode(z)``, ``log_sigma2``,
-            ``latent_dim`` (the shared ``GaussianVAE`` interface).
+        model: a :class:`vsm.models.GaussianVAELike`: ``encode(x) -> (mu, logvar)``,
+            ``decode(z)``, ``log_sigma2``, ``latent_dim`` (every ``GaussianVAE`` has them).
         x: (B, *data_shape) data.
         n_samples: K samples per datum (up to ~1e5; processed in chunks).
-        proposal: "q" (the encoder's q(z|x), default) or "prior" (N(0, I)).
+        proposal: one of :data:`IS_PROPOSALS`: "q" (the encoder's q(z|x), default) or "prior"
+            (N(0, I)).
         chunk: samples per chunk; default keeps a chunk of decoder means ≤ 2²⁴ values.
         generator: torch.Generator for the samples (on z's device).
         progress: show a tqdm progress bar.
@@ -138,17 +208,14 @@ def is_evaluate(model: Any, x: torch.Tensor, *, n_samples: int = 1000, proposal:
         :class:`ISResult` of torch tensors in x's dtype and device: log_p (B,), ess (B,),
         score (B, D) with D = prod(data_shape), sm_loss (B,).
     """
-    if proposal not in ("q", "prior"):
-        raise ValueError(f"proposal: expected 'q' or 'prior', got {proposal!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples: expected a positive int, got {n_samples!r}")
+    V.choice("proposal", proposal, IS_PROPOSALS)
+    n_samples = V.positive_int("n_samples", n_samples)
     B = x.shape[0]
     xf = x.reshape(B, -1)
     D = xf.shape[1]
     if chunk is None:
         chunk = max(1, min(n_samples, (1 << 24) // max(1, B * D)))
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk: expected a positive int, got {chunk!r}")
+    chunk = V.positive_int("chunk", chunk)
     acc = ISAccumulator(xf, model.log_sigma2)
     L = int(model.latent_dim)
     if proposal == "q":
@@ -157,7 +224,7 @@ def is_evaluate(model: Any, x: torch.Tensor, *, n_samples: int = 1000, proposal:
         mu = torch.zeros(B, L, dtype=x.dtype, device=x.device)
         logvar = torch.zeros_like(mu)
     std = torch.exp(0.5 * logvar)
-    steps = range(0, n_samples, chunk)
+    steps: Iterable[int] = range(0, n_samples, chunk)
     if progress:
         from tqdm.auto import tqdm
 
@@ -175,4 +242,4 @@ def is_evaluate(model: Any, x: torch.Tensor, *, n_samples: int = 1000, proposal:
     return acc.result()
 
 
-__all__ = ["ISAccumulator", "ISResult", "is_evaluate"]
+__all__ = ["IS_PROPOSALS", "ISAccumulator", "ISResult", "is_evaluate", "is_log_evidence"]

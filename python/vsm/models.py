@@ -15,12 +15,41 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-__all__ = ["MLPVAE", "ConvVAE", "GaussianVAE", "from_spec"]
+from . import _validate as V
+
+__all__ = ["MLPVAE", "ConvVAE", "GaussianVAE", "GaussianVAELike", "from_spec"]
+
+
+class GaussianVAELike(Protocol):
+    """What evaluation needs from a Gaussian VAE (:func:`vsm.is_evaluate`, the metrics).
+
+    p(z) = N(0, I_L), p(x|z) = N(decode(z), σ² I) and q(z|x) = N(mu, diag exp(logvar)) with
+    ``(mu, logvar) = encode(x)``. Every :class:`GaussianVAE` satisfies it; so does any object
+    with these four members (a hand-written model with an exact posterior, say).
+    """
+
+    @property
+    def latent_dim(self) -> int:
+        """L, the latent dimension."""
+        ...
+
+    @property
+    def log_sigma2(self) -> torch.Tensor:
+        """0-dim log σ² of the likelihood."""
+        ...
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, *data_shape) → mu (B, L), logvar (B, L)."""
+        ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., L) → decoder mean (..., *data_shape)."""
+        ...
 
 
 class GaussianVAE(nn.Module, abc.ABC):
@@ -41,8 +70,7 @@ class GaussianVAE(nn.Module, abc.ABC):
 
     def __init__(self, latent_dim: int, data_shape: tuple[int, ...], log_sigma2_init: float):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim}")
+        latent_dim = V.positive_int("latent_dim", latent_dim)
         if not data_shape or any(int(s) < 1 for s in data_shape):
             raise ValueError(f"data_shape: expected positive sizes, got {data_shape}")
         self.latent_dim = int(latent_dim)
@@ -125,10 +153,8 @@ class MLPVAE(GaussianVAE):
         log_sigma2_init: float = math.log(0.01),
     ):
         super().__init__(latent_dim, tuple(data_shape), log_sigma2_init)
-        if width < 1 or n_hidden < 1:
-            raise ValueError(f"width: expected width ≥ 1 and n_hidden ≥ 1, got {width}, {n_hidden}")
-        self.width = int(width)
-        self.n_hidden = int(n_hidden)
+        self.width = width = V.positive_int("width", width)
+        self.n_hidden = n_hidden = V.positive_int("n_hidden", n_hidden)
         d = self.data_dim
         self.encoder = nn.Sequential(nn.Flatten(), _mlp([d] + [width] * n_hidden + [2 * latent_dim]))
         self.decoder = _mlp([latent_dim] + [width] * n_hidden + [d])

@@ -34,7 +34,8 @@ from collections.abc import Callable
 import torch
 
 from . import _validate as V
-from .ops import gaussian_terms, posterior_fd
+from .ops.gaussian_terms import gaussian_terms  # the function, not the module
+from .ops.posterior_fd import posterior_fd
 
 __all__ = [
     "decoder_vjp",
@@ -117,8 +118,7 @@ def _encoder_pair(out: object) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _encoded(encode: object, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mu, logvar) = encode(x), checked against x; errors name ``encode``."""
-    V.callable_("encode", encode)
-    out = _encoder_pair(encode(x))
+    out = _encoder_pair(V.callable_("encode", encode)(x))
     try:
         return _posterior(x, *out)
     except (TypeError, ValueError) as e:
@@ -268,7 +268,7 @@ def sample_posterior(
     ``eps`` (n_samples, B, L) supplies the standard-normal draws (otherwise drawn with
     ``generator``).
     """
-    V.positive_int("n_samples", n_samples)
+    n_samples = V.positive_int("n_samples", n_samples)
     _bool("reparam", reparam)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(

@@ -1,9 +1,10 @@
-"""Pure-torch reference twins of vsm's fused ops (API.md).
+"""Reference twins of vsm's fused ops (API.md), in pure torch.
 
 Each function has the signature and semantics of its public counterpart in :mod:`vsm` and is
 written as plainly as possible, with gradients from autograd: these are the single source of truth
-that the Triton kernels, the Rust engine, the tests and the benchmarks are compared against.
-No input validation happens here; the public functions validate.
+that the Triton kernels, the tests and the benchmarks are compared against. (The Rust engine's
+twins, in NumPy, are :mod:`vsm.reference_rust`.) No input validation happens here; the public
+functions validate.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 from typing import NamedTuple
 
 import torch
+
+from . import _validate as V
 
 
 def posterior_fd(
@@ -104,8 +107,7 @@ def hutchinson_trace(
     ``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)``; probes from
     :func:`hutchinson_probes` (``seed=None``: a seed drawn from torch's global RNG).
     """
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    seed = V.resolve_seed("seed", seed)
     v = hutchinson_probes(inputs, n_probes, seed, dist)
     total = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
     for p in range(n_probes):

@@ -18,7 +18,7 @@ Argument checks: ``TypeError`` for a non-tensor or non-float32/64 x, a non-calla
 or one returning a non-tensor or another dtype, and badly typed options; ``ValueError`` for
 shapes (x must be (B, D), B ≥ 1; the score must have x's shape), a score on another device, and
 bad option values (σ ≤ 0 or non-finite, empty or increasing ``sigmas``, ``n_steps < 1``,
-``seed`` outside [0, 2⁶⁴)). The message starts with the argument's name. x is not scanned for
+``seed`` outside [0, 2⁶³)). The message starts with the argument's name. x is not scanned for
 NaN/inf (a device synchronisation per call); a non-finite datum gives a non-finite loss for that
 datum only.
 """
@@ -32,7 +32,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import _validate as V
-from .ops.hutchinson import _check_options, hutchinson_probes, hutchinson_trace
+from .ops.hutchinson import hutchinson_probes, hutchinson_trace
+from .reference import HUTCHINSON_DISTS
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 NoiseScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -95,12 +96,9 @@ def _sigmas(sigmas: object) -> list[float]:
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    seed = V.seed("seed", seed)
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
     if device.type == "meta":  # shape-only tensors: no random numbers to seed
         return None
     gen = torch.Generator(device=device)
@@ -170,7 +168,9 @@ def sliced_sm(
     """
     x = _data(x)
     _fn(score_fn)
-    seed = _check_options(n_probes, dist, seed)
+    V.positive_int("n_probes", n_probes)
+    V.choice("dist", dist, HUTCHINSON_DISTS)
+    seed = V.resolve_seed("seed", seed)  # one seed for the trace and the probes below
     if not isinstance(variance_reduced, bool):
         raise TypeError(f"variance_reduced: expected a bool, got {type(variance_reduced).__name__}")
     xr = _input_leaf(x)
@@ -271,7 +271,7 @@ def annealed_langevin(
     levels = _sigmas(sigmas)
     if any(a < b for a, b in itertools.pairwise(levels)):
         raise ValueError(f"sigmas: expected a non-increasing sequence, got {levels}")
-    V.positive_int("n_steps", n_steps)
+    n_steps = V.positive_int("n_steps", n_steps)
     step = _sigma("step_size", step_size)
     gen = _generator(seed, x0.device)
     x = x0.detach()

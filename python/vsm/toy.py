@@ -15,28 +15,11 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from . import _validate as V
 
 MODELS = ("sym", "soft", "relu", "bias", "linear")
 MAX_GRID_VALUES = 2**28
 """Largest batch × grid size that :func:`posterior` accepts (a float64 grid of it is 2 GiB)."""
-
-
-def _np(name: str, a: Any) -> np.ndarray:
-    """float64 C-contiguous NumPy copy/view of an array-like or torch tensor."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):
-        if getattr(a, "is_meta", False):
-            raise ValueError(f"{name}: tensor on the meta device has no data")
-        try:
-            a = a.detach().cpu().numpy()
-        except TypeError as e:  # e.g. bfloat16, which NumPy has no dtype for
-            raise TypeError(f"{name}: expected a real float/int array, got dtype {a.dtype}") from e
-    try:
-        arr = np.asarray(a)
-    except Exception as e:  # pragma: no cover - exotic inputs
-        raise TypeError(f"{name}: cannot convert {type(a).__name__} to an array") from e
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
-        raise TypeError(f"{name}: expected a real float/int array, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float64, order="C")  # keeps 0-d arrays 0-d
 
 
 def _real(name: str, v: Any) -> float:
@@ -81,13 +64,13 @@ class Posterior:
         L = len(self.axes)
         bs = self.batch_shape
         B = int(np.prod(bs, dtype=np.int64))
-        m = _np("q_mean", q_mean)
-        c = _np("q_cov", q_cov)
+        m = V.array("q_mean", q_mean, real=True)
+        c = V.array("q_cov", q_cov, real=True)
         if q_weights is None:
             m, c = m[..., None, :], c[..., None, :, :]
             w = np.ones(m.shape[:-1])
         else:
-            w = _np("q_weights", q_weights)
+            w = V.array("q_weights", q_weights, real=True)
         if m.ndim < 2 or m.shape[-1] != L:
             raise ValueError(f"q_mean: expected shape (..., [C,] {L}), got {np.shape(q_mean)}")
         if c.ndim < 3 or c.shape[-2:] != (L, L):
@@ -110,10 +93,12 @@ class Posterior:
     def _div(self, q_mean: Any, q_cov: Any, q_weights: Any) -> tuple[np.ndarray, np.ndarray]:
         w, m, c = self._q(q_mean, q_cov, q_weights)
         if self._model is not None:
+            assert self._x is not None  # set together with _model by posterior()
             kl, fd = _core.toy_divergences(
                 self._model, self._x, self.log_z.reshape(-1), w, m, c, **self._params
             )
         else:
+            assert self._log_joint is not None  # set by grid_posterior()
             kl, fd = _core.grid_divergences(self._log_joint, list(self.axes), w, m, c)
         return kl.reshape(self.batch_shape), fd.reshape(self.batch_shape)
 
@@ -152,7 +137,7 @@ def _axes(axes: Any) -> list[np.ndarray]:
         )
     if len(axes) not in (1, 2):
         raise ValueError(f"axes: expected a tuple of one or two 1-D arrays, got {len(axes)}")
-    out = [_np("axes", a) for a in axes]
+    out = [V.array("axes", a, real=True) for a in axes]
     for i, a in enumerate(out):
         if a.ndim != 1:
             raise ValueError(f"axes: each axis must be 1-D, got shape {a.shape}")
@@ -179,7 +164,7 @@ def grid_posterior(log_joint: Any, axes: Any) -> Posterior:
         ``axes`` not a tuple/list.
     """
     ax = _axes(axes)
-    lj = _np("log_joint", log_joint)
+    lj = V.array("log_joint", log_joint, real=True)
     L = len(ax)
     shape = tuple(len(a) for a in ax)
     if lj.ndim < L or lj.shape[lj.ndim - L :] != shape:
@@ -194,8 +179,7 @@ def grid_posterior(log_joint: Any, axes: Any) -> Posterior:
 
 
 def _model_params(model: str, params: dict) -> dict:
-    if model not in MODELS:
-        raise ValueError(f"model: unknown toy model {model!r}, expected one of {MODELS}")
+    V.choice("model", model, MODELS)
     allowed = {"sigma", "alpha", "W", "b"}
     extra = set(params) - allowed
     if extra:
@@ -207,14 +191,14 @@ def _model_params(model: str, params: dict) -> dict:
             continue
         out[name] = _real(name, v)
     if params.get("W") is not None:
-        w = _np("W", params["W"])
+        w = V.array("W", params["W"], real=True)
         out["w"] = w.reshape(-1, 1) if w.ndim == 1 else w
         if out["w"].ndim != 2 or out["w"].size == 0:
             raise ValueError(f"W: expected a non-empty shape (D, L), got {w.shape}")
         if not np.isfinite(out["w"]).all():
             raise ValueError("W: must be finite")
     if params.get("b") is not None:
-        out["b"] = _np("b", params["b"]).reshape(-1)
+        out["b"] = V.array("b", params["b"], real=True).reshape(-1)
         if not np.isfinite(out["b"]).all():
             raise ValueError("b: must be finite")
     return out
@@ -229,7 +213,7 @@ def _model_dims(model: str, p: dict) -> tuple[int, int]:
 
 
 def _x_batch(x: Any, D: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    xa = _np("x", x)
+    xa = V.array("x", x, real=True)
     if D == 1 and (xa.ndim == 0 or xa.shape[-1] != 1):
         bs = xa.shape
     else:
@@ -264,11 +248,8 @@ def posterior(model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int =
     p = _model_params(model, params)
     D, L = _model_dims(model, p)
     xf, bs = _x_batch(x, D)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    if n < 3:
-        raise ValueError(f"n: need at least 3 grid points, got {n}")
-    size = xf.shape[0] * int(n) ** L
+    n = V.positive_int("n", n, minimum=3)  # grid points per axis
+    size = xf.shape[0] * n**L
     if size > MAX_GRID_VALUES:
         raise ValueError(
             f"n: {xf.shape[0]} observations × {n}**{L} grid points = {size} values exceeds "
@@ -277,9 +258,9 @@ def posterior(model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int =
     lo, hi = _real("lo", lo), _real("hi", hi)
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         raise ValueError(f"lo: need finite lo < hi, got lo={lo}, hi={hi}")
-    ax = [np.linspace(float(lo), float(hi), int(n))] * L
+    ax = [np.linspace(lo, hi, n)] * L
     log_z, mean, cov, dens = _core.toy_posterior(model, xf, ax, **p)
-    shape = (int(n),) * L
+    shape = (n,) * L
     return Posterior(
         log_z.reshape(bs), mean.reshape(*bs, L), cov.reshape(*bs, L, L),
         dens.reshape(*bs, *shape), tuple(ax), _model=model, _params=p, _x=xf,
@@ -294,7 +275,7 @@ def log_joint(model: str, x: Any, z: Any, **params: Any) -> tuple[np.ndarray, np
     p = _model_params(model, params)
     D, L = _model_dims(model, p)
     xf, bs = _x_batch(x, D)
-    za = _np("z", z)
+    za = V.array("z", z, real=True)
     if za.ndim != 2:
         raise ValueError(f"z: expected shape (P, {L}), got {za.shape}")
     lj, sc = _core.toy_log_joint(model, xf, za, **p)

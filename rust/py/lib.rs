@@ -44,7 +44,7 @@ fn is_log_evidence<'py>(
 ) -> PyResult<(Arr1<'py>, Arr1<'py>)> {
     let view = log_w.as_array();
     let (lp, ess) = py
-        .detach(|| vsm_core::evidence::log_mean_exp_ess(view))
+        .detach(|| vsm_core::importance::log_mean_exp_ess(view))
         .map_err(to_py_err)?;
     Ok((lp.into_pyarray(py), ess.into_pyarray(py)))
 }

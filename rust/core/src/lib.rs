@@ -4,8 +4,8 @@
 //! converts NumPy arrays, releases the GIL and maps [`Error`] to Python exceptions.
 //!
 //! Modules:
-//! - [`evidence`]: importance-sampled log evidence (log-mean-exp in float64) and ESS.
-//! - [`importance`]: streaming importance-sampled evaluation (log evidence, ESS, marginal score,
+//! - [`importance`]: importance sampling — the log evidence and ESS of given log weights
+//!   (log-mean-exp in float64), and the streaming evaluation (log evidence, ESS, marginal score,
 //!   Hyvärinen loss) of a Gaussian VAE, chunk by chunk in O(B·D) memory.
 //! - [`grid`]: grid quadrature of 1-D/2-D latent posteriors from a tabulated log-joint.
 //! - [`toy_models`]: the built-in toy models ("sym", "soft", "relu", "bias", "linear").
@@ -14,7 +14,6 @@
 // Index loops over tiny latent dimensions (L ≤ 2) read more clearly than iterator chains.
 #![allow(clippy::needless_range_loop)]
 
-pub mod evidence;
 pub mod grid;
 pub mod importance;
 pub mod mixture;

@@ -1,10 +1,14 @@
-"""NumPy twins of the Rust engine (``vsm._core``): the same formulas in plain NumPy, float64.
+"""Reference twins of the Rust engine (``vsm._core``): the same formulas in plain NumPy, float64.
 
-Used by the tests (agreement with Rust) and by ``benches/bench_rust.py`` (the NumPy baseline).
+:mod:`vsm.reference` stands in for the fused (Triton) ops; this module stands in for the Rust
+engine. Used by the tests (agreement with Rust) and by ``benches/bench_rust.py`` (the NumPy
+baseline).
 Shapes follow the Rust functions: batches flattened to B, grids flattened to G (``ij`` order).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +43,9 @@ def grid_points(axes: list[np.ndarray]) -> np.ndarray:
     return np.stack([m.reshape(-1) for m in mesh], axis=-1)
 
 
-def grid_summary(log_joint: np.ndarray, axes: list[np.ndarray]):
+def grid_summary(
+    log_joint: np.ndarray, axes: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(B, G) log-joint → (log_z (B,), mean (B, L), cov (B, L, L), density (B, G))."""
     cell = float(np.prod([a[1] - a[0] for a in axes]))
     z = grid_points(axes)
@@ -79,23 +85,30 @@ def softplus_grad(u: np.ndarray, alpha: float) -> np.ndarray:
     return np.where(t >= 20, 1.0, np.where(t <= -20, 0.0, mid))
 
 
-def toy_log_joint(model: str, x: np.ndarray, z: np.ndarray, sigma=None, alpha=None, w=None,
-                  b=None) -> tuple[np.ndarray, np.ndarray]:
+def toy_log_joint(
+    model: str,
+    x: np.ndarray,
+    z: np.ndarray,
+    sigma: float | None = None,
+    alpha: float | None = None,
+    w: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """x (B, D), z (P, L) → log p(x, z) (B, P), ∇_z (B, P, L)."""
+    s = sigma if sigma is not None else (0.5 if model == "sym" else 1.0)
+    s2 = s * s
+    prior = -0.5 * (z * z).sum(-1)
     if model == "linear":
         w = np.ones((1, 1)) if w is None else w
         b = np.zeros(w.shape[0]) if b is None else b
-    s = sigma if sigma is not None else (0.5 if model == "sym" else 1.0)
-    s2 = s * s
-    D, L = (w.shape if model == "linear" else (1, 2))
-    const = -0.5 * D * (LN_2PI + np.log(s2)) - 0.5 * L * LN_2PI
-    prior = -0.5 * (z * z).sum(-1)
-    if model == "linear":
+        D, L = w.shape
+        const = -0.5 * D * (LN_2PI + np.log(s2)) - 0.5 * L * LN_2PI
         g = z @ w.T + b  # (P, D)
         r = (x[:, None, :] - g[None]) / s2  # (B, P, D)
         lj = const + prior[None] - 0.5 * s2 * (r * r).sum(-1)
         score = -z[None] + r @ w
         return lj, score
+    const = -0.5 * (LN_2PI + np.log(s2)) - LN_2PI  # the nonlinear models: D = 1, L = 2
     z1, z2 = z[:, 0], z[:, 1]
     if model == "sym":
         g, j1, j2 = z1 * z2, z2, z1
@@ -116,7 +129,9 @@ def toy_log_joint(model: str, x: np.ndarray, z: np.ndarray, sigma=None, alpha=No
     return lj, score
 
 
-def toy_posterior(model: str, x: np.ndarray, axes: list[np.ndarray], **params):
+def toy_posterior(
+    model: str, x: np.ndarray, axes: list[np.ndarray], **params: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Grid posterior of a built-in model: as :func:`grid_summary` of its log-joint."""
     lj, _ = toy_log_joint(model, x, grid_points(axes), **params)
     return grid_summary(lj, axes)
@@ -139,13 +154,21 @@ def mixture_log_pdf_and_score(z: np.ndarray, weights: np.ndarray, means: np.ndar
     return lq, -(r[..., None] * y).sum(1)
 
 
-def _quad(lw, lq, sq, lp, sp):
+def _quad(
+    lw: np.ndarray, lq: np.ndarray, sq: np.ndarray, lp: np.ndarray, sp: np.ndarray
+) -> tuple[float, float]:
     w = np.exp(lw - lw.max())
     w = w / w.sum()
     return (w * (lq - lp)).sum(), 0.5 * (w * ((sq - sp) ** 2).sum(-1)).sum()
 
 
-def grid_divergences(log_joint, axes, q_weights, q_means, q_covs):
+def grid_divergences(
+    log_joint: np.ndarray,
+    axes: list[np.ndarray],
+    q_weights: np.ndarray,
+    q_means: np.ndarray,
+    q_covs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """KL(q‖p) and ½E_q‖∇log q − ∇log p‖² by grid quadrature, FD scores; (B,), (B,)."""
     log_z = grid_summary(log_joint, axes)[0]
     sc = grid_fd_scores(log_joint, axes)
@@ -157,7 +180,9 @@ def grid_divergences(log_joint, axes, q_weights, q_means, q_covs):
     return kl, fd
 
 
-def mixture_nodes(weights, means, covs, n: int = 69, half_width: float = 8.5):
+def mixture_nodes(
+    weights: np.ndarray, means: np.ndarray, covs: np.ndarray, n: int = 69, half_width: float = 8.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Whitened trapezoid nodes per component: (P, L) nodes and (P,) log weights."""
     L = means.shape[1]
     u = np.linspace(-half_width, half_width, n)
@@ -176,7 +201,15 @@ def mixture_nodes(weights, means, covs, n: int = 69, half_width: float = 8.5):
     return np.concatenate(zs), np.concatenate(lws)
 
 
-def toy_divergences(model, x, log_z, q_weights, q_means, q_covs, **params):
+def toy_divergences(
+    model: str,
+    x: np.ndarray,
+    log_z: np.ndarray,
+    q_weights: np.ndarray,
+    q_means: np.ndarray,
+    q_covs: np.ndarray,
+    **params: Any,
+) -> tuple[np.ndarray, np.ndarray]:
     """KL and FD of mixture q against a built-in model's posterior (analytic scores); (B,), (B,)."""
     B = x.shape[0]
     kl, fd = np.zeros(B), np.zeros(B)
@@ -220,7 +253,7 @@ class ISAccumulatorNumpy:
         self.m = m_new
         self.k += kc
 
-    def result(self):
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(log_p, ess, score, sm_loss) as the Rust accumulator."""
         s2 = np.exp(self.ls2)
         D = self.x.shape[1]

@@ -1,8 +1,10 @@
-//! Importance-sampled log evidence: `log p = logsumexp_k log_w[b,k] − log K` in float64, and the
-//! effective sample size `ESS = (Σw)² / Σw²`, computed stably from the log weights.
+//! The log-weights level of importance sampling: per row of caller-computed log weights, the log
+//! evidence `log p̂ = logsumexp_k log_w[b,k] − log K` in float64 and the effective sample size
+//! `ESS = (Σw)² / Σw²`, computed stably through the shared log-sum-exp state [`Row`].
 
+use super::Row;
 use crate::{Error, Result};
-use ndarray::{Array1, ArrayView2, Axis, Zip};
+use ndarray::{Array1, ArrayView2, Zip};
 
 /// Per-row log-mean-exp and effective sample size of log importance weights.
 ///
@@ -28,33 +30,23 @@ pub fn log_mean_exp_ess(log_w: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Arra
             msg: "contains NaN or +inf".into(),
         });
     }
+    let log_w = log_w.as_standard_layout(); // rows as contiguous slices (a view if already so)
     let mut log_p = Array1::<f64>::zeros(b);
     let mut ess = Array1::<f64>::zeros(b);
     let log_k = (k as f64).ln();
-    Zip::from(log_w.axis_iter(Axis(0)))
+    Zip::from(log_w.rows())
         .and(&mut log_p)
         .and(&mut ess)
         .par_for_each(|row, lp, e| {
-            let (l, s) = row_stats(row.iter().copied());
-            *lp = l - log_k;
-            *e = s;
+            let mut st = Row::new(0);
+            match row.as_slice() {
+                Some(s) => st.weigh(s),
+                None => st.weigh(&row.to_vec()),
+            };
+            *lp = st.log_sum() - log_k;
+            *e = st.ess();
         });
     Ok((log_p, ess))
-}
-
-/// (logsumexp, ESS) of one row of log weights.
-fn row_stats(row: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let m = row.clone().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY {
-        return (f64::NEG_INFINITY, 0.0);
-    }
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for v in row {
-        let w = (v - m).exp();
-        s1 += w;
-        s2 += w * w;
-    }
-    (m + s1.ln(), s1 * s1 / s2)
 }
 
 #[cfg(test)]

@@ -1,81 +1,18 @@
-//! Streaming importance-sampled evaluation of a Gaussian VAE (MATH.md Part I, "Evaluation").
+//! Streaming importance-sampled evaluation of a Gaussian VAE (the formulas are in the parent
+//! module's documentation).
 //!
-//! For each datum x (D,) and samples z_k from a proposal r, with decoder means g_k = g(z_k):
-//!   log w_k = log N(x; g_k, σ² I) + log p(z_k) − log r(z_k),
-//!   log p̂(x) = logsumexp_k log w_k − log K,   ESS = (Σ w)² / Σ w²,
-//!   ŝ(x) = Σ_k w̄_k f_k,   Ĵ(x) = Σ_k w̄_k (‖f_k‖² − D/σ²) − ½‖ŝ(x)‖²,
-//! with f_k = (g_k − x)/σ² and self-normalised weights w̄_k = w_k / Σ w.
-//!
-//! [`Accumulator`] receives the samples chunk by chunk and keeps, per datum, only a running
-//! maximum m of the log weights and the rescaled sums Σ e^{log w − m}, Σ e^{2(log w − m)},
-//! Σ e^{log w − m}‖g − x‖² and Σ e^{log w − m} g (D values): memory O(B·D) whatever K is. Per
-//! datum and chunk, a first pass computes the Kc log weights, a second accumulates the sums while
-//! the datum's Kc·D decoder values are still in cache, and the chunk's state is merged into the
-//! running one by log-sum-exp rescaling.
+//! [`Accumulator`] receives the samples chunk by chunk and keeps, per datum, only the
+//! log-sum-exp state [`Row`] (a running maximum of the log weights and rescaled sums, D + 4
+//! values): memory O(B·D) whatever K is. Per datum and chunk, a first pass computes the Kc log
+//! weights, a second accumulates the sums while the datum's Kc·D decoder values are still in
+//! cache, and the chunk's state is merged into the running one by log-sum-exp rescaling.
 
+use super::Row;
 use crate::{ensure_finite, Error, Result};
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3, Axis};
 use rayon::prelude::*;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
-
-/// Running log-sum-exp state of one datum.
-#[derive(Clone, Debug)]
-struct Row {
-    /// Running max of log w (−∞ while no sample has positive weight).
-    m: f64,
-    /// Σ e_k, Σ e_k², Σ e_k ‖g_k − x‖², with e_k = exp(log w_k − m).
-    s1: f64,
-    s2: f64,
-    sq: f64,
-    /// Σ e_k (g_k − x) (D,).
-    sg: Vec<f64>,
-}
-
-impl Row {
-    fn new(d: usize) -> Row {
-        Row {
-            m: f64::NEG_INFINITY,
-            s1: 0.0,
-            s2: 0.0,
-            sq: 0.0,
-            sg: vec![0.0; d],
-        }
-    }
-
-    /// Multiply all sums by `a` (rescaling to a new maximum).
-    fn scale(&mut self, a: f64) {
-        self.s1 *= a;
-        self.s2 *= a * a;
-        self.sq *= a;
-        for v in &mut self.sg {
-            *v *= a;
-        }
-    }
-
-    /// Fold another state into this one.
-    fn merge(&mut self, o: &Row) {
-        if o.m == f64::NEG_INFINITY {
-            return;
-        }
-        if o.m > self.m {
-            let a = if self.m == f64::NEG_INFINITY {
-                0.0
-            } else {
-                (self.m - o.m).exp()
-            };
-            self.scale(a);
-            self.m = o.m;
-        }
-        let c = (o.m - self.m).exp();
-        self.s1 += c * o.s1;
-        self.s2 += c * c * o.s2;
-        self.sq += c * o.sq;
-        for (v, w) in self.sg.iter_mut().zip(&o.sg) {
-            *v += c * w;
-        }
-    }
-}
 
 /// acc += e·(g − x), elementwise over acc's length (slices pre-cut so the loop vectorises).
 #[inline]
@@ -106,43 +43,6 @@ fn sqdist<T: Copy + Into<f64>>(a: &[T], x: &[f64]) -> f64 {
         tail += d * d;
     }
     acc.iter().sum::<f64>() + tail
-}
-
-/// exp(x) for x ≤ 0 (−∞ allowed), branch-free so that loops over it vectorise: Cody–Waite range
-/// reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-13 Taylor polynomial (truncation < 2e-16
-/// relative) and 2ⁿ built from the exponent bits; x < −708 gives 0 (true value < 4e-308).
-#[inline(always)]
-pub fn exp_nonpos(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²: adding it rounds to an integer
-    let keep = if x >= -708.0 { 1.0 } else { 0.0 };
-    let xc = if x >= -708.0 { x } else { -708.0 };
-    let t = xc * LOG2E + MAGIC;
-    let n = t - MAGIC;
-    let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 6_227_020_800.0;
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    let two_n = f64::from_bits(((ni + 1023) as u64) << 52);
-    p * two_n * keep
 }
 
 /// Per-datum outputs of [`Accumulator::result`].
@@ -296,17 +196,10 @@ impl Accumulator {
                     sqs.push(sq);
                     lws.push(log_norm - 0.5 * sq * inv_s2 + lp[k] - lq[k]);
                 }
-                st.m = lws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                if st.m == f64::NEG_INFINITY {
-                    return Ok(st);
-                }
-                // Pass 2: weights relative to the chunk maximum; the chunk's row (Kc·D values) is
-                // still in cache.
-                let m = st.m;
-                let es: Vec<f64> = lws.iter().map(|&lw| exp_nonpos(lw - m)).collect();
+                // Pass 2: weights relative to the chunk maximum (none if all vanished); the
+                // chunk's row (Kc·D values) is still in cache.
+                let es = st.weigh(&lws);
                 for ((g, &e), &sq) in flat.chunks_exact(d).zip(&es).zip(&sqs) {
-                    st.s1 += e;
-                    st.s2 += e * e;
                     st.sq += e * sq;
                     // Σ w (g − x) rather than Σ w g: the score (Σw(g−x)/Σw)/σ² then keeps its
                     // precision when |x| ≫ |g − x| (no cancellation of two large sums).
@@ -342,15 +235,13 @@ impl Accumulator {
         let mut score = Array2::<f64>::zeros((b, d));
         let mut sm = Array1::<f64>::zeros(b);
         for (r, row) in self.rows.iter().enumerate() {
-            if row.m == f64::NEG_INFINITY {
-                log_p[r] = f64::NEG_INFINITY;
-                ess[r] = 0.0;
+            log_p[r] = row.log_sum() - log_k;
+            ess[r] = row.ess();
+            if row.is_empty() {
                 score.row_mut(r).fill(f64::NAN);
                 sm[r] = f64::NAN;
                 continue;
             }
-            log_p[r] = row.m + row.s1.ln() - log_k;
-            ess[r] = row.s1 * row.s1 / row.s2;
             let mut n2 = 0.0;
             for j in 0..d {
                 let s = row.sg[j] / row.s1 * inv_s2;
@@ -429,22 +320,6 @@ mod tests {
                 (s >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
             })
             .collect()
-    }
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut worst = 0.0f64;
-        for i in 0..200_000 {
-            let x = -(i as f64) * 3.6e-3 - 1e-9 * (i % 7) as f64;
-            let (a, b) = (exp_nonpos(x), x.exp());
-            if b > 1e-300 {
-                worst = worst.max(((a - b) / b).abs());
-            }
-        }
-        assert!(worst < 5e-16, "{worst}");
-        assert_eq!(exp_nonpos(0.0), 1.0);
-        assert_eq!(exp_nonpos(f64::NEG_INFINITY), 0.0);
-        assert_eq!(exp_nonpos(-800.0), 0.0);
     }
 
     #[test]
