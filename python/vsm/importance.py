@@ -18,9 +18,10 @@ the engine takes them; results come back in the kind of the input.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import numpy as np
 import torch
@@ -31,7 +32,9 @@ from . import _validate as V
 if TYPE_CHECKING:
     from .models import GaussianVAELike
 
-IS_PROPOSALS: tuple[str, ...] = ("q", "prior")
+ISProposal = Literal["q", "prior"]
+"""The importance-sampling proposals: the encoder's q(z|x) or the prior p(z)."""
+IS_PROPOSALS: tuple[str, ...] = typing.get_args(ISProposal)
 """Proposals of :func:`is_evaluate`: the encoder's q(z|x), or the prior N(0, I)."""
 
 Array: TypeAlias = "np.ndarray | torch.Tensor"

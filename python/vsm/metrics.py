@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import objectives as O
-from .models import GaussianVAE
+from .models import GaussianVAE, GaussianVAELike
 
 __all__ = [
     "SD_BINS",
@@ -83,7 +83,7 @@ def mmd2_cubic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def latent_mmd(model: GaussianVAE, x: torch.Tensor, eta: float = 0.0) -> float:
+def latent_mmd(model: GaussianVAELike, x: torch.Tensor, eta: float = 0.0) -> float:
     """Unbiased cubic-kernel MMD² between z_i ~ q(·|x̃_i) (one per datum) and as many N(0, I) draws."""
     mu, logvar = model.encode(add_input_noise(x, eta))
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -92,14 +92,14 @@ def latent_mmd(model: GaussianVAE, x: torch.Tensor, eta: float = 0.0) -> float:
 
 
 @torch.no_grad()
-def recon_mse(model: GaussianVAE, x: torch.Tensor, eta: float = 0.0) -> float:
+def recon_mse(model: GaussianVAELike, x: torch.Tensor, eta: float = 0.0) -> float:
     """mean over data and dimensions of (x − g(μ(x̃)))², x̃ = x + η ε (noisy input, clean target)."""
     mu, _ = model.encode(add_input_noise(x, eta))
     return float(((model.decode(mu) - x) ** 2).mean())
 
 
 def neg_elbo(
-    model: GaussianVAE, x: torch.Tensor, eta: float = 0.0, n_samples: int = 5
+    model: GaussianVAELike, x: torch.Tensor, eta: float = 0.0, n_samples: int = 5
 ) -> torch.Tensor:
     """−ELBO per datum (B,) of the noisy x̃, with ``n_samples`` reparametrised samples and closed KL.
 
@@ -115,7 +115,7 @@ def neg_elbo(
 
 
 def mean_posterior_fd(
-    model: GaussianVAE, x: torch.Tensor, eta: float = 0.0, n_samples: int = 5
+    model: GaussianVAELike, x: torch.Tensor, eta: float = 0.0, n_samples: int = 5
 ) -> torch.Tensor:
     """Posterior FD per datum (B,): mean over ``n_samples`` z ~ q(·|x̃) of PFD(z) (no ½).
 
@@ -131,7 +131,7 @@ def mean_posterior_fd(
 
 @torch.no_grad()
 def posterior_sd_histogram(
-    model: GaussianVAE, x: torch.Tensor, eta: float = 0.0, bins: np.ndarray = SD_BINS
+    model: GaussianVAELike, x: torch.Tensor, eta: float = 0.0, bins: np.ndarray = SD_BINS
 ) -> np.ndarray:
     """Histogram counts (L, len(bins) − 1) of the posterior SDs s_j(x̃) per latent dimension.
 
@@ -143,7 +143,7 @@ def posterior_sd_histogram(
 
 
 def importance_metrics(
-    model: GaussianVAE,
+    model: GaussianVAELike,
     x: torch.Tensor,
     *,
     n_samples: int = 1000,
@@ -167,7 +167,7 @@ def importance_metrics(
     nll_t = torch.cat(nll)
     return {
         "is_nll": float(nll_t.mean()),
-        "is_nll_per_dim": float(nll_t.mean()) / model.data_dim,
+        "is_nll_per_dim": float(nll_t.mean()) / x[0].numel(),
         "is_ess": float(torch.cat(ess).mean()),
         "sm_loss": float(torch.cat(sm).mean()),
         "is_samples": n_samples,

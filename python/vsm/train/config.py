@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import _validate as V
-from ..data import DATASETS, TOY_DATASETS, Dataset
+from ..data import CONV_DATASETS, DATASETS, TOY_DATASETS, Dataset
+from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
 
 __all__ = ["OBJECTIVES", "TrainConfig", "build_model", "num_threads", "split_objective"]
@@ -28,7 +29,6 @@ Objective = Literal["kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-
 OBJECTIVES: tuple[str, ...] = typing.get_args(Objective)
 """Objective names, "<inference>-<learning>" (MATH.md Part I), plus the Fisher autoencoder."""
 
-_CONV_DATASETS = ("digits", "mnist", "fashion-mnist")  # 32×32 images: the conv VAE by default
 
 
 def split_objective(objective: str) -> tuple[str, str]:
@@ -103,7 +103,7 @@ class TrainConfig:
         "evaluate (no IS) and checkpoint every N iterations (0: only at the end)"))
     n_is: int = field(default=0, metadata=_meta(
         "importance samples per test datum in the final evaluation (0: no IS)"))
-    is_proposal: Literal["q", "prior"] | None = field(default=None, metadata=_meta(
+    is_proposal: ISProposal | None = field(default=None, metadata=_meta(
         "IS proposal (default: prior for 2-D toys, else q)"))
     log_every: int = field(default=50, metadata=_meta("print the mean losses every N iterations"))
     save_every: int = field(default=0, metadata=_meta(
@@ -135,7 +135,7 @@ class TrainConfig:
         c = dataclasses.replace(self)
         inference = split_objective(c.objective)[0]
         toy = data.data_shape == (2,) if data is not None else c.dataset in TOY_DATASETS
-        image = data.is_image if data is not None else c.dataset in _CONV_DATASETS
+        image = data.is_image if data is not None else c.dataset in CONV_DATASETS
         if c.model is None:
             c.model = "conv" if image else "mlp"
         if c.latent_dim is None:
@@ -153,11 +153,7 @@ class TrainConfig:
         for name in ("steps", "n_samples", "k_enc", "batch_size", "latent_dim", "width"):
             V.positive_int(name, getattr(c, name))
         for name in ("k_bi", "save_every", "eval_every", "threads"):
-            v = getattr(c, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-            if v < 0:
-                raise ValueError(f"{name}: expected a non-negative int, got {v}")
+            V.positive_int(name, getattr(c, name), minimum=0)
         if c.eta < 0:
             raise ValueError(f"eta: expected a non-negative noise SD, got {c.eta}")
         hints = typing.get_type_hints(TrainConfig)
