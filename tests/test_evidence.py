@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import vsm
+from _inputs import (
+    DEVICE,
+    DTYPE,
+    EMPTY,
+    F64,
+    META,
+    NAN,
+    NONFINITE,
+    OK,
+    SHAPE,
+    TE,
+    TYPE,
+    VALID,
+    VE,
+    B,
+    Err,
+    call_isle,
+    dtype_rows,
+    expanded_test,
+    layout_test,
+    raises_test,
+    seeded,
+    t,
+)
 from scipy.special import logsumexp
+from vsm import _core
 from vsm import reference_numpy as R
 
 
@@ -86,3 +113,70 @@ def test_non_contiguous_and_read_only():
     np.testing.assert_allclose(vsm.is_log_evidence(ro)[0], _scipy(base)[0], rtol=1e-13)
     t = torch.randn(8, 5, dtype=torch.float64)[:, ::2]
     np.testing.assert_allclose(vsm.is_log_evidence(t)[0].numpy(), _scipy(t.numpy())[0], rtol=1e-13)
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+BAD_INPUT = [
+    ("isle-ok", VALID, call_isle, dict, OK),
+    ("isle-np-ok", VALID, call_isle, lambda: {"log_w": np.zeros((B, 5))}, OK),
+    ("isle-list", TYPE, call_isle, lambda: {"log_w": [[0.0, 1.0]]}, Err(TE, "log_w")),
+    ("isle-int", DTYPE, call_isle, lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)},
+     Err(TE, "log_w")),
+    ("isle-np-int", DTYPE, call_isle, lambda: {"log_w": np.zeros((B, 5), dtype=np.int32)},
+     Err(TE, "log_w")),
+    ("isle-rank", SHAPE, call_isle, lambda: {"log_w": t(5)}, Err(VE, "log_w")),
+    ("isle-empty-B", EMPTY, call_isle, lambda: {"log_w": t(0, 5)}, Err(VE, "log_w")),
+    ("isle-empty-K", EMPTY, call_isle, lambda: {"log_w": np.zeros((B, 0))}, Err(VE, "log_w")),
+    ("isle-nan", NONFINITE, call_isle, lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)},
+     Err(VE, "log_w")),
+    ("isle-inf", NONFINITE, call_isle, lambda: {"log_w": np.array([[0.0, math.inf]])},
+     Err(VE, "log_w")),
+    ("isle-meta", DEVICE, call_isle, lambda: {"log_w": t(B, 5, device=META)}, Err(VE, "log_w")),
+    ("isle-np-f16", DTYPE, call_isle, lambda: {"log_w": np.zeros((B, 5), np.float16)},
+     Err(TE, "log_w")),
+    ("isle-np-complex", DTYPE, call_isle, lambda: {"log_w": np.zeros((B, 5), complex)},
+     Err(TE, "log_w")),
+    ("isle-np-rank", SHAPE, call_isle, lambda: {"log_w": np.zeros((B, 5, 1))}, Err(VE, "log_w")),
+    ("isle-np-empty-B", EMPTY, call_isle, lambda: {"log_w": np.zeros((0, 5))}, Err(VE, "log_w")),
+    ("isle-torch-empty-K", EMPTY, call_isle, lambda: {"log_w": t(B, 0)}, Err(VE, "log_w")),
+    ("isle-torch-inf", NONFINITE, call_isle,
+     lambda: {"log_w": torch.full((B, 5), math.inf, dtype=F64)}, Err(VE, "log_w")),
+    ("isle-np-nan", NONFINITE, call_isle, lambda: {"log_w": np.array([[0.0, NAN]])},
+     Err(VE, "log_w")),
+    ("isle-np-rank1", SHAPE, call_isle, lambda: {"log_w": np.zeros(3)}, Err(VE, "log_w")),
+    *dtype_rows("isle", call_isle, "log_w", (B, 5)),
+]
+
+
+def _l_isle_torch(lay):
+    return vsm.is_log_evidence(lay(seeded(1, B, 6)))
+
+
+def _l_isle_np(lay):
+    return vsm.is_log_evidence(lay(seeded(1, B, 6).numpy()))
+
+
+LAYOUT_ROWS = {"is_log_evidence": _l_isle_torch, "is_log_evidence-np": _l_isle_np}
+
+
+def _x_isle(e):
+    lw = seeded(1, 1, 6).expand(B, 6)
+    return vsm.is_log_evidence(lw if e else lw.contiguous())
+
+
+def _x_isle_np(e):
+    lw = np.broadcast_to(seeded(1, 1, 6).numpy(), (B, 6))
+    return vsm.is_log_evidence(lw if e else np.ascontiguousarray(lw))
+
+
+EXPANDED_ROWS = {"isle": _x_isle, "isle_np": _x_isle_np}
+
+test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
+test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
+test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+
+
+def test_core_rejects_wrong_dtype_with_type_error():
+    """The compiled core takes float64 only; the wrapper converts (float32 -> float64) first."""
+    with pytest.raises(TypeError):
+        _core.is_log_evidence(np.zeros((2, 2), dtype=np.float32))

@@ -6,9 +6,38 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 import vsm
+from _inputs import (
+    DEVICE,
+    DTYPE,
+    EMPTY,
+    LAYOUTS,
+    META,
+    OK,
+    SHAPE,
+    TE,
+    TYPE,
+    VALID,
+    VE,
+    B,
+    D,
+    Err,
+    N,
+    assert_same_result,
+    bad_datum,
+    call_gt,
+    dtype_rows,
+    expanded_test,
+    layout_test,
+    non_finite_test,
+    raises_test,
+    same,
+    seeded,
+    t,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -195,29 +224,6 @@ def test_fake_impl_and_autograd_registration():
                                                             "test_autograd_registration"))
 
 
-@pytest.mark.parametrize(
-    "mutate, exc, name",
-    [
-        (lambda a: (a[0].numpy(), *a[1:]), TypeError, "x"),
-        (lambda a: (a[0].int(), *a[1:]), TypeError, "x"),
-        (lambda a: (a[0], a[1].double(), a[2]), TypeError, "x_mean"),
-        (lambda a: (a[0], a[1], a[2].double()), TypeError, "log_sigma2"),
-        (lambda a: (a[0], a[1], 0.3), TypeError, "log_sigma2"),
-        (lambda a: (a[0], a[1], a[2][None]), ValueError, "log_sigma2"),
-        (lambda a: (a[0][0], *a[1:]), ValueError, "x"),
-        (lambda a: (a[0], a[1][..., :3], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0], a[1][:, :2], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0], a[1][None], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0], a[1][:0], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0][:, :0], a[1][..., :0], a[2]), ValueError, "x"),
-    ],
-)
-def test_bad_input_names_the_argument(mutate, exc, name):
-    args = mutate(_inputs(2, 3, 4, torch.float32))
-    with pytest.raises(exc, match=f"^{name}"):
-        vsm.gaussian_terms(*args)
-
-
 @pytest.mark.parametrize("output", ["sq_mean", "mean_sq"])
 def test_backward_with_one_output_used(output):
     """Only one output in the loss: the other output's gradient is absent or zero."""
@@ -227,3 +233,73 @@ def test_backward_with_one_output_used(output):
     ref = getattr(reference.gaussian_terms(*args), output)
     for g, rg in zip(torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args)):
         torch.testing.assert_close(g, rg)
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+BAD_INPUT = [
+    ("gt-ok", VALID, call_gt, dict, OK),
+    ("gt-list", TYPE, call_gt, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
+    ("gt-ndarray", TYPE, call_gt, lambda: {"x_mean": np.zeros((N, B, D))}, Err(TE, "x_mean")),
+    ("gt-float", TYPE, call_gt, lambda: {"log_sigma2": 0.0}, Err(TE, "log_sigma2")),
+    ("gt-int", DTYPE, call_gt, lambda: {"x": torch.zeros(B, D, dtype=torch.int32)}, Err(TE, "x")),
+    ("gt-dtype-mix", DTYPE, call_gt, lambda: {"log_sigma2": t(dtype=torch.float32)},
+     Err(TE, "log_sigma2")),
+    ("gt-shape", SHAPE, call_gt, lambda: {"x_mean": t(N, B, D + 1)}, Err(VE, "x_mean")),
+    ("gt-rank", SHAPE, call_gt, lambda: {"log_sigma2": t(1)}, Err(VE, "log_sigma2")),
+    ("gt-empty", EMPTY, call_gt, lambda: {"x": t(0, D), "x_mean": t(N, 0, D)}, Err(VE, "x")),
+    ("gt-device", DEVICE, call_gt, lambda: {"x_mean": t(N, B, D, device=META)}, Err(VE, "x_mean")),
+    ("gt-dtype-mix-xm", DTYPE, call_gt, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     Err(TE, "x_mean")),
+    ("gt-rank-x", SHAPE, call_gt, lambda: {"x": t(D)}, Err(VE, "x")),
+    ("gt-rank-xm", SHAPE, call_gt, lambda: {"x_mean": t(1, N, B, D)}, Err(VE, "x_mean")),
+    ("gt-shape-B", SHAPE, call_gt, lambda: {"x_mean": t(N, B - 1, D)}, Err(VE, "x_mean")),
+    ("gt-empty-N", EMPTY, call_gt, lambda: {"x_mean": t(0, B, D)}, Err(VE, "x_mean")),
+    ("gt-empty-D", EMPTY, call_gt, lambda: {"x": t(B, 0), "x_mean": t(N, B, 0)}, Err(VE, "x")),
+    *dtype_rows("gt", call_gt, "x_mean", (N, B, D)),
+]
+
+
+def _nf_gt(v):
+    out = vsm.gaussian_terms(seeded(1, B, D), bad_datum(seeded(2, N, B, D), v, 1), seeded(3))
+    return out.sq_mean, out.mean_sq
+
+
+NONFINITE_ROWS = {"gaussian_terms": _nf_gt}
+
+
+def _l_gt(lay):
+    return vsm.gaussian_terms(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3))
+
+
+LAYOUT_ROWS = {"gaussian_terms": _l_gt}
+
+
+def _x_gt(e):
+    xm = seeded(2, B, D).expand(N, B, D)
+    return vsm.gaussian_terms(seeded(1, B, D), xm if e else xm.contiguous(), seeded(3))
+
+
+def _x_gt_x(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return vsm.gaussian_terms(x if e else x.contiguous(), seeded(2, N, B, D), seeded(3))
+
+
+EXPANDED_ROWS = {"gt": _x_gt, "gt_x": _x_gt_x}
+
+test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
+test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
+test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
+test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_non_contiguous_gradients(layout):
+    """Backward through the kernels with non-contiguous x and x_mean equals the contiguous one."""
+
+    def grads(lay):
+        x, xm = lay(seeded(5, B, D)), lay(seeded(6, N, B, D))
+        args = [a.requires_grad_(True) for a in (x, xm, seeded(7))]
+        out = vsm.gaussian_terms(*args)
+        return torch.autograd.grad(out.sq_mean.sum() + out.mean_sq.sum(), args)
+
+    assert_same_result(grads(LAYOUTS[layout]), grads(same))

@@ -9,6 +9,32 @@ import math
 import pytest
 import torch
 import vsm
+from _inputs import (
+    DEVICE,
+    DTYPE,
+    EMPTY,
+    META,
+    OK,
+    OPTION,
+    SHAPE,
+    TE,
+    TYPE,
+    VALID,
+    VE,
+    B,
+    D,
+    Err,
+    bad_datum,
+    call_hutch,
+    dtype_rows,
+    expanded_test,
+    hutch_io,
+    layout_test,
+    non_finite_test,
+    raises_test,
+    seeded,
+    t,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -194,29 +220,68 @@ def test_reference_probes_reproducible_and_distributed():
     g = reference.hutchinson_probes(x, 2, 5, "gaussian").double()
     assert abs(g.var().item() - 1) < 5 * math.sqrt(2 / g.numel())
 
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+BAD_INPUT = [
+    ("hutch-ok", VALID, call_hutch, dict, OK),
+    ("hutch-list", TYPE, call_hutch, lambda: {"outputs": [[1.0] * D] * B}, Err(TE, "outputs")),
+    ("hutch-int", DTYPE, call_hutch, lambda: {"inputs": torch.zeros(B, D, dtype=torch.int64)},
+     Err(TE, "inputs")),
+    ("hutch-dtype-mix", DTYPE, call_hutch,
+     lambda: {"outputs": t(B, D, dtype=torch.float32).requires_grad_(True)}, Err(TE, "outputs")),
+    ("hutch-shape", SHAPE, call_hutch, lambda: {"outputs": t(B, D + 1).requires_grad_(True)},
+     Err(VE, "outputs")),
+    ("hutch-rank", SHAPE, call_hutch, lambda: hutch_io(t(B, D, 1), lambda i: i.squeeze(-1) * 2.0),
+     Err(VE, "inputs")),
+    ("hutch-empty", EMPTY, call_hutch, lambda: hutch_io(t(0, D), lambda i: i * 2.0),
+     Err(VE, "inputs")),
+    ("hutch-device", DEVICE, call_hutch,
+     lambda: {"outputs": t(B, D, device=META).requires_grad_(True)}, Err(VE, "outputs")),
+    ("hutch-nograd", OPTION, call_hutch, lambda: {"inputs": t(B, D)}, Err(VE, "inputs")),
+    ("hutch-probes0", OPTION, call_hutch, lambda: {"n_probes": 0}, Err(VE, "n_probes")),
+    ("hutch-probes-neg", OPTION, call_hutch, lambda: {"n_probes": -3}, Err(VE, "n_probes")),
+    ("hutch-probes-float", OPTION, call_hutch, lambda: {"n_probes": 2.0}, Err(TE, "n_probes")),
+    ("hutch-dist", OPTION, call_hutch, lambda: {"dist": "uniform"}, Err(VE, "dist")),
+    ("hutch-seed-neg", OPTION, call_hutch, lambda: {"seed": -1}, Err(VE, "seed")),
+    ("hutch-seed-float", OPTION, call_hutch, lambda: {"seed": 1.5}, Err(TE, "seed")),
+    ("hutch-seed-big", OPTION, call_hutch, lambda: {"seed": 2**63}, Err(VE, "seed")),
+    ("hutch-list-inputs", TYPE, call_hutch,
+     lambda: {"inputs": [[1.0] * D] * B, "outputs": t(B, D).requires_grad_(True)},
+     Err(TE, "inputs")),
+    ("hutch-rank-1d", SHAPE, call_hutch, lambda: hutch_io(t(D), lambda i: i * 2.0),
+     Err(VE, "outputs")),
+    ("hutch-outputs-nograd", OPTION, call_hutch, lambda: {"outputs": t(B, D)},
+     Err(VE, "outputs")),
+    *dtype_rows("hutch", call_hutch, "outputs", (B, D)),
+]
 
-def test_validation_errors_name_the_argument():
-    x = torch.randn(3, 4, requires_grad=True)
-    y = x * 2
-    with pytest.raises(ValueError, match="^outputs"):
-        vsm.hutchinson_trace(y[:, :3], x)
-    with pytest.raises(ValueError, match="^inputs"):
-        vsm.hutchinson_trace(y, x.detach())
-    with pytest.raises(ValueError, match="^outputs"):
-        vsm.hutchinson_trace(y.detach(), x)
-    with pytest.raises(TypeError, match="^outputs"):
-        vsm.hutchinson_trace(y.double(), x)
-    with pytest.raises(TypeError, match="^inputs"):
-        vsm.hutchinson_trace(y, [1.0])
-    with pytest.raises(ValueError, match="^outputs"):
-        vsm.hutchinson_trace(y.reshape(-1), x.reshape(-1))
-    with pytest.raises(ValueError, match="^dist"):
-        vsm.hutchinson_trace(y, x, dist="uniform")
-    with pytest.raises(ValueError, match="^n_probes"):
-        vsm.hutchinson_trace(y, x, n_probes=0)
-    with pytest.raises(TypeError, match="^n_probes"):
-        vsm.hutchinson_trace(y, x, n_probes=2.0)
-    with pytest.raises(TypeError, match="^seed"):
-        vsm.hutchinson_trace(y, x, seed=1.5)
-    with pytest.raises(ValueError, match="^seed"):
-        vsm.hutchinson_trace(y, x, seed=-1)
+
+def _nf_hutch(v):
+    inputs = bad_datum(seeded(1, B, D), v).requires_grad_(True)
+    return vsm.hutchinson_trace(torch.tanh(inputs) * inputs, inputs, n_probes=2, seed=1)
+
+
+NONFINITE_ROWS = {"hutchinson_trace": _nf_hutch}
+
+
+def _l_hutch(lay):
+    inputs = lay(seeded(1, B, D)).requires_grad_(True)
+    return vsm.hutchinson_trace(torch.tanh(inputs) * inputs, inputs, n_probes=3, seed=7)
+
+
+LAYOUT_ROWS = {"hutchinson_trace": _l_hutch}
+
+
+def _x_hutch(e):
+    # inputs is the stride-0 view itself (a clone of it would be contiguous again)
+    leaf = seeded(1, 1, D).requires_grad_(True)
+    inputs = leaf.expand(B, D) if e else leaf.expand(B, D).contiguous()
+    return vsm.hutchinson_trace(torch.sin(inputs), inputs, n_probes=2, seed=1)
+
+
+EXPANDED_ROWS = {"hutch": _x_hutch}
+
+test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
+test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
+test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
+test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)

@@ -9,6 +9,34 @@ import numpy as np
 import pytest
 import torch
 import vsm
+from _inputs import (
+    DEVICE,
+    DTYPE,
+    EMPTY,
+    F64,
+    META,
+    NAN,
+    NONFINITE,
+    OK,
+    OPTION,
+    SHAPE,
+    TE,
+    TYPE,
+    VALID,
+    VE,
+    B,
+    D,
+    Err,
+    call_isacc,
+    call_isadd,
+    call_isres,
+    dtype_rows,
+    expanded_test,
+    layout_test,
+    raises_test,
+    seeded,
+    t,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference_numpy as R
@@ -198,3 +226,159 @@ def test_is_evaluate_with_mlp_vae_float32():
                          generator=torch.Generator().manual_seed(4))
     # Both proposals estimate the same log p(x) (loose: a few nats for an untrained model).
     assert (rp.log_p - r1.log_p).abs().max() < 3.0
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+def _one(value, *shape):
+    """Zeros of ``shape`` with one entry (not the first) set to ``value``."""
+    a = np.zeros(shape)
+    a.flat[-2] = value
+    return a
+
+
+BAD_INPUT = [
+    # ---------------------------------------------------------------- ISAccumulator(x, log_sigma2)
+    ("isacc-ok", VALID, call_isacc, dict, OK),
+    ("isacc-x-list", TYPE, call_isacc, lambda: {"x": [[0.0] * D]}, Err(TE, "x")),
+    ("isacc-x-int", DTYPE, call_isacc, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     Err(TE, "x")),
+    ("isacc-x-rank", SHAPE, call_isacc, lambda: {"x": t(B, D, 1)}, Err(VE, "x")),
+    ("isacc-x-empty", EMPTY, call_isacc, lambda: {"x": t(0, D)}, Err(VE, "x")),
+    ("isacc-x-nan", NONFINITE, call_isacc, lambda: {"x": torch.full((B, D), NAN, dtype=F64)},
+     Err(VE, "x")),
+    ("isacc-ls2-nan", NONFINITE, call_isacc, lambda: {"log_sigma2": NAN}, Err(VE, "log_sigma2")),
+    ("isacc-ls2-str", OPTION, call_isacc, lambda: {"log_sigma2": "0"}, Err(TE, "log_sigma2")),
+    ("isacc-ls2-vec", OPTION, call_isacc, lambda: {"log_sigma2": torch.zeros(2)},
+     Err(VE, "log_sigma2")),
+    ("isacc-ls2-int", DTYPE, call_isacc, lambda: {"log_sigma2": torch.tensor(0)},
+     Err(TE, "log_sigma2")),
+    ("isacc-x-meta", DEVICE, call_isacc, lambda: {"x": t(B, D, device=META)}, Err(VE, "x")),
+    ("isacc-ls2-meta", DEVICE, call_isacc, lambda: {"log_sigma2": torch.tensor(0.0, device=META)},
+     Err(VE, "log_sigma2")),
+    ("isacc-x-complex", DTYPE, call_isacc, lambda: {"x": np.zeros((B, D), complex)}, Err(TE, "x")),
+    ("isacc-x-empty-D", EMPTY, call_isacc, lambda: {"x": np.zeros((B, 0))}, Err(VE, "x")),
+    ("isacc-x-inf", NONFINITE, call_isacc, lambda: {"x": np.full((B, D), math.inf)}, Err(VE, "x")),
+    ("isacc-ls2-inf", NONFINITE, call_isacc, lambda: {"log_sigma2": math.inf},
+     Err(VE, "log_sigma2")),
+    ("isacc-ls2-bool", OPTION, call_isacc, lambda: {"log_sigma2": True}, Err(TE, "log_sigma2")),
+    ("isacc-ls2-ndarray-vec", OPTION, call_isacc, lambda: {"log_sigma2": np.zeros(2)},
+     Err(VE, "log_sigma2")),
+    ("isacc-x-rank1", SHAPE, call_isacc, lambda: {"x": np.zeros(D)}, Err(VE, "x")),
+    *dtype_rows("isacc", call_isacc, "x", (B, D)),
+    # ---------------------------------------------------------------- ISAccumulator.add
+    ("isadd-ok", VALID, call_isadd, dict, OK),
+    ("isadd-meta", DEVICE, call_isadd, lambda: {"x_mean": t(B, 5, D, device=META)},
+     Err(VE, "x_mean")),
+    ("isadd-np-f16", DTYPE, call_isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.float16)},
+     Err(TE, "x_mean")),
+    ("isadd-list", TYPE, call_isadd, lambda: {"x_mean": t(B, 5, D).tolist()}, Err(TE, "x_mean")),
+    ("isadd-int", DTYPE, call_isadd,
+     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)}, Err(TE, "log_prior")),
+    ("isadd-shape-D", SHAPE, call_isadd, lambda: {"x_mean": t(B, 5, D + 1)}, Err(VE, "x_mean")),
+    ("isadd-shape-B", SHAPE, call_isadd, lambda: {"log_proposal": t(B + 1, 5)},
+     Err(VE, "log_proposal")),
+    ("isadd-shape-K", SHAPE, call_isadd, lambda: {"log_prior": t(B, 4)}, Err(VE, "log_prior")),
+    ("isadd-rank", SHAPE, call_isadd, lambda: {"x_mean": t(B, D)}, Err(VE, "x_mean")),
+    ("isadd-empty-K", EMPTY, call_isadd, lambda: {"x_mean": t(B, 0, D), "log_prior": t(B, 0),
+                                               "log_proposal": t(B, 0)}, Err(VE, "x_mean")),
+    ("isadd-complex-prior", DTYPE, call_isadd,
+     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.complex128)}, Err(TE, "log_prior")),
+    ("isadd-empty-B", EMPTY, call_isadd, lambda: {"x_mean": t(0, 5, D), "log_prior": t(0, 5),
+                                                   "log_proposal": t(0, 5)}, Err(VE, "x_mean")),
+    ("isadd-xm-inf", NONFINITE, call_isadd,
+     lambda: {"x_mean": torch.full((B, 5, D), math.inf, dtype=F64)}, Err(VE, "x_mean")),
+    ("isadd-prior-posinf", NONFINITE, call_isadd,
+     lambda: {"log_prior": torch.full((B, 5), math.inf, dtype=F64)}, Err(VE, "log_prior")),
+    ("isadd-nan", NONFINITE, call_isadd,
+     lambda: {"log_proposal": torch.full((B, 5), NAN, dtype=F64)}, Err(VE, "log_proposal")),
+    ("isadd-int-xm", DTYPE, call_isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.int64)},
+     Err(TE, "x_mean")),
+    ("isadd-shape-B-xm", SHAPE, call_isadd, lambda: {"x_mean": t(B + 1, 5, D)}, Err(VE, "x_mean")),
+    ("isadd-rank-lq", SHAPE, call_isadd, lambda: {"log_proposal": t(5)}, Err(VE, "log_proposal")),
+    ("isadd-xm-one-nan", NONFINITE, call_isadd, lambda: {"x_mean": _one(NAN, B, 5, D)},
+     Err(VE, "x_mean")),
+    ("isadd-prior-nan", NONFINITE, call_isadd, lambda: {"log_prior": np.full((B, 5), NAN)},
+     Err(VE, "log_prior")),
+    ("isadd-lq-neginf", NONFINITE, call_isadd, lambda: {"log_proposal": np.full((B, 5), -math.inf)},
+     Err(VE, "log_proposal")),
+    *dtype_rows("isadd", call_isadd, "log_proposal", (B, 5)),
+    # ---------------------------------------------------------------- ISAccumulator.result
+    ("isres-ok", VALID, call_isadd, dict, OK),  # result() after one add()
+    ("isres-empty", EMPTY, call_isres, dict, Err(VE, "result")),
+]
+
+
+def _l_isacc(lay, to=lambda a: a):
+    acc = vsm.ISAccumulator(lay(to(seeded(1, B, D))), 0.2)
+    for k in range(2):
+        acc.add(lay(to(seeded(10 + k, B, 5, D))), lay(to(seeded(20 + k, B, 5))),
+                lay(to(seeded(30 + k, B, 5))))
+    return acc.result()
+
+
+LAYOUT_ROWS = {
+    "ISAccumulator": _l_isacc,
+    "ISAccumulator-np": lambda lay: _l_isacc(lay, to=lambda a: a.numpy()),
+    "ISAccumulator-np-f32": lambda lay: _l_isacc(lay, to=lambda a: a.float().numpy()),
+}
+
+
+def _x_isacc(e):
+    xm = np.broadcast_to(seeded(2, B, 1, D).numpy(), (B, 5, D))
+    lp = np.broadcast_to(seeded(3, 1, 5).numpy(), (B, 5))
+    acc = vsm.ISAccumulator(seeded(1, B, D).numpy(), -0.3)
+    c = (lambda a: a) if e else np.ascontiguousarray
+    acc.add(c(xm), c(lp), c(lp))
+    return acc.result()
+
+
+def _x_isacc_torch(e):
+    xm = seeded(2, B, 1, D).expand(B, 5, D)
+    lp = seeded(3, 1, 5).expand(B, 5)
+    acc = vsm.ISAccumulator(seeded(1, B, D), torch.tensor(-0.3, dtype=F64))
+    c = (lambda a: a) if e else torch.Tensor.contiguous
+    acc.add(c(xm), c(lp), c(seeded(4, B, 5)))
+    return acc.result()
+
+
+EXPANDED_ROWS = {"isacc": _x_isacc, "isacc_torch": _x_isacc_torch}
+
+test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
+test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
+test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+
+
+def test_failed_adds_leave_the_state_untouched():
+    acc = vsm.ISAccumulator(np.zeros((2, 3)), 0.0)
+    z = np.zeros((2, 4))
+    nan = _one(NAN, 2, 4, 3)
+    for bad in ((np.zeros((2, 4, 5)), z, z), (nan, z, z), (np.zeros((2, 4, 3)), z, -np.inf + z)):
+        with pytest.raises(ValueError):
+            acc.add(*bad)
+    # the compiled core checks types itself too (the wrapper converts before calling it)
+    with pytest.raises(TypeError, match="^x_mean"):
+        acc._acc.add(np.zeros((2, 4, 3), dtype=np.int64), z, z)
+    with pytest.raises(TypeError, match="^x_mean"):
+        acc._acc.add([1, 2], z, z)
+    assert acc.n_samples == 0
+    acc.add(np.zeros((2, 4, 3)), z, z)
+    assert acc.n_samples == 4
+
+
+def test_is_accumulator_strided_read_only_float32():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 4))
+    xm = rng.normal(size=(3, 12, 8))
+    lp = rng.normal(size=(3, 12))
+    a = vsm.ISAccumulator(x, 0.1)
+    a.add(np.ascontiguousarray(xm[:, ::2, ::2]), np.ascontiguousarray(lp[:, ::2]), np.zeros((3, 6)))
+    ro = xm.copy()
+    ro.setflags(write=False)
+    b = vsm.ISAccumulator(x, 0.1)
+    b.add(ro[:, ::2, ::2], lp[:, ::2], np.zeros((3, 6)))
+    c = vsm.ISAccumulator(x, 0.1)
+    c.add(xm[:, ::2, ::2].astype(np.float32), lp[:, ::2], np.zeros((3, 6)))
+    ra, rb, rc = a.result(), b.result(), c.result()
+    np.testing.assert_array_equal(ra.log_p, rb.log_p)
+    np.testing.assert_array_equal(ra.score, rb.score)
+    np.testing.assert_allclose(ra.log_p, rc.log_p, rtol=1e-6)

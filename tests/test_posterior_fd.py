@@ -5,9 +5,38 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import vsm
+from _inputs import (
+    DEVICE,
+    DTYPE,
+    EMPTY,
+    LAYOUTS,
+    META,
+    OK,
+    SHAPE,
+    TE,
+    TYPE,
+    VALID,
+    VE,
+    B,
+    Err,
+    L,
+    N,
+    assert_same_result,
+    bad_datum,
+    call_pfd,
+    dtype_rows,
+    expanded_test,
+    layout_test,
+    non_finite_test,
+    raises_test,
+    same,
+    seeded,
+    t,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -111,25 +140,6 @@ def test_backend_rejects_unknown_name():
         pass
 
 
-@pytest.mark.parametrize(
-    "mutate, exc, name",
-    [
-        (lambda a: (a[0].numpy(), *a[1:]), TypeError, "z"),
-        (lambda a: (a[0].int(), *a[1:]), TypeError, "z"),
-        (lambda a: (a[0], a[1].double(), *a[2:]), TypeError, "mu"),
-        (lambda a: (a[0][..., :3], *a[1:]), ValueError, "mu"),
-        (lambda a: (a[0], a[1], a[2][:2], a[3]), ValueError, "logvar"),
-        (lambda a: (*a[:3], a[3][:1]), ValueError, "grad_loglik_z"),
-        (lambda a: (a[0][0, 0], *a[1:]), ValueError, "z"),
-        (lambda a: (a[0], a[1][None], *a[2:]), ValueError, "mu"),
-    ],
-)
-def test_bad_input_names_the_argument(mutate, exc, name):
-    args = mutate(_inputs(2, 3, 4, torch.float32))
-    with pytest.raises(exc, match=f"^{name}"):
-        vsm.posterior_fd(*args)
-
-
 def _linear_gaussian(L=3, D=5, sigma2=0.3, seed=1):
     gen = torch.Generator().manual_seed(seed)
     W = torch.randn(D, L, generator=gen, dtype=torch.float64)
@@ -194,3 +204,87 @@ def test_zero_for_exact_posterior_with_diagonal_precision():
     with vsm.backend("triton"):
         pfd = vsm.posterior_fd(z, m[None], logvar, _decoder_vjp(z, W, b, x, sigma2))
     assert pfd.abs().max() < 1e-10
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+BAD_INPUT = [
+    ("pfd-ok", VALID, call_pfd, dict, OK),
+    ("pfd-list", TYPE, call_pfd, lambda: {"z": t(B, L).tolist()}, Err(TE, "z")),
+    ("pfd-ndarray", TYPE, call_pfd, lambda: {"mu": np.zeros((B, L))}, Err(TE, "mu")),
+    ("pfd-int", DTYPE, call_pfd, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+     Err(TE, "logvar")),
+    ("pfd-dtype-mix", DTYPE, call_pfd, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+     Err(TE, "grad_loglik_z")),
+    ("pfd-shape", SHAPE, call_pfd, lambda: {"mu": t(B + 1, L)}, Err(VE, "mu")),
+    ("pfd-shape-g", SHAPE, call_pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)},
+     Err(VE, "grad_loglik_z")),
+    ("pfd-rank", SHAPE, call_pfd, lambda: {"logvar": t(1, B, L)}, Err(VE, "logvar")),
+    ("pfd-rank-z", SHAPE, call_pfd, lambda: {"z": t(1, N, B, L)}, Err(VE, "z")),
+    ("pfd-empty", EMPTY, call_pfd, lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L),
+                                     "grad_loglik_z": t(N, 0, L)}, Err(VE, "z")),
+    ("pfd-device", DEVICE, call_pfd, lambda: {"mu": t(B, L, device=META)}, Err(VE, "mu")),
+    ("pfd-int-z", DTYPE, call_pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)},
+     Err(TE, "z")),
+    ("pfd-dtype-mix-mu", DTYPE, call_pfd, lambda: {"mu": t(B, L, dtype=torch.float32)},
+     Err(TE, "mu")),
+    ("pfd-shape-L", SHAPE, call_pfd, lambda: {"z": t(N, B, L + 1)}, Err(VE, "mu")),
+    ("pfd-shape-logvar", SHAPE, call_pfd, lambda: {"logvar": t(B - 1, L)}, Err(VE, "logvar")),
+    ("pfd-shape-gN", SHAPE, call_pfd, lambda: {"grad_loglik_z": t(N - 1, B, L)},
+     Err(VE, "grad_loglik_z")),
+    ("pfd-rank-z1", SHAPE, call_pfd, lambda: {"z": t(L)}, Err(VE, "z")),
+    ("pfd-rank-mu", SHAPE, call_pfd, lambda: {"mu": t(1, B, L)}, Err(VE, "mu")),
+    *dtype_rows("pfd", call_pfd, "z", (N, B, L)),
+]
+
+
+def _nf_pfd(v):
+    z = bad_datum(seeded(1, N, B, L), v, 1)
+    return vsm.posterior_fd(z, seeded(2, B, L), seeded(3, B, L), seeded(4, N, B, L)).T  # (B, N)
+
+
+NONFINITE_ROWS = {"posterior_fd": _nf_pfd}
+
+
+def _l_pfd(lay):
+    return vsm.posterior_fd(lay(seeded(1, N, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)),
+                            lay(seeded(4, N, B, L)))
+
+
+def _l_pfd2(lay):
+    return vsm.posterior_fd(lay(seeded(1, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)),
+                            lay(seeded(4, B, L)))
+
+
+LAYOUT_ROWS = {"posterior_fd": _l_pfd, "posterior_fd-2d": _l_pfd2}
+
+
+def _x_pfd(e):
+    mu = seeded(2, 1, L).expand(B, L)
+    return vsm.posterior_fd(seeded(1, N, B, L), mu if e else mu.contiguous(), seeded(3, B, L),
+                            seeded(4, N, B, L))
+
+
+def _x_pfd_z(e):
+    z = seeded(1, B, L).expand(N, B, L)
+    return vsm.posterior_fd(z if e else z.contiguous(), seeded(2, B, L), seeded(3, B, L),
+                            seeded(4, N, B, L))
+
+
+EXPANDED_ROWS = {"pfd": _x_pfd, "pfd_z": _x_pfd_z}
+
+test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
+test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
+test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
+test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_non_contiguous_gradients(layout):
+    """Backward through the kernels with non-contiguous leaves equals the contiguous one."""
+
+    def grads(lay):
+        shapes = ((N, B, L), (B, L), (B, L), (N, B, L))
+        args = [lay(seeded(i, *s)).requires_grad_(True) for i, s in enumerate(shapes)]
+        return torch.autograd.grad(vsm.posterior_fd(*args).sum(), args)
+
+    assert_same_result(grads(LAYOUTS[layout]), grads(same))

@@ -7,9 +7,42 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import vsm
+from _inputs import (
+    DEVICE,
+    DTYPE,
+    EMPTY,
+    META,
+    NAN,
+    NONFINITE,
+    OK,
+    OPTION,
+    SHAPE,
+    TE,
+    TYPE,
+    VALID,
+    VE,
+    B,
+    D,
+    Err,
+    bad_datum,
+    call_dsm,
+    call_exact,
+    call_lang,
+    call_mdsm,
+    call_sliced,
+    dtype_rows,
+    expanded_test,
+    layout_test,
+    noise_score,
+    non_finite_test,
+    raises_test,
+    seeded,
+    t,
+)
 from torch import nn
 from vsm import score as S
 
@@ -191,23 +224,222 @@ def test_annealed_langevin_on_gaussian_score_reaches_target_and_is_reproducible(
                             step_size=0.01, seed=4)
     assert abs(z.var().item() - (4 * 0.01 + 0.01)) < 0.004
 
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+BAD_INPUT = [
+    # ---------------------------------------------------------------- exact_sm
+    ("exact-ok", VALID, call_exact, dict, OK),
+    ("exact-list", TYPE, call_exact, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
+    ("exact-int", DTYPE, call_exact, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     Err(TE, "x")),
+    ("exact-dtype-mix", DTYPE, call_exact, lambda: {"score_fn": lambda x: x.float()},
+     Err(TE, "score_fn")),
+    ("exact-shape", SHAPE, call_exact, lambda: {"score_fn": lambda x: x[:, :-1]},
+     Err(VE, "score_fn")),
+    ("exact-rank", SHAPE, call_exact, lambda: {"x": t(D)}, Err(VE, "x")),
+    ("exact-empty", EMPTY, call_exact, lambda: {"x": t(0, D)}, Err(VE, "x")),
+    ("exact-device", DEVICE, call_exact,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
+    ("exact-not-tensor", TYPE, call_exact, lambda: {"score_fn": lambda x: x.tolist()},
+     Err(TE, "score_fn")),
+    ("exact-not-callable", TYPE, call_exact, lambda: {"score_fn": None}, Err(TE, "score_fn")),
+    *dtype_rows("exact", call_exact, "x", (B, D)),
+    # ---------------------------------------------------------------- sliced_sm
+    ("sliced-ok", VALID, call_sliced, dict, OK),
+    ("sliced-ndarray", TYPE, call_sliced, lambda: {"x": np.zeros((B, D))}, Err(TE, "x")),
+    ("sliced-int", DTYPE, call_sliced, lambda: {"x": torch.zeros(B, D, dtype=torch.int8)},
+     Err(TE, "x")),
+    ("sliced-dtype-mix", DTYPE, call_sliced, lambda: {"score_fn": lambda x: x.float()},
+     Err(TE, "score_fn")),
+    ("sliced-shape", SHAPE, call_sliced, lambda: {"score_fn": lambda x: x.sum(-1)},
+     Err(VE, "score_fn")),
+    ("sliced-rank", SHAPE, call_sliced, lambda: {"x": t(B, D, 2)}, Err(VE, "x")),
+    ("sliced-empty", EMPTY, call_sliced, lambda: {"x": t(0, D)}, Err(VE, "x")),
+    ("sliced-probes0", OPTION, call_sliced, lambda: {"n_probes": 0}, Err(VE, "n_probes")),
+    ("sliced-probes-neg", OPTION, call_sliced, lambda: {"n_probes": -1}, Err(VE, "n_probes")),
+    ("sliced-dist", OPTION, call_sliced, lambda: {"dist": "normal"}, Err(VE, "dist")),
+    ("sliced-dist-type", OPTION, call_sliced, lambda: {"dist": 1}, Err(VE, "dist")),
+    ("sliced-vr", OPTION, call_sliced, lambda: {"variance_reduced": 1},
+     Err(TE, "variance_reduced")),
+    ("sliced-not-callable", TYPE, call_sliced, lambda: {"score_fn": "s"}, Err(TE, "score_fn")),
+    ("sliced-not-tensor", TYPE, call_sliced, lambda: {"score_fn": lambda x: x.tolist()},
+     Err(TE, "score_fn")),
+    ("sliced-device", DEVICE, call_sliced,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
+    ("sliced-probes-float", OPTION, call_sliced, lambda: {"n_probes": 1.0}, Err(TE, "n_probes")),
+    ("sliced-seed-neg", OPTION, call_sliced, lambda: {"seed": -1}, Err(VE, "seed")),
+    ("sliced-seed-float", OPTION, call_sliced, lambda: {"seed": 0.5}, Err(TE, "seed")),
+    *dtype_rows("sliced", call_sliced, "x", (B, D)),
+    # ---------------------------------------------------------------- dsm
+    ("dsm-ok", VALID, call_dsm, dict, OK),
+    ("dsm-list", TYPE, call_dsm, lambda: {"x": [[0.0] * D] * B}, Err(TE, "x")),
+    ("dsm-int", DTYPE, call_dsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, Err(TE, "x")),
+    ("dsm-dtype-mix", DTYPE, call_dsm, lambda: {"score_fn": lambda x: x.float()},
+     Err(TE, "score_fn")),
+    ("dsm-shape", SHAPE, call_dsm, lambda: {"score_fn": lambda x: x.T}, Err(VE, "score_fn")),
+    ("dsm-rank", SHAPE, call_dsm, lambda: {"x": t(B)}, Err(VE, "x")),
+    ("dsm-empty", EMPTY, call_dsm, lambda: {"x": t(0, D)}, Err(VE, "x")),
+    ("dsm-sigma-nan", NONFINITE, call_dsm, lambda: {"sigma": NAN}, Err(VE, "sigma")),
+    ("dsm-sigma-zero", OPTION, call_dsm, lambda: {"sigma": 0.0}, Err(VE, "sigma")),
+    ("dsm-sigma-neg", OPTION, call_dsm, lambda: {"sigma": -0.1}, Err(VE, "sigma")),
+    ("dsm-sigma-inf", NONFINITE, call_dsm, lambda: {"sigma": math.inf}, Err(VE, "sigma")),
+    ("dsm-sigma-str", OPTION, call_dsm, lambda: {"sigma": "0.5"}, Err(TE, "sigma")),
+    ("dsm-sigma-vec", OPTION, call_dsm, lambda: {"sigma": torch.ones(2)}, Err(VE, "sigma")),
+    ("dsm-seed", OPTION, call_dsm, lambda: {"seed": -2}, Err(VE, "seed")),
+    ("dsm-sigma-bool", OPTION, call_dsm, lambda: {"sigma": True}, Err(TE, "sigma")),
+    ("dsm-not-callable", TYPE, call_dsm, lambda: {"score_fn": 1.0}, Err(TE, "score_fn")),
+    ("dsm-not-tensor", TYPE, call_dsm, lambda: {"score_fn": lambda x: x.tolist()},
+     Err(TE, "score_fn")),
+    ("dsm-device", DEVICE, call_dsm, lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
+     Err(VE, "score_fn")),
+    ("dsm-sigma-meta", DEVICE, call_dsm, lambda: {"sigma": torch.tensor(0.5, device=META)},
+     Err(VE, "sigma")),
+    ("dsm-seed-big", OPTION, call_dsm, lambda: {"seed": 2**64}, Err(VE, "seed")),
+    ("dsm-seed-float", OPTION, call_dsm, lambda: {"seed": 1.0}, Err(TE, "seed")),
+    *dtype_rows("dsm", call_dsm, "x", (B, D)),
+    # ---------------------------------------------------------------- multiscale_dsm
+    ("mdsm-ok", VALID, call_mdsm, dict, OK),
+    ("mdsm-ndarray", TYPE, call_mdsm, lambda: {"x": np.zeros((B, D))}, Err(TE, "x")),
+    ("mdsm-int", DTYPE, call_mdsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     Err(TE, "x")),
+    ("mdsm-dtype-mix", DTYPE, call_mdsm, lambda: {"score_fn": lambda x, s: x.float()},
+     Err(TE, "score_fn")),
+    ("mdsm-shape", SHAPE, call_mdsm, lambda: {"score_fn": lambda x, s: x[:1]}, Err(VE, "score_fn")),
+    ("mdsm-rank", SHAPE, call_mdsm, lambda: {"x": t(1, B, D)}, Err(VE, "x")),
+    ("mdsm-empty", EMPTY, call_mdsm, lambda: {"x": t(0, D)}, Err(VE, "x")),
+    ("mdsm-sigmas-empty", EMPTY, call_mdsm, lambda: {"sigmas": []}, Err(VE, "sigmas")),
+    ("mdsm-sigmas-nan", NONFINITE, call_mdsm, lambda: {"sigmas": [1.0, NAN]}, Err(VE, "sigmas")),
+    ("mdsm-sigmas-neg", OPTION, call_mdsm, lambda: {"sigmas": [1.0, -0.5]}, Err(VE, "sigmas")),
+    ("mdsm-sigmas-type", OPTION, call_mdsm, lambda: {"sigmas": 0.5}, Err(TE, "sigmas")),
+    ("mdsm-sigmas-rank", SHAPE, call_mdsm, lambda: {"sigmas": torch.ones(2, 2)}, Err(VE, "sigmas")),
+    ("mdsm-sigmas-str", OPTION, call_mdsm, lambda: {"sigmas": "abc"}, Err(TE, "sigmas")),
+    ("mdsm-not-callable", TYPE, call_mdsm, lambda: {"score_fn": 0}, Err(TE, "score_fn")),
+    ("mdsm-not-tensor", TYPE, call_mdsm, lambda: {"score_fn": lambda x, s: None},
+     Err(TE, "score_fn")),
+    ("mdsm-device", DEVICE, call_mdsm,
+     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
+    ("mdsm-sigmas-meta", DEVICE, call_mdsm, lambda: {"sigmas": torch.ones(2, device=META)},
+     Err(VE, "sigmas")),
+    ("mdsm-sigmas-inf", NONFINITE, call_mdsm, lambda: {"sigmas": [math.inf, 1.0]},
+     Err(VE, "sigmas")),
+    ("mdsm-sigmas-zero", OPTION, call_mdsm, lambda: {"sigmas": [1.0, 0.0]}, Err(VE, "sigmas")),
+    ("mdsm-seed-neg", OPTION, call_mdsm, lambda: {"seed": -1}, Err(VE, "seed")),
+    *dtype_rows("mdsm", call_mdsm, "x", (B, D)),
+    # ---------------------------------------------------------------- annealed_langevin
+    ("lang-ok", VALID, call_lang, dict, OK),
+    ("lang-list", TYPE, call_lang, lambda: {"x0": [[0.0] * D]}, Err(TE, "x0")),
+    ("lang-int", DTYPE, call_lang, lambda: {"x0": torch.zeros(B, D, dtype=torch.int64)},
+     Err(TE, "x0")),
+    ("lang-rank", SHAPE, call_lang, lambda: {"x0": t(D)}, Err(VE, "x0")),
+    ("lang-empty", EMPTY, call_lang, lambda: {"x0": t(0, D)}, Err(VE, "x0")),
+    ("lang-sigmas-nan", NONFINITE, call_lang, lambda: {"sigmas": [NAN]}, Err(VE, "sigmas")),
+    ("lang-sigmas-increasing", OPTION, call_lang, lambda: {"sigmas": [0.5, 1.0]},
+     Err(VE, "sigmas")),
+    ("lang-steps0", OPTION, call_lang, lambda: {"n_steps": 0}, Err(VE, "n_steps")),
+    ("lang-steps-float", OPTION, call_lang, lambda: {"n_steps": 2.5}, Err(TE, "n_steps")),
+    ("lang-step-size", OPTION, call_lang, lambda: {"step_size": -1.0}, Err(VE, "step_size")),
+    ("lang-step-size-nan", NONFINITE, call_lang, lambda: {"step_size": NAN}, Err(VE, "step_size")),
+    ("lang-dtype-mix", DTYPE, call_lang, lambda: {"score_fn": lambda x, s: x.float()},
+     Err(TE, "score_fn")),
+    ("lang-shape", SHAPE, call_lang, lambda: {"score_fn": lambda x, s: x[:1]}, Err(VE, "score_fn")),
+    ("lang-not-callable", TYPE, call_lang, lambda: {"score_fn": None}, Err(TE, "score_fn")),
+    ("lang-not-tensor", TYPE, call_lang, lambda: {"score_fn": lambda x, s: x.tolist()},
+     Err(TE, "score_fn")),
+    ("lang-ndarray", TYPE, call_lang, lambda: {"x0": np.zeros((B, D))}, Err(TE, "x0")),
+    ("lang-device", DEVICE, call_lang,
+     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
+    ("lang-sigmas-empty", EMPTY, call_lang, lambda: {"sigmas": []}, Err(VE, "sigmas")),
+    ("lang-sigmas-type", OPTION, call_lang, lambda: {"sigmas": 1.0}, Err(TE, "sigmas")),
+    ("lang-sigmas-neg", OPTION, call_lang, lambda: {"sigmas": [1.0, -1.0]}, Err(VE, "sigmas")),
+    ("lang-steps-neg", OPTION, call_lang, lambda: {"n_steps": -1}, Err(VE, "n_steps")),
+    ("lang-steps-bool", OPTION, call_lang, lambda: {"n_steps": True}, Err(TE, "n_steps")),
+    ("lang-step-size-zero", OPTION, call_lang, lambda: {"step_size": 0.0}, Err(VE, "step_size")),
+    ("lang-step-size-inf", NONFINITE, call_lang, lambda: {"step_size": math.inf},
+     Err(VE, "step_size")),
+    ("lang-step-size-str", OPTION, call_lang, lambda: {"step_size": "0.1"}, Err(TE, "step_size")),
+    ("lang-seed-str", OPTION, call_lang, lambda: {"seed": "0"}, Err(TE, "seed")),
+    *dtype_rows("lang", call_lang, "x0", (B, D)),
+]
 
-def test_validation_errors_name_the_argument():
-    x = torch.randn(4, 2)
-    f = _gauss_score(0.0, 1.0)
-    with pytest.raises(ValueError, match="^x"):
-        S.exact_sm(f, x[0])
-    with pytest.raises(ValueError, match="^score_fn"):
-        S.exact_sm(lambda x: x[:, :1], x)
-    with pytest.raises(ValueError, match="^sigma"):
-        S.dsm(f, x, -1.0)
-    with pytest.raises(ValueError, match="^sigmas"):
-        S.multiscale_dsm(lambda x, s: x, x, [])
-    with pytest.raises(ValueError, match="^sigmas"):
-        S.annealed_langevin(lambda x, s: x, x, [0.1, 1.0], n_steps=1, step_size=0.1)
-    with pytest.raises(ValueError, match="^n_steps"):
-        S.annealed_langevin(lambda x, s: x, x, [1.0], n_steps=0, step_size=0.1)
-    with pytest.raises(ValueError, match="^dist"):
-        S.sliced_sm(f, x, dist="cauchy")
-    with pytest.raises(TypeError, match="^variance_reduced"):
-        S.sliced_sm(f, x, variance_reduced=1)
+
+def _nf_score(f):
+    def row(v):
+        x = bad_datum(seeded(1, B, D), v)
+        return f(lambda u: torch.tanh(u) - u, x)
+
+    return row
+
+
+NONFINITE_ROWS = {
+    "exact_sm": _nf_score(S.exact_sm),
+    "sliced_sm": _nf_score(lambda f, x: S.sliced_sm(f, x, n_probes=2, seed=0)),
+    "dsm": _nf_score(lambda f, x: S.dsm(f, x, 0.5, seed=0)),
+    "multiscale_dsm": _nf_score(lambda f, x: S.multiscale_dsm(lambda u, s: f(u), x, [1.0, 0.5],
+                                                              seed=0)),
+    "annealed_langevin": _nf_score(lambda f, x: S.annealed_langevin(
+        lambda u, s: f(u), x, [1.0, 0.5], n_steps=2, step_size=0.01, seed=0)),
+}
+
+
+def _l_exact(lay):
+    return S.exact_sm(lambda x: torch.tanh(x) - x, lay(seeded(1, B, D)))
+
+
+def _l_sliced(lay):
+    return S.sliced_sm(lambda x: torch.tanh(x) - x, lay(seeded(1, B, D)), n_probes=2, seed=3,
+                       variance_reduced=False)
+
+
+def _l_dsm(lay):
+    return S.dsm(lambda x: torch.tanh(x) - x, lay(seeded(1, B, D)), 0.3, seed=5)
+
+
+def _l_mdsm(lay):
+    return S.multiscale_dsm(noise_score, lay(seeded(1, B, D)), [1.0, 0.3], seed=5)
+
+
+def _l_lang(lay):
+    return S.annealed_langevin(noise_score, lay(seeded(1, B, D)), [1.0, 0.3], n_steps=2,
+                               step_size=0.01, seed=5)
+
+
+LAYOUT_ROWS = {
+    "exact_sm": _l_exact, "sliced_sm": _l_sliced, "dsm": _l_dsm, "multiscale_dsm": _l_mdsm,
+    "annealed_langevin": _l_lang,
+}
+
+
+def _x_exact(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.exact_sm(lambda v: torch.tanh(v) - v, x if e else x.contiguous())
+
+
+def _x_sliced(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.sliced_sm(lambda v: -v ** 3, x if e else x.contiguous(), n_probes=2, seed=1)
+
+
+def _x_dsm(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.dsm(lambda v: -v, x if e else x.contiguous(), 0.4, seed=2)
+
+
+def _x_mdsm(e):
+    x = seeded(1, B, 1).expand(B, D)
+    return S.multiscale_dsm(noise_score, x if e else x.contiguous(), [1.0, 0.5], seed=2)
+
+
+def _x_lang(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.annealed_langevin(noise_score, x if e else x.contiguous(), [1.0, 0.5], n_steps=2,
+                               step_size=0.01, seed=2)
+
+
+EXPANDED_ROWS = {
+    "exact": _x_exact, "sliced": _x_sliced, "dsm": _x_dsm, "mdsm": _x_mdsm, "lang": _x_lang,
+}
+
+test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
+test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
+test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
+test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
