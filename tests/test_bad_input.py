@@ -1,7 +1,7 @@
 """Bad input to every public function of API.md: the function × kind-of-bad-input matrix.
 
 The rows live next to each function's other tests, in the ``# ---- bad input`` block at the end of
-its test module (format: ``tests/_inputs.py``), and run there:
+its test module (format: ``tests/_cases.py``), and run there:
 
 - ``BAD_INPUT``: valid rows (``OK``) and bad rows (``Err(exc, arg)``), one argument made bad per
   row, of a kind in ``KINDS``: wrong type, dtype, shape, empty batch, device (the ``meta`` device
@@ -27,7 +27,7 @@ import test_objectives
 import test_posterior_fd
 import test_score
 import test_toy
-from _inputs import DEVICE, DTYPE, KINDS, NONFINITE, OPTION, SHAPE, TYPE, VALID
+from _cases import DEVICE, DTYPE, KINDS, NONFINITE, OPTION, SHAPE, TYPE, VALID
 
 # The test modules whose ``# ---- bad input`` blocks feed the matrix.
 MODULES = (test_posterior_fd, test_gaussian_terms, test_hutchinson, test_objectives, test_score,
@@ -49,7 +49,7 @@ NONFINITE_ROWS = _merged("NONFINITE_ROWS")
 LAYOUT_ROWS = _merged("LAYOUT_ROWS")
 EXPANDED_ROWS = _merged("EXPANDED_ROWS")
 
-# Each table and the test a module binds to run it (``tests/_inputs.py``'s factories).
+# Each table and the test a module binds to run it (``tests/_cases.py``'s factories).
 RUNNERS = {
     "BAD_INPUT": "test_bad_input_raises_naming_argument",
     "NONFINITE_ROWS": "test_non_finite_datum_stays_in_its_row",

@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    F64,
-    META,
-    NAN,
-    NONFINITE,
-    OK,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    Err,
-    call_isle,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    raises_test,
-    seeded,
-    t,
-)
+from _cases import F64, META, NAN, OK, TE, VE, B, seeded, t
 from scipy.special import logsumexp
 from vsm import _core
 from vsm import reference_numpy as R
@@ -115,37 +93,38 @@ def test_non_contiguous_and_read_only():
     np.testing.assert_allclose(vsm.is_log_evidence(t)[0].numpy(), _scipy(t.numpy())[0], rtol=1e-13)
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
-    ("isle-ok", VALID, call_isle, dict, OK),
-    ("isle-np-ok", VALID, call_isle, lambda: {"log_w": np.zeros((B, 5))}, OK),
-    ("isle-list", TYPE, call_isle, lambda: {"log_w": [[0.0, 1.0]]}, Err(TE, "log_w")),
-    ("isle-int", DTYPE, call_isle, lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)},
-     Err(TE, "log_w")),
-    ("isle-np-int", DTYPE, call_isle, lambda: {"log_w": np.zeros((B, 5), dtype=np.int32)},
-     Err(TE, "log_w")),
-    ("isle-rank", SHAPE, call_isle, lambda: {"log_w": t(5)}, Err(VE, "log_w")),
-    ("isle-empty-B", EMPTY, call_isle, lambda: {"log_w": t(0, 5)}, Err(VE, "log_w")),
-    ("isle-empty-K", EMPTY, call_isle, lambda: {"log_w": np.zeros((B, 0))}, Err(VE, "log_w")),
-    ("isle-nan", NONFINITE, call_isle, lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)},
-     Err(VE, "log_w")),
-    ("isle-inf", NONFINITE, call_isle, lambda: {"log_w": np.array([[0.0, math.inf]])},
-     Err(VE, "log_w")),
-    ("isle-meta", DEVICE, call_isle, lambda: {"log_w": t(B, 5, device=META)}, Err(VE, "log_w")),
-    ("isle-np-f16", DTYPE, call_isle, lambda: {"log_w": np.zeros((B, 5), np.float16)},
-     Err(TE, "log_w")),
-    ("isle-np-complex", DTYPE, call_isle, lambda: {"log_w": np.zeros((B, 5), complex)},
-     Err(TE, "log_w")),
-    ("isle-np-rank", SHAPE, call_isle, lambda: {"log_w": np.zeros((B, 5, 1))}, Err(VE, "log_w")),
-    ("isle-np-empty-B", EMPTY, call_isle, lambda: {"log_w": np.zeros((0, 5))}, Err(VE, "log_w")),
-    ("isle-torch-empty-K", EMPTY, call_isle, lambda: {"log_w": t(B, 0)}, Err(VE, "log_w")),
-    ("isle-torch-inf", NONFINITE, call_isle,
-     lambda: {"log_w": torch.full((B, 5), math.inf, dtype=F64)}, Err(VE, "log_w")),
-    ("isle-np-nan", NONFINITE, call_isle, lambda: {"log_w": np.array([[0.0, NAN]])},
-     Err(VE, "log_w")),
-    ("isle-np-rank1", SHAPE, call_isle, lambda: {"log_w": np.zeros(3)}, Err(VE, "log_w")),
-    *dtype_rows("isle", call_isle, "log_w", (B, 5)),
+    ("isle-ok", "valid", C.isle, dict, OK),
+    ("isle-np-ok", "valid", C.isle, lambda: {"log_w": np.zeros((B, 5))}, OK),
+    ("isle-list", "type", C.isle, lambda: {"log_w": [[0.0, 1.0]]}, TE("log_w")),
+    ("isle-int", "dtype", C.isle, lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)},
+     TE("log_w")),
+    ("isle-np-int", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), dtype=np.int32)},
+     TE("log_w")),
+    ("isle-rank", "shape", C.isle, lambda: {"log_w": t(5)}, VE("log_w")),
+    ("isle-empty-B", "empty", C.isle, lambda: {"log_w": t(0, 5)}, VE("log_w")),
+    ("isle-empty-K", "empty", C.isle, lambda: {"log_w": np.zeros((B, 0))}, VE("log_w")),
+    ("isle-nan", "non-finite", C.isle, lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)},
+     VE("log_w")),
+    ("isle-inf", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, math.inf]])},
+     VE("log_w")),
+    ("isle-meta", "device", C.isle, lambda: {"log_w": t(B, 5, device=META)}, VE("log_w")),
+    ("isle-np-f16", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), np.float16)},
+     TE("log_w")),
+    ("isle-np-complex", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), complex)},
+     TE("log_w")),
+    ("isle-np-rank", "shape", C.isle, lambda: {"log_w": np.zeros((B, 5, 1))}, VE("log_w")),
+    ("isle-np-empty-B", "empty", C.isle, lambda: {"log_w": np.zeros((0, 5))}, VE("log_w")),
+    ("isle-torch-empty-K", "empty", C.isle, lambda: {"log_w": t(B, 0)}, VE("log_w")),
+    ("isle-torch-inf", "non-finite", C.isle,
+     lambda: {"log_w": torch.full((B, 5), math.inf, dtype=F64)}, VE("log_w")),
+    ("isle-np-nan", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, NAN]])},
+     VE("log_w")),
+    ("isle-np-rank1", "shape", C.isle, lambda: {"log_w": np.zeros(3)}, VE("log_w")),
+    *C.dtype_rows("isle", C.isle, "log_w", (B, 5)),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _l_isle_torch(lay):
@@ -157,6 +136,7 @@ def _l_isle_np(lay):
 
 
 LAYOUT_ROWS = {"is_log_evidence": _l_isle_torch, "is_log_evidence-np": _l_isle_np}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_isle(e):
@@ -170,10 +150,7 @@ def _x_isle_np(e):
 
 
 EXPANDED_ROWS = {"isle": _x_isle, "isle_np": _x_isle_np}
-
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
 
 def test_core_rejects_wrong_dtype_with_type_error():

@@ -6,38 +6,12 @@ from __future__ import annotations
 
 import contextlib
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    LAYOUTS,
-    META,
-    OK,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    D,
-    Err,
-    N,
-    assert_same_result,
-    bad_datum,
-    call_gt,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    non_finite_test,
-    raises_test,
-    same,
-    seeded,
-    t,
-)
+from _cases import META, OK, TE, VE, B, D, N, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -235,71 +209,48 @@ def test_backward_with_one_output_used(output):
         torch.testing.assert_close(g, rg)
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
-    ("gt-ok", VALID, call_gt, dict, OK),
-    ("gt-list", TYPE, call_gt, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
-    ("gt-ndarray", TYPE, call_gt, lambda: {"x_mean": np.zeros((N, B, D))}, Err(TE, "x_mean")),
-    ("gt-float", TYPE, call_gt, lambda: {"log_sigma2": 0.0}, Err(TE, "log_sigma2")),
-    ("gt-int", DTYPE, call_gt, lambda: {"x": torch.zeros(B, D, dtype=torch.int32)}, Err(TE, "x")),
-    ("gt-dtype-mix", DTYPE, call_gt, lambda: {"log_sigma2": t(dtype=torch.float32)},
-     Err(TE, "log_sigma2")),
-    ("gt-shape", SHAPE, call_gt, lambda: {"x_mean": t(N, B, D + 1)}, Err(VE, "x_mean")),
-    ("gt-rank", SHAPE, call_gt, lambda: {"log_sigma2": t(1)}, Err(VE, "log_sigma2")),
-    ("gt-empty", EMPTY, call_gt, lambda: {"x": t(0, D), "x_mean": t(N, 0, D)}, Err(VE, "x")),
-    ("gt-device", DEVICE, call_gt, lambda: {"x_mean": t(N, B, D, device=META)}, Err(VE, "x_mean")),
-    ("gt-dtype-mix-xm", DTYPE, call_gt, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-     Err(TE, "x_mean")),
-    ("gt-rank-x", SHAPE, call_gt, lambda: {"x": t(D)}, Err(VE, "x")),
-    ("gt-rank-xm", SHAPE, call_gt, lambda: {"x_mean": t(1, N, B, D)}, Err(VE, "x_mean")),
-    ("gt-shape-B", SHAPE, call_gt, lambda: {"x_mean": t(N, B - 1, D)}, Err(VE, "x_mean")),
-    ("gt-empty-N", EMPTY, call_gt, lambda: {"x_mean": t(0, B, D)}, Err(VE, "x_mean")),
-    ("gt-empty-D", EMPTY, call_gt, lambda: {"x": t(B, 0), "x_mean": t(N, B, 0)}, Err(VE, "x")),
-    *dtype_rows("gt", call_gt, "x_mean", (N, B, D)),
+    ("gt-ok", "valid", C.gt, dict, OK),
+    ("gt-list", "type", C.gt, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("gt-ndarray", "type", C.gt, lambda: {"x_mean": np.zeros((N, B, D))}, TE("x_mean")),
+    ("gt-float", "type", C.gt, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
+    ("gt-int", "dtype", C.gt, lambda: {"x": torch.zeros(B, D, dtype=torch.int32)}, TE("x")),
+    ("gt-dtype-mix", "dtype", C.gt, lambda: {"log_sigma2": t(dtype=torch.float32)},
+     TE("log_sigma2")),
+    ("gt-shape", "shape", C.gt, lambda: {"x_mean": t(N, B, D + 1)}, VE("x_mean")),
+    ("gt-rank", "shape", C.gt, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
+    ("gt-empty", "empty", C.gt, lambda: {"x": t(0, D), "x_mean": t(N, 0, D)}, VE("x")),
+    ("gt-device", "device", C.gt, lambda: {"x_mean": t(N, B, D, device=META)}, VE("x_mean")),
+    ("gt-dtype-mix-xm", "dtype", C.gt, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     TE("x_mean")),
+    ("gt-rank-x", "shape", C.gt, lambda: {"x": t(D)}, VE("x")),
+    ("gt-rank-xm", "shape", C.gt, lambda: {"x_mean": t(1, N, B, D)}, VE("x_mean")),
+    ("gt-shape-B", "shape", C.gt, lambda: {"x_mean": t(N, B - 1, D)}, VE("x_mean")),
+    ("gt-empty-N", "empty", C.gt, lambda: {"x_mean": t(0, B, D)}, VE("x_mean")),
+    ("gt-empty-D", "empty", C.gt, lambda: {"x": t(B, 0), "x_mean": t(N, B, 0)}, VE("x")),
+    *C.dtype_rows("gt", C.gt, "x_mean", (N, B, D)),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _nf_gt(v):
-    out = vsm.gaussian_terms(seeded(1, B, D), bad_datum(seeded(2, N, B, D), v, 1), seeded(3))
+    out = vsm.gaussian_terms(seeded(1, B, D), C.bad_datum(seeded(2, N, B, D), v, 1), seeded(3))
     return out.sq_mean, out.mean_sq
 
 
 NONFINITE_ROWS = {"gaussian_terms": _nf_gt}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
-def _l_gt(lay):
-    return vsm.gaussian_terms(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3))
+LAYOUT_ROWS = {"gaussian_terms": C.gaussian_args_layout(vsm.gaussian_terms)}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+EXPANDED_ROWS = {
+    "gt": C.gaussian_args_expanded(vsm.gaussian_terms, "x_mean"),
+    "gt_x": C.gaussian_args_expanded(vsm.gaussian_terms, "x"),
+}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
 
-LAYOUT_ROWS = {"gaussian_terms": _l_gt}
-
-
-def _x_gt(e):
-    xm = seeded(2, B, D).expand(N, B, D)
-    return vsm.gaussian_terms(seeded(1, B, D), xm if e else xm.contiguous(), seeded(3))
-
-
-def _x_gt_x(e):
-    x = seeded(1, 1, D).expand(B, D)
-    return vsm.gaussian_terms(x if e else x.contiguous(), seeded(2, N, B, D), seeded(3))
-
-
-EXPANDED_ROWS = {"gt": _x_gt, "gt_x": _x_gt_x}
-
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
-
-
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_non_contiguous_gradients(layout):
-    """Backward through the kernels with non-contiguous x and x_mean equals the contiguous one."""
-
-    def grads(lay):
-        x, xm = lay(seeded(5, B, D)), lay(seeded(6, N, B, D))
-        args = [a.requires_grad_(True) for a in (x, xm, seeded(7))]
-        out = vsm.gaussian_terms(*args)
-        return torch.autograd.grad(out.sq_mean.sum() + out.mean_sq.sum(), args)
-
-    assert_same_result(grads(LAYOUTS[layout]), grads(same))
+# Backward through the kernels with non-contiguous leaves equals the contiguous one.
+test_non_contiguous_gradients = C.layout_gradients_test(vsm.gaussian_terms, ((B, D), (N, B, D), ()))

@@ -6,35 +6,11 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    META,
-    OK,
-    OPTION,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    D,
-    Err,
-    bad_datum,
-    call_hutch,
-    dtype_rows,
-    expanded_test,
-    hutch_io,
-    layout_test,
-    non_finite_test,
-    raises_test,
-    seeded,
-    t,
-)
+from _cases import META, OK, TE, VE, B, D, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -221,47 +197,49 @@ def test_reference_probes_reproducible_and_distributed():
     assert abs(g.var().item() - 1) < 5 * math.sqrt(2 / g.numel())
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
-    ("hutch-ok", VALID, call_hutch, dict, OK),
-    ("hutch-list", TYPE, call_hutch, lambda: {"outputs": [[1.0] * D] * B}, Err(TE, "outputs")),
-    ("hutch-int", DTYPE, call_hutch, lambda: {"inputs": torch.zeros(B, D, dtype=torch.int64)},
-     Err(TE, "inputs")),
-    ("hutch-dtype-mix", DTYPE, call_hutch,
-     lambda: {"outputs": t(B, D, dtype=torch.float32).requires_grad_(True)}, Err(TE, "outputs")),
-    ("hutch-shape", SHAPE, call_hutch, lambda: {"outputs": t(B, D + 1).requires_grad_(True)},
-     Err(VE, "outputs")),
-    ("hutch-rank", SHAPE, call_hutch, lambda: hutch_io(t(B, D, 1), lambda i: i.squeeze(-1) * 2.0),
-     Err(VE, "inputs")),
-    ("hutch-empty", EMPTY, call_hutch, lambda: hutch_io(t(0, D), lambda i: i * 2.0),
-     Err(VE, "inputs")),
-    ("hutch-device", DEVICE, call_hutch,
-     lambda: {"outputs": t(B, D, device=META).requires_grad_(True)}, Err(VE, "outputs")),
-    ("hutch-nograd", OPTION, call_hutch, lambda: {"inputs": t(B, D)}, Err(VE, "inputs")),
-    ("hutch-probes0", OPTION, call_hutch, lambda: {"n_probes": 0}, Err(VE, "n_probes")),
-    ("hutch-probes-neg", OPTION, call_hutch, lambda: {"n_probes": -3}, Err(VE, "n_probes")),
-    ("hutch-probes-float", OPTION, call_hutch, lambda: {"n_probes": 2.0}, Err(TE, "n_probes")),
-    ("hutch-dist", OPTION, call_hutch, lambda: {"dist": "uniform"}, Err(VE, "dist")),
-    ("hutch-seed-neg", OPTION, call_hutch, lambda: {"seed": -1}, Err(VE, "seed")),
-    ("hutch-seed-float", OPTION, call_hutch, lambda: {"seed": 1.5}, Err(TE, "seed")),
-    ("hutch-seed-big", OPTION, call_hutch, lambda: {"seed": 2**63}, Err(VE, "seed")),
-    ("hutch-list-inputs", TYPE, call_hutch,
+    ("hutch-ok", "valid", C.hutch, dict, OK),
+    ("hutch-list", "type", C.hutch, lambda: {"outputs": [[1.0] * D] * B}, TE("outputs")),
+    ("hutch-int", "dtype", C.hutch, lambda: {"inputs": torch.zeros(B, D, dtype=torch.int64)},
+     TE("inputs")),
+    ("hutch-dtype-mix", "dtype", C.hutch,
+     lambda: {"outputs": t(B, D, dtype=torch.float32).requires_grad_(True)}, TE("outputs")),
+    ("hutch-shape", "shape", C.hutch, lambda: {"outputs": t(B, D + 1).requires_grad_(True)},
+     VE("outputs")),
+    ("hutch-rank", "shape", C.hutch, lambda: C.hutch_io(t(B, D, 1), lambda i: i.squeeze(-1) * 2.0),
+     VE("inputs")),
+    ("hutch-empty", "empty", C.hutch, lambda: C.hutch_io(t(0, D), lambda i: i * 2.0),
+     VE("inputs")),
+    ("hutch-device", "device", C.hutch,
+     lambda: {"outputs": t(B, D, device=META).requires_grad_(True)}, VE("outputs")),
+    ("hutch-nograd", "option", C.hutch, lambda: {"inputs": t(B, D)}, VE("inputs")),
+    ("hutch-probes0", "option", C.hutch, lambda: {"n_probes": 0}, VE("n_probes")),
+    ("hutch-probes-neg", "option", C.hutch, lambda: {"n_probes": -3}, VE("n_probes")),
+    ("hutch-probes-float", "option", C.hutch, lambda: {"n_probes": 2.0}, TE("n_probes")),
+    ("hutch-dist", "option", C.hutch, lambda: {"dist": "uniform"}, VE("dist")),
+    ("hutch-seed-neg", "option", C.hutch, lambda: {"seed": -1}, VE("seed")),
+    ("hutch-seed-float", "option", C.hutch, lambda: {"seed": 1.5}, TE("seed")),
+    ("hutch-seed-big", "option", C.hutch, lambda: {"seed": 2**63}, VE("seed")),
+    ("hutch-list-inputs", "type", C.hutch,
      lambda: {"inputs": [[1.0] * D] * B, "outputs": t(B, D).requires_grad_(True)},
-     Err(TE, "inputs")),
-    ("hutch-rank-1d", SHAPE, call_hutch, lambda: hutch_io(t(D), lambda i: i * 2.0),
-     Err(VE, "outputs")),
-    ("hutch-outputs-nograd", OPTION, call_hutch, lambda: {"outputs": t(B, D)},
-     Err(VE, "outputs")),
-    *dtype_rows("hutch", call_hutch, "outputs", (B, D)),
+     TE("inputs")),
+    ("hutch-rank-1d", "shape", C.hutch, lambda: C.hutch_io(t(D), lambda i: i * 2.0),
+     VE("outputs")),
+    ("hutch-outputs-nograd", "option", C.hutch, lambda: {"outputs": t(B, D)},
+     VE("outputs")),
+    *C.dtype_rows("hutch", C.hutch, "outputs", (B, D)),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _nf_hutch(v):
-    inputs = bad_datum(seeded(1, B, D), v).requires_grad_(True)
+    inputs = C.bad_datum(seeded(1, B, D), v).requires_grad_(True)
     return vsm.hutchinson_trace(torch.tanh(inputs) * inputs, inputs, n_probes=2, seed=1)
 
 
 NONFINITE_ROWS = {"hutchinson_trace": _nf_hutch}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
 def _l_hutch(lay):
@@ -270,6 +248,7 @@ def _l_hutch(lay):
 
 
 LAYOUT_ROWS = {"hutchinson_trace": _l_hutch}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_hutch(e):
@@ -280,8 +259,5 @@ def _x_hutch(e):
 
 
 EXPANDED_ROWS = {"hutch": _x_hutch}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)

@@ -5,38 +5,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    F64,
-    META,
-    NAN,
-    NONFINITE,
-    OK,
-    OPTION,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    D,
-    Err,
-    call_isacc,
-    call_isadd,
-    call_isres,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    raises_test,
-    seeded,
-    t,
-)
+from _cases import F64, META, NAN, OK, TE, VE, B, D, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference_numpy as R
@@ -228,7 +202,7 @@ def test_is_evaluate_with_mlp_vae_float32():
     assert (rp.log_p - r1.log_p).abs().max() < 3.0
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 def _one(value, *shape):
     """Zeros of ``shape`` with one entry (not the first) set to ``value``."""
     a = np.zeros(shape)
@@ -238,74 +212,75 @@ def _one(value, *shape):
 
 BAD_INPUT = [
     # ---------------------------------------------------------------- ISAccumulator(x, log_sigma2)
-    ("isacc-ok", VALID, call_isacc, dict, OK),
-    ("isacc-x-list", TYPE, call_isacc, lambda: {"x": [[0.0] * D]}, Err(TE, "x")),
-    ("isacc-x-int", DTYPE, call_isacc, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
-     Err(TE, "x")),
-    ("isacc-x-rank", SHAPE, call_isacc, lambda: {"x": t(B, D, 1)}, Err(VE, "x")),
-    ("isacc-x-empty", EMPTY, call_isacc, lambda: {"x": t(0, D)}, Err(VE, "x")),
-    ("isacc-x-nan", NONFINITE, call_isacc, lambda: {"x": torch.full((B, D), NAN, dtype=F64)},
-     Err(VE, "x")),
-    ("isacc-ls2-nan", NONFINITE, call_isacc, lambda: {"log_sigma2": NAN}, Err(VE, "log_sigma2")),
-    ("isacc-ls2-str", OPTION, call_isacc, lambda: {"log_sigma2": "0"}, Err(TE, "log_sigma2")),
-    ("isacc-ls2-vec", OPTION, call_isacc, lambda: {"log_sigma2": torch.zeros(2)},
-     Err(VE, "log_sigma2")),
-    ("isacc-ls2-int", DTYPE, call_isacc, lambda: {"log_sigma2": torch.tensor(0)},
-     Err(TE, "log_sigma2")),
-    ("isacc-x-meta", DEVICE, call_isacc, lambda: {"x": t(B, D, device=META)}, Err(VE, "x")),
-    ("isacc-ls2-meta", DEVICE, call_isacc, lambda: {"log_sigma2": torch.tensor(0.0, device=META)},
-     Err(VE, "log_sigma2")),
-    ("isacc-x-complex", DTYPE, call_isacc, lambda: {"x": np.zeros((B, D), complex)}, Err(TE, "x")),
-    ("isacc-x-empty-D", EMPTY, call_isacc, lambda: {"x": np.zeros((B, 0))}, Err(VE, "x")),
-    ("isacc-x-inf", NONFINITE, call_isacc, lambda: {"x": np.full((B, D), math.inf)}, Err(VE, "x")),
-    ("isacc-ls2-inf", NONFINITE, call_isacc, lambda: {"log_sigma2": math.inf},
-     Err(VE, "log_sigma2")),
-    ("isacc-ls2-bool", OPTION, call_isacc, lambda: {"log_sigma2": True}, Err(TE, "log_sigma2")),
-    ("isacc-ls2-ndarray-vec", OPTION, call_isacc, lambda: {"log_sigma2": np.zeros(2)},
-     Err(VE, "log_sigma2")),
-    ("isacc-x-rank1", SHAPE, call_isacc, lambda: {"x": np.zeros(D)}, Err(VE, "x")),
-    *dtype_rows("isacc", call_isacc, "x", (B, D)),
+    ("isacc-ok", "valid", C.isacc, dict, OK),
+    ("isacc-x-list", "type", C.isacc, lambda: {"x": [[0.0] * D]}, TE("x")),
+    ("isacc-x-int", "dtype", C.isacc, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("isacc-x-rank", "shape", C.isacc, lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("isacc-x-empty", "empty", C.isacc, lambda: {"x": t(0, D)}, VE("x")),
+    ("isacc-x-nan", "non-finite", C.isacc, lambda: {"x": torch.full((B, D), NAN, dtype=F64)},
+     VE("x")),
+    ("isacc-ls2-nan", "non-finite", C.isacc, lambda: {"log_sigma2": NAN}, VE("log_sigma2")),
+    ("isacc-ls2-str", "option", C.isacc, lambda: {"log_sigma2": "0"}, TE("log_sigma2")),
+    ("isacc-ls2-vec", "option", C.isacc, lambda: {"log_sigma2": torch.zeros(2)},
+     VE("log_sigma2")),
+    ("isacc-ls2-int", "dtype", C.isacc, lambda: {"log_sigma2": torch.tensor(0)},
+     TE("log_sigma2")),
+    ("isacc-x-meta", "device", C.isacc, lambda: {"x": t(B, D, device=META)}, VE("x")),
+    ("isacc-ls2-meta", "device", C.isacc, lambda: {"log_sigma2": torch.tensor(0.0, device=META)},
+     VE("log_sigma2")),
+    ("isacc-x-complex", "dtype", C.isacc, lambda: {"x": np.zeros((B, D), complex)}, TE("x")),
+    ("isacc-x-empty-D", "empty", C.isacc, lambda: {"x": np.zeros((B, 0))}, VE("x")),
+    ("isacc-x-inf", "non-finite", C.isacc, lambda: {"x": np.full((B, D), math.inf)}, VE("x")),
+    ("isacc-ls2-inf", "non-finite", C.isacc, lambda: {"log_sigma2": math.inf},
+     VE("log_sigma2")),
+    ("isacc-ls2-bool", "option", C.isacc, lambda: {"log_sigma2": True}, TE("log_sigma2")),
+    ("isacc-ls2-ndarray-vec", "option", C.isacc, lambda: {"log_sigma2": np.zeros(2)},
+     VE("log_sigma2")),
+    ("isacc-x-rank1", "shape", C.isacc, lambda: {"x": np.zeros(D)}, VE("x")),
+    *C.dtype_rows("isacc", C.isacc, "x", (B, D)),
     # ---------------------------------------------------------------- ISAccumulator.add
-    ("isadd-ok", VALID, call_isadd, dict, OK),
-    ("isadd-meta", DEVICE, call_isadd, lambda: {"x_mean": t(B, 5, D, device=META)},
-     Err(VE, "x_mean")),
-    ("isadd-np-f16", DTYPE, call_isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.float16)},
-     Err(TE, "x_mean")),
-    ("isadd-list", TYPE, call_isadd, lambda: {"x_mean": t(B, 5, D).tolist()}, Err(TE, "x_mean")),
-    ("isadd-int", DTYPE, call_isadd,
-     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)}, Err(TE, "log_prior")),
-    ("isadd-shape-D", SHAPE, call_isadd, lambda: {"x_mean": t(B, 5, D + 1)}, Err(VE, "x_mean")),
-    ("isadd-shape-B", SHAPE, call_isadd, lambda: {"log_proposal": t(B + 1, 5)},
-     Err(VE, "log_proposal")),
-    ("isadd-shape-K", SHAPE, call_isadd, lambda: {"log_prior": t(B, 4)}, Err(VE, "log_prior")),
-    ("isadd-rank", SHAPE, call_isadd, lambda: {"x_mean": t(B, D)}, Err(VE, "x_mean")),
-    ("isadd-empty-K", EMPTY, call_isadd, lambda: {"x_mean": t(B, 0, D), "log_prior": t(B, 0),
-                                               "log_proposal": t(B, 0)}, Err(VE, "x_mean")),
-    ("isadd-complex-prior", DTYPE, call_isadd,
-     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.complex128)}, Err(TE, "log_prior")),
-    ("isadd-empty-B", EMPTY, call_isadd, lambda: {"x_mean": t(0, 5, D), "log_prior": t(0, 5),
-                                                   "log_proposal": t(0, 5)}, Err(VE, "x_mean")),
-    ("isadd-xm-inf", NONFINITE, call_isadd,
-     lambda: {"x_mean": torch.full((B, 5, D), math.inf, dtype=F64)}, Err(VE, "x_mean")),
-    ("isadd-prior-posinf", NONFINITE, call_isadd,
-     lambda: {"log_prior": torch.full((B, 5), math.inf, dtype=F64)}, Err(VE, "log_prior")),
-    ("isadd-nan", NONFINITE, call_isadd,
-     lambda: {"log_proposal": torch.full((B, 5), NAN, dtype=F64)}, Err(VE, "log_proposal")),
-    ("isadd-int-xm", DTYPE, call_isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.int64)},
-     Err(TE, "x_mean")),
-    ("isadd-shape-B-xm", SHAPE, call_isadd, lambda: {"x_mean": t(B + 1, 5, D)}, Err(VE, "x_mean")),
-    ("isadd-rank-lq", SHAPE, call_isadd, lambda: {"log_proposal": t(5)}, Err(VE, "log_proposal")),
-    ("isadd-xm-one-nan", NONFINITE, call_isadd, lambda: {"x_mean": _one(NAN, B, 5, D)},
-     Err(VE, "x_mean")),
-    ("isadd-prior-nan", NONFINITE, call_isadd, lambda: {"log_prior": np.full((B, 5), NAN)},
-     Err(VE, "log_prior")),
-    ("isadd-lq-neginf", NONFINITE, call_isadd, lambda: {"log_proposal": np.full((B, 5), -math.inf)},
-     Err(VE, "log_proposal")),
-    *dtype_rows("isadd", call_isadd, "log_proposal", (B, 5)),
+    ("isadd-ok", "valid", C.isadd, dict, OK),
+    ("isadd-meta", "device", C.isadd, lambda: {"x_mean": t(B, 5, D, device=META)},
+     VE("x_mean")),
+    ("isadd-np-f16", "dtype", C.isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.float16)},
+     TE("x_mean")),
+    ("isadd-list", "type", C.isadd, lambda: {"x_mean": t(B, 5, D).tolist()}, TE("x_mean")),
+    ("isadd-int", "dtype", C.isadd,
+     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)}, TE("log_prior")),
+    ("isadd-shape-D", "shape", C.isadd, lambda: {"x_mean": t(B, 5, D + 1)}, VE("x_mean")),
+    ("isadd-shape-B", "shape", C.isadd, lambda: {"log_proposal": t(B + 1, 5)},
+     VE("log_proposal")),
+    ("isadd-shape-K", "shape", C.isadd, lambda: {"log_prior": t(B, 4)}, VE("log_prior")),
+    ("isadd-rank", "shape", C.isadd, lambda: {"x_mean": t(B, D)}, VE("x_mean")),
+    ("isadd-empty-K", "empty", C.isadd, lambda: {"x_mean": t(B, 0, D), "log_prior": t(B, 0),
+                                                 "log_proposal": t(B, 0)}, VE("x_mean")),
+    ("isadd-complex-prior", "dtype", C.isadd,
+     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.complex128)}, TE("log_prior")),
+    ("isadd-empty-B", "empty", C.isadd, lambda: {"x_mean": t(0, 5, D), "log_prior": t(0, 5),
+                                                 "log_proposal": t(0, 5)}, VE("x_mean")),
+    ("isadd-xm-inf", "non-finite", C.isadd,
+     lambda: {"x_mean": torch.full((B, 5, D), math.inf, dtype=F64)}, VE("x_mean")),
+    ("isadd-prior-posinf", "non-finite", C.isadd,
+     lambda: {"log_prior": torch.full((B, 5), math.inf, dtype=F64)}, VE("log_prior")),
+    ("isadd-nan", "non-finite", C.isadd,
+     lambda: {"log_proposal": torch.full((B, 5), NAN, dtype=F64)}, VE("log_proposal")),
+    ("isadd-int-xm", "dtype", C.isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.int64)},
+     TE("x_mean")),
+    ("isadd-shape-B-xm", "shape", C.isadd, lambda: {"x_mean": t(B + 1, 5, D)}, VE("x_mean")),
+    ("isadd-rank-lq", "shape", C.isadd, lambda: {"log_proposal": t(5)}, VE("log_proposal")),
+    ("isadd-xm-one-nan", "non-finite", C.isadd, lambda: {"x_mean": _one(NAN, B, 5, D)},
+     VE("x_mean")),
+    ("isadd-prior-nan", "non-finite", C.isadd, lambda: {"log_prior": np.full((B, 5), NAN)},
+     VE("log_prior")),
+    ("isadd-lq-neginf", "non-finite", C.isadd, lambda: {"log_proposal": np.full((B, 5), -math.inf)},
+     VE("log_proposal")),
+    *C.dtype_rows("isadd", C.isadd, "log_proposal", (B, 5)),
     # ---------------------------------------------------------------- ISAccumulator.result
-    ("isres-ok", VALID, call_isadd, dict, OK),  # result() after one add()
-    ("isres-empty", EMPTY, call_isres, dict, Err(VE, "result")),
+    ("isres-ok", "valid", C.isadd, dict, OK),  # result() after one add()
+    ("isres-empty", "empty", C.isres, dict, VE("result")),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _l_isacc(lay, to=lambda a: a):
@@ -321,6 +296,7 @@ LAYOUT_ROWS = {
     "ISAccumulator-np": lambda lay: _l_isacc(lay, to=lambda a: a.numpy()),
     "ISAccumulator-np-f32": lambda lay: _l_isacc(lay, to=lambda a: a.float().numpy()),
 }
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_isacc(e):
@@ -342,10 +318,7 @@ def _x_isacc_torch(e):
 
 
 EXPANDED_ROWS = {"isacc": _x_isacc, "isacc_torch": _x_isacc_torch}
-
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
 
 def test_failed_adds_leave_the_state_untouched():

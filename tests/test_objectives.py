@@ -15,44 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    META,
-    OK,
-    OPTION,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    D,
-    Err,
-    L,
-    N,
-    bad_datum,
-    call_elbo,
-    call_fae,
-    call_fae_loss,
-    call_m,
-    call_m3,
-    call_pfdl,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    linear_encode,
-    non_finite_test,
-    raises_test,
-    seeded,
-    t,
-    tanh_decoder,
-)
+from _cases import META, OK, TE, VE, B, D, L, N, seeded, t
 from vsm import objectives as O
 
 F64 = torch.float64
@@ -383,19 +351,23 @@ def _pfd_inputs(m: LinearVAE, n=16):
     return mu, logvar, W, b, ls, eps
 
 
+def _pfd_loss_and_closed_form(m, backend, *, reparam):
+    """posterior_fd_loss of the linear decoder on ``backend`` and its closed form, checked equal;
+    returns (loss, closed form, (mu, logvar, W, b, log_sigma2))."""
+    mu, logvar, W, b, ls, eps = _pfd_inputs(m)
+    with vsm.backend(backend):
+        loss = O.posterior_fd_loss(m.x, lambda z: z @ W.T + b, mu, logvar, ls,
+                                   n_samples=eps.shape[0], reparam=reparam, eps=eps)
+    cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
+    torch.testing.assert_close(loss, cf)
+    return loss, cf, (mu, logvar, W, b, ls)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_posterior_fd_loss_value_and_unbiased_gradients(backend):
     """reparam=True: value and gradients (mu, logvar, W, b, log σ²) equal the closed form's."""
     m = _make()
-    mu, logvar, W, b, ls, eps = _pfd_inputs(m)
-    with vsm.backend(backend):
-        loss = O.posterior_fd_loss(
-            m.x, lambda z: z @ W.T + b, mu, logvar, ls, n_samples=eps.shape[0], reparam=True,
-            eps=eps,
-        )
-    cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
-    torch.testing.assert_close(loss, cf)
-    params = (mu, logvar, W, b, ls)
+    loss, cf, params = _pfd_loss_and_closed_form(m, backend, reparam=True)
     for name, g, rg in zip(
         ("mu", "logvar", "W", "b", "log_sigma2"),
         torch.autograd.grad(loss.sum(), params),
@@ -410,14 +382,7 @@ def test_posterior_fd_loss_biased_gradients(backend):
     i.e. 2·diag(1/s², 1/s²·…) times the KL gradients (MATH.md A.5.1 without the ½); the decoder
     parameters still receive the closed form's gradient through the VJP."""
     m = _make(orthogonal=True)
-    mu, logvar, W, b, ls, eps = _pfd_inputs(m)
-    with vsm.backend(backend):
-        loss = O.posterior_fd_loss(
-            m.x, lambda z: z @ W.T + b, mu, logvar, ls, n_samples=eps.shape[0], reparam=False,
-            eps=eps,
-        )
-    cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
-    torch.testing.assert_close(loss, cf)
+    loss, cf, (mu, logvar, W, b, ls) = _pfd_loss_and_closed_form(m, backend, reparam=False)
     gmu, glv, gW, gb, gls = torch.autograd.grad(loss.sum(), (mu, logvar, W, b, ls))
     with torch.no_grad():
         P, post_mean = m.posterior()
@@ -534,191 +499,194 @@ def test_sample_posterior_modes():
 
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
     # ---------------------------------------------------------------- elbo
-    ("elbo-ok", VALID, call_elbo, dict, OK),
-    ("elbo-list", TYPE, call_elbo, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
-    ("elbo-ndarray", TYPE, call_elbo, lambda: {"mu": np.zeros((B, L))}, Err(TE, "mu")),
-    ("elbo-int", DTYPE, call_elbo, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
-     Err(TE, "logvar")),
-    ("elbo-dtype-mix", DTYPE, call_elbo, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-     Err(TE, "x_mean")),
-    ("elbo-shape", SHAPE, call_elbo, lambda: {"logvar": t(B, L + 1)}, Err(VE, "logvar")),
-    ("elbo-batch", SHAPE, call_elbo, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
-     Err(VE, "mu")),
-    ("elbo-rank", SHAPE, call_elbo, lambda: {"x": t(B, D, 1)}, Err(VE, "x")),
-    ("elbo-empty", EMPTY, call_elbo,
-     lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "mu": t(0, L), "logvar": t(0, L)}, Err(VE, "x")),
-    ("elbo-device", DEVICE, call_elbo, lambda: {"log_sigma2": t(device=META)},
-     Err(VE, "log_sigma2")),
-    *dtype_rows("elbo", call_elbo, "mu", (B, L)),
+    ("elbo-ok", "valid", C.elbo, dict, OK),
+    ("elbo-list", "type", C.elbo, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("elbo-ndarray", "type", C.elbo, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
+    ("elbo-int", "dtype", C.elbo, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+     TE("logvar")),
+    ("elbo-dtype-mix", "dtype", C.elbo, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     TE("x_mean")),
+    ("elbo-shape", "shape", C.elbo, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
+    ("elbo-batch", "shape", C.elbo, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
+     VE("mu")),
+    ("elbo-rank", "shape", C.elbo, lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("elbo-empty", "empty", C.elbo,
+     lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "mu": t(0, L), "logvar": t(0, L)}, VE("x")),
+    ("elbo-device", "device", C.elbo, lambda: {"log_sigma2": t(device=META)},
+     VE("log_sigma2")),
+    *C.dtype_rows("elbo", C.elbo, "mu", (B, L)),
     # ---------------------------------------------------------------- m1 / m2
     *[
         row
         for name, fn in (("m1", O.m1), ("m2", O.m2))
         for row in (
-            (f"{name}-ok", VALID, call_m(fn), dict, OK),
-            (f"{name}-list", TYPE, call_m(fn), lambda: {"x_mean": t(N, B, D).tolist()},
-             Err(TE, "x_mean")),
-            (f"{name}-int", DTYPE, call_m(fn), lambda: {"x": torch.ones(B, D, dtype=torch.int64)},
-             Err(TE, "x")),
-            (f"{name}-dtype-mix", DTYPE, call_m(fn),
-             lambda: {"x_mean": t(N, B, D, dtype=torch.float32)}, Err(TE, "x_mean")),
-            (f"{name}-shape", SHAPE, call_m(fn), lambda: {"x_mean": t(N, B + 1, D)},
-             Err(VE, "x_mean")),
-            (f"{name}-rank", SHAPE, call_m(fn), lambda: {"log_sigma2": t(B)},
-             Err(VE, "log_sigma2")),
-            (f"{name}-empty", EMPTY, call_m(fn), lambda: {"x_mean": t(0, B, D)}, Err(VE, "x_mean")),
-            (f"{name}-device", DEVICE, call_m(fn), lambda: {"x_mean": t(N, B, D, device=META)},
-             Err(VE, "x_mean")),
+            (f"{name}-ok", "valid", C.m(fn), dict, OK),
+            (f"{name}-list", "type", C.m(fn), lambda: {"x_mean": t(N, B, D).tolist()},
+             TE("x_mean")),
+            (f"{name}-int", "dtype", C.m(fn), lambda: {"x": torch.ones(B, D, dtype=torch.int64)},
+             TE("x")),
+            (f"{name}-dtype-mix", "dtype", C.m(fn),
+             lambda: {"x_mean": t(N, B, D, dtype=torch.float32)}, TE("x_mean")),
+            (f"{name}-shape", "shape", C.m(fn), lambda: {"x_mean": t(N, B + 1, D)},
+             VE("x_mean")),
+            (f"{name}-rank", "shape", C.m(fn), lambda: {"log_sigma2": t(B)},
+             VE("log_sigma2")),
+            (f"{name}-empty", "empty", C.m(fn), lambda: {"x_mean": t(0, B, D)}, VE("x_mean")),
+            (f"{name}-device", "device", C.m(fn), lambda: {"x_mean": t(N, B, D, device=META)},
+             VE("x_mean")),
         )
     ],
-    ("m1-rank-x", SHAPE, call_m(O.m1), lambda: {"x": t(B, D, 1)}, Err(VE, "x")),
-    ("m1-shape-D", SHAPE, call_m(O.m1), lambda: {"x_mean": t(N, B, D + 1)}, Err(VE, "x_mean")),
-    *dtype_rows("m1", call_m(O.m1), "x", (B, D)),
-    *dtype_rows("m2", call_m(O.m2), "log_sigma2", ()),
+    ("m1-rank-x", "shape", C.m(O.m1), lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("m1-shape-D", "shape", C.m(O.m1), lambda: {"x_mean": t(N, B, D + 1)}, VE("x_mean")),
+    *C.dtype_rows("m1", C.m(O.m1), "x", (B, D)),
+    *C.dtype_rows("m2", C.m(O.m2), "log_sigma2", ()),
     # ---------------------------------------------------------------- m3
-    ("m3-ok", VALID, call_m3, dict, OK),
-    ("m3-ndarray", TYPE, call_m3, lambda: {"psi": np.zeros((N, B, D))}, Err(TE, "psi")),
-    ("m3-int", DTYPE, call_m3, lambda: {"psi": torch.zeros(N, B, D, dtype=torch.int64)},
-     Err(TE, "psi")),
-    ("m3-dtype-mix", DTYPE, call_m3, lambda: {"psi": t(N, B, D, dtype=torch.float32)},
-     Err(TE, "psi")),
-    ("m3-shape", SHAPE, call_m3, lambda: {"psi": t(N + 1, B, D)}, Err(VE, "psi")),
-    ("m3-rank", SHAPE, call_m3, lambda: {"psi": t(D)}, Err(VE, "psi")),
-    ("m3-empty", EMPTY, call_m3, lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "psi": t(N, 0, D)},
-     Err(VE, "x")),
-    ("m3-device", DEVICE, call_m3, lambda: {"psi": t(N, B, D, device=META)}, Err(VE, "psi")),
-    *dtype_rows("m3", call_m3, "x_mean", (N, B, D)),
+    ("m3-ok", "valid", C.m3, dict, OK),
+    ("m3-ndarray", "type", C.m3, lambda: {"psi": np.zeros((N, B, D))}, TE("psi")),
+    ("m3-int", "dtype", C.m3, lambda: {"psi": torch.zeros(N, B, D, dtype=torch.int64)},
+     TE("psi")),
+    ("m3-dtype-mix", "dtype", C.m3, lambda: {"psi": t(N, B, D, dtype=torch.float32)},
+     TE("psi")),
+    ("m3-shape", "shape", C.m3, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
+    ("m3-rank", "shape", C.m3, lambda: {"psi": t(D)}, VE("psi")),
+    ("m3-empty", "empty", C.m3, lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "psi": t(N, 0, D)},
+     VE("x")),
+    ("m3-device", "device", C.m3, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
+    *C.dtype_rows("m3", C.m3, "x_mean", (N, B, D)),
     # ---------------------------------------------------------------- posterior_fd_loss
-    ("pfdl-ok", VALID, call_pfdl, dict, OK),
-    ("pfdl-list", TYPE, call_pfdl, lambda: {"mu": t(B, L).tolist()}, Err(TE, "mu")),
-    ("pfdl-int", DTYPE, call_pfdl, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
-     Err(TE, "x")),
-    ("pfdl-dtype-mix", DTYPE, call_pfdl, lambda: {"logvar": t(B, L, dtype=torch.float32)},
-     Err(TE, "logvar")),
-    ("pfdl-shape", SHAPE, call_pfdl, lambda: {"logvar": t(B, L + 1)}, Err(VE, "logvar")),
-    ("pfdl-rank", SHAPE, call_pfdl, lambda: {"mu": t(B), "logvar": t(B)}, Err(VE, "mu")),
-    ("pfdl-empty", EMPTY, call_pfdl, lambda: {"x": t(0, D), "mu": t(0, L), "logvar": t(0, L)},
-     Err(VE, "x")),
-    ("pfdl-device", DEVICE, call_pfdl, lambda: {"mu": t(B, L, device=META)}, Err(VE, "mu")),
-    ("pfdl-n0", OPTION, call_pfdl, lambda: {"n_samples": 0}, Err(VE, "n_samples")),
-    ("pfdl-nfloat", OPTION, call_pfdl, lambda: {"n_samples": 1.0}, Err(TE, "n_samples")),
-    ("pfdl-reparam", OPTION, call_pfdl, lambda: {"reparam": "yes"}, Err(TE, "reparam")),
-    ("pfdl-nbool", OPTION, call_pfdl, lambda: {"n_samples": True}, Err(TE, "n_samples")),
-    ("pfdl-decoder-call", TYPE, call_pfdl, lambda: {"decoder": 3}, Err(TE, "decoder")),
-    ("pfdl-decoder-list", TYPE, call_pfdl, lambda: {"decoder": lambda z: [0.0]},
-     Err(TE, "decoder")),
-    ("pfdl-decoder-shape", SHAPE, call_pfdl, lambda: {"decoder": lambda z: z},
-     Err(VE, "decoder")),
-    ("pfdl-nneg", OPTION, call_pfdl, lambda: {"n_samples": -2}, Err(VE, "n_samples")),
-    ("pfdl-ls2-float", TYPE, call_pfdl, lambda: {"log_sigma2": 0.0}, Err(TE, "log_sigma2")),
-    ("pfdl-ls2-rank", SHAPE, call_pfdl, lambda: {"log_sigma2": t(1)}, Err(VE, "log_sigma2")),
-    ("pfdl-decoder-dtype", DTYPE, call_pfdl, lambda: {"decoder": lambda z: tanh_decoder(z).float()},
-     Err(TE, "decoder")),
-    ("pfdl-decoder-device", DEVICE, call_pfdl, lambda: {"decoder": lambda z: tanh_decoder(z).to(META)},
-     Err(VE, "decoder")),
-    ("pfdl-eps-shape", SHAPE, call_pfdl, lambda: {"eps": t(3, B, L)}, Err(VE, "eps")),
-    ("pfdl-eps-dtype-mix", DTYPE, call_pfdl, lambda: {"eps": t(2, B, L, dtype=torch.float32)},
-     Err(TE, "eps")),
-    ("pfdl-eps-device", DEVICE, call_pfdl, lambda: {"eps": t(2, B, L, device=META)},
-     Err(VE, "eps")),
-    ("pfdl-generator", OPTION, call_pfdl, lambda: {"generator": 3}, Err(TE, "generator")),
-    *dtype_rows("pfdl", call_pfdl, "logvar", (B, L)),
+    ("pfdl-ok", "valid", C.pfdl, dict, OK),
+    ("pfdl-list", "type", C.pfdl, lambda: {"mu": t(B, L).tolist()}, TE("mu")),
+    ("pfdl-int", "dtype", C.pfdl, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("pfdl-dtype-mix", "dtype", C.pfdl, lambda: {"logvar": t(B, L, dtype=torch.float32)},
+     TE("logvar")),
+    ("pfdl-shape", "shape", C.pfdl, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
+    ("pfdl-rank", "shape", C.pfdl, lambda: {"mu": t(B), "logvar": t(B)}, VE("mu")),
+    ("pfdl-empty", "empty", C.pfdl, lambda: {"x": t(0, D), "mu": t(0, L), "logvar": t(0, L)},
+     VE("x")),
+    ("pfdl-device", "device", C.pfdl, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
+    ("pfdl-n0", "option", C.pfdl, lambda: {"n_samples": 0}, VE("n_samples")),
+    ("pfdl-nfloat", "option", C.pfdl, lambda: {"n_samples": 1.0}, TE("n_samples")),
+    ("pfdl-reparam", "option", C.pfdl, lambda: {"reparam": "yes"}, TE("reparam")),
+    ("pfdl-nbool", "option", C.pfdl, lambda: {"n_samples": True}, TE("n_samples")),
+    ("pfdl-decoder-call", "type", C.pfdl, lambda: {"decoder": 3}, TE("decoder")),
+    ("pfdl-decoder-list", "type", C.pfdl, lambda: {"decoder": lambda z: [0.0]},
+     TE("decoder")),
+    ("pfdl-decoder-shape", "shape", C.pfdl, lambda: {"decoder": lambda z: z},
+     VE("decoder")),
+    ("pfdl-nneg", "option", C.pfdl, lambda: {"n_samples": -2}, VE("n_samples")),
+    ("pfdl-ls2-float", "type", C.pfdl, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
+    ("pfdl-ls2-rank", "shape", C.pfdl, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
+    ("pfdl-decoder-dtype", "dtype", C.pfdl, lambda: {"decoder": lambda z: C.tanh_decoder(z).float()},
+     TE("decoder")),
+    ("pfdl-decoder-device", "device", C.pfdl,
+     lambda: {"decoder": lambda z: C.tanh_decoder(z).to(META)},
+     VE("decoder")),
+    ("pfdl-eps-shape", "shape", C.pfdl, lambda: {"eps": t(3, B, L)}, VE("eps")),
+    ("pfdl-eps-dtype-mix", "dtype", C.pfdl, lambda: {"eps": t(2, B, L, dtype=torch.float32)},
+     TE("eps")),
+    ("pfdl-eps-device", "device", C.pfdl, lambda: {"eps": t(2, B, L, device=META)},
+     VE("eps")),
+    ("pfdl-generator", "option", C.pfdl, lambda: {"generator": 3}, TE("generator")),
+    *C.dtype_rows("pfdl", C.pfdl, "logvar", (B, L)),
     # ---------------------------------------------------------------- fae
-    ("fae-ok", VALID, call_fae, dict, OK),
-    ("fae-list", TYPE, call_fae, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
-    ("fae-ndarray", TYPE, call_fae, lambda: {"z": np.zeros((N, B, L))}, Err(TE, "z")),
-    ("fae-ls2-float", TYPE, call_fae, lambda: {"log_sigma2": 0.0}, Err(TE, "log_sigma2")),
-    ("fae-int", DTYPE, call_fae, lambda: {"mu": torch.zeros(B, L, dtype=torch.int64)},
-     Err(TE, "mu")),
-    ("fae-dtype-mix", DTYPE, call_fae, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-     Err(TE, "x_mean")),
-    ("fae-dtype-mix-g", DTYPE, call_fae, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
-     Err(TE, "grad_loglik_z")),
-    ("fae-dtype-mix-ls2", DTYPE, call_fae, lambda: {"log_sigma2": t(dtype=torch.float32)},
-     Err(TE, "log_sigma2")),
-    ("fae-shape-psi", SHAPE, call_fae, lambda: {"psi": t(N, B, D + 1)}, Err(VE, "psi")),
-    ("fae-shape-psi-N", SHAPE, call_fae, lambda: {"psi": t(N + 1, B, D)}, Err(VE, "psi")),
-    ("fae-shape-g", SHAPE, call_fae, lambda: {"grad_loglik_z": t(N, B, L + 1)},
-     Err(VE, "grad_loglik_z")),
-    ("fae-shape-z", SHAPE, call_fae, lambda: {"z": t(N, B, L + 1)}, Err(VE, "z")),
-    ("fae-shape-logvar", SHAPE, call_fae, lambda: {"logvar": t(B, L + 1)}, Err(VE, "logvar")),
-    ("fae-batch", SHAPE, call_fae, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
-     Err(VE, "mu")),
-    ("fae-samples", SHAPE, call_fae, lambda: {"z": t(N + 1, B, L), "grad_loglik_z": t(N + 1, B, L)},
-     Err(VE, "z")),
-    ("fae-rank", SHAPE, call_fae, lambda: {"x": t(B, D, 1)}, Err(VE, "x")),
-    ("fae-rank-ls2", SHAPE, call_fae, lambda: {"log_sigma2": t(1)}, Err(VE, "log_sigma2")),
-    ("fae-rank-g", SHAPE, call_fae, lambda: {"grad_loglik_z": t(1, N, B, L)},
-     Err(VE, "grad_loglik_z")),
-    ("fae-empty", EMPTY, call_fae,
+    ("fae-ok", "valid", C.fae, dict, OK),
+    ("fae-list", "type", C.fae, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("fae-ndarray", "type", C.fae, lambda: {"z": np.zeros((N, B, L))}, TE("z")),
+    ("fae-ls2-float", "type", C.fae, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
+    ("fae-int", "dtype", C.fae, lambda: {"mu": torch.zeros(B, L, dtype=torch.int64)},
+     TE("mu")),
+    ("fae-dtype-mix", "dtype", C.fae, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     TE("x_mean")),
+    ("fae-dtype-mix-g", "dtype", C.fae, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+     TE("grad_loglik_z")),
+    ("fae-dtype-mix-ls2", "dtype", C.fae, lambda: {"log_sigma2": t(dtype=torch.float32)},
+     TE("log_sigma2")),
+    ("fae-shape-psi", "shape", C.fae, lambda: {"psi": t(N, B, D + 1)}, VE("psi")),
+    ("fae-shape-psi-N", "shape", C.fae, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
+    ("fae-shape-g", "shape", C.fae, lambda: {"grad_loglik_z": t(N, B, L + 1)},
+     VE("grad_loglik_z")),
+    ("fae-shape-z", "shape", C.fae, lambda: {"z": t(N, B, L + 1)}, VE("z")),
+    ("fae-shape-logvar", "shape", C.fae, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
+    ("fae-batch", "shape", C.fae, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
+     VE("mu")),
+    ("fae-samples", "shape", C.fae, lambda: {"z": t(N + 1, B, L), "grad_loglik_z": t(N + 1, B, L)},
+     VE("z")),
+    ("fae-rank", "shape", C.fae, lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("fae-rank-ls2", "shape", C.fae, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
+    ("fae-rank-g", "shape", C.fae, lambda: {"grad_loglik_z": t(1, N, B, L)},
+     VE("grad_loglik_z")),
+    ("fae-empty", "empty", C.fae,
      lambda: {"x": t(0, D), "z": t(N, 0, L), "x_mean": t(N, 0, D), "mu": t(0, L),
-              "logvar": t(0, L), "psi": t(N, 0, D), "grad_loglik_z": t(N, 0, L)}, Err(VE, "x")),
-    ("fae-empty-N", EMPTY, call_fae,
+              "logvar": t(0, L), "psi": t(N, 0, D), "grad_loglik_z": t(N, 0, L)}, VE("x")),
+    ("fae-empty-N", "empty", C.fae,
      lambda: {"z": t(0, B, L), "x_mean": t(0, B, D), "psi": t(0, B, D),
-              "grad_loglik_z": t(0, B, L)}, Err(VE, "x_mean")),
-    ("fae-device-psi", DEVICE, call_fae, lambda: {"psi": t(N, B, D, device=META)}, Err(VE, "psi")),
-    ("fae-device-g", DEVICE, call_fae, lambda: {"grad_loglik_z": t(N, B, L, device=META)},
-     Err(VE, "grad_loglik_z")),
-    ("fae-device-z", DEVICE, call_fae, lambda: {"z": t(N, B, L, device=META)}, Err(VE, "z")),
-    ("fae-shape-gN", SHAPE, call_fae, lambda: {"grad_loglik_z": t(N - 1, B, L)},
-     Err(VE, "grad_loglik_z")),
-    *dtype_rows("fae", call_fae, "grad_loglik_z", (N, B, L)),
+              "grad_loglik_z": t(0, B, L)}, VE("x_mean")),
+    ("fae-device-psi", "device", C.fae, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
+    ("fae-device-g", "device", C.fae, lambda: {"grad_loglik_z": t(N, B, L, device=META)},
+     VE("grad_loglik_z")),
+    ("fae-device-z", "device", C.fae, lambda: {"z": t(N, B, L, device=META)}, VE("z")),
+    ("fae-shape-gN", "shape", C.fae, lambda: {"grad_loglik_z": t(N - 1, B, L)},
+     VE("grad_loglik_z")),
+    *C.dtype_rows("fae", C.fae, "grad_loglik_z", (N, B, L)),
     # ---------------------------------------------------------------- fae_loss (fae's model-level
     # form)
-    ("faeloss-ok", VALID, call_fae_loss, dict, OK),
-    ("faeloss-list", TYPE, call_fae_loss, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
-    ("faeloss-encode-not-callable", TYPE, call_fae_loss, lambda: {"encode": 3},
-     Err(TE, "encode")),
-    ("faeloss-decoder-not-callable", TYPE, call_fae_loss, lambda: {"decoder": None},
-     Err(TE, "decoder")),
-    ("faeloss-encode-not-pair", TYPE, call_fae_loss, lambda: {"encode": lambda x: x},
-     Err(TE, "encode")),
-    ("faeloss-encode-dtype", DTYPE, call_fae_loss,
-     lambda: {"encode": lambda x: tuple(o.float() for o in linear_encode(x))}, Err(TE, "encode")),
-    ("faeloss-encode-batch", SHAPE, call_fae_loss, lambda: {"encode": lambda x: linear_encode(x[:-1])},
-     Err(VE, "encode")),
-    ("faeloss-ls2-float", TYPE, call_fae_loss, lambda: {"log_sigma2": 0.5}, Err(TE, "log_sigma2")),
-    ("faeloss-ls2-device", DEVICE, call_fae_loss, lambda: {"log_sigma2": t(device=META)},
-     Err(VE, "log_sigma2")),
-    ("faeloss-empty", EMPTY, call_fae_loss, lambda: {"x": t(0, D)}, Err(VE, "x")),
-    ("faeloss-n0", OPTION, call_fae_loss, lambda: {"n_samples": 0}, Err(VE, "n_samples")),
-    ("faeloss-reparam", OPTION, call_fae_loss, lambda: {"reparam": "yes"}, Err(TE, "reparam")),
-    *dtype_rows("faeloss", call_fae_loss, "x", (B, D)),
+    ("faeloss-ok", "valid", C.fae_loss, dict, OK),
+    ("faeloss-list", "type", C.fae_loss, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("faeloss-encode-not-callable", "type", C.fae_loss, lambda: {"encode": 3},
+     TE("encode")),
+    ("faeloss-decoder-not-callable", "type", C.fae_loss, lambda: {"decoder": None},
+     TE("decoder")),
+    ("faeloss-encode-not-pair", "type", C.fae_loss, lambda: {"encode": lambda x: x},
+     TE("encode")),
+    ("faeloss-encode-dtype", "dtype", C.fae_loss,
+     lambda: {"encode": lambda x: tuple(o.float() for o in C.linear_encode(x))}, TE("encode")),
+    ("faeloss-encode-batch", "shape", C.fae_loss,
+     lambda: {"encode": lambda x: C.linear_encode(x[:-1])},
+     VE("encode")),
+    ("faeloss-ls2-float", "type", C.fae_loss, lambda: {"log_sigma2": 0.5}, TE("log_sigma2")),
+    ("faeloss-ls2-device", "device", C.fae_loss, lambda: {"log_sigma2": t(device=META)},
+     VE("log_sigma2")),
+    ("faeloss-empty", "empty", C.fae_loss, lambda: {"x": t(0, D)}, VE("x")),
+    ("faeloss-n0", "option", C.fae_loss, lambda: {"n_samples": 0}, VE("n_samples")),
+    ("faeloss-reparam", "option", C.fae_loss, lambda: {"reparam": "yes"}, TE("reparam")),
+    *C.dtype_rows("faeloss", C.fae_loss, "x", (B, D)),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _nf_m(fn):
-    return lambda v: fn(bad_datum(seeded(1, B, D), v), seeded(2, N, B, D), seeded(3))
+    return lambda v: fn(C.bad_datum(seeded(1, B, D), v), seeded(2, N, B, D), seeded(3))
 
 
 def _nf_elbo(v):
-    x_mean = bad_datum(seeded(2, N, B, D), v, 1)
+    x_mean = C.bad_datum(seeded(2, N, B, D), v, 1)
     return O.elbo(seeded(1, B, D), x_mean, seeded(3), seeded(4, B, L), seeded(5, B, L))
 
 
 def _nf_m3(v):
-    psi = bad_datum(seeded(4, N, B, D), v, 1)
+    psi = C.bad_datum(seeded(4, N, B, D), v, 1)
     return O.m3(seeded(1, B, D), seeded(2, N, B, D), seeded(3), psi)
 
 
 def _nf_fae(v):
-    g = bad_datum(seeded(8, N, B, L), v, 1)
+    g = C.bad_datum(seeded(8, N, B, L), v, 1)
     return O.fae(seeded(1, B, D), seeded(2, N, B, L), seeded(3, N, B, D), seeded(4),
                  seeded(5, B, L), seeded(6, B, L), seeded(7, N, B, D), g)
 
 
 def _nf_pfdl(v):
-    x = bad_datum(seeded(1, B, D), v)
-    return O.posterior_fd_loss(x, tanh_decoder, seeded(2, B, L), seeded(3, B, L), seeded(4),
+    x = C.bad_datum(seeded(1, B, D), v)
+    return O.posterior_fd_loss(x, C.tanh_decoder, seeded(2, B, L), seeded(3, B, L), seeded(4),
                                n_samples=2, reparam=True, eps=seeded(5, 2, B, L))
 
 
 def _nf_fae_loss(v):
-    x = bad_datum(seeded(1, B, D), v)
-    return O.fae_loss(x, linear_encode, tanh_decoder, seeded(2), n_samples=2, reparam=True,
+    x = C.bad_datum(seeded(1, B, D), v)
+    return O.fae_loss(x, C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2, reparam=True,
                       eps=seeded(3, 2, B, L))
 
 
@@ -726,15 +694,12 @@ NONFINITE_ROWS = {
     "elbo": _nf_elbo, "m1": _nf_m(O.m1), "m2": _nf_m(O.m2), "m3": _nf_m3, "fae": _nf_fae,
     "fae_loss": _nf_fae_loss, "posterior_fd_loss": _nf_pfdl,
 }
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
 def _l_elbo(lay):
     return O.elbo(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3), lay(seeded(4, B, L)),
                   lay(seeded(5, B, L)))
-
-
-def _l_m(fn):
-    return lambda lay: fn(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3))
 
 
 def _l_m3(lay):
@@ -744,7 +709,7 @@ def _l_m3(lay):
 
 def _l_pfdl(lay):
     torch.manual_seed(11)
-    return O.posterior_fd_loss(lay(seeded(1, B, D)), tanh_decoder, lay(seeded(2, B, L)),
+    return O.posterior_fd_loss(lay(seeded(1, B, D)), C.tanh_decoder, lay(seeded(2, B, L)),
                                lay(seeded(3, B, L)), seeded(4), n_samples=2, reparam=True)
 
 
@@ -756,24 +721,15 @@ def _l_fae(lay):
 
 def _l_fae_loss(lay):
     torch.manual_seed(11)
-    return O.fae_loss(lay(seeded(1, B, D)), linear_encode, tanh_decoder, seeded(2), n_samples=2,
+    return O.fae_loss(lay(seeded(1, B, D)), C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2,
                       reparam=True, eps=lay(seeded(3, 2, B, L)))
 
 
 LAYOUT_ROWS = {
-    "elbo": _l_elbo, "m1": _l_m(O.m1), "m2": _l_m(O.m2), "m3": _l_m3,
-    "posterior_fd_loss": _l_pfdl, "fae": _l_fae, "fae_loss": _l_fae_loss,
+    "elbo": _l_elbo, "m1": C.gaussian_args_layout(O.m1), "m2": C.gaussian_args_layout(O.m2),
+    "m3": _l_m3, "posterior_fd_loss": _l_pfdl, "fae": _l_fae, "fae_loss": _l_fae_loss,
 }
-
-
-def _x_m1(e):
-    xm = seeded(2, B, D).expand(N, B, D)
-    return O.m1(seeded(1, B, D), xm if e else xm.contiguous(), seeded(3))
-
-
-def _x_m2(e):
-    x = seeded(1, 1, D).expand(B, D)
-    return O.m2(x if e else x.contiguous(), seeded(2, N, B, D), seeded(3))
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_m3(e):
@@ -796,23 +752,20 @@ def _x_fae(e):
 
 def _x_fae_loss(e):
     x = seeded(1, 1, D).expand(B, D)
-    return O.fae_loss(x if e else x.contiguous(), linear_encode, tanh_decoder, seeded(2),
+    return O.fae_loss(x if e else x.contiguous(), C.linear_encode, C.tanh_decoder, seeded(2),
                       n_samples=2, reparam=False, eps=seeded(3, 2, B, L))
 
 
 def _x_pfdl(e):
     mu = seeded(2, 1, L).expand(B, L)
     torch.manual_seed(3)
-    return O.posterior_fd_loss(seeded(1, B, D), tanh_decoder, mu if e else mu.contiguous(),
+    return O.posterior_fd_loss(seeded(1, B, D), C.tanh_decoder, mu if e else mu.contiguous(),
                                seeded(3, B, L), seeded(4), n_samples=2, reparam=False)
 
 
 EXPANDED_ROWS = {
-    "m1": _x_m1, "m2": _x_m2, "m3": _x_m3, "elbo": _x_elbo, "fae": _x_fae,
-    "fae_loss": _x_fae_loss, "pfdl": _x_pfdl,
+    "m1": C.gaussian_args_expanded(O.m1, "x_mean"), "m2": C.gaussian_args_expanded(O.m2, "x"),
+    "m3": _x_m3, "elbo": _x_elbo, "fae": _x_fae, "fae_loss": _x_fae_loss, "pfdl": _x_pfdl,
 }
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)

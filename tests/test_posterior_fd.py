@@ -5,38 +5,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    LAYOUTS,
-    META,
-    OK,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    Err,
-    L,
-    N,
-    assert_same_result,
-    bad_datum,
-    call_pfd,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    non_finite_test,
-    raises_test,
-    same,
-    seeded,
-    t,
-)
+from _cases import META, OK, TE, VE, B, L, N, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -206,43 +180,45 @@ def test_zero_for_exact_posterior_with_diagonal_precision():
     assert pfd.abs().max() < 1e-10
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
-    ("pfd-ok", VALID, call_pfd, dict, OK),
-    ("pfd-list", TYPE, call_pfd, lambda: {"z": t(B, L).tolist()}, Err(TE, "z")),
-    ("pfd-ndarray", TYPE, call_pfd, lambda: {"mu": np.zeros((B, L))}, Err(TE, "mu")),
-    ("pfd-int", DTYPE, call_pfd, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
-     Err(TE, "logvar")),
-    ("pfd-dtype-mix", DTYPE, call_pfd, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
-     Err(TE, "grad_loglik_z")),
-    ("pfd-shape", SHAPE, call_pfd, lambda: {"mu": t(B + 1, L)}, Err(VE, "mu")),
-    ("pfd-shape-g", SHAPE, call_pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)},
-     Err(VE, "grad_loglik_z")),
-    ("pfd-rank", SHAPE, call_pfd, lambda: {"logvar": t(1, B, L)}, Err(VE, "logvar")),
-    ("pfd-rank-z", SHAPE, call_pfd, lambda: {"z": t(1, N, B, L)}, Err(VE, "z")),
-    ("pfd-empty", EMPTY, call_pfd, lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L),
-                                     "grad_loglik_z": t(N, 0, L)}, Err(VE, "z")),
-    ("pfd-device", DEVICE, call_pfd, lambda: {"mu": t(B, L, device=META)}, Err(VE, "mu")),
-    ("pfd-int-z", DTYPE, call_pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)},
-     Err(TE, "z")),
-    ("pfd-dtype-mix-mu", DTYPE, call_pfd, lambda: {"mu": t(B, L, dtype=torch.float32)},
-     Err(TE, "mu")),
-    ("pfd-shape-L", SHAPE, call_pfd, lambda: {"z": t(N, B, L + 1)}, Err(VE, "mu")),
-    ("pfd-shape-logvar", SHAPE, call_pfd, lambda: {"logvar": t(B - 1, L)}, Err(VE, "logvar")),
-    ("pfd-shape-gN", SHAPE, call_pfd, lambda: {"grad_loglik_z": t(N - 1, B, L)},
-     Err(VE, "grad_loglik_z")),
-    ("pfd-rank-z1", SHAPE, call_pfd, lambda: {"z": t(L)}, Err(VE, "z")),
-    ("pfd-rank-mu", SHAPE, call_pfd, lambda: {"mu": t(1, B, L)}, Err(VE, "mu")),
-    *dtype_rows("pfd", call_pfd, "z", (N, B, L)),
+    ("pfd-ok", "valid", C.pfd, dict, OK),
+    ("pfd-list", "type", C.pfd, lambda: {"z": t(B, L).tolist()}, TE("z")),
+    ("pfd-ndarray", "type", C.pfd, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
+    ("pfd-int", "dtype", C.pfd, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+     TE("logvar")),
+    ("pfd-dtype-mix", "dtype", C.pfd, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+     TE("grad_loglik_z")),
+    ("pfd-shape", "shape", C.pfd, lambda: {"mu": t(B + 1, L)}, VE("mu")),
+    ("pfd-shape-g", "shape", C.pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)},
+     VE("grad_loglik_z")),
+    ("pfd-rank", "shape", C.pfd, lambda: {"logvar": t(1, B, L)}, VE("logvar")),
+    ("pfd-rank-z", "shape", C.pfd, lambda: {"z": t(1, N, B, L)}, VE("z")),
+    ("pfd-empty", "empty", C.pfd, lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L),
+                                           "grad_loglik_z": t(N, 0, L)}, VE("z")),
+    ("pfd-device", "device", C.pfd, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
+    ("pfd-int-z", "dtype", C.pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)},
+     TE("z")),
+    ("pfd-dtype-mix-mu", "dtype", C.pfd, lambda: {"mu": t(B, L, dtype=torch.float32)},
+     TE("mu")),
+    ("pfd-shape-L", "shape", C.pfd, lambda: {"z": t(N, B, L + 1)}, VE("mu")),
+    ("pfd-shape-logvar", "shape", C.pfd, lambda: {"logvar": t(B - 1, L)}, VE("logvar")),
+    ("pfd-shape-gN", "shape", C.pfd, lambda: {"grad_loglik_z": t(N - 1, B, L)},
+     VE("grad_loglik_z")),
+    ("pfd-rank-z1", "shape", C.pfd, lambda: {"z": t(L)}, VE("z")),
+    ("pfd-rank-mu", "shape", C.pfd, lambda: {"mu": t(1, B, L)}, VE("mu")),
+    *C.dtype_rows("pfd", C.pfd, "z", (N, B, L)),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _nf_pfd(v):
-    z = bad_datum(seeded(1, N, B, L), v, 1)
+    z = C.bad_datum(seeded(1, N, B, L), v, 1)
     return vsm.posterior_fd(z, seeded(2, B, L), seeded(3, B, L), seeded(4, N, B, L)).T  # (B, N)
 
 
 NONFINITE_ROWS = {"posterior_fd": _nf_pfd}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
 def _l_pfd(lay):
@@ -256,6 +232,7 @@ def _l_pfd2(lay):
 
 
 LAYOUT_ROWS = {"posterior_fd": _l_pfd, "posterior_fd-2d": _l_pfd2}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_pfd(e):
@@ -271,20 +248,8 @@ def _x_pfd_z(e):
 
 
 EXPANDED_ROWS = {"pfd": _x_pfd, "pfd_z": _x_pfd_z}
-
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
 
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_non_contiguous_gradients(layout):
-    """Backward through the kernels with non-contiguous leaves equals the contiguous one."""
-
-    def grads(lay):
-        shapes = ((N, B, L), (B, L), (B, L), (N, B, L))
-        args = [lay(seeded(i, *s)).requires_grad_(True) for i, s in enumerate(shapes)]
-        return torch.autograd.grad(vsm.posterior_fd(*args).sum(), args)
-
-    assert_same_result(grads(LAYOUTS[layout]), grads(same))
+# Backward through the kernels with non-contiguous leaves equals the contiguous one.
+test_non_contiguous_gradients = C.layout_gradients_test(vsm.posterior_fd, ((N, B, L), (B, L), (B, L), (N, B, L)))

@@ -7,42 +7,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    META,
-    NAN,
-    NONFINITE,
-    OK,
-    OPTION,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    B,
-    D,
-    Err,
-    bad_datum,
-    call_dsm,
-    call_exact,
-    call_lang,
-    call_mdsm,
-    call_sliced,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    noise_score,
-    non_finite_test,
-    raises_test,
-    seeded,
-    t,
-)
+from _cases import META, NAN, OK, TE, VE, B, D, seeded, t
 from torch import nn
 from vsm import score as S
 
@@ -225,146 +195,148 @@ def test_annealed_langevin_on_gaussian_score_reaches_target_and_is_reproducible(
     assert abs(z.var().item() - (4 * 0.01 + 0.01)) < 0.004
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
     # ---------------------------------------------------------------- exact_sm
-    ("exact-ok", VALID, call_exact, dict, OK),
-    ("exact-list", TYPE, call_exact, lambda: {"x": t(B, D).tolist()}, Err(TE, "x")),
-    ("exact-int", DTYPE, call_exact, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
-     Err(TE, "x")),
-    ("exact-dtype-mix", DTYPE, call_exact, lambda: {"score_fn": lambda x: x.float()},
-     Err(TE, "score_fn")),
-    ("exact-shape", SHAPE, call_exact, lambda: {"score_fn": lambda x: x[:, :-1]},
-     Err(VE, "score_fn")),
-    ("exact-rank", SHAPE, call_exact, lambda: {"x": t(D)}, Err(VE, "x")),
-    ("exact-empty", EMPTY, call_exact, lambda: {"x": t(0, D)}, Err(VE, "x")),
-    ("exact-device", DEVICE, call_exact,
-     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
-    ("exact-not-tensor", TYPE, call_exact, lambda: {"score_fn": lambda x: x.tolist()},
-     Err(TE, "score_fn")),
-    ("exact-not-callable", TYPE, call_exact, lambda: {"score_fn": None}, Err(TE, "score_fn")),
-    *dtype_rows("exact", call_exact, "x", (B, D)),
+    ("exact-ok", "valid", C.exact, dict, OK),
+    ("exact-list", "type", C.exact, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("exact-int", "dtype", C.exact, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("exact-dtype-mix", "dtype", C.exact, lambda: {"score_fn": lambda x: x.float()},
+     TE("score_fn")),
+    ("exact-shape", "shape", C.exact, lambda: {"score_fn": lambda x: x[:, :-1]},
+     VE("score_fn")),
+    ("exact-rank", "shape", C.exact, lambda: {"x": t(D)}, VE("x")),
+    ("exact-empty", "empty", C.exact, lambda: {"x": t(0, D)}, VE("x")),
+    ("exact-device", "device", C.exact,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("exact-not-tensor", "type", C.exact, lambda: {"score_fn": lambda x: x.tolist()},
+     TE("score_fn")),
+    ("exact-not-callable", "type", C.exact, lambda: {"score_fn": None}, TE("score_fn")),
+    *C.dtype_rows("exact", C.exact, "x", (B, D)),
     # ---------------------------------------------------------------- sliced_sm
-    ("sliced-ok", VALID, call_sliced, dict, OK),
-    ("sliced-ndarray", TYPE, call_sliced, lambda: {"x": np.zeros((B, D))}, Err(TE, "x")),
-    ("sliced-int", DTYPE, call_sliced, lambda: {"x": torch.zeros(B, D, dtype=torch.int8)},
-     Err(TE, "x")),
-    ("sliced-dtype-mix", DTYPE, call_sliced, lambda: {"score_fn": lambda x: x.float()},
-     Err(TE, "score_fn")),
-    ("sliced-shape", SHAPE, call_sliced, lambda: {"score_fn": lambda x: x.sum(-1)},
-     Err(VE, "score_fn")),
-    ("sliced-rank", SHAPE, call_sliced, lambda: {"x": t(B, D, 2)}, Err(VE, "x")),
-    ("sliced-empty", EMPTY, call_sliced, lambda: {"x": t(0, D)}, Err(VE, "x")),
-    ("sliced-probes0", OPTION, call_sliced, lambda: {"n_probes": 0}, Err(VE, "n_probes")),
-    ("sliced-probes-neg", OPTION, call_sliced, lambda: {"n_probes": -1}, Err(VE, "n_probes")),
-    ("sliced-dist", OPTION, call_sliced, lambda: {"dist": "normal"}, Err(VE, "dist")),
-    ("sliced-dist-type", OPTION, call_sliced, lambda: {"dist": 1}, Err(VE, "dist")),
-    ("sliced-vr", OPTION, call_sliced, lambda: {"variance_reduced": 1},
-     Err(TE, "variance_reduced")),
-    ("sliced-not-callable", TYPE, call_sliced, lambda: {"score_fn": "s"}, Err(TE, "score_fn")),
-    ("sliced-not-tensor", TYPE, call_sliced, lambda: {"score_fn": lambda x: x.tolist()},
-     Err(TE, "score_fn")),
-    ("sliced-device", DEVICE, call_sliced,
-     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
-    ("sliced-probes-float", OPTION, call_sliced, lambda: {"n_probes": 1.0}, Err(TE, "n_probes")),
-    ("sliced-seed-neg", OPTION, call_sliced, lambda: {"seed": -1}, Err(VE, "seed")),
-    ("sliced-seed-float", OPTION, call_sliced, lambda: {"seed": 0.5}, Err(TE, "seed")),
-    *dtype_rows("sliced", call_sliced, "x", (B, D)),
+    ("sliced-ok", "valid", C.sliced, dict, OK),
+    ("sliced-ndarray", "type", C.sliced, lambda: {"x": np.zeros((B, D))}, TE("x")),
+    ("sliced-int", "dtype", C.sliced, lambda: {"x": torch.zeros(B, D, dtype=torch.int8)},
+     TE("x")),
+    ("sliced-dtype-mix", "dtype", C.sliced, lambda: {"score_fn": lambda x: x.float()},
+     TE("score_fn")),
+    ("sliced-shape", "shape", C.sliced, lambda: {"score_fn": lambda x: x.sum(-1)},
+     VE("score_fn")),
+    ("sliced-rank", "shape", C.sliced, lambda: {"x": t(B, D, 2)}, VE("x")),
+    ("sliced-empty", "empty", C.sliced, lambda: {"x": t(0, D)}, VE("x")),
+    ("sliced-probes0", "option", C.sliced, lambda: {"n_probes": 0}, VE("n_probes")),
+    ("sliced-probes-neg", "option", C.sliced, lambda: {"n_probes": -1}, VE("n_probes")),
+    ("sliced-dist", "option", C.sliced, lambda: {"dist": "normal"}, VE("dist")),
+    ("sliced-dist-type", "option", C.sliced, lambda: {"dist": 1}, VE("dist")),
+    ("sliced-vr", "option", C.sliced, lambda: {"variance_reduced": 1},
+     TE("variance_reduced")),
+    ("sliced-not-callable", "type", C.sliced, lambda: {"score_fn": "s"}, TE("score_fn")),
+    ("sliced-not-tensor", "type", C.sliced, lambda: {"score_fn": lambda x: x.tolist()},
+     TE("score_fn")),
+    ("sliced-device", "device", C.sliced,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("sliced-probes-float", "option", C.sliced, lambda: {"n_probes": 1.0}, TE("n_probes")),
+    ("sliced-seed-neg", "option", C.sliced, lambda: {"seed": -1}, VE("seed")),
+    ("sliced-seed-float", "option", C.sliced, lambda: {"seed": 0.5}, TE("seed")),
+    *C.dtype_rows("sliced", C.sliced, "x", (B, D)),
     # ---------------------------------------------------------------- dsm
-    ("dsm-ok", VALID, call_dsm, dict, OK),
-    ("dsm-list", TYPE, call_dsm, lambda: {"x": [[0.0] * D] * B}, Err(TE, "x")),
-    ("dsm-int", DTYPE, call_dsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, Err(TE, "x")),
-    ("dsm-dtype-mix", DTYPE, call_dsm, lambda: {"score_fn": lambda x: x.float()},
-     Err(TE, "score_fn")),
-    ("dsm-shape", SHAPE, call_dsm, lambda: {"score_fn": lambda x: x.T}, Err(VE, "score_fn")),
-    ("dsm-rank", SHAPE, call_dsm, lambda: {"x": t(B)}, Err(VE, "x")),
-    ("dsm-empty", EMPTY, call_dsm, lambda: {"x": t(0, D)}, Err(VE, "x")),
-    ("dsm-sigma-nan", NONFINITE, call_dsm, lambda: {"sigma": NAN}, Err(VE, "sigma")),
-    ("dsm-sigma-zero", OPTION, call_dsm, lambda: {"sigma": 0.0}, Err(VE, "sigma")),
-    ("dsm-sigma-neg", OPTION, call_dsm, lambda: {"sigma": -0.1}, Err(VE, "sigma")),
-    ("dsm-sigma-inf", NONFINITE, call_dsm, lambda: {"sigma": math.inf}, Err(VE, "sigma")),
-    ("dsm-sigma-str", OPTION, call_dsm, lambda: {"sigma": "0.5"}, Err(TE, "sigma")),
-    ("dsm-sigma-vec", OPTION, call_dsm, lambda: {"sigma": torch.ones(2)}, Err(VE, "sigma")),
-    ("dsm-seed", OPTION, call_dsm, lambda: {"seed": -2}, Err(VE, "seed")),
-    ("dsm-sigma-bool", OPTION, call_dsm, lambda: {"sigma": True}, Err(TE, "sigma")),
-    ("dsm-not-callable", TYPE, call_dsm, lambda: {"score_fn": 1.0}, Err(TE, "score_fn")),
-    ("dsm-not-tensor", TYPE, call_dsm, lambda: {"score_fn": lambda x: x.tolist()},
-     Err(TE, "score_fn")),
-    ("dsm-device", DEVICE, call_dsm, lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
-     Err(VE, "score_fn")),
-    ("dsm-sigma-meta", DEVICE, call_dsm, lambda: {"sigma": torch.tensor(0.5, device=META)},
-     Err(VE, "sigma")),
-    ("dsm-seed-big", OPTION, call_dsm, lambda: {"seed": 2**64}, Err(VE, "seed")),
-    ("dsm-seed-float", OPTION, call_dsm, lambda: {"seed": 1.0}, Err(TE, "seed")),
-    *dtype_rows("dsm", call_dsm, "x", (B, D)),
+    ("dsm-ok", "valid", C.dsm, dict, OK),
+    ("dsm-list", "type", C.dsm, lambda: {"x": [[0.0] * D] * B}, TE("x")),
+    ("dsm-int", "dtype", C.dsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
+    ("dsm-dtype-mix", "dtype", C.dsm, lambda: {"score_fn": lambda x: x.float()},
+     TE("score_fn")),
+    ("dsm-shape", "shape", C.dsm, lambda: {"score_fn": lambda x: x.T}, VE("score_fn")),
+    ("dsm-rank", "shape", C.dsm, lambda: {"x": t(B)}, VE("x")),
+    ("dsm-empty", "empty", C.dsm, lambda: {"x": t(0, D)}, VE("x")),
+    ("dsm-sigma-nan", "non-finite", C.dsm, lambda: {"sigma": NAN}, VE("sigma")),
+    ("dsm-sigma-zero", "option", C.dsm, lambda: {"sigma": 0.0}, VE("sigma")),
+    ("dsm-sigma-neg", "option", C.dsm, lambda: {"sigma": -0.1}, VE("sigma")),
+    ("dsm-sigma-inf", "non-finite", C.dsm, lambda: {"sigma": math.inf}, VE("sigma")),
+    ("dsm-sigma-str", "option", C.dsm, lambda: {"sigma": "0.5"}, TE("sigma")),
+    ("dsm-sigma-vec", "option", C.dsm, lambda: {"sigma": torch.ones(2)}, VE("sigma")),
+    ("dsm-seed", "option", C.dsm, lambda: {"seed": -2}, VE("seed")),
+    ("dsm-sigma-bool", "option", C.dsm, lambda: {"sigma": True}, TE("sigma")),
+    ("dsm-not-callable", "type", C.dsm, lambda: {"score_fn": 1.0}, TE("score_fn")),
+    ("dsm-not-tensor", "type", C.dsm, lambda: {"score_fn": lambda x: x.tolist()},
+     TE("score_fn")),
+    ("dsm-device", "device", C.dsm,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
+     VE("score_fn")),
+    ("dsm-sigma-meta", "device", C.dsm, lambda: {"sigma": torch.tensor(0.5, device=META)},
+     VE("sigma")),
+    ("dsm-seed-big", "option", C.dsm, lambda: {"seed": 2**64}, VE("seed")),
+    ("dsm-seed-float", "option", C.dsm, lambda: {"seed": 1.0}, TE("seed")),
+    *C.dtype_rows("dsm", C.dsm, "x", (B, D)),
     # ---------------------------------------------------------------- multiscale_dsm
-    ("mdsm-ok", VALID, call_mdsm, dict, OK),
-    ("mdsm-ndarray", TYPE, call_mdsm, lambda: {"x": np.zeros((B, D))}, Err(TE, "x")),
-    ("mdsm-int", DTYPE, call_mdsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
-     Err(TE, "x")),
-    ("mdsm-dtype-mix", DTYPE, call_mdsm, lambda: {"score_fn": lambda x, s: x.float()},
-     Err(TE, "score_fn")),
-    ("mdsm-shape", SHAPE, call_mdsm, lambda: {"score_fn": lambda x, s: x[:1]}, Err(VE, "score_fn")),
-    ("mdsm-rank", SHAPE, call_mdsm, lambda: {"x": t(1, B, D)}, Err(VE, "x")),
-    ("mdsm-empty", EMPTY, call_mdsm, lambda: {"x": t(0, D)}, Err(VE, "x")),
-    ("mdsm-sigmas-empty", EMPTY, call_mdsm, lambda: {"sigmas": []}, Err(VE, "sigmas")),
-    ("mdsm-sigmas-nan", NONFINITE, call_mdsm, lambda: {"sigmas": [1.0, NAN]}, Err(VE, "sigmas")),
-    ("mdsm-sigmas-neg", OPTION, call_mdsm, lambda: {"sigmas": [1.0, -0.5]}, Err(VE, "sigmas")),
-    ("mdsm-sigmas-type", OPTION, call_mdsm, lambda: {"sigmas": 0.5}, Err(TE, "sigmas")),
-    ("mdsm-sigmas-rank", SHAPE, call_mdsm, lambda: {"sigmas": torch.ones(2, 2)}, Err(VE, "sigmas")),
-    ("mdsm-sigmas-str", OPTION, call_mdsm, lambda: {"sigmas": "abc"}, Err(TE, "sigmas")),
-    ("mdsm-not-callable", TYPE, call_mdsm, lambda: {"score_fn": 0}, Err(TE, "score_fn")),
-    ("mdsm-not-tensor", TYPE, call_mdsm, lambda: {"score_fn": lambda x, s: None},
-     Err(TE, "score_fn")),
-    ("mdsm-device", DEVICE, call_mdsm,
-     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
-    ("mdsm-sigmas-meta", DEVICE, call_mdsm, lambda: {"sigmas": torch.ones(2, device=META)},
-     Err(VE, "sigmas")),
-    ("mdsm-sigmas-inf", NONFINITE, call_mdsm, lambda: {"sigmas": [math.inf, 1.0]},
-     Err(VE, "sigmas")),
-    ("mdsm-sigmas-zero", OPTION, call_mdsm, lambda: {"sigmas": [1.0, 0.0]}, Err(VE, "sigmas")),
-    ("mdsm-seed-neg", OPTION, call_mdsm, lambda: {"seed": -1}, Err(VE, "seed")),
-    *dtype_rows("mdsm", call_mdsm, "x", (B, D)),
+    ("mdsm-ok", "valid", C.mdsm, dict, OK),
+    ("mdsm-ndarray", "type", C.mdsm, lambda: {"x": np.zeros((B, D))}, TE("x")),
+    ("mdsm-int", "dtype", C.mdsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("mdsm-dtype-mix", "dtype", C.mdsm, lambda: {"score_fn": lambda x, s: x.float()},
+     TE("score_fn")),
+    ("mdsm-shape", "shape", C.mdsm, lambda: {"score_fn": lambda x, s: x[:1]}, VE("score_fn")),
+    ("mdsm-rank", "shape", C.mdsm, lambda: {"x": t(1, B, D)}, VE("x")),
+    ("mdsm-empty", "empty", C.mdsm, lambda: {"x": t(0, D)}, VE("x")),
+    ("mdsm-sigmas-empty", "empty", C.mdsm, lambda: {"sigmas": []}, VE("sigmas")),
+    ("mdsm-sigmas-nan", "non-finite", C.mdsm, lambda: {"sigmas": [1.0, NAN]}, VE("sigmas")),
+    ("mdsm-sigmas-neg", "option", C.mdsm, lambda: {"sigmas": [1.0, -0.5]}, VE("sigmas")),
+    ("mdsm-sigmas-type", "option", C.mdsm, lambda: {"sigmas": 0.5}, TE("sigmas")),
+    ("mdsm-sigmas-rank", "shape", C.mdsm, lambda: {"sigmas": torch.ones(2, 2)}, VE("sigmas")),
+    ("mdsm-sigmas-str", "option", C.mdsm, lambda: {"sigmas": "abc"}, TE("sigmas")),
+    ("mdsm-not-callable", "type", C.mdsm, lambda: {"score_fn": 0}, TE("score_fn")),
+    ("mdsm-not-tensor", "type", C.mdsm, lambda: {"score_fn": lambda x, s: None},
+     TE("score_fn")),
+    ("mdsm-device", "device", C.mdsm,
+     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("mdsm-sigmas-meta", "device", C.mdsm, lambda: {"sigmas": torch.ones(2, device=META)},
+     VE("sigmas")),
+    ("mdsm-sigmas-inf", "non-finite", C.mdsm, lambda: {"sigmas": [math.inf, 1.0]},
+     VE("sigmas")),
+    ("mdsm-sigmas-zero", "option", C.mdsm, lambda: {"sigmas": [1.0, 0.0]}, VE("sigmas")),
+    ("mdsm-seed-neg", "option", C.mdsm, lambda: {"seed": -1}, VE("seed")),
+    *C.dtype_rows("mdsm", C.mdsm, "x", (B, D)),
     # ---------------------------------------------------------------- annealed_langevin
-    ("lang-ok", VALID, call_lang, dict, OK),
-    ("lang-list", TYPE, call_lang, lambda: {"x0": [[0.0] * D]}, Err(TE, "x0")),
-    ("lang-int", DTYPE, call_lang, lambda: {"x0": torch.zeros(B, D, dtype=torch.int64)},
-     Err(TE, "x0")),
-    ("lang-rank", SHAPE, call_lang, lambda: {"x0": t(D)}, Err(VE, "x0")),
-    ("lang-empty", EMPTY, call_lang, lambda: {"x0": t(0, D)}, Err(VE, "x0")),
-    ("lang-sigmas-nan", NONFINITE, call_lang, lambda: {"sigmas": [NAN]}, Err(VE, "sigmas")),
-    ("lang-sigmas-increasing", OPTION, call_lang, lambda: {"sigmas": [0.5, 1.0]},
-     Err(VE, "sigmas")),
-    ("lang-steps0", OPTION, call_lang, lambda: {"n_steps": 0}, Err(VE, "n_steps")),
-    ("lang-steps-float", OPTION, call_lang, lambda: {"n_steps": 2.5}, Err(TE, "n_steps")),
-    ("lang-step-size", OPTION, call_lang, lambda: {"step_size": -1.0}, Err(VE, "step_size")),
-    ("lang-step-size-nan", NONFINITE, call_lang, lambda: {"step_size": NAN}, Err(VE, "step_size")),
-    ("lang-dtype-mix", DTYPE, call_lang, lambda: {"score_fn": lambda x, s: x.float()},
-     Err(TE, "score_fn")),
-    ("lang-shape", SHAPE, call_lang, lambda: {"score_fn": lambda x, s: x[:1]}, Err(VE, "score_fn")),
-    ("lang-not-callable", TYPE, call_lang, lambda: {"score_fn": None}, Err(TE, "score_fn")),
-    ("lang-not-tensor", TYPE, call_lang, lambda: {"score_fn": lambda x, s: x.tolist()},
-     Err(TE, "score_fn")),
-    ("lang-ndarray", TYPE, call_lang, lambda: {"x0": np.zeros((B, D))}, Err(TE, "x0")),
-    ("lang-device", DEVICE, call_lang,
-     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, Err(VE, "score_fn")),
-    ("lang-sigmas-empty", EMPTY, call_lang, lambda: {"sigmas": []}, Err(VE, "sigmas")),
-    ("lang-sigmas-type", OPTION, call_lang, lambda: {"sigmas": 1.0}, Err(TE, "sigmas")),
-    ("lang-sigmas-neg", OPTION, call_lang, lambda: {"sigmas": [1.0, -1.0]}, Err(VE, "sigmas")),
-    ("lang-steps-neg", OPTION, call_lang, lambda: {"n_steps": -1}, Err(VE, "n_steps")),
-    ("lang-steps-bool", OPTION, call_lang, lambda: {"n_steps": True}, Err(TE, "n_steps")),
-    ("lang-step-size-zero", OPTION, call_lang, lambda: {"step_size": 0.0}, Err(VE, "step_size")),
-    ("lang-step-size-inf", NONFINITE, call_lang, lambda: {"step_size": math.inf},
-     Err(VE, "step_size")),
-    ("lang-step-size-str", OPTION, call_lang, lambda: {"step_size": "0.1"}, Err(TE, "step_size")),
-    ("lang-seed-str", OPTION, call_lang, lambda: {"seed": "0"}, Err(TE, "seed")),
-    *dtype_rows("lang", call_lang, "x0", (B, D)),
+    ("lang-ok", "valid", C.lang, dict, OK),
+    ("lang-list", "type", C.lang, lambda: {"x0": [[0.0] * D]}, TE("x0")),
+    ("lang-int", "dtype", C.lang, lambda: {"x0": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x0")),
+    ("lang-rank", "shape", C.lang, lambda: {"x0": t(D)}, VE("x0")),
+    ("lang-empty", "empty", C.lang, lambda: {"x0": t(0, D)}, VE("x0")),
+    ("lang-sigmas-nan", "non-finite", C.lang, lambda: {"sigmas": [NAN]}, VE("sigmas")),
+    ("lang-sigmas-increasing", "option", C.lang, lambda: {"sigmas": [0.5, 1.0]},
+     VE("sigmas")),
+    ("lang-steps0", "option", C.lang, lambda: {"n_steps": 0}, VE("n_steps")),
+    ("lang-steps-float", "option", C.lang, lambda: {"n_steps": 2.5}, TE("n_steps")),
+    ("lang-step-size", "option", C.lang, lambda: {"step_size": -1.0}, VE("step_size")),
+    ("lang-step-size-nan", "non-finite", C.lang, lambda: {"step_size": NAN}, VE("step_size")),
+    ("lang-dtype-mix", "dtype", C.lang, lambda: {"score_fn": lambda x, s: x.float()},
+     TE("score_fn")),
+    ("lang-shape", "shape", C.lang, lambda: {"score_fn": lambda x, s: x[:1]}, VE("score_fn")),
+    ("lang-not-callable", "type", C.lang, lambda: {"score_fn": None}, TE("score_fn")),
+    ("lang-not-tensor", "type", C.lang, lambda: {"score_fn": lambda x, s: x.tolist()},
+     TE("score_fn")),
+    ("lang-ndarray", "type", C.lang, lambda: {"x0": np.zeros((B, D))}, TE("x0")),
+    ("lang-device", "device", C.lang,
+     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("lang-sigmas-empty", "empty", C.lang, lambda: {"sigmas": []}, VE("sigmas")),
+    ("lang-sigmas-type", "option", C.lang, lambda: {"sigmas": 1.0}, TE("sigmas")),
+    ("lang-sigmas-neg", "option", C.lang, lambda: {"sigmas": [1.0, -1.0]}, VE("sigmas")),
+    ("lang-steps-neg", "option", C.lang, lambda: {"n_steps": -1}, VE("n_steps")),
+    ("lang-steps-bool", "option", C.lang, lambda: {"n_steps": True}, TE("n_steps")),
+    ("lang-step-size-zero", "option", C.lang, lambda: {"step_size": 0.0}, VE("step_size")),
+    ("lang-step-size-inf", "non-finite", C.lang, lambda: {"step_size": math.inf},
+     VE("step_size")),
+    ("lang-step-size-str", "option", C.lang, lambda: {"step_size": "0.1"}, TE("step_size")),
+    ("lang-seed-str", "option", C.lang, lambda: {"seed": "0"}, TE("seed")),
+    *C.dtype_rows("lang", C.lang, "x0", (B, D)),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _nf_score(f):
     def row(v):
-        x = bad_datum(seeded(1, B, D), v)
+        x = C.bad_datum(seeded(1, B, D), v)
         return f(lambda u: torch.tanh(u) - u, x)
 
     return row
@@ -379,6 +351,7 @@ NONFINITE_ROWS = {
     "annealed_langevin": _nf_score(lambda f, x: S.annealed_langevin(
         lambda u, s: f(u), x, [1.0, 0.5], n_steps=2, step_size=0.01, seed=0)),
 }
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
 def _l_exact(lay):
@@ -395,11 +368,11 @@ def _l_dsm(lay):
 
 
 def _l_mdsm(lay):
-    return S.multiscale_dsm(noise_score, lay(seeded(1, B, D)), [1.0, 0.3], seed=5)
+    return S.multiscale_dsm(C.noise_score, lay(seeded(1, B, D)), [1.0, 0.3], seed=5)
 
 
 def _l_lang(lay):
-    return S.annealed_langevin(noise_score, lay(seeded(1, B, D)), [1.0, 0.3], n_steps=2,
+    return S.annealed_langevin(C.noise_score, lay(seeded(1, B, D)), [1.0, 0.3], n_steps=2,
                                step_size=0.01, seed=5)
 
 
@@ -407,6 +380,7 @@ LAYOUT_ROWS = {
     "exact_sm": _l_exact, "sliced_sm": _l_sliced, "dsm": _l_dsm, "multiscale_dsm": _l_mdsm,
     "annealed_langevin": _l_lang,
 }
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_exact(e):
@@ -426,20 +400,17 @@ def _x_dsm(e):
 
 def _x_mdsm(e):
     x = seeded(1, B, 1).expand(B, D)
-    return S.multiscale_dsm(noise_score, x if e else x.contiguous(), [1.0, 0.5], seed=2)
+    return S.multiscale_dsm(C.noise_score, x if e else x.contiguous(), [1.0, 0.5], seed=2)
 
 
 def _x_lang(e):
     x = seeded(1, 1, D).expand(B, D)
-    return S.annealed_langevin(noise_score, x if e else x.contiguous(), [1.0, 0.5], n_steps=2,
+    return S.annealed_langevin(C.noise_score, x if e else x.contiguous(), [1.0, 0.5], n_steps=2,
                                step_size=0.01, seed=2)
 
 
 EXPANDED_ROWS = {
     "exact": _x_exact, "sliced": _x_sliced, "dsm": _x_dsm, "mdsm": _x_mdsm, "lang": _x_lang,
 }
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_finite_datum_stays_in_its_row = non_finite_test(NONFINITE_ROWS)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)

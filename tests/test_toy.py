@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
-from _inputs import (
-    AX,
-    DEVICE,
-    DTYPE,
-    EMPTY,
-    META,
-    NAN,
-    NONFINITE,
-    OK,
-    OPTION,
-    SHAPE,
-    TE,
-    TYPE,
-    VALID,
-    VE,
-    Err,
-    call_div,
-    call_grid,
-    call_toy,
-    dtype_rows,
-    expanded_test,
-    layout_test,
-    raises_test,
-    seeded,
-    small_posterior,
-    spd,
-)
+from _cases import META, NAN, OK, TE, VE, seeded
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import _core, toy
@@ -213,159 +188,160 @@ def test_grid_posterior_matches_twin(bshape, n1, n2, seed):
     np.testing.assert_allclose(post.fd_from(qm, qc).reshape(-1), fd_t, rtol=1e-9, atol=1e-10)
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
-# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_inputs.py.
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
     # ---------------------------------------------------------------- toy.posterior
-    ("toy-ok", VALID, call_toy, dict, OK),
-    ("toy-model", OPTION, call_toy, lambda: {"model": "nope"}, Err(VE, "model")),
-    ("toy-x-str", DTYPE, call_toy, lambda: {"x": np.array(["a"])}, Err(TE, "x")),
-    ("toy-x-nan", NONFINITE, call_toy, lambda: {"x": np.array([NAN])}, Err(VE, "x")),
-    ("toy-x-empty", EMPTY, call_toy, lambda: {"x": np.zeros(0)}, Err(VE, "x")),
-    ("toy-x-shape", SHAPE, call_toy,
-     lambda: {"model": "linear", "W": np.ones((2, 1)), "x": np.zeros((3, 3))}, Err(VE, "x")),
-    ("toy-n-small", OPTION, call_toy, lambda: {"n": 2}, Err(VE, "n")),
-    ("toy-n-float", OPTION, call_toy, lambda: {"n": 20.0}, Err(TE, "n")),
-    ("toy-lohi", OPTION, call_toy, lambda: {"lo": 1.0, "hi": -1.0}, Err(VE, "lo")),
-    ("toy-lo-nan", NONFINITE, call_toy, lambda: {"lo": NAN}, Err(VE, "lo")),
-    ("toy-sigma-neg", OPTION, call_toy, lambda: {"sigma": -1.0}, Err(VE, "sigma")),
-    ("toy-sigma-nan", NONFINITE, call_toy, lambda: {"sigma": NAN}, Err(VE, "sigma")),
-    ("toy-param", OPTION, call_toy, lambda: {"gamma": 1.0}, Err(VE, "gamma")),
-    ("toy-sigma-str", OPTION, call_toy, lambda: {"sigma": "a"}, Err(TE, "sigma")),
-    ("toy-alpha-nan", NONFINITE, call_toy, lambda: {"model": "soft", "alpha": NAN},
-     Err(VE, "alpha")),
-    ("toy-x-meta", DEVICE, call_toy, lambda: {"x": torch.zeros(2, device=META)}, Err(VE, "x")),
-    ("toy-b-len", SHAPE, call_toy,
+    ("toy-ok", "valid", C.toy, dict, OK),
+    ("toy-model", "option", C.toy, lambda: {"model": "nope"}, VE("model")),
+    ("toy-x-str", "dtype", C.toy, lambda: {"x": np.array(["a"])}, TE("x")),
+    ("toy-x-nan", "non-finite", C.toy, lambda: {"x": np.array([NAN])}, VE("x")),
+    ("toy-x-empty", "empty", C.toy, lambda: {"x": np.zeros(0)}, VE("x")),
+    ("toy-x-shape", "shape", C.toy,
+     lambda: {"model": "linear", "W": np.ones((2, 1)), "x": np.zeros((3, 3))}, VE("x")),
+    ("toy-n-small", "option", C.toy, lambda: {"n": 2}, VE("n")),
+    ("toy-n-float", "option", C.toy, lambda: {"n": 20.0}, TE("n")),
+    ("toy-lohi", "option", C.toy, lambda: {"lo": 1.0, "hi": -1.0}, VE("lo")),
+    ("toy-lo-nan", "non-finite", C.toy, lambda: {"lo": NAN}, VE("lo")),
+    ("toy-sigma-neg", "option", C.toy, lambda: {"sigma": -1.0}, VE("sigma")),
+    ("toy-sigma-nan", "non-finite", C.toy, lambda: {"sigma": NAN}, VE("sigma")),
+    ("toy-param", "option", C.toy, lambda: {"gamma": 1.0}, VE("gamma")),
+    ("toy-sigma-str", "option", C.toy, lambda: {"sigma": "a"}, TE("sigma")),
+    ("toy-alpha-nan", "non-finite", C.toy, lambda: {"model": "soft", "alpha": NAN},
+     VE("alpha")),
+    ("toy-x-meta", "device", C.toy, lambda: {"x": torch.zeros(2, device=META)}, VE("x")),
+    ("toy-b-len", "shape", C.toy,
      lambda: {"model": "linear", "W": np.ones((2, 1)), "b": np.ones(3), "x": np.zeros((3, 2))},
-     Err(VE, "b")),
-    ("toy-W-nan", NONFINITE, call_toy, lambda: {"model": "linear", "W": np.full((1, 1), NAN)},
-     Err(VE, "W")),
-    ("toy-W-empty", EMPTY, call_toy,
-     lambda: {"model": "linear", "W": np.ones((0, 1)), "x": np.zeros(1)}, Err(VE, "W")),
-    ("toy-b-nan", NONFINITE, call_toy, lambda: {"model": "linear", "b": np.array([NAN])},
-     Err(VE, "b")),
-    ("toy-x-complex", DTYPE, call_toy, lambda: {"x": np.zeros(2, complex)}, Err(TE, "x")),
-    ("toy-x-f16", DTYPE, call_toy, lambda: {"x": np.zeros(2, np.float16)}, Err(TE, "x")),
-    ("toy-x-list", TYPE, call_toy, lambda: {"x": [object()]}, Err(TE, "x")),
-    ("toy-lo-str", OPTION, call_toy, lambda: {"lo": "a"}, Err(TE, "lo")),
-    ("toy-hi-none", OPTION, call_toy, lambda: {"hi": None}, Err(TE, "hi")),
-    ("toy-hi-inf", NONFINITE, call_toy, lambda: {"hi": math.inf}, Err(VE, "lo")),
-    ("toy-n-huge", OPTION, call_toy, lambda: {"n": 10**6}, Err(VE, "n")),
-    ("toy-n-bool", OPTION, call_toy, lambda: {"n": True}, Err(TE, "n")),
-    ("toy-alpha-bool", OPTION, call_toy, lambda: {"model": "soft", "alpha": True},
-     Err(TE, "alpha")),
-    ("toy-alpha-neg", OPTION, call_toy, lambda: {"model": "soft", "alpha": -1.0}, Err(VE, "alpha")),
-    ("toy-sigma-zero", OPTION, call_toy, lambda: {"sigma": 0.0}, Err(VE, "sigma")),
-    ("toy-W-rank", SHAPE, call_toy,
-     lambda: {"model": "linear", "W": np.ones((1, 1, 1)), "x": np.zeros(1)}, Err(VE, "W")),
-    ("toy-alpha-sym", OPTION, call_toy, lambda: {"alpha": 2.0}, Err(VE, "alpha")),
-    ("toy-W-latent", SHAPE, call_toy,
-     lambda: {"model": "linear", "W": np.ones((2, 3)), "x": np.array([1.0, 2.0])}, Err(VE, "W")),
-    *dtype_rows("toy", call_toy, "x", (2,)),
+     VE("b")),
+    ("toy-W-nan", "non-finite", C.toy, lambda: {"model": "linear", "W": np.full((1, 1), NAN)},
+     VE("W")),
+    ("toy-W-empty", "empty", C.toy,
+     lambda: {"model": "linear", "W": np.ones((0, 1)), "x": np.zeros(1)}, VE("W")),
+    ("toy-b-nan", "non-finite", C.toy, lambda: {"model": "linear", "b": np.array([NAN])},
+     VE("b")),
+    ("toy-x-complex", "dtype", C.toy, lambda: {"x": np.zeros(2, complex)}, TE("x")),
+    ("toy-x-f16", "dtype", C.toy, lambda: {"x": np.zeros(2, np.float16)}, TE("x")),
+    ("toy-x-list", "type", C.toy, lambda: {"x": [object()]}, TE("x")),
+    ("toy-lo-str", "option", C.toy, lambda: {"lo": "a"}, TE("lo")),
+    ("toy-hi-none", "option", C.toy, lambda: {"hi": None}, TE("hi")),
+    ("toy-hi-inf", "non-finite", C.toy, lambda: {"hi": math.inf}, VE("lo")),
+    ("toy-n-huge", "option", C.toy, lambda: {"n": 10**6}, VE("n")),
+    ("toy-n-bool", "option", C.toy, lambda: {"n": True}, TE("n")),
+    ("toy-alpha-bool", "option", C.toy, lambda: {"model": "soft", "alpha": True},
+     TE("alpha")),
+    ("toy-alpha-neg", "option", C.toy, lambda: {"model": "soft", "alpha": -1.0}, VE("alpha")),
+    ("toy-sigma-zero", "option", C.toy, lambda: {"sigma": 0.0}, VE("sigma")),
+    ("toy-W-rank", "shape", C.toy,
+     lambda: {"model": "linear", "W": np.ones((1, 1, 1)), "x": np.zeros(1)}, VE("W")),
+    ("toy-alpha-sym", "option", C.toy, lambda: {"alpha": 2.0}, VE("alpha")),
+    ("toy-W-latent", "shape", C.toy,
+     lambda: {"model": "linear", "W": np.ones((2, 3)), "x": np.array([1.0, 2.0])}, VE("W")),
+    *C.dtype_rows("toy", C.toy, "x", (2,)),
     # ---------------------------------------------------------------- toy.grid_posterior
-    ("grid-ok", VALID, call_grid, dict, OK),
-    ("grid-axes-type", TYPE, call_grid, lambda: {"axes": 1.0}, Err(TE, "axes")),
-    ("grid-axes-count", SHAPE, call_grid, lambda: {"axes": ()}, Err(VE, "axes")),
-    ("grid-axes-empty", EMPTY, call_grid,
-     lambda: {"axes": (np.zeros(0),), "log_joint": np.zeros((2, 0))}, Err(VE, "axes")),
-    ("grid-axes-meta", DEVICE, call_grid, lambda: {"axes": (torch.zeros(11, device=META),)},
-     Err(VE, "axes")),
-    ("grid-lj-bool", DTYPE, call_grid, lambda: {"log_joint": np.zeros((2, 11), bool)},
-     Err(TE, "log_joint")),
-    ("grid-lj-f16", DTYPE, call_grid, lambda: {"log_joint": np.zeros((2, 11), np.float16)},
-     Err(TE, "log_joint")),
-    ("grid-lj-list", TYPE, call_grid, lambda: {"log_joint": [object()] * 11}, Err(TE, "log_joint")),
-    ("grid-lj-0d", SHAPE, call_grid, lambda: {"log_joint": np.float64(0.0)}, Err(VE, "log_joint")),
-    ("grid-axes-decreasing", OPTION, call_grid, lambda: {"axes": (AX[::-1],)}, Err(VE, "axes")),
-    ("grid-axes-rank", SHAPE, call_grid, lambda: {"axes": (np.zeros((3, 3)),)}, Err(VE, "axes")),
-    ("grid-axes-nonuniform", OPTION, call_grid, lambda: {"axes": (np.r_[AX[:-1], 10.0],)},
-     Err(VE, "axes")),
-    ("grid-axes-short", SHAPE, call_grid,
-     lambda: {"axes": (AX[:2],), "log_joint": np.zeros((2, 2))}, Err(VE, "axes")),
-    ("grid-lj-shape", SHAPE, call_grid, lambda: {"log_joint": np.zeros((2, 12))},
-     Err(VE, "log_joint")),
-    ("grid-lj-str", DTYPE, call_grid, lambda: {"log_joint": np.array(["a"] * 11)},
-     Err(TE, "log_joint")),
-    ("grid-lj-nan", NONFINITE, call_grid, lambda: {"log_joint": np.full((2, 11), NAN)},
-     Err(VE, "log_joint")),
-    ("grid-lj-allneginf", NONFINITE, call_grid, lambda: {"log_joint": np.full((2, 11), -math.inf)},
-     Err(VE, "log_joint")),
-    ("grid-axes-three", SHAPE, call_grid, lambda: {"axes": (AX,) * 3}, Err(VE, "axes")),
-    ("grid-axes-nan", NONFINITE, call_grid, lambda: {"axes": (np.r_[AX[:-1], NAN],)},
-     Err(VE, "axes")),
-    ("grid-lj-complex", DTYPE, call_grid, lambda: {"log_joint": np.zeros((2, 11), complex)},
-     Err(TE, "log_joint")),
-    ("grid-lj-meta", DEVICE, call_grid, lambda: {"log_joint": torch.zeros(2, 11, device=META)},
-     Err(VE, "log_joint")),
-    ("grid-lj-empty", EMPTY, call_grid, lambda: {"log_joint": np.zeros((0, 11))},
-     Err(VE, "log_joint")),
-    ("grid-lj-posinf", NONFINITE, call_grid, lambda: {"log_joint": np.full((2, 11), math.inf)},
-     Err(VE, "log_joint")),
-    *dtype_rows("grid", call_grid, "log_joint", (2, 11)),
+    ("grid-ok", "valid", C.grid, dict, OK),
+    ("grid-axes-type", "type", C.grid, lambda: {"axes": 1.0}, TE("axes")),
+    ("grid-axes-count", "shape", C.grid, lambda: {"axes": ()}, VE("axes")),
+    ("grid-axes-empty", "empty", C.grid,
+     lambda: {"axes": (np.zeros(0),), "log_joint": np.zeros((2, 0))}, VE("axes")),
+    ("grid-axes-meta", "device", C.grid, lambda: {"axes": (torch.zeros(11, device=META),)},
+     VE("axes")),
+    ("grid-lj-bool", "dtype", C.grid, lambda: {"log_joint": np.zeros((2, 11), bool)},
+     TE("log_joint")),
+    ("grid-lj-f16", "dtype", C.grid, lambda: {"log_joint": np.zeros((2, 11), np.float16)},
+     TE("log_joint")),
+    ("grid-lj-list", "type", C.grid, lambda: {"log_joint": [object()] * 11}, TE("log_joint")),
+    ("grid-lj-0d", "shape", C.grid, lambda: {"log_joint": np.float64(0.0)}, VE("log_joint")),
+    ("grid-axes-decreasing", "option", C.grid, lambda: {"axes": (C.AX[::-1],)}, VE("axes")),
+    ("grid-axes-rank", "shape", C.grid, lambda: {"axes": (np.zeros((3, 3)),)}, VE("axes")),
+    ("grid-axes-nonuniform", "option", C.grid, lambda: {"axes": (np.r_[C.AX[:-1], 10.0],)},
+     VE("axes")),
+    ("grid-axes-short", "shape", C.grid,
+     lambda: {"axes": (C.AX[:2],), "log_joint": np.zeros((2, 2))}, VE("axes")),
+    ("grid-lj-shape", "shape", C.grid, lambda: {"log_joint": np.zeros((2, 12))},
+     VE("log_joint")),
+    ("grid-lj-str", "dtype", C.grid, lambda: {"log_joint": np.array(["a"] * 11)},
+     TE("log_joint")),
+    ("grid-lj-nan", "non-finite", C.grid, lambda: {"log_joint": np.full((2, 11), NAN)},
+     VE("log_joint")),
+    ("grid-lj-allneginf", "non-finite", C.grid, lambda: {"log_joint": np.full((2, 11), -math.inf)},
+     VE("log_joint")),
+    ("grid-axes-three", "shape", C.grid, lambda: {"axes": (C.AX,) * 3}, VE("axes")),
+    ("grid-axes-nan", "non-finite", C.grid, lambda: {"axes": (np.r_[C.AX[:-1], NAN],)},
+     VE("axes")),
+    ("grid-lj-complex", "dtype", C.grid, lambda: {"log_joint": np.zeros((2, 11), complex)},
+     TE("log_joint")),
+    ("grid-lj-meta", "device", C.grid, lambda: {"log_joint": torch.zeros(2, 11, device=META)},
+     VE("log_joint")),
+    ("grid-lj-empty", "empty", C.grid, lambda: {"log_joint": np.zeros((0, 11))},
+     VE("log_joint")),
+    ("grid-lj-posinf", "non-finite", C.grid, lambda: {"log_joint": np.full((2, 11), math.inf)},
+     VE("log_joint")),
+    *C.dtype_rows("grid", C.grid, "log_joint", (2, 11)),
     # ---------------------------------------------------------------- Posterior.kl_from / fd_from
     *[
         row
-        for name, call in (("kl", call_div("kl_from")), ("fd", call_div("fd_from")),
-                           ("kl-grid", call_div("kl_from", "grid")),
-                           ("fd-grid", call_div("fd_from", "grid")))
+        for name, call in (("kl", C.div("kl_from")), ("fd", C.div("fd_from")),
+                           ("kl-grid", C.div("kl_from", "grid")),
+                           ("fd-grid", C.div("fd_from", "grid")))
         for row in (
-            (f"{name}-ok", VALID, call, dict, OK),
-            (f"{name}-qm-obj", TYPE, call, lambda: {"q_mean": [object(), object()]},
-             Err(TE, "q_mean")),
-            (f"{name}-qc-none", TYPE, call, lambda: {"q_cov": None}, Err(TE, "q_cov")),
-            (f"{name}-qm-str", DTYPE, call, lambda: {"q_mean": np.array(["a", "b"])},
-             Err(TE, "q_mean")),
-            (f"{name}-qm-complex", DTYPE, call, lambda: {"q_mean": np.zeros(2, complex)},
-             Err(TE, "q_mean")),
-            (f"{name}-qc-f16", DTYPE, call, lambda: {"q_cov": np.eye(2, dtype=np.float16)},
-             Err(TE, "q_cov")),
-            (f"{name}-qw-bool", DTYPE, call,
+            (f"{name}-ok", "valid", call, dict, OK),
+            (f"{name}-qm-obj", "type", call, lambda: {"q_mean": [object(), object()]},
+             TE("q_mean")),
+            (f"{name}-qc-none", "type", call, lambda: {"q_cov": None}, TE("q_cov")),
+            (f"{name}-qm-str", "dtype", call, lambda: {"q_mean": np.array(["a", "b"])},
+             TE("q_mean")),
+            (f"{name}-qm-complex", "dtype", call, lambda: {"q_mean": np.zeros(2, complex)},
+             TE("q_mean")),
+            (f"{name}-qc-f16", "dtype", call, lambda: {"q_cov": np.eye(2, dtype=np.float16)},
+             TE("q_cov")),
+            (f"{name}-qw-bool", "dtype", call,
              lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [True]},
-              Err(TE, "q_weights")),
-            (f"{name}-qm-shape", SHAPE, call, lambda: {"q_mean": np.zeros(3)}, Err(VE, "q_mean")),
-            (f"{name}-qc-shape", SHAPE, call, lambda: {"q_cov": np.eye(3)}, Err(VE, "q_cov")),
-            (f"{name}-qm-batch", SHAPE, call, lambda: {"q_mean": np.zeros((3, 2))},
-             Err(VE, "q_mean")),
-            (f"{name}-qc-batch", SHAPE, call, lambda: {"q_cov": np.stack([np.eye(2)] * 3)},
-             Err(VE, "q_cov")),
-            (f"{name}-qw-shape", SHAPE, call,
+              TE("q_weights")),
+            (f"{name}-qm-shape", "shape", call, lambda: {"q_mean": np.zeros(3)}, VE("q_mean")),
+            (f"{name}-qc-shape", "shape", call, lambda: {"q_cov": np.eye(3)}, VE("q_cov")),
+            (f"{name}-qm-batch", "shape", call, lambda: {"q_mean": np.zeros((3, 2))},
+             VE("q_mean")),
+            (f"{name}-qc-batch", "shape", call, lambda: {"q_cov": np.stack([np.eye(2)] * 3)},
+             VE("q_cov")),
+            (f"{name}-qw-shape", "shape", call,
              lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None],
-                      "q_weights": [1.0, 1.0]}, Err(VE, "q_weights")),
-            (f"{name}-q-empty", EMPTY, call,
+                      "q_weights": [1.0, 1.0]}, VE("q_weights")),
+            (f"{name}-q-empty", "empty", call,
              lambda: {"q_mean": np.zeros((0, 2)), "q_cov": np.zeros((0, 2, 2)),
-                      "q_weights": np.zeros(0)}, Err(VE, "q_weights")),
-            (f"{name}-qm-meta", DEVICE, call, lambda: {"q_mean": torch.zeros(2, device=META)},
-             Err(VE, "q_mean")),
-            (f"{name}-qm-nan", NONFINITE, call, lambda: {"q_mean": np.array([0.0, NAN])},
-             Err(VE, "q_mean")),
-            (f"{name}-qc-inf", NONFINITE, call, lambda: {"q_cov": np.full((2, 2), math.inf)},
-             Err(VE, "q_cov")),
-            (f"{name}-qw-nan", NONFINITE, call,
+                      "q_weights": np.zeros(0)}, VE("q_weights")),
+            (f"{name}-qm-meta", "device", call, lambda: {"q_mean": torch.zeros(2, device=META)},
+             VE("q_mean")),
+            (f"{name}-qm-nan", "non-finite", call, lambda: {"q_mean": np.array([0.0, NAN])},
+             VE("q_mean")),
+            (f"{name}-qc-inf", "non-finite", call, lambda: {"q_cov": np.full((2, 2), math.inf)},
+             VE("q_cov")),
+            (f"{name}-qw-nan", "non-finite", call,
              lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [NAN]},
-              Err(VE, "q_weights")),
-            (f"{name}-qc-notpd", OPTION, call, lambda: {"q_cov": -np.eye(2)}, Err(VE, "q_cov")),
-            (f"{name}-qc-asym", OPTION, call, lambda: {"q_cov": np.array([[1.0, 0.5], [0.0, 1.0]])},
-             Err(VE, "q_cov")),
-            (f"{name}-qw-neg", OPTION, call,
+              VE("q_weights")),
+            (f"{name}-qc-notpd", "option", call, lambda: {"q_cov": -np.eye(2)}, VE("q_cov")),
+            (f"{name}-qc-asym", "option", call, lambda: {"q_cov": np.array([[1.0, 0.5], [0.0, 1.0]])},
+             VE("q_cov")),
+            (f"{name}-qw-neg", "option", call,
              lambda: {"q_mean": np.zeros((2, 2)), "q_cov": np.stack([np.eye(2)] * 2),
-                      "q_weights": [1.0, -0.5]}, Err(VE, "q_weights")),
-            (f"{name}-qw-zero", OPTION, call,
+                      "q_weights": [1.0, -0.5]}, VE("q_weights")),
+            (f"{name}-qw-zero", "option", call,
              lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [0.0]},
-              Err(VE, "q_weights")),
+              VE("q_weights")),
         )
     ],
-    ("kl-grid-neginf", NONFINITE, lambda **kw: call_grid(
-        log_joint=np.where(np.abs(AX) > 2.0, -math.inf, -0.5 * AX**2)).kl_from([0.0], [[1.0]]),
-     dict, Err(VE, "log_joint")),
-    ("kl-grid-q-unresolved", OPTION, call_div("kl_from", "grid"),
-     lambda: {"q_mean": np.full(2, 1e6), "q_cov": 1e-6 * np.eye(2)}, Err(VE, "q_mean")),
+    ("kl-grid-neginf", "non-finite", lambda **kw: C.grid(
+        log_joint=np.where(np.abs(C.AX) > 2.0, -math.inf, -0.5 * C.AX**2)).kl_from([0.0], [[1.0]]),
+     dict, VE("log_joint")),
+    ("kl-grid-q-unresolved", "option", C.div("kl_from", "grid"),
+     lambda: {"q_mean": np.full(2, 1e6), "q_cov": 1e-6 * np.eye(2)}, VE("q_mean")),
 ]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
 
 def _l_div(method, kind):
     def row(lay):
-        qm, qc = lay(seeded(1, 2, 3, 2).numpy() * 0.3), lay(spd(2, 2, 3) * 0.3)
+        qm, qc = lay(seeded(1, 2, 3, 2).numpy() * 0.3), lay(C.spd(2, 2, 3) * 0.3)
         qw = lay(seeded(3, 2, 3).numpy() ** 2 + 0.1)
-        return getattr(small_posterior(kind), method)(qm, qc, qw)
+        return getattr(C.small_posterior(kind), method)(qm, qc, qw)
 
     return row
 
@@ -391,6 +367,7 @@ LAYOUT_ROWS = {
     "fd_from": _l_div("fd_from", "toy"), "kl_from-grid": _l_div("kl_from", "grid"),
     "fd_from-grid": _l_div("fd_from", "grid"),
 }
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
 
 def _x_toy_x(e):
@@ -405,18 +382,16 @@ def _x_grid(e):
 
 
 def _x_div(e):
-    qc = np.broadcast_to(spd(2) * 0.3, (2, 3, 2, 2))
+    qc = np.broadcast_to(C.spd(2) * 0.3, (2, 3, 2, 2))
     qw = np.broadcast_to(np.array([0.2, 0.3, 0.5]), (2, 3))
     c = (lambda a: a) if e else np.ascontiguousarray
-    post, qm = small_posterior("toy"), seeded(1, 2, 3, 2).numpy() * 0.3
+    post, qm = C.small_posterior("toy"), seeded(1, 2, 3, 2).numpy() * 0.3
     return post.kl_from(qm, c(qc), c(qw)), post.fd_from(qm, c(qc), c(qw))
 
 
 EXPANDED_ROWS = {"toy_x": _x_toy_x, "grid": _x_grid, "div": _x_div}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
-test_bad_input_raises_naming_argument = raises_test(BAD_INPUT)
-test_non_contiguous_inputs_give_the_contiguous_result = layout_test(LAYOUT_ROWS)
-test_expanded_inputs_give_the_contiguous_result = expanded_test(EXPANDED_ROWS)
 
 _AX5 = np.linspace(-1, 1, 5)
 

@@ -1,23 +1,23 @@
-"""Shared inputs for the tests: tensor makers, small decoders and score functions, one valid-call
-builder per public function, and the row format and checks of the bad-input tables.
+"""Shared test cases: tensor makers, small decoders and score functions, one valid call per
+public function, and the row format, checks and test factories of the bad-input tables.
 
 Each test module ``tests/test_<module>.py`` ends with a block ``# ---- bad input`` holding its
-functions' rows, in the style of pydantic-core's validator tables (valid rows and ``Err`` rows in
-one table):
+functions' tables, in the style of pydantic-core's validator tables (valid rows and ``Err`` rows in
+one table), each followed by the test that runs it:
 
-- ``BAD_INPUT``: rows ``(id, kind, call, kwargs, expected)``. ``call(**kwargs())`` runs one public
-  function with its valid arguments, ``kwargs`` replacing exactly one of them (or a few that must
-  agree) by a bad one. ``expected`` is ``OK`` (the call succeeds: the builder itself is valid) or
-  ``Err(exc, arg)``: exactly ``exc`` is raised (TypeError for wrong types/dtypes, ValueError for
-  shapes, values, devices) and its message starts with the argument's name. ``kind`` is one of
-  ``KINDS`` (``VALID`` for OK rows); the id starts with the function's prefix (``pfd-``, ``gt-``..).
+- ``BAD_INPUT``: rows ``(id, kind, call, kwargs, expected)``. ``call`` is one of the valid calls
+  below (``C.pfd`` runs ``vsm.posterior_fd`` with small valid arguments); ``call(**kwargs())``
+  replaces exactly one argument by a bad one (or a few that must agree). ``expected`` is ``OK``
+  (the call succeeds: the valid call is valid) or ``Err(exc, arg)``, written ``TE(arg)`` /
+  ``VE(arg)``: exactly TypeError (wrong types/dtypes) or ValueError (shapes, values, devices) is
+  raised, and its message starts with the argument's name. ``kind`` is one of ``KINDS`` (``"valid"``
+  for OK rows); the id starts with the function's prefix (``pfd-``, ``gt-``, ...).
 - ``NONFINITE_ROWS``: ``name -> fn(value)``: a NaN or inf in datum 0 stays in row 0 of the result.
 - ``LAYOUT_ROWS``: ``name -> fn(lay)``: every array argument passed through ``lay`` (strided,
   transposed) gives the contiguous result.
 - ``EXPANDED_ROWS``: ``name -> fn(expanded)``: one argument a stride-0 view gives the contiguous
   result.
 
-The module runs its rows with the test factories below (``raises_test`` ...), and
 ``tests/test_bad_input.py`` collects every module's tables into the function × kind-of-bad-input
 matrix and checks that it is complete (``python tests/test_bad_input.py`` prints it).
 """
@@ -34,12 +34,10 @@ import torch
 import vsm
 from vsm import objectives as O
 from vsm import score as S
-from vsm import toy
 
 F64 = torch.float64
 META = torch.device("meta")  # stands in for a second device (no GPU here)
 B, D, L, N = 3, 4, 2, 2  # batch, data dim, latent dim, samples per datum
-TE, VE = TypeError, ValueError
 NAN = float("nan")
 
 # Kinds of bad input (the columns of the matrix printed by ``python tests/test_bad_input.py``).
@@ -62,6 +60,17 @@ class Err(NamedTuple):
 
 
 OK = None  # expected outcome of a valid row: the call returns
+
+
+def TE(arg: str) -> Err:
+    """A bad row's outcome: exactly TypeError, its message starting with ``arg``."""
+    return Err(TypeError, arg)
+
+
+def VE(arg: str) -> Err:
+    """A bad row's outcome: exactly ValueError, its message starting with ``arg``."""
+    return Err(ValueError, arg)
+
 
 Row = tuple[str, str, Callable[..., Any], Callable[[], dict], "Err | None"]
 
@@ -108,10 +117,10 @@ def small_posterior(kind):
     """A small 2-D built-in-model (``toy``) or user-grid (``grid``) posterior, built once."""
     if kind not in _POSTS:
         if kind == "toy":
-            _POSTS[kind] = toy.posterior("sym", np.array([0.5, -1.0]), n=21)
+            _POSTS[kind] = vsm.toy.posterior("sym", np.array([0.5, -1.0]), n=21)
         else:
             lj = -0.5 * (AX[:, None] ** 2 + 0.5 * AX[None, :] ** 2)
-            _POSTS[kind] = toy.grid_posterior(np.stack([lj, lj + 1.0]), (AX, AX))
+            _POSTS[kind] = vsm.toy.grid_posterior(np.stack([lj, lj + 1.0]), (AX, AX))
     return _POSTS[kind]
 
 
@@ -121,22 +130,22 @@ def spd(seed, *batch):
     return a @ np.swapaxes(a, -1, -2) + np.eye(2)
 
 
-# ---------------------------------------------------------------- valid-call builders (one per API)
-# Each builder calls one public function with small valid arguments; keyword arguments replace
-# them by name.
-def call_pfd(**kw):
+# -------------------------------------------------------------- valid calls (one per API function)
+# Each calls one public function with small valid arguments; keyword arguments replace them by
+# name.
+def pfd(**kw):
     a = {"z": t(N, B, L), "mu": t(B, L), "logvar": t(B, L), "grad_loglik_z": t(N, B, L)}
     a.update(kw)
     return vsm.posterior_fd(a["z"], a["mu"], a["logvar"], a["grad_loglik_z"])
 
 
-def call_gt(**kw):
+def gt(**kw):
     a = {"x": t(B, D), "x_mean": t(N, B, D), "log_sigma2": t()}
     a.update(kw)
     return vsm.gaussian_terms(a["x"], a["x_mean"], a["log_sigma2"])
 
 
-def call_hutch(**kw):
+def hutch(**kw):
     inputs = kw.pop("inputs", None)
     if inputs is None:
         inputs = t(B, D).requires_grad_(True)
@@ -154,13 +163,13 @@ def hutch_io(inputs, f):
     return {"inputs": inputs, "outputs": f(inputs)}
 
 
-def call_elbo(**kw):
+def elbo(**kw):
     a = {"x": t(B, D), "x_mean": t(N, B, D), "log_sigma2": t(), "mu": t(B, L), "logvar": t(B, L)}
     a.update(kw)
     return O.elbo(a["x"], a["x_mean"], a["log_sigma2"], a["mu"], a["logvar"])
 
 
-def call_m(fn):
+def m(fn):
     """Builder for ``m1`` or ``m2`` (same arguments)."""
 
     def call(**kw):
@@ -171,13 +180,13 @@ def call_m(fn):
     return call
 
 
-def call_m3(**kw):
+def m3(**kw):
     a = {"x": t(B, D), "x_mean": t(N, B, D), "log_sigma2": t(), "psi": t(N, B, D)}
     a.update(kw)
     return O.m3(a["x"], a["x_mean"], a["log_sigma2"], a["psi"])
 
 
-def call_pfdl(**kw):
+def pfdl(**kw):
     a = {"x": t(B, D), "mu": t(B, L), "logvar": t(B, L), "log_sigma2": t(), "n_samples": 2,
          "reparam": True}
     a.update(kw)
@@ -185,14 +194,14 @@ def call_pfdl(**kw):
     return O.posterior_fd_loss(x, dec, a.pop("mu"), a.pop("logvar"), a.pop("log_sigma2"), **a)
 
 
-def call_fae(**kw):
+def fae(**kw):
     a = {"x": t(B, D), "z": t(N, B, L), "x_mean": t(N, B, D), "log_sigma2": t(), "mu": t(B, L),
          "logvar": t(B, L), "psi": t(N, B, D), "grad_loglik_z": t(N, B, L)}
     a.update(kw)
     return O.fae(**a)
 
 
-def call_fae_loss(**kw):
+def fae_loss(**kw):
     a = {"x": t(B, D), "encode": linear_encode, "decoder": tanh_decoder, "log_sigma2": t(),
          "n_samples": 2, "reparam": True}
     a.update(kw)
@@ -200,13 +209,13 @@ def call_fae_loss(**kw):
     return O.fae_loss(x, enc, dec, ls2, **a)
 
 
-def call_exact(**kw):
+def exact(**kw):
     a = {"x": t(B, D), "score_fn": linear_score}
     a.update(kw)
     return S.exact_sm(a["score_fn"], a["x"])
 
 
-def call_sliced(**kw):
+def sliced(**kw):
     a = {"x": t(B, D), "score_fn": linear_score}
     a.update(kw)
     x, fn = a.pop("x"), a.pop("score_fn")
@@ -214,19 +223,19 @@ def call_sliced(**kw):
     return S.sliced_sm(fn, x, **a)
 
 
-def call_dsm(**kw):
+def dsm(**kw):
     a = {"x": t(B, D), "sigma": 0.5, "score_fn": linear_score, "seed": 0}
     a.update(kw)
     return S.dsm(a["score_fn"], a["x"], a["sigma"], seed=a["seed"])
 
 
-def call_mdsm(**kw):
+def mdsm(**kw):
     a = {"x": t(B, D), "sigmas": [1.0, 0.5], "score_fn": noise_score, "seed": 0}
     a.update(kw)
     return S.multiscale_dsm(a["score_fn"], a["x"], a["sigmas"], seed=a["seed"])
 
 
-def call_lang(**kw):
+def lang(**kw):
     a = {"x0": t(B, D), "sigmas": [1.0, 0.5], "n_steps": 2, "step_size": 0.01, "seed": 0,
          "score_fn": noise_score}
     a.update(kw)
@@ -234,17 +243,17 @@ def call_lang(**kw):
                                step_size=a["step_size"], seed=a["seed"])
 
 
-def call_isle(**kw):
+def isle(**kw):
     return vsm.is_log_evidence(kw.get("log_w", t(B, 5)))
 
 
-def call_isacc(**kw):
+def isacc(**kw):
     a = {"x": t(B, D), "log_sigma2": 0.1}
     a.update(kw)
     return vsm.ISAccumulator(a["x"], a["log_sigma2"])
 
 
-def call_isadd(**kw):
+def isadd(**kw):
     """ISAccumulator.add on a fresh accumulator, then .result()."""
     acc = vsm.ISAccumulator(t(B, D), 0.1)
     a = {"x_mean": t(B, 5, D), "log_prior": t(B, 5), "log_proposal": t(B, 5)}
@@ -253,25 +262,25 @@ def call_isadd(**kw):
     return acc.result()
 
 
-def call_isres(**kw):
+def isres(**kw):
     """ISAccumulator.result with no samples added."""
     return vsm.ISAccumulator(t(B, D), 0.1).result()
 
 
-def call_toy(**kw):
+def toy(**kw):
     a = {"model": "sym", "x": np.array([0.5, -1.0]), "n": 21}
     a.update(kw)
     model, x = a.pop("model"), a.pop("x")
-    return toy.posterior(model, x, **a)
+    return vsm.toy.posterior(model, x, **a)
 
 
-def call_grid(**kw):
+def grid(**kw):
     a = {"log_joint": -0.5 * AX[None, :] ** 2 + np.zeros((2, 1)), "axes": (AX,)}
     a.update(kw)
-    return toy.grid_posterior(a["log_joint"], a["axes"])
+    return vsm.toy.grid_posterior(a["log_joint"], a["axes"])
 
 
-def call_div(method, kind="toy"):
+def div(method, kind="toy"):
     """Builder for Posterior.kl_from / fd_from of a 2-D posterior with a valid Gaussian q."""
 
     def call(**kw):
@@ -283,11 +292,30 @@ def call_div(method, kind="toy"):
     return call
 
 
+def gaussian_args_layout(fn):
+    """LAYOUT_ROWS entry for ``fn(x, x_mean, log_sigma2)`` (gaussian_terms, m1, m2)."""
+    return lambda lay: fn(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3))
+
+
+def gaussian_args_expanded(fn, arg):
+    """EXPANDED_ROWS entry for ``fn(x, x_mean, log_sigma2)``: ``arg`` ("x" or "x_mean") is a
+    stride-0 view (all its data rows, resp. all its samples, equal)."""
+
+    def row(expanded):
+        a = {"x": seeded(1, B, D), "x_mean": seeded(2, N, B, D)}
+        a[arg] = seeded(1, 1, D).expand(B, D) if arg == "x" else seeded(2, B, D).expand(N, B, D)
+        if not expanded:
+            a[arg] = a[arg].contiguous()
+        return fn(a["x"], a["x_mean"], seeded(3))
+
+    return row
+
+
 def dtype_rows(prefix, call, arg, shape) -> list[Row]:
     """Rows passing ``arg`` (of ``shape``) as float16, bfloat16 and complex64: TypeError."""
     return [
         (f"{prefix}-{dname}", DTYPE, call, (lambda d=dt: {arg: torch.zeros(shape, dtype=d)}),
-         Err(TE, arg))
+         TE(arg))
         for dname, dt in (("f16", torch.float16), ("bf16", torch.bfloat16),
                           ("complex", torch.complex64))
     ]
@@ -443,4 +471,22 @@ def expanded_test(table: dict[str, Callable[[bool], Any]]):
         assert_same_result(table[name](True), want)
 
     test.table = table  # lets tests/test_bad_input.py check what each module runs
+    return test
+
+
+def layout_gradients_test(fn, shapes):
+    """A test: gradients of ``fn``'s outputs (summed) with respect to float64 arguments of
+    ``shapes``, laid out strided or transposed, equal those for contiguous arguments."""
+
+    def grads(lay):
+        args = [lay(seeded(i, *s)).requires_grad_(True) for i, s in enumerate(shapes)]
+        out = fn(*args)
+        loss = sum(o.sum() for o in (out if isinstance(out, tuple) else (out,)))
+        return torch.autograd.grad(loss, args)
+
+    @pytest.mark.parametrize("layout", sorted(LAYOUTS))
+    def test(layout):
+        want = grads(same)
+        assert_same_result(grads(LAYOUTS[layout]), want)
+
     return test
