@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 
+import _cases as C
+import numpy as np
 import pytest
 import torch
 import vsm
+from _cases import META, OK, TE, VE, B, D, N, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -195,29 +198,6 @@ def test_fake_impl_and_autograd_registration():
                                                             "test_autograd_registration"))
 
 
-@pytest.mark.parametrize(
-    "mutate, exc, name",
-    [
-        (lambda a: (a[0].numpy(), *a[1:]), TypeError, "x"),
-        (lambda a: (a[0].int(), *a[1:]), TypeError, "x"),
-        (lambda a: (a[0], a[1].double(), a[2]), TypeError, "x_mean"),
-        (lambda a: (a[0], a[1], a[2].double()), TypeError, "log_sigma2"),
-        (lambda a: (a[0], a[1], 0.3), TypeError, "log_sigma2"),
-        (lambda a: (a[0], a[1], a[2][None]), ValueError, "log_sigma2"),
-        (lambda a: (a[0][0], *a[1:]), ValueError, "x"),
-        (lambda a: (a[0], a[1][..., :3], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0], a[1][:, :2], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0], a[1][None], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0], a[1][:0], a[2]), ValueError, "x_mean"),
-        (lambda a: (a[0][:, :0], a[1][..., :0], a[2]), ValueError, "x"),
-    ],
-)
-def test_bad_input_names_the_argument(mutate, exc, name):
-    args = mutate(_inputs(2, 3, 4, torch.float32))
-    with pytest.raises(exc, match=f"^{name}"):
-        vsm.gaussian_terms(*args)
-
-
 @pytest.mark.parametrize("output", ["sq_mean", "mean_sq"])
 def test_backward_with_one_output_used(output):
     """Only one output in the loss: the other output's gradient is absent or zero."""
@@ -227,3 +207,50 @@ def test_backward_with_one_output_used(output):
     ref = getattr(reference.gaussian_terms(*args), output)
     for g, rg in zip(torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args)):
         torch.testing.assert_close(g, rg)
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
+BAD_INPUT = [
+    ("gt-ok", "valid", C.gt, dict, OK),
+    ("gt-list", "type", C.gt, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("gt-ndarray", "type", C.gt, lambda: {"x_mean": np.zeros((N, B, D))}, TE("x_mean")),
+    ("gt-float", "type", C.gt, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
+    ("gt-int", "dtype", C.gt, lambda: {"x": torch.zeros(B, D, dtype=torch.int32)}, TE("x")),
+    ("gt-dtype-mix", "dtype", C.gt, lambda: {"log_sigma2": t(dtype=torch.float32)},
+     TE("log_sigma2")),
+    ("gt-shape", "shape", C.gt, lambda: {"x_mean": t(N, B, D + 1)}, VE("x_mean")),
+    ("gt-rank", "shape", C.gt, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
+    ("gt-empty", "empty", C.gt, lambda: {"x": t(0, D), "x_mean": t(N, 0, D)}, VE("x")),
+    ("gt-device", "device", C.gt, lambda: {"x_mean": t(N, B, D, device=META)}, VE("x_mean")),
+    ("gt-dtype-mix-xm", "dtype", C.gt, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     TE("x_mean")),
+    ("gt-rank-x", "shape", C.gt, lambda: {"x": t(D)}, VE("x")),
+    ("gt-rank-xm", "shape", C.gt, lambda: {"x_mean": t(1, N, B, D)}, VE("x_mean")),
+    ("gt-shape-B", "shape", C.gt, lambda: {"x_mean": t(N, B - 1, D)}, VE("x_mean")),
+    ("gt-empty-N", "empty", C.gt, lambda: {"x_mean": t(0, B, D)}, VE("x_mean")),
+    ("gt-empty-D", "empty", C.gt, lambda: {"x": t(B, 0), "x_mean": t(N, B, 0)}, VE("x")),
+    *C.dtype_rows("gt", C.gt, "x_mean", (N, B, D)),
+]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
+
+
+def _nf_gt(v):
+    out = vsm.gaussian_terms(seeded(1, B, D), C.bad_datum(seeded(2, N, B, D), v, 1), seeded(3))
+    return out.sq_mean, out.mean_sq
+
+
+NONFINITE_ROWS = {"gaussian_terms": _nf_gt}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
+
+
+LAYOUT_ROWS = {"gaussian_terms": C.gaussian_args_layout(vsm.gaussian_terms)}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+EXPANDED_ROWS = {
+    "gt": C.gaussian_args_expanded(vsm.gaussian_terms, "x_mean"),
+    "gt_x": C.gaussian_args_expanded(vsm.gaussian_terms, "x"),
+}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
+
+
+# Backward through the kernels with non-contiguous leaves equals the contiguous one.
+test_non_contiguous_gradients = C.layout_gradients_test(vsm.gaussian_terms, ((B, D), (N, B, D), ()))

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import pytest
 import torch
 import vsm
+from _cases import META, OK, TE, VE, B, D, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -194,29 +196,68 @@ def test_reference_probes_reproducible_and_distributed():
     g = reference.hutchinson_probes(x, 2, 5, "gaussian").double()
     assert abs(g.var().item() - 1) < 5 * math.sqrt(2 / g.numel())
 
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
+BAD_INPUT = [
+    ("hutch-ok", "valid", C.hutch, dict, OK),
+    ("hutch-list", "type", C.hutch, lambda: {"outputs": [[1.0] * D] * B}, TE("outputs")),
+    ("hutch-int", "dtype", C.hutch, lambda: {"inputs": torch.zeros(B, D, dtype=torch.int64)},
+     TE("inputs")),
+    ("hutch-dtype-mix", "dtype", C.hutch,
+     lambda: {"outputs": t(B, D, dtype=torch.float32).requires_grad_(True)}, TE("outputs")),
+    ("hutch-shape", "shape", C.hutch, lambda: {"outputs": t(B, D + 1).requires_grad_(True)},
+     VE("outputs")),
+    ("hutch-rank", "shape", C.hutch, lambda: C.hutch_io(t(B, D, 1), lambda i: i.squeeze(-1) * 2.0),
+     VE("inputs")),
+    ("hutch-empty", "empty", C.hutch, lambda: C.hutch_io(t(0, D), lambda i: i * 2.0),
+     VE("inputs")),
+    ("hutch-device", "device", C.hutch,
+     lambda: {"outputs": t(B, D, device=META).requires_grad_(True)}, VE("outputs")),
+    ("hutch-nograd", "option", C.hutch, lambda: {"inputs": t(B, D)}, VE("inputs")),
+    ("hutch-probes0", "option", C.hutch, lambda: {"n_probes": 0}, VE("n_probes")),
+    ("hutch-probes-neg", "option", C.hutch, lambda: {"n_probes": -3}, VE("n_probes")),
+    ("hutch-probes-float", "option", C.hutch, lambda: {"n_probes": 2.0}, TE("n_probes")),
+    ("hutch-dist", "option", C.hutch, lambda: {"dist": "uniform"}, VE("dist")),
+    ("hutch-seed-neg", "option", C.hutch, lambda: {"seed": -1}, VE("seed")),
+    ("hutch-seed-float", "option", C.hutch, lambda: {"seed": 1.5}, TE("seed")),
+    ("hutch-seed-big", "option", C.hutch, lambda: {"seed": 2**63}, VE("seed")),
+    ("hutch-list-inputs", "type", C.hutch,
+     lambda: {"inputs": [[1.0] * D] * B, "outputs": t(B, D).requires_grad_(True)},
+     TE("inputs")),
+    ("hutch-rank-1d", "shape", C.hutch, lambda: C.hutch_io(t(D), lambda i: i * 2.0),
+     VE("outputs")),
+    ("hutch-outputs-nograd", "option", C.hutch, lambda: {"outputs": t(B, D)},
+     VE("outputs")),
+    *C.dtype_rows("hutch", C.hutch, "outputs", (B, D)),
+]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
-def test_validation_errors_name_the_argument():
-    x = torch.randn(3, 4, requires_grad=True)
-    y = x * 2
-    with pytest.raises(ValueError, match="^outputs"):
-        vsm.hutchinson_trace(y[:, :3], x)
-    with pytest.raises(ValueError, match="^inputs"):
-        vsm.hutchinson_trace(y, x.detach())
-    with pytest.raises(ValueError, match="^outputs"):
-        vsm.hutchinson_trace(y.detach(), x)
-    with pytest.raises(TypeError, match="^outputs"):
-        vsm.hutchinson_trace(y.double(), x)
-    with pytest.raises(TypeError, match="^inputs"):
-        vsm.hutchinson_trace(y, [1.0])
-    with pytest.raises(ValueError, match="^outputs"):
-        vsm.hutchinson_trace(y.reshape(-1), x.reshape(-1))
-    with pytest.raises(ValueError, match="^dist"):
-        vsm.hutchinson_trace(y, x, dist="uniform")
-    with pytest.raises(ValueError, match="^n_probes"):
-        vsm.hutchinson_trace(y, x, n_probes=0)
-    with pytest.raises(TypeError, match="^n_probes"):
-        vsm.hutchinson_trace(y, x, n_probes=2.0)
-    with pytest.raises(TypeError, match="^seed"):
-        vsm.hutchinson_trace(y, x, seed=1.5)
-    with pytest.raises(ValueError, match="^seed"):
-        vsm.hutchinson_trace(y, x, seed=-1)
+
+def _nf_hutch(v):
+    inputs = C.bad_datum(seeded(1, B, D), v).requires_grad_(True)
+    return vsm.hutchinson_trace(torch.tanh(inputs) * inputs, inputs, n_probes=2, seed=1)
+
+
+NONFINITE_ROWS = {"hutchinson_trace": _nf_hutch}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
+
+
+def _l_hutch(lay):
+    inputs = lay(seeded(1, B, D)).requires_grad_(True)
+    return vsm.hutchinson_trace(torch.tanh(inputs) * inputs, inputs, n_probes=3, seed=7)
+
+
+LAYOUT_ROWS = {"hutchinson_trace": _l_hutch}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+
+
+def _x_hutch(e):
+    # inputs is the stride-0 view itself (a clone of it would be contiguous again)
+    leaf = seeded(1, 1, D).requires_grad_(True)
+    inputs = leaf.expand(B, D) if e else leaf.expand(B, D).contiguous()
+    return vsm.hutchinson_trace(torch.sin(inputs), inputs, n_probes=2, seed=1)
+
+
+EXPANDED_ROWS = {"hutch": _x_hutch}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
+

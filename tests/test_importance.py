@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
 import vsm
+from _cases import F64, META, NAN, OK, TE, VE, B, D, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import logsumexp
+from vsm import _core
 from vsm import reference_rust as R
 
 # ------------------------------------------------------------------------- log weights level
@@ -313,3 +316,223 @@ def test_is_evaluate_with_mlp_vae_float32():
                          generator=torch.Generator().manual_seed(4))
     # Both proposals estimate the same log p(x) (loose: a few nats for an untrained model).
     assert (rp.log_p - r1.log_p).abs().max() < 3.0
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
+def _one(value, *shape):
+    """Zeros of ``shape`` with one entry (not the first) set to ``value``."""
+    a = np.zeros(shape)
+    a.flat[-2] = value
+    return a
+
+
+# is_log_evidence's rows (log weights level); merged into the tables below.
+_ISLE_BAD_INPUT = [
+    ("isle-ok", "valid", C.isle, dict, OK),
+    ("isle-np-ok", "valid", C.isle, lambda: {"log_w": np.zeros((B, 5))}, OK),
+    ("isle-list", "type", C.isle, lambda: {"log_w": [[0.0, 1.0]]}, TE("log_w")),
+    ("isle-int", "dtype", C.isle, lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)},
+     TE("log_w")),
+    ("isle-np-int", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), dtype=np.int32)},
+     TE("log_w")),
+    ("isle-rank", "shape", C.isle, lambda: {"log_w": t(5)}, VE("log_w")),
+    ("isle-empty-B", "empty", C.isle, lambda: {"log_w": t(0, 5)}, VE("log_w")),
+    ("isle-empty-K", "empty", C.isle, lambda: {"log_w": np.zeros((B, 0))}, VE("log_w")),
+    ("isle-nan", "non-finite", C.isle, lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)},
+     VE("log_w")),
+    ("isle-inf", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, math.inf]])},
+     VE("log_w")),
+    ("isle-meta", "device", C.isle, lambda: {"log_w": t(B, 5, device=META)}, VE("log_w")),
+    ("isle-np-f16", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), np.float16)},
+     TE("log_w")),
+    ("isle-np-complex", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), complex)},
+     TE("log_w")),
+    ("isle-np-rank", "shape", C.isle, lambda: {"log_w": np.zeros((B, 5, 1))}, VE("log_w")),
+    ("isle-np-empty-B", "empty", C.isle, lambda: {"log_w": np.zeros((0, 5))}, VE("log_w")),
+    ("isle-torch-empty-K", "empty", C.isle, lambda: {"log_w": t(B, 0)}, VE("log_w")),
+    ("isle-torch-inf", "non-finite", C.isle,
+     lambda: {"log_w": torch.full((B, 5), math.inf, dtype=F64)}, VE("log_w")),
+    ("isle-np-nan", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, NAN]])},
+     VE("log_w")),
+    ("isle-np-rank1", "shape", C.isle, lambda: {"log_w": np.zeros(3)}, VE("log_w")),
+    *C.dtype_rows("isle", C.isle, "log_w", (B, 5)),
+]
+
+
+def _l_isle_torch(lay):
+    return vsm.is_log_evidence(lay(seeded(1, B, 6)))
+
+
+def _l_isle_np(lay):
+    return vsm.is_log_evidence(lay(seeded(1, B, 6).numpy()))
+
+
+_ISLE_LAYOUT_ROWS = {"is_log_evidence": _l_isle_torch, "is_log_evidence-np": _l_isle_np}
+
+
+def _x_isle(e):
+    lw = seeded(1, 1, 6).expand(B, 6)
+    return vsm.is_log_evidence(lw if e else lw.contiguous())
+
+
+def _x_isle_np(e):
+    lw = np.broadcast_to(seeded(1, 1, 6).numpy(), (B, 6))
+    return vsm.is_log_evidence(lw if e else np.ascontiguousarray(lw))
+
+
+_ISLE_EXPANDED_ROWS = {"isle": _x_isle, "isle_np": _x_isle_np}
+
+
+def test_core_rejects_wrong_dtype_with_type_error():
+    """The compiled core takes float64 only; the wrapper converts (float32 -> float64) first."""
+    with pytest.raises(TypeError):
+        _core.is_log_evidence(np.zeros((2, 2), dtype=np.float32))
+
+
+BAD_INPUT = [
+    *_ISLE_BAD_INPUT,
+    # ---------------------------------------------------------------- ISAccumulator(x, log_sigma2)
+    ("isacc-ok", "valid", C.isacc, dict, OK),
+    ("isacc-x-list", "type", C.isacc, lambda: {"x": [[0.0] * D]}, TE("x")),
+    ("isacc-x-int", "dtype", C.isacc, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("isacc-x-rank", "shape", C.isacc, lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("isacc-x-empty", "empty", C.isacc, lambda: {"x": t(0, D)}, VE("x")),
+    ("isacc-x-nan", "non-finite", C.isacc, lambda: {"x": torch.full((B, D), NAN, dtype=F64)},
+     VE("x")),
+    ("isacc-ls2-nan", "non-finite", C.isacc, lambda: {"log_sigma2": NAN}, VE("log_sigma2")),
+    ("isacc-ls2-str", "option", C.isacc, lambda: {"log_sigma2": "0"}, TE("log_sigma2")),
+    ("isacc-ls2-vec", "option", C.isacc, lambda: {"log_sigma2": torch.zeros(2)},
+     VE("log_sigma2")),
+    ("isacc-ls2-int", "dtype", C.isacc, lambda: {"log_sigma2": torch.tensor(0)},
+     TE("log_sigma2")),
+    ("isacc-x-meta", "device", C.isacc, lambda: {"x": t(B, D, device=META)}, VE("x")),
+    ("isacc-ls2-meta", "device", C.isacc, lambda: {"log_sigma2": torch.tensor(0.0, device=META)},
+     VE("log_sigma2")),
+    ("isacc-x-complex", "dtype", C.isacc, lambda: {"x": np.zeros((B, D), complex)}, TE("x")),
+    ("isacc-x-empty-D", "empty", C.isacc, lambda: {"x": np.zeros((B, 0))}, VE("x")),
+    ("isacc-x-inf", "non-finite", C.isacc, lambda: {"x": np.full((B, D), math.inf)}, VE("x")),
+    ("isacc-ls2-inf", "non-finite", C.isacc, lambda: {"log_sigma2": math.inf},
+     VE("log_sigma2")),
+    ("isacc-ls2-bool", "option", C.isacc, lambda: {"log_sigma2": True}, TE("log_sigma2")),
+    ("isacc-ls2-ndarray-vec", "option", C.isacc, lambda: {"log_sigma2": np.zeros(2)},
+     VE("log_sigma2")),
+    ("isacc-x-rank1", "shape", C.isacc, lambda: {"x": np.zeros(D)}, VE("x")),
+    *C.dtype_rows("isacc", C.isacc, "x", (B, D)),
+    # ---------------------------------------------------------------- ISAccumulator.add
+    ("isadd-ok", "valid", C.isadd, dict, OK),
+    ("isadd-meta", "device", C.isadd, lambda: {"x_mean": t(B, 5, D, device=META)},
+     VE("x_mean")),
+    ("isadd-np-f16", "dtype", C.isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.float16)},
+     TE("x_mean")),
+    ("isadd-list", "type", C.isadd, lambda: {"x_mean": t(B, 5, D).tolist()}, TE("x_mean")),
+    ("isadd-int", "dtype", C.isadd,
+     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)}, TE("log_prior")),
+    ("isadd-shape-D", "shape", C.isadd, lambda: {"x_mean": t(B, 5, D + 1)}, VE("x_mean")),
+    ("isadd-shape-B", "shape", C.isadd, lambda: {"log_proposal": t(B + 1, 5)},
+     VE("log_proposal")),
+    ("isadd-shape-K", "shape", C.isadd, lambda: {"log_prior": t(B, 4)}, VE("log_prior")),
+    ("isadd-rank", "shape", C.isadd, lambda: {"x_mean": t(B, D)}, VE("x_mean")),
+    ("isadd-empty-K", "empty", C.isadd, lambda: {"x_mean": t(B, 0, D), "log_prior": t(B, 0),
+                                                 "log_proposal": t(B, 0)}, VE("x_mean")),
+    ("isadd-complex-prior", "dtype", C.isadd,
+     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.complex128)}, TE("log_prior")),
+    ("isadd-empty-B", "empty", C.isadd, lambda: {"x_mean": t(0, 5, D), "log_prior": t(0, 5),
+                                                 "log_proposal": t(0, 5)}, VE("x_mean")),
+    ("isadd-xm-inf", "non-finite", C.isadd,
+     lambda: {"x_mean": torch.full((B, 5, D), math.inf, dtype=F64)}, VE("x_mean")),
+    ("isadd-prior-posinf", "non-finite", C.isadd,
+     lambda: {"log_prior": torch.full((B, 5), math.inf, dtype=F64)}, VE("log_prior")),
+    ("isadd-nan", "non-finite", C.isadd,
+     lambda: {"log_proposal": torch.full((B, 5), NAN, dtype=F64)}, VE("log_proposal")),
+    ("isadd-int-xm", "dtype", C.isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.int64)},
+     TE("x_mean")),
+    ("isadd-shape-B-xm", "shape", C.isadd, lambda: {"x_mean": t(B + 1, 5, D)}, VE("x_mean")),
+    ("isadd-rank-lq", "shape", C.isadd, lambda: {"log_proposal": t(5)}, VE("log_proposal")),
+    ("isadd-xm-one-nan", "non-finite", C.isadd, lambda: {"x_mean": _one(NAN, B, 5, D)},
+     VE("x_mean")),
+    ("isadd-prior-nan", "non-finite", C.isadd, lambda: {"log_prior": np.full((B, 5), NAN)},
+     VE("log_prior")),
+    ("isadd-lq-neginf", "non-finite", C.isadd, lambda: {"log_proposal": np.full((B, 5), -math.inf)},
+     VE("log_proposal")),
+    *C.dtype_rows("isadd", C.isadd, "log_proposal", (B, 5)),
+    # ---------------------------------------------------------------- ISAccumulator.result
+    ("isres-ok", "valid", C.isadd, dict, OK),  # result() after one add()
+    ("isres-empty", "empty", C.isres, dict, VE("result")),
+]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
+
+
+def _l_isacc(lay, to=lambda a: a):
+    acc = vsm.ISAccumulator(lay(to(seeded(1, B, D))), 0.2)
+    for k in range(2):
+        acc.add(lay(to(seeded(10 + k, B, 5, D))), lay(to(seeded(20 + k, B, 5))),
+                lay(to(seeded(30 + k, B, 5))))
+    return acc.result()
+
+
+LAYOUT_ROWS = {
+    **_ISLE_LAYOUT_ROWS,
+    "ISAccumulator": _l_isacc,
+    "ISAccumulator-np": lambda lay: _l_isacc(lay, to=lambda a: a.numpy()),
+    "ISAccumulator-np-f32": lambda lay: _l_isacc(lay, to=lambda a: a.float().numpy()),
+}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+
+
+def _x_isacc(e):
+    xm = np.broadcast_to(seeded(2, B, 1, D).numpy(), (B, 5, D))
+    lp = np.broadcast_to(seeded(3, 1, 5).numpy(), (B, 5))
+    acc = vsm.ISAccumulator(seeded(1, B, D).numpy(), -0.3)
+    c = (lambda a: a) if e else np.ascontiguousarray
+    acc.add(c(xm), c(lp), c(lp))
+    return acc.result()
+
+
+def _x_isacc_torch(e):
+    xm = seeded(2, B, 1, D).expand(B, 5, D)
+    lp = seeded(3, 1, 5).expand(B, 5)
+    acc = vsm.ISAccumulator(seeded(1, B, D), torch.tensor(-0.3, dtype=F64))
+    c = (lambda a: a) if e else torch.Tensor.contiguous
+    acc.add(c(xm), c(lp), c(seeded(4, B, 5)))
+    return acc.result()
+
+
+EXPANDED_ROWS = {**_ISLE_EXPANDED_ROWS, "isacc": _x_isacc, "isacc_torch": _x_isacc_torch}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
+
+
+def test_failed_adds_leave_the_state_untouched():
+    acc = vsm.ISAccumulator(np.zeros((2, 3)), 0.0)
+    z = np.zeros((2, 4))
+    nan = _one(NAN, 2, 4, 3)
+    for bad in ((np.zeros((2, 4, 5)), z, z), (nan, z, z), (np.zeros((2, 4, 3)), z, -np.inf + z)):
+        with pytest.raises(ValueError):
+            acc.add(*bad)
+    # the compiled core checks types itself too (the wrapper converts before calling it)
+    with pytest.raises(TypeError, match="^x_mean"):
+        acc._acc.add(np.zeros((2, 4, 3), dtype=np.int64), z, z)
+    with pytest.raises(TypeError, match="^x_mean"):
+        acc._acc.add([1, 2], z, z)
+    assert acc.n_samples == 0
+    acc.add(np.zeros((2, 4, 3)), z, z)
+    assert acc.n_samples == 4
+
+
+def test_is_accumulator_strided_read_only_float32():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 4))
+    xm = rng.normal(size=(3, 12, 8))
+    lp = rng.normal(size=(3, 12))
+    a = vsm.ISAccumulator(x, 0.1)
+    a.add(np.ascontiguousarray(xm[:, ::2, ::2]), np.ascontiguousarray(lp[:, ::2]), np.zeros((3, 6)))
+    ro = xm.copy()
+    ro.setflags(write=False)
+    b = vsm.ISAccumulator(x, 0.1)
+    b.add(ro[:, ::2, ::2], lp[:, ::2], np.zeros((3, 6)))
+    c = vsm.ISAccumulator(x, 0.1)
+    c.add(xm[:, ::2, ::2].astype(np.float32), lp[:, ::2], np.zeros((3, 6)))
+    ra, rb, rc = a.result(), b.result(), c.result()
+    np.testing.assert_array_equal(ra.log_p, rb.log_p)
+    np.testing.assert_array_equal(ra.score, rb.score)
+    np.testing.assert_allclose(ra.log_p, rc.log_p, rtol=1e-6)

@@ -64,14 +64,21 @@ def test_recon_mse_and_histogram(reference_backend):
     np.testing.assert_array_equal(h[1], np.histogram(sd[:, 1], bins=np.linspace(0, 1.5, 31))[0])
 
 
+def _metric_and_its_samples(metric, m, x, n, *, seed):
+    """``metric(m, x, n_samples=n)`` after ``torch.manual_seed(seed)``, and the mu, logvar and
+    reparametrised samples z (n, B, L) that it should have drawn."""
+    torch.manual_seed(seed)
+    got = metric(m, x, n_samples=n)
+    torch.manual_seed(seed)
+    mu, logvar = m.encode(x)
+    eps = torch.randn(n, x.shape[0], mu.shape[1], dtype=torch.float64)
+    return got, (mu, logvar, mu + torch.exp(0.5 * logvar) * eps)
+
+
 def test_posterior_fd_direct(reference_backend):
     m = _model()
     x = torch.randn(4, 3, dtype=torch.float64)
-    torch.manual_seed(11)
-    got = M.mean_posterior_fd(m, x, n_samples=3)
-    torch.manual_seed(11)
-    mu, logvar = m.encode(x)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(3, 4, 2, dtype=torch.float64)
+    got, (mu, logvar, z) = _metric_and_its_samples(M.mean_posterior_fd, m, x, 3, seed=11)
     s2 = torch.exp(m.log_sigma2)
     want = torch.zeros(4, dtype=torch.float64)
     for n in range(3):
@@ -86,11 +93,7 @@ def test_posterior_fd_direct(reference_backend):
 def test_neg_elbo_and_evaluate(reference_backend):
     m = _model()
     x = torch.randn(64, 3, dtype=torch.float64)
-    torch.manual_seed(5)
-    got = M.neg_elbo(m, x, n_samples=2)
-    torch.manual_seed(5)
-    mu, logvar = m.encode(x)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(2, 64, 2, dtype=torch.float64)
+    got, (mu, logvar, z) = _metric_and_its_samples(M.neg_elbo, m, x, 2, seed=5)
     torch.testing.assert_close(got, O.elbo(x, m.decode(z), m.log_sigma2, mu, logvar).detach())
     res = M.evaluate(m, x, n_is=500, is_proposal="q", batch_size=25)
     for key in ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "is_ess", "sm_loss"):

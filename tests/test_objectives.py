@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import _cases as C
+import numpy as np
 import pytest
 import torch
 import vsm
+from _cases import META, OK, TE, VE, B, D, L, N, seeded, t
 from vsm import objectives as O
 
 F64 = torch.float64
@@ -348,19 +351,23 @@ def _pfd_inputs(m: LinearVAE, n=16):
     return mu, logvar, W, b, ls, eps
 
 
+def _pfd_loss_and_closed_form(m, backend, *, reparam):
+    """posterior_fd_loss of the linear decoder on ``backend`` and its closed form, checked equal;
+    returns (loss, closed form, (mu, logvar, W, b, log_sigma2))."""
+    mu, logvar, W, b, ls, eps = _pfd_inputs(m)
+    with vsm.backend(backend):
+        loss = O.posterior_fd_loss(m.x, lambda z: z @ W.T + b, mu, logvar, ls,
+                                   n_samples=eps.shape[0], reparam=reparam, eps=eps)
+    cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
+    torch.testing.assert_close(loss, cf)
+    return loss, cf, (mu, logvar, W, b, ls)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_posterior_fd_loss_value_and_unbiased_gradients(backend):
     """reparam=True: value and gradients (mu, logvar, W, b, log σ²) equal the closed form's."""
     m = _make()
-    mu, logvar, W, b, ls, eps = _pfd_inputs(m)
-    with vsm.backend(backend):
-        loss = O.posterior_fd_loss(
-            m.x, lambda z: z @ W.T + b, mu, logvar, ls, n_samples=eps.shape[0], reparam=True,
-            eps=eps,
-        )
-    cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
-    torch.testing.assert_close(loss, cf)
-    params = (mu, logvar, W, b, ls)
+    loss, cf, params = _pfd_loss_and_closed_form(m, backend, reparam=True)
     for name, g, rg in zip(
         ("mu", "logvar", "W", "b", "log_sigma2"),
         torch.autograd.grad(loss.sum(), params),
@@ -375,14 +382,7 @@ def test_posterior_fd_loss_biased_gradients(backend):
     i.e. 2·diag(1/s², 1/s²·…) times the KL gradients (MATH.md A.5.1 without the ½); the decoder
     parameters still receive the closed form's gradient through the VJP."""
     m = _make(orthogonal=True)
-    mu, logvar, W, b, ls, eps = _pfd_inputs(m)
-    with vsm.backend(backend):
-        loss = O.posterior_fd_loss(
-            m.x, lambda z: z @ W.T + b, mu, logvar, ls, n_samples=eps.shape[0], reparam=False,
-            eps=eps,
-        )
-    cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
-    torch.testing.assert_close(loss, cf)
+    loss, cf, (mu, logvar, W, b, ls) = _pfd_loss_and_closed_form(m, backend, reparam=False)
     gmu, glv, gW, gb, gls = torch.autograd.grad(loss.sum(), (mu, logvar, W, b, ls))
     with torch.no_grad():
         P, post_mean = m.posterior()
@@ -498,61 +498,274 @@ def test_sample_posterior_modes():
     )
 
 
-# ----------------------------------------------------------------------------- validation
-
-
-def _valid():
-    gen = torch.Generator().manual_seed(0)
-    N, B, D, L = 2, 3, 4, 2
-    return {
-        "x": torch.randn(B, D, generator=gen),
-        "x_mean": torch.randn(N, B, D, generator=gen),
-        "log_sigma2": torch.tensor(0.1),
-        "mu": torch.randn(B, L, generator=gen),
-        "logvar": torch.randn(B, L, generator=gen),
-        "psi": torch.randn(N, B, D, generator=gen),
-        "z": torch.randn(N, B, L, generator=gen),
-        "grad_loglik_z": torch.randn(N, B, L, generator=gen),
-    }
-
-
-@pytest.mark.parametrize(
-    "fn, bad, exc, name",
-    [
-        ("m1", {"x": torch.randn(3, 2, 2)}, ValueError, "x"),
-        ("m1", {"x_mean": torch.randn(2, 3, 5)}, ValueError, "x_mean"),
-        ("m1", {"log_sigma2": torch.tensor([0.1])}, ValueError, "log_sigma2"),
-        ("m2", {"x_mean": torch.randn(2, 3, 4, dtype=F64)}, TypeError, "x_mean"),
-        ("m3", {"psi": torch.randn(3, 3, 4)}, ValueError, "psi"),
-        ("elbo", {"mu": torch.randn(2, 2)}, ValueError, "mu"),
-        ("elbo", {"logvar": torch.randn(3, 3)}, ValueError, "logvar"),
-        ("elbo", {"x": "data"}, TypeError, "x"),
-        ("fae", {"z": torch.randn(2, 3, 3)}, ValueError, "z"),
-        ("fae", {"grad_loglik_z": torch.randn(1, 3, 2)}, ValueError, "grad_loglik_z"),
-        ("fae", {"z": torch.randn(3, 3, 2), "grad_loglik_z": torch.randn(3, 3, 2)}, ValueError,
-         "z"),
-    ],
-)
-def test_bad_input_names_the_argument(fn, bad, exc, name):
-    import inspect
-
-    f = getattr(O, fn)
-    kw = {**_valid(), **bad}
-    params = inspect.signature(f).parameters
-    with pytest.raises(exc, match=f"^{name}"):
-        f(**{k: v for k, v in kw.items() if k in params})
-
-
-def test_posterior_fd_loss_argument_checks():
-    v = _valid()
-    args = (v["x"], lambda z: z @ torch.ones(2, 4), v["mu"], v["logvar"], v["log_sigma2"])
-    with pytest.raises(TypeError, match="^reparam"):
-        O.posterior_fd_loss(*args, n_samples=2, reparam=1)
-    with pytest.raises(ValueError, match="^n_samples"):
-        O.posterior_fd_loss(*args, n_samples=0, reparam=True)
-    with pytest.raises(ValueError, match="^eps"):
-        O.posterior_fd_loss(*args, n_samples=2, reparam=True, eps=torch.randn(3, 3, 2))
-    with pytest.raises(ValueError, match="^decoder"):
-        O.posterior_fd_loss(
-            v["x"], lambda z: z @ torch.ones(2, 5), *args[2:], n_samples=2, reparam=True
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
+BAD_INPUT = [
+    # ---------------------------------------------------------------- elbo
+    ("elbo-ok", "valid", C.elbo, dict, OK),
+    ("elbo-list", "type", C.elbo, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("elbo-ndarray", "type", C.elbo, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
+    ("elbo-int", "dtype", C.elbo, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+     TE("logvar")),
+    ("elbo-dtype-mix", "dtype", C.elbo, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     TE("x_mean")),
+    ("elbo-shape", "shape", C.elbo, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
+    ("elbo-batch", "shape", C.elbo, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
+     VE("mu")),
+    ("elbo-rank", "shape", C.elbo, lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("elbo-empty", "empty", C.elbo,
+     lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "mu": t(0, L), "logvar": t(0, L)}, VE("x")),
+    ("elbo-device", "device", C.elbo, lambda: {"log_sigma2": t(device=META)},
+     VE("log_sigma2")),
+    *C.dtype_rows("elbo", C.elbo, "mu", (B, L)),
+    # ---------------------------------------------------------------- m1 / m2
+    *[
+        row
+        for name, fn in (("m1", O.m1), ("m2", O.m2))
+        for row in (
+            (f"{name}-ok", "valid", C.m(fn), dict, OK),
+            (f"{name}-list", "type", C.m(fn), lambda: {"x_mean": t(N, B, D).tolist()},
+             TE("x_mean")),
+            (f"{name}-int", "dtype", C.m(fn), lambda: {"x": torch.ones(B, D, dtype=torch.int64)},
+             TE("x")),
+            (f"{name}-dtype-mix", "dtype", C.m(fn),
+             lambda: {"x_mean": t(N, B, D, dtype=torch.float32)}, TE("x_mean")),
+            (f"{name}-shape", "shape", C.m(fn), lambda: {"x_mean": t(N, B + 1, D)},
+             VE("x_mean")),
+            (f"{name}-rank", "shape", C.m(fn), lambda: {"log_sigma2": t(B)},
+             VE("log_sigma2")),
+            (f"{name}-empty", "empty", C.m(fn), lambda: {"x_mean": t(0, B, D)}, VE("x_mean")),
+            (f"{name}-device", "device", C.m(fn), lambda: {"x_mean": t(N, B, D, device=META)},
+             VE("x_mean")),
         )
+    ],
+    ("m1-rank-x", "shape", C.m(O.m1), lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("m1-shape-D", "shape", C.m(O.m1), lambda: {"x_mean": t(N, B, D + 1)}, VE("x_mean")),
+    *C.dtype_rows("m1", C.m(O.m1), "x", (B, D)),
+    *C.dtype_rows("m2", C.m(O.m2), "log_sigma2", ()),
+    # ---------------------------------------------------------------- m3
+    ("m3-ok", "valid", C.m3, dict, OK),
+    ("m3-ndarray", "type", C.m3, lambda: {"psi": np.zeros((N, B, D))}, TE("psi")),
+    ("m3-int", "dtype", C.m3, lambda: {"psi": torch.zeros(N, B, D, dtype=torch.int64)},
+     TE("psi")),
+    ("m3-dtype-mix", "dtype", C.m3, lambda: {"psi": t(N, B, D, dtype=torch.float32)},
+     TE("psi")),
+    ("m3-shape", "shape", C.m3, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
+    ("m3-rank", "shape", C.m3, lambda: {"psi": t(D)}, VE("psi")),
+    ("m3-empty", "empty", C.m3, lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "psi": t(N, 0, D)},
+     VE("x")),
+    ("m3-device", "device", C.m3, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
+    *C.dtype_rows("m3", C.m3, "x_mean", (N, B, D)),
+    # ---------------------------------------------------------------- posterior_fd_loss
+    ("pfdl-ok", "valid", C.pfdl, dict, OK),
+    ("pfdl-list", "type", C.pfdl, lambda: {"mu": t(B, L).tolist()}, TE("mu")),
+    ("pfdl-int", "dtype", C.pfdl, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("pfdl-dtype-mix", "dtype", C.pfdl, lambda: {"logvar": t(B, L, dtype=torch.float32)},
+     TE("logvar")),
+    ("pfdl-shape", "shape", C.pfdl, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
+    ("pfdl-rank", "shape", C.pfdl, lambda: {"mu": t(B), "logvar": t(B)}, VE("mu")),
+    ("pfdl-empty", "empty", C.pfdl, lambda: {"x": t(0, D), "mu": t(0, L), "logvar": t(0, L)},
+     VE("x")),
+    ("pfdl-device", "device", C.pfdl, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
+    ("pfdl-n0", "option", C.pfdl, lambda: {"n_samples": 0}, VE("n_samples")),
+    ("pfdl-nfloat", "option", C.pfdl, lambda: {"n_samples": 1.0}, TE("n_samples")),
+    ("pfdl-reparam", "option", C.pfdl, lambda: {"reparam": "yes"}, TE("reparam")),
+    ("pfdl-nbool", "option", C.pfdl, lambda: {"n_samples": True}, TE("n_samples")),
+    ("pfdl-decoder-call", "type", C.pfdl, lambda: {"decoder": 3}, TE("decoder")),
+    ("pfdl-decoder-list", "type", C.pfdl, lambda: {"decoder": lambda z: [0.0]},
+     TE("decoder")),
+    ("pfdl-decoder-shape", "shape", C.pfdl, lambda: {"decoder": lambda z: z},
+     VE("decoder")),
+    ("pfdl-nneg", "option", C.pfdl, lambda: {"n_samples": -2}, VE("n_samples")),
+    ("pfdl-ls2-float", "type", C.pfdl, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
+    ("pfdl-ls2-rank", "shape", C.pfdl, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
+    ("pfdl-decoder-dtype", "dtype", C.pfdl, lambda: {"decoder": lambda z: C.tanh_decoder(z).float()},
+     TE("decoder")),
+    ("pfdl-decoder-device", "device", C.pfdl,
+     lambda: {"decoder": lambda z: C.tanh_decoder(z).to(META)},
+     VE("decoder")),
+    ("pfdl-eps-shape", "shape", C.pfdl, lambda: {"eps": t(3, B, L)}, VE("eps")),
+    ("pfdl-eps-dtype-mix", "dtype", C.pfdl, lambda: {"eps": t(2, B, L, dtype=torch.float32)},
+     TE("eps")),
+    ("pfdl-eps-device", "device", C.pfdl, lambda: {"eps": t(2, B, L, device=META)},
+     VE("eps")),
+    ("pfdl-generator", "option", C.pfdl, lambda: {"generator": 3}, TE("generator")),
+    *C.dtype_rows("pfdl", C.pfdl, "logvar", (B, L)),
+    # ---------------------------------------------------------------- fae
+    ("fae-ok", "valid", C.fae, dict, OK),
+    ("fae-list", "type", C.fae, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("fae-ndarray", "type", C.fae, lambda: {"z": np.zeros((N, B, L))}, TE("z")),
+    ("fae-ls2-float", "type", C.fae, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
+    ("fae-int", "dtype", C.fae, lambda: {"mu": torch.zeros(B, L, dtype=torch.int64)},
+     TE("mu")),
+    ("fae-dtype-mix", "dtype", C.fae, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+     TE("x_mean")),
+    ("fae-dtype-mix-g", "dtype", C.fae, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+     TE("grad_loglik_z")),
+    ("fae-dtype-mix-ls2", "dtype", C.fae, lambda: {"log_sigma2": t(dtype=torch.float32)},
+     TE("log_sigma2")),
+    ("fae-shape-psi", "shape", C.fae, lambda: {"psi": t(N, B, D + 1)}, VE("psi")),
+    ("fae-shape-psi-N", "shape", C.fae, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
+    ("fae-shape-g", "shape", C.fae, lambda: {"grad_loglik_z": t(N, B, L + 1)},
+     VE("grad_loglik_z")),
+    ("fae-shape-z", "shape", C.fae, lambda: {"z": t(N, B, L + 1)}, VE("z")),
+    ("fae-shape-logvar", "shape", C.fae, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
+    ("fae-batch", "shape", C.fae, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
+     VE("mu")),
+    ("fae-samples", "shape", C.fae, lambda: {"z": t(N + 1, B, L), "grad_loglik_z": t(N + 1, B, L)},
+     VE("z")),
+    ("fae-rank", "shape", C.fae, lambda: {"x": t(B, D, 1)}, VE("x")),
+    ("fae-rank-ls2", "shape", C.fae, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
+    ("fae-rank-g", "shape", C.fae, lambda: {"grad_loglik_z": t(1, N, B, L)},
+     VE("grad_loglik_z")),
+    ("fae-empty", "empty", C.fae,
+     lambda: {"x": t(0, D), "z": t(N, 0, L), "x_mean": t(N, 0, D), "mu": t(0, L),
+              "logvar": t(0, L), "psi": t(N, 0, D), "grad_loglik_z": t(N, 0, L)}, VE("x")),
+    ("fae-empty-N", "empty", C.fae,
+     lambda: {"z": t(0, B, L), "x_mean": t(0, B, D), "psi": t(0, B, D),
+              "grad_loglik_z": t(0, B, L)}, VE("x_mean")),
+    ("fae-device-psi", "device", C.fae, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
+    ("fae-device-g", "device", C.fae, lambda: {"grad_loglik_z": t(N, B, L, device=META)},
+     VE("grad_loglik_z")),
+    ("fae-device-z", "device", C.fae, lambda: {"z": t(N, B, L, device=META)}, VE("z")),
+    ("fae-shape-gN", "shape", C.fae, lambda: {"grad_loglik_z": t(N - 1, B, L)},
+     VE("grad_loglik_z")),
+    *C.dtype_rows("fae", C.fae, "grad_loglik_z", (N, B, L)),
+    # ---------------------------------------------------------------- fae_loss (fae's model-level
+    # form)
+    ("faeloss-ok", "valid", C.fae_loss, dict, OK),
+    ("faeloss-list", "type", C.fae_loss, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("faeloss-encode-not-callable", "type", C.fae_loss, lambda: {"encode": 3},
+     TE("encode")),
+    ("faeloss-decoder-not-callable", "type", C.fae_loss, lambda: {"decoder": None},
+     TE("decoder")),
+    ("faeloss-encode-not-pair", "type", C.fae_loss, lambda: {"encode": lambda x: x},
+     TE("encode")),
+    ("faeloss-encode-dtype", "dtype", C.fae_loss,
+     lambda: {"encode": lambda x: tuple(o.float() for o in C.linear_encode(x))}, TE("encode")),
+    ("faeloss-encode-batch", "shape", C.fae_loss,
+     lambda: {"encode": lambda x: C.linear_encode(x[:-1])},
+     VE("encode")),
+    ("faeloss-ls2-float", "type", C.fae_loss, lambda: {"log_sigma2": 0.5}, TE("log_sigma2")),
+    ("faeloss-ls2-device", "device", C.fae_loss, lambda: {"log_sigma2": t(device=META)},
+     VE("log_sigma2")),
+    ("faeloss-empty", "empty", C.fae_loss, lambda: {"x": t(0, D)}, VE("x")),
+    ("faeloss-n0", "option", C.fae_loss, lambda: {"n_samples": 0}, VE("n_samples")),
+    ("faeloss-reparam", "option", C.fae_loss, lambda: {"reparam": "yes"}, TE("reparam")),
+    *C.dtype_rows("faeloss", C.fae_loss, "x", (B, D)),
+]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
+
+
+def _nf_m(fn):
+    return lambda v: fn(C.bad_datum(seeded(1, B, D), v), seeded(2, N, B, D), seeded(3))
+
+
+def _nf_elbo(v):
+    x_mean = C.bad_datum(seeded(2, N, B, D), v, 1)
+    return O.elbo(seeded(1, B, D), x_mean, seeded(3), seeded(4, B, L), seeded(5, B, L))
+
+
+def _nf_m3(v):
+    psi = C.bad_datum(seeded(4, N, B, D), v, 1)
+    return O.m3(seeded(1, B, D), seeded(2, N, B, D), seeded(3), psi)
+
+
+def _nf_fae(v):
+    g = C.bad_datum(seeded(8, N, B, L), v, 1)
+    return O.fae(seeded(1, B, D), seeded(2, N, B, L), seeded(3, N, B, D), seeded(4),
+                 seeded(5, B, L), seeded(6, B, L), seeded(7, N, B, D), g)
+
+
+def _nf_pfdl(v):
+    x = C.bad_datum(seeded(1, B, D), v)
+    return O.posterior_fd_loss(x, C.tanh_decoder, seeded(2, B, L), seeded(3, B, L), seeded(4),
+                               n_samples=2, reparam=True, eps=seeded(5, 2, B, L))
+
+
+def _nf_fae_loss(v):
+    x = C.bad_datum(seeded(1, B, D), v)
+    return O.fae_loss(x, C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2, reparam=True,
+                      eps=seeded(3, 2, B, L))
+
+
+NONFINITE_ROWS = {
+    "elbo": _nf_elbo, "m1": _nf_m(O.m1), "m2": _nf_m(O.m2), "m3": _nf_m3, "fae": _nf_fae,
+    "fae_loss": _nf_fae_loss, "posterior_fd_loss": _nf_pfdl,
+}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
+
+
+def _l_elbo(lay):
+    return O.elbo(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3), lay(seeded(4, B, L)),
+                  lay(seeded(5, B, L)))
+
+
+def _l_m3(lay):
+    return O.m3(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3),
+                lay(seeded(4, N, B, D)))
+
+
+def _l_pfdl(lay):
+    torch.manual_seed(11)
+    return O.posterior_fd_loss(lay(seeded(1, B, D)), C.tanh_decoder, lay(seeded(2, B, L)),
+                               lay(seeded(3, B, L)), seeded(4), n_samples=2, reparam=True)
+
+
+def _l_fae(lay):
+    return O.fae(lay(seeded(1, B, D)), lay(seeded(2, N, B, L)), lay(seeded(3, N, B, D)),
+                 seeded(4), lay(seeded(5, B, L)), lay(seeded(6, B, L)), lay(seeded(7, N, B, D)),
+                 lay(seeded(8, N, B, L)))
+
+
+def _l_fae_loss(lay):
+    torch.manual_seed(11)
+    return O.fae_loss(lay(seeded(1, B, D)), C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2,
+                      reparam=True, eps=lay(seeded(3, 2, B, L)))
+
+
+LAYOUT_ROWS = {
+    "elbo": _l_elbo, "m1": C.gaussian_args_layout(O.m1), "m2": C.gaussian_args_layout(O.m2),
+    "m3": _l_m3, "posterior_fd_loss": _l_pfdl, "fae": _l_fae, "fae_loss": _l_fae_loss,
+}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+
+
+def _x_m3(e):
+    ps = seeded(4, 1, B, D).expand(N, B, D)
+    return O.m3(seeded(1, B, D), seeded(2, N, B, D), seeded(3), ps if e else ps.contiguous())
+
+
+def _x_elbo(e):
+    lv = torch.zeros(1, 1, dtype=F64).expand(B, L)
+    return O.elbo(seeded(1, B, D), seeded(2, N, B, D), seeded(3), seeded(4, B, L),
+                  lv if e else lv.contiguous())
+
+
+def _x_fae(e):
+    z, g = seeded(2, 1, B, L).expand(N, B, L), seeded(8, B, 1).expand(N, B, L)
+    c = (lambda a: a) if e else torch.Tensor.contiguous
+    return O.fae(seeded(1, B, D), c(z), seeded(3, N, B, D), seeded(4), seeded(5, B, L),
+                 seeded(6, B, L), seeded(7, N, B, D), c(g))
+
+
+def _x_fae_loss(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return O.fae_loss(x if e else x.contiguous(), C.linear_encode, C.tanh_decoder, seeded(2),
+                      n_samples=2, reparam=False, eps=seeded(3, 2, B, L))
+
+
+def _x_pfdl(e):
+    mu = seeded(2, 1, L).expand(B, L)
+    torch.manual_seed(3)
+    return O.posterior_fd_loss(seeded(1, B, D), C.tanh_decoder, mu if e else mu.contiguous(),
+                               seeded(3, B, L), seeded(4), n_samples=2, reparam=False)
+
+
+EXPANDED_ROWS = {
+    "m1": C.gaussian_args_expanded(O.m1, "x_mean"), "m2": C.gaussian_args_expanded(O.m2, "x"),
+    "m3": _x_m3, "elbo": _x_elbo, "fae": _x_fae, "fae_loss": _x_fae_loss, "pfdl": _x_pfdl,
+}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
+

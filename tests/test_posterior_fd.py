@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
+import numpy as np
 import pytest
 import torch
 import vsm
+from _cases import META, OK, TE, VE, B, L, N, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -111,25 +114,6 @@ def test_backend_rejects_unknown_name():
         pass
 
 
-@pytest.mark.parametrize(
-    "mutate, exc, name",
-    [
-        (lambda a: (a[0].numpy(), *a[1:]), TypeError, "z"),
-        (lambda a: (a[0].int(), *a[1:]), TypeError, "z"),
-        (lambda a: (a[0], a[1].double(), *a[2:]), TypeError, "mu"),
-        (lambda a: (a[0][..., :3], *a[1:]), ValueError, "mu"),
-        (lambda a: (a[0], a[1], a[2][:2], a[3]), ValueError, "logvar"),
-        (lambda a: (*a[:3], a[3][:1]), ValueError, "grad_loglik_z"),
-        (lambda a: (a[0][0, 0], *a[1:]), ValueError, "z"),
-        (lambda a: (a[0], a[1][None], *a[2:]), ValueError, "mu"),
-    ],
-)
-def test_bad_input_names_the_argument(mutate, exc, name):
-    args = mutate(_inputs(2, 3, 4, torch.float32))
-    with pytest.raises(exc, match=f"^{name}"):
-        vsm.posterior_fd(*args)
-
-
 def _linear_gaussian(L=3, D=5, sigma2=0.3, seed=1):
     gen = torch.Generator().manual_seed(seed)
     W = torch.randn(D, L, generator=gen, dtype=torch.float64)
@@ -194,3 +178,78 @@ def test_zero_for_exact_posterior_with_diagonal_precision():
     with vsm.backend("triton"):
         pfd = vsm.posterior_fd(z, m[None], logvar, _decoder_vjp(z, W, b, x, sigma2))
     assert pfd.abs().max() < 1e-10
+
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
+BAD_INPUT = [
+    ("pfd-ok", "valid", C.pfd, dict, OK),
+    ("pfd-list", "type", C.pfd, lambda: {"z": t(B, L).tolist()}, TE("z")),
+    ("pfd-ndarray", "type", C.pfd, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
+    ("pfd-int", "dtype", C.pfd, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+     TE("logvar")),
+    ("pfd-dtype-mix", "dtype", C.pfd, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+     TE("grad_loglik_z")),
+    ("pfd-shape", "shape", C.pfd, lambda: {"mu": t(B + 1, L)}, VE("mu")),
+    ("pfd-shape-g", "shape", C.pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)},
+     VE("grad_loglik_z")),
+    ("pfd-rank", "shape", C.pfd, lambda: {"logvar": t(1, B, L)}, VE("logvar")),
+    ("pfd-rank-z", "shape", C.pfd, lambda: {"z": t(1, N, B, L)}, VE("z")),
+    ("pfd-empty", "empty", C.pfd, lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L),
+                                           "grad_loglik_z": t(N, 0, L)}, VE("z")),
+    ("pfd-device", "device", C.pfd, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
+    ("pfd-int-z", "dtype", C.pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)},
+     TE("z")),
+    ("pfd-dtype-mix-mu", "dtype", C.pfd, lambda: {"mu": t(B, L, dtype=torch.float32)},
+     TE("mu")),
+    ("pfd-shape-L", "shape", C.pfd, lambda: {"z": t(N, B, L + 1)}, VE("mu")),
+    ("pfd-shape-logvar", "shape", C.pfd, lambda: {"logvar": t(B - 1, L)}, VE("logvar")),
+    ("pfd-shape-gN", "shape", C.pfd, lambda: {"grad_loglik_z": t(N - 1, B, L)},
+     VE("grad_loglik_z")),
+    ("pfd-rank-z1", "shape", C.pfd, lambda: {"z": t(L)}, VE("z")),
+    ("pfd-rank-mu", "shape", C.pfd, lambda: {"mu": t(1, B, L)}, VE("mu")),
+    *C.dtype_rows("pfd", C.pfd, "z", (N, B, L)),
+]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
+
+
+def _nf_pfd(v):
+    z = C.bad_datum(seeded(1, N, B, L), v, 1)
+    return vsm.posterior_fd(z, seeded(2, B, L), seeded(3, B, L), seeded(4, N, B, L)).T  # (B, N)
+
+
+NONFINITE_ROWS = {"posterior_fd": _nf_pfd}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
+
+
+def _l_pfd(lay):
+    return vsm.posterior_fd(lay(seeded(1, N, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)),
+                            lay(seeded(4, N, B, L)))
+
+
+def _l_pfd2(lay):
+    return vsm.posterior_fd(lay(seeded(1, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)),
+                            lay(seeded(4, B, L)))
+
+
+LAYOUT_ROWS = {"posterior_fd": _l_pfd, "posterior_fd-2d": _l_pfd2}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+
+
+def _x_pfd(e):
+    mu = seeded(2, 1, L).expand(B, L)
+    return vsm.posterior_fd(seeded(1, N, B, L), mu if e else mu.contiguous(), seeded(3, B, L),
+                            seeded(4, N, B, L))
+
+
+def _x_pfd_z(e):
+    z = seeded(1, B, L).expand(N, B, L)
+    return vsm.posterior_fd(z if e else z.contiguous(), seeded(2, B, L), seeded(3, B, L),
+                            seeded(4, N, B, L))
+
+
+EXPANDED_ROWS = {"pfd": _x_pfd, "pfd_z": _x_pfd_z}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
+
+
+# Backward through the kernels with non-contiguous leaves equals the contiguous one.
+test_non_contiguous_gradients = C.layout_gradients_test(vsm.posterior_fd, ((N, B, L), (B, L), (B, L), (N, B, L)))

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
+import numpy as np
 import pytest
 import torch
 import vsm
+from _cases import META, NAN, OK, TE, VE, B, D, seeded, t
 from torch import nn
 from vsm import score as S
 
@@ -191,23 +194,223 @@ def test_annealed_langevin_on_gaussian_score_reaches_target_and_is_reproducible(
                             step_size=0.01, seed=4)
     assert abs(z.var().item() - (4 * 0.01 + 0.01)) < 0.004
 
+# ---- bad input (feeds tests/test_bad_input.py's matrix)
+# Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
+BAD_INPUT = [
+    # ---------------------------------------------------------------- exact_sm
+    ("exact-ok", "valid", C.exact, dict, OK),
+    ("exact-list", "type", C.exact, lambda: {"x": t(B, D).tolist()}, TE("x")),
+    ("exact-int", "dtype", C.exact, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("exact-dtype-mix", "dtype", C.exact, lambda: {"score_fn": lambda x: x.float()},
+     TE("score_fn")),
+    ("exact-shape", "shape", C.exact, lambda: {"score_fn": lambda x: x[:, :-1]},
+     VE("score_fn")),
+    ("exact-rank", "shape", C.exact, lambda: {"x": t(D)}, VE("x")),
+    ("exact-empty", "empty", C.exact, lambda: {"x": t(0, D)}, VE("x")),
+    ("exact-device", "device", C.exact,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("exact-not-tensor", "type", C.exact, lambda: {"score_fn": lambda x: x.tolist()},
+     TE("score_fn")),
+    ("exact-not-callable", "type", C.exact, lambda: {"score_fn": None}, TE("score_fn")),
+    *C.dtype_rows("exact", C.exact, "x", (B, D)),
+    # ---------------------------------------------------------------- sliced_sm
+    ("sliced-ok", "valid", C.sliced, dict, OK),
+    ("sliced-ndarray", "type", C.sliced, lambda: {"x": np.zeros((B, D))}, TE("x")),
+    ("sliced-int", "dtype", C.sliced, lambda: {"x": torch.zeros(B, D, dtype=torch.int8)},
+     TE("x")),
+    ("sliced-dtype-mix", "dtype", C.sliced, lambda: {"score_fn": lambda x: x.float()},
+     TE("score_fn")),
+    ("sliced-shape", "shape", C.sliced, lambda: {"score_fn": lambda x: x.sum(-1)},
+     VE("score_fn")),
+    ("sliced-rank", "shape", C.sliced, lambda: {"x": t(B, D, 2)}, VE("x")),
+    ("sliced-empty", "empty", C.sliced, lambda: {"x": t(0, D)}, VE("x")),
+    ("sliced-probes0", "option", C.sliced, lambda: {"n_probes": 0}, VE("n_probes")),
+    ("sliced-probes-neg", "option", C.sliced, lambda: {"n_probes": -1}, VE("n_probes")),
+    ("sliced-dist", "option", C.sliced, lambda: {"dist": "normal"}, VE("dist")),
+    ("sliced-dist-type", "option", C.sliced, lambda: {"dist": 1}, VE("dist")),
+    ("sliced-vr", "option", C.sliced, lambda: {"variance_reduced": 1},
+     TE("variance_reduced")),
+    ("sliced-not-callable", "type", C.sliced, lambda: {"score_fn": "s"}, TE("score_fn")),
+    ("sliced-not-tensor", "type", C.sliced, lambda: {"score_fn": lambda x: x.tolist()},
+     TE("score_fn")),
+    ("sliced-device", "device", C.sliced,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("sliced-probes-float", "option", C.sliced, lambda: {"n_probes": 1.0}, TE("n_probes")),
+    ("sliced-seed-neg", "option", C.sliced, lambda: {"seed": -1}, VE("seed")),
+    ("sliced-seed-float", "option", C.sliced, lambda: {"seed": 0.5}, TE("seed")),
+    *C.dtype_rows("sliced", C.sliced, "x", (B, D)),
+    # ---------------------------------------------------------------- dsm
+    ("dsm-ok", "valid", C.dsm, dict, OK),
+    ("dsm-list", "type", C.dsm, lambda: {"x": [[0.0] * D] * B}, TE("x")),
+    ("dsm-int", "dtype", C.dsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
+    ("dsm-dtype-mix", "dtype", C.dsm, lambda: {"score_fn": lambda x: x.float()},
+     TE("score_fn")),
+    ("dsm-shape", "shape", C.dsm, lambda: {"score_fn": lambda x: x.T}, VE("score_fn")),
+    ("dsm-rank", "shape", C.dsm, lambda: {"x": t(B)}, VE("x")),
+    ("dsm-empty", "empty", C.dsm, lambda: {"x": t(0, D)}, VE("x")),
+    ("dsm-sigma-nan", "non-finite", C.dsm, lambda: {"sigma": NAN}, VE("sigma")),
+    ("dsm-sigma-zero", "option", C.dsm, lambda: {"sigma": 0.0}, VE("sigma")),
+    ("dsm-sigma-neg", "option", C.dsm, lambda: {"sigma": -0.1}, VE("sigma")),
+    ("dsm-sigma-inf", "non-finite", C.dsm, lambda: {"sigma": math.inf}, VE("sigma")),
+    ("dsm-sigma-str", "option", C.dsm, lambda: {"sigma": "0.5"}, TE("sigma")),
+    ("dsm-sigma-vec", "option", C.dsm, lambda: {"sigma": torch.ones(2)}, VE("sigma")),
+    ("dsm-seed", "option", C.dsm, lambda: {"seed": -2}, VE("seed")),
+    ("dsm-sigma-bool", "option", C.dsm, lambda: {"sigma": True}, TE("sigma")),
+    ("dsm-not-callable", "type", C.dsm, lambda: {"score_fn": 1.0}, TE("score_fn")),
+    ("dsm-not-tensor", "type", C.dsm, lambda: {"score_fn": lambda x: x.tolist()},
+     TE("score_fn")),
+    ("dsm-device", "device", C.dsm,
+     lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
+     VE("score_fn")),
+    ("dsm-sigma-meta", "device", C.dsm, lambda: {"sigma": torch.tensor(0.5, device=META)},
+     VE("sigma")),
+    ("dsm-seed-big", "option", C.dsm, lambda: {"seed": 2**64}, VE("seed")),
+    ("dsm-seed-float", "option", C.dsm, lambda: {"seed": 1.0}, TE("seed")),
+    *C.dtype_rows("dsm", C.dsm, "x", (B, D)),
+    # ---------------------------------------------------------------- multiscale_dsm
+    ("mdsm-ok", "valid", C.mdsm, dict, OK),
+    ("mdsm-ndarray", "type", C.mdsm, lambda: {"x": np.zeros((B, D))}, TE("x")),
+    ("mdsm-int", "dtype", C.mdsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x")),
+    ("mdsm-dtype-mix", "dtype", C.mdsm, lambda: {"score_fn": lambda x, s: x.float()},
+     TE("score_fn")),
+    ("mdsm-shape", "shape", C.mdsm, lambda: {"score_fn": lambda x, s: x[:1]}, VE("score_fn")),
+    ("mdsm-rank", "shape", C.mdsm, lambda: {"x": t(1, B, D)}, VE("x")),
+    ("mdsm-empty", "empty", C.mdsm, lambda: {"x": t(0, D)}, VE("x")),
+    ("mdsm-sigmas-empty", "empty", C.mdsm, lambda: {"sigmas": []}, VE("sigmas")),
+    ("mdsm-sigmas-nan", "non-finite", C.mdsm, lambda: {"sigmas": [1.0, NAN]}, VE("sigmas")),
+    ("mdsm-sigmas-neg", "option", C.mdsm, lambda: {"sigmas": [1.0, -0.5]}, VE("sigmas")),
+    ("mdsm-sigmas-type", "option", C.mdsm, lambda: {"sigmas": 0.5}, TE("sigmas")),
+    ("mdsm-sigmas-rank", "shape", C.mdsm, lambda: {"sigmas": torch.ones(2, 2)}, VE("sigmas")),
+    ("mdsm-sigmas-str", "option", C.mdsm, lambda: {"sigmas": "abc"}, TE("sigmas")),
+    ("mdsm-not-callable", "type", C.mdsm, lambda: {"score_fn": 0}, TE("score_fn")),
+    ("mdsm-not-tensor", "type", C.mdsm, lambda: {"score_fn": lambda x, s: None},
+     TE("score_fn")),
+    ("mdsm-device", "device", C.mdsm,
+     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("mdsm-sigmas-meta", "device", C.mdsm, lambda: {"sigmas": torch.ones(2, device=META)},
+     VE("sigmas")),
+    ("mdsm-sigmas-inf", "non-finite", C.mdsm, lambda: {"sigmas": [math.inf, 1.0]},
+     VE("sigmas")),
+    ("mdsm-sigmas-zero", "option", C.mdsm, lambda: {"sigmas": [1.0, 0.0]}, VE("sigmas")),
+    ("mdsm-seed-neg", "option", C.mdsm, lambda: {"seed": -1}, VE("seed")),
+    *C.dtype_rows("mdsm", C.mdsm, "x", (B, D)),
+    # ---------------------------------------------------------------- annealed_langevin
+    ("lang-ok", "valid", C.lang, dict, OK),
+    ("lang-list", "type", C.lang, lambda: {"x0": [[0.0] * D]}, TE("x0")),
+    ("lang-int", "dtype", C.lang, lambda: {"x0": torch.zeros(B, D, dtype=torch.int64)},
+     TE("x0")),
+    ("lang-rank", "shape", C.lang, lambda: {"x0": t(D)}, VE("x0")),
+    ("lang-empty", "empty", C.lang, lambda: {"x0": t(0, D)}, VE("x0")),
+    ("lang-sigmas-nan", "non-finite", C.lang, lambda: {"sigmas": [NAN]}, VE("sigmas")),
+    ("lang-sigmas-increasing", "option", C.lang, lambda: {"sigmas": [0.5, 1.0]},
+     VE("sigmas")),
+    ("lang-steps0", "option", C.lang, lambda: {"n_steps": 0}, VE("n_steps")),
+    ("lang-steps-float", "option", C.lang, lambda: {"n_steps": 2.5}, TE("n_steps")),
+    ("lang-step-size", "option", C.lang, lambda: {"step_size": -1.0}, VE("step_size")),
+    ("lang-step-size-nan", "non-finite", C.lang, lambda: {"step_size": NAN}, VE("step_size")),
+    ("lang-dtype-mix", "dtype", C.lang, lambda: {"score_fn": lambda x, s: x.float()},
+     TE("score_fn")),
+    ("lang-shape", "shape", C.lang, lambda: {"score_fn": lambda x, s: x[:1]}, VE("score_fn")),
+    ("lang-not-callable", "type", C.lang, lambda: {"score_fn": None}, TE("score_fn")),
+    ("lang-not-tensor", "type", C.lang, lambda: {"score_fn": lambda x, s: x.tolist()},
+     TE("score_fn")),
+    ("lang-ndarray", "type", C.lang, lambda: {"x0": np.zeros((B, D))}, TE("x0")),
+    ("lang-device", "device", C.lang,
+     lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)}, VE("score_fn")),
+    ("lang-sigmas-empty", "empty", C.lang, lambda: {"sigmas": []}, VE("sigmas")),
+    ("lang-sigmas-type", "option", C.lang, lambda: {"sigmas": 1.0}, TE("sigmas")),
+    ("lang-sigmas-neg", "option", C.lang, lambda: {"sigmas": [1.0, -1.0]}, VE("sigmas")),
+    ("lang-steps-neg", "option", C.lang, lambda: {"n_steps": -1}, VE("n_steps")),
+    ("lang-steps-bool", "option", C.lang, lambda: {"n_steps": True}, TE("n_steps")),
+    ("lang-step-size-zero", "option", C.lang, lambda: {"step_size": 0.0}, VE("step_size")),
+    ("lang-step-size-inf", "non-finite", C.lang, lambda: {"step_size": math.inf},
+     VE("step_size")),
+    ("lang-step-size-str", "option", C.lang, lambda: {"step_size": "0.1"}, TE("step_size")),
+    ("lang-seed-str", "option", C.lang, lambda: {"seed": "0"}, TE("seed")),
+    *C.dtype_rows("lang", C.lang, "x0", (B, D)),
+]
+test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
-def test_validation_errors_name_the_argument():
-    x = torch.randn(4, 2)
-    f = _gauss_score(0.0, 1.0)
-    with pytest.raises(ValueError, match="^x"):
-        S.exact_sm(f, x[0])
-    with pytest.raises(ValueError, match="^score_fn"):
-        S.exact_sm(lambda x: x[:, :1], x)
-    with pytest.raises(ValueError, match="^sigma"):
-        S.dsm(f, x, -1.0)
-    with pytest.raises(ValueError, match="^sigmas"):
-        S.multiscale_dsm(lambda x, s: x, x, [])
-    with pytest.raises(ValueError, match="^sigmas"):
-        S.annealed_langevin(lambda x, s: x, x, [0.1, 1.0], n_steps=1, step_size=0.1)
-    with pytest.raises(ValueError, match="^n_steps"):
-        S.annealed_langevin(lambda x, s: x, x, [1.0], n_steps=0, step_size=0.1)
-    with pytest.raises(ValueError, match="^dist"):
-        S.sliced_sm(f, x, dist="cauchy")
-    with pytest.raises(TypeError, match="^variance_reduced"):
-        S.sliced_sm(f, x, variance_reduced=1)
+
+def _nf_score(f):
+    def row(v):
+        x = C.bad_datum(seeded(1, B, D), v)
+        return f(lambda u: torch.tanh(u) - u, x)
+
+    return row
+
+
+NONFINITE_ROWS = {
+    "exact_sm": _nf_score(S.exact_sm),
+    "sliced_sm": _nf_score(lambda f, x: S.sliced_sm(f, x, n_probes=2, seed=0)),
+    "dsm": _nf_score(lambda f, x: S.dsm(f, x, 0.5, seed=0)),
+    "multiscale_dsm": _nf_score(lambda f, x: S.multiscale_dsm(lambda u, s: f(u), x, [1.0, 0.5],
+                                                              seed=0)),
+    "annealed_langevin": _nf_score(lambda f, x: S.annealed_langevin(
+        lambda u, s: f(u), x, [1.0, 0.5], n_steps=2, step_size=0.01, seed=0)),
+}
+test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
+
+
+def _l_exact(lay):
+    return S.exact_sm(lambda x: torch.tanh(x) - x, lay(seeded(1, B, D)))
+
+
+def _l_sliced(lay):
+    return S.sliced_sm(lambda x: torch.tanh(x) - x, lay(seeded(1, B, D)), n_probes=2, seed=3,
+                       variance_reduced=False)
+
+
+def _l_dsm(lay):
+    return S.dsm(lambda x: torch.tanh(x) - x, lay(seeded(1, B, D)), 0.3, seed=5)
+
+
+def _l_mdsm(lay):
+    return S.multiscale_dsm(C.noise_score, lay(seeded(1, B, D)), [1.0, 0.3], seed=5)
+
+
+def _l_lang(lay):
+    return S.annealed_langevin(C.noise_score, lay(seeded(1, B, D)), [1.0, 0.3], n_steps=2,
+                               step_size=0.01, seed=5)
+
+
+LAYOUT_ROWS = {
+    "exact_sm": _l_exact, "sliced_sm": _l_sliced, "dsm": _l_dsm, "multiscale_dsm": _l_mdsm,
+    "annealed_langevin": _l_lang,
+}
+test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
+
+
+def _x_exact(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.exact_sm(lambda v: torch.tanh(v) - v, x if e else x.contiguous())
+
+
+def _x_sliced(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.sliced_sm(lambda v: -v ** 3, x if e else x.contiguous(), n_probes=2, seed=1)
+
+
+def _x_dsm(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.dsm(lambda v: -v, x if e else x.contiguous(), 0.4, seed=2)
+
+
+def _x_mdsm(e):
+    x = seeded(1, B, 1).expand(B, D)
+    return S.multiscale_dsm(C.noise_score, x if e else x.contiguous(), [1.0, 0.5], seed=2)
+
+
+def _x_lang(e):
+    x = seeded(1, 1, D).expand(B, D)
+    return S.annealed_langevin(C.noise_score, x if e else x.contiguous(), [1.0, 0.5], n_steps=2,
+                               step_size=0.01, seed=2)
+
+
+EXPANDED_ROWS = {
+    "exact": _x_exact, "sliced": _x_sliced, "dsm": _x_dsm, "mdsm": _x_mdsm, "lang": _x_lang,
+}
+test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
+
