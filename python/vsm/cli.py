@@ -111,10 +111,21 @@ def _config_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def _without_histograms(res: Any) -> Any:
+    """``res`` without its ``posterior_sd_*`` entries, at any depth (a many-seeds result nests
+    one result per replica)."""
+    if isinstance(res, dict):
+        return {k: _without_histograms(v) for k, v in res.items()
+                if not k.startswith("posterior_sd_")}
+    if isinstance(res, list):
+        return [_without_histograms(v) for v in res]
+    return res
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import TrainConfig, Trainer, TrainingDiverged
+    from .train import TrainConfig, Trainer, TrainingDiverged, format_seeds
 
     given = _config_args(args)
     progress = False if args.quiet else None
@@ -130,7 +141,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         given.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
         cfg = TrainConfig(**given)
-        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{cfg.seed}")
+        tag = cfg.seed if cfg.seeds is None else format_seeds(cfg.seeds)
+        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{tag}")
         trainer = Trainer(cfg, out_dir=out, progress=progress, log=log)
     try:
         res = trainer.run()
@@ -139,8 +151,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     if trainer.rank != 0:  # data-parallel (torchrun): rank 0 reports
         return 0
-    summary = {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(_without_histograms(res), indent=1))
     print(f"wrote {out}/checkpoint.pt, {out}/metrics.json, {out}/loss.png")
     return 0
 

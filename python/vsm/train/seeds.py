@@ -89,18 +89,21 @@ def _under_torchrun() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+# Optimiser state shared by all replicas (they always step together): Adam's step counter. Every
+# other tensor in Adam's or SGD's state is elementwise, shaped like its parameter.
+_SHARED_STATE = ("step",)
+
+
 def _stack_opt_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     """One optimiser state_dict for stacked parameters from the replicas' single-run ones."""
     first = states[0]
     out: dict[str, Any] = {"param_groups": first["param_groups"], "state": {}}
     for idx, st in first["state"].items():
-        entry: dict[str, Any] = {}
-        for key, value in st.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0:
-                entry[key] = torch.stack([s["state"][idx][key] for s in states])
-            else:
-                entry[key] = value
-        out["state"][idx] = entry
+        out["state"][idx] = {
+            k: (torch.stack([s["state"][idx][k] for s in states])
+                if isinstance(v, torch.Tensor) and k not in _SHARED_STATE else v)
+            for k, v in st.items()
+        }
     return out
 
 
@@ -109,8 +112,8 @@ def _unstack_opt_state(state: dict[str, Any], r: int) -> dict[str, Any]:
     out: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
     for idx, st in state["state"].items():
         out["state"][idx] = {
-            k: (v[r].clone() if isinstance(v, torch.Tensor) and v.dim() > 0
-                else v.clone() if isinstance(v, torch.Tensor) else v)
+            k: (v.clone() if k in _SHARED_STATE else v[r].clone())
+            if isinstance(v, torch.Tensor) else v
             for k, v in st.items()
         }
     return out
