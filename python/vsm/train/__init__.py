@@ -11,12 +11,18 @@ One file per concern, in the order a reader needs them:
 - :mod:`~vsm.train.checkpoint`: atomic checkpoints with RNG state, exact resumption;
 - :mod:`~vsm.train.stopping`: :class:`TrainingDiverged`, :class:`TrainingInterrupted` and the
   SIGINT/SIGTERM handling;
-- :mod:`~vsm.train.trainer`: :class:`Trainer`, the loop with evaluation and logging.
+- :mod:`~vsm.train.trainer`: :class:`Trainer`, the loop with evaluation and logging;
+- :mod:`~vsm.train.replicas`: S replicas of a model stacked into one batched computation, and
+  Algorithm 1's functions on them;
+- :mod:`~vsm.train.seeds`: :class:`SeedsTrainer`, many seeds in one run
+  (``TrainConfig(seeds=...)``; ``Trainer`` builds one for such a config).
 
 Example::
 
     from vsm.train import TrainConfig, Trainer
     Trainer(TrainConfig(objective="fd-m1", dataset="mixture", steps=500), out_dir="runs/x").run()
+    # ten seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
+    Trainer(TrainConfig(objective="fd-m1", dataset="mixture", seeds="0-9"), out_dir="runs/y").run()
 """
 
 from __future__ import annotations
@@ -29,13 +35,28 @@ from .algorithm import (
     iteration,
     learning_loss,
 )
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import OBJECTIVES, TrainConfig, build_model, num_threads, split_objective
+from .checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    replica_checkpoint,
+    save_checkpoint,
+)
+from .config import (
+    OBJECTIVES,
+    TrainConfig,
+    build_model,
+    format_seeds,
+    num_threads,
+    parse_seeds,
+    split_objective,
+)
+from .seeds import SeedsTrainer
 from .stopping import TrainingDiverged, TrainingInterrupted
 from .trainer import Trainer
 
 __all__ = [
     "OBJECTIVES",
+    "SeedsTrainer",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
@@ -43,6 +64,7 @@ __all__ = [
     "Unrolled",
     "bilevel_learning_loss",
     "build_model",
+    "format_seeds",
     "group_backward",
     "inference_loss",
     "iteration",
@@ -50,6 +72,8 @@ __all__ = [
     "load_checkpoint",
     "model_from_checkpoint",
     "num_threads",
+    "parse_seeds",
+    "replica_checkpoint",
     "save_checkpoint",
     "split_objective",
 ]
