@@ -72,3 +72,20 @@ def test_python_dash_m():
                           check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     assert "--objective" in proc.stdout and "--k-bi" in proc.stdout
+
+
+def test_eval_of_a_many_seeds_checkpoint(reference_backend, tmp_path, capsys):
+    """``vsm eval`` on a ``--seeds`` checkpoint evaluates every replica (or the one asked for),
+    each exactly as the single-run checkpoint of that seed would be evaluated."""
+    out = tmp_path / "seeds"
+    assert cli.main([*TRAIN, "--steps", "2", "--seeds", "0-1", "--quiet", "--out", str(out)]) == 0
+    ck = str(out / "checkpoint.pt")
+    assert cli.main(["eval", ck, "--n-is", "16", "--no-hist", "--out", str(tmp_path / "a.json")]) == 0
+    both = json.loads((tmp_path / "a.json").read_text())
+    assert sorted(both["replicas"]) == ["0", "1"]
+    assert both["replicas"]["0"]["neg_elbo"] != both["replicas"]["1"]["neg_elbo"]
+    assert cli.main(["eval", ck, "--replica", "1", "--n-is", "16", "--no-hist",
+                     "--out", str(tmp_path / "b.json")]) == 0
+    one = json.loads((tmp_path / "b.json").read_text())
+    assert one["seed"] == 1 and one["neg_elbo"] == both["replicas"]["1"]["neg_elbo"]
+    capsys.readouterr()

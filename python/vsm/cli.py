@@ -157,13 +157,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
+def _eval_one(state: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Metrics of one single-run checkpoint state (``vsm eval``)."""
     import torch
 
     from .metrics import evaluate
-    from .train import TrainConfig, Trainer, load_checkpoint
+    from .train import TrainConfig, Trainer
 
-    state = load_checkpoint(args.checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
     cfg.device = "cpu" if not torch.cuda.is_available() else cfg.device
     if args.n_test is not None:
@@ -181,8 +181,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             is_proposal=args.is_proposal or trainer.cfg.is_proposal,
             histograms=not args.no_hist,
         )
-    res = {"checkpoint": args.checkpoint, "step": trainer.step, "objective": cfg.objective,
-           "dataset": cfg.dataset, **res}
+    return {"checkpoint": args.checkpoint, "step": trainer.step, "objective": cfg.objective,
+            "dataset": cfg.dataset, "seed": cfg.seed, **res}
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .train import load_checkpoint, replica_checkpoint
+
+    state = load_checkpoint(args.checkpoint)
+    if "replicas" in state:  # a many-seeds checkpoint (vsm train --seeds): every replica, or one
+        seeds = sorted(state["replicas"]) if args.replica is None else [args.replica]
+        reps = {str(s): _eval_one(replica_checkpoint(state, s), args) for s in seeds}
+        res: dict[str, Any] = reps[str(seeds[0])] if args.replica is not None else {
+            "checkpoint": args.checkpoint, "replicas": reps}
+    elif args.replica is not None:
+        raise SystemExit(f"vsm eval: --replica: {args.checkpoint} is a single-run checkpoint")
+    else:
+        res = _eval_one(state, args)
     text = json.dumps(res, indent=1)
     if args.out:
         with open(args.out, "w") as fh:
@@ -214,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-test", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-hist", action="store_true", help="omit the posterior-SD histograms")
+    e.add_argument("--replica", type=int, default=None, metavar="SEED",
+                   help="of a many-seeds checkpoint (vsm train --seeds), evaluate only this "
+                        "replica (default: every replica)")
     e.add_argument("--out", default=None, help="also write the JSON here")
     sub.add_parser("reproduce", help="paper figures (vsm.reproduce)", add_help=False)
     sub.add_parser("bench", help="benchmark table; --check: the acceptance run (vsm.bench)",
