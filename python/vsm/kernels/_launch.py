@@ -72,14 +72,14 @@ def warps_for(tile: int) -> int:
     return max(1, min(4, tile // 256))
 
 
-def rows_per_tile(n_rows: int, width: int, col_tiles: int = 1) -> int:
-    """Rows per program for tiles ``width`` columns wide (a power of two ≤ MAX_TILE).
+def rows_per_tile(n_rows: int, width: int, col_tiles: int = 1, max_tile: int = MAX_TILE) -> int:
+    """Rows per program for tiles ``width`` columns wide (a power of two ≤ ``max_tile``).
 
-    Starts from the largest power of two with ``rows·width ≤ MAX_TILE`` (at most the rows there
+    Starts from the largest power of two with ``rows·width ≤ max_tile`` (at most the rows there
     are) and halves it while the launch, ``ceil(n_rows/rows)·col_tiles`` programs, has fewer than
     TARGET_PROGRAMS programs and the tile is above MIN_TILE elements.
     """
-    rows = max(1, min(MAX_TILE // width, triton.next_power_of_2(max(n_rows, 1))))
+    rows = max(1, min(max_tile // width, triton.next_power_of_2(max(n_rows, 1))))
     while (
         rows > 1
         and rows * width > MIN_TILE

@@ -31,7 +31,7 @@ import triton.language as tl
 from ._launch import _exp, check_contiguous, launch, rows_per_tile, warps_for
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "B", "N_BT"])
 def _gt_fwd_kernel(
     x_ptr, xm_ptr, ls_ptr, sq_ptr, msq_ptr,
     N, B, D, N_BT,
@@ -64,7 +64,7 @@ def _gt_fwd_kernel(
     tl.store(msq_ptr + out, msq, mask=b_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "B", "N_BT"])
 def _gt_bwd_kernel(
     ga_ptr, gc_ptr, x_ptr, xm_ptr, ls_ptr, dx_ptr, dxm_ptr,
     N, B, D, N_BT,

@@ -43,6 +43,10 @@ from ._launch import MAX_TILE, TARGET_PROGRAMS, check_contiguous, launch, rows_p
 DISTS = {"rademacher": 0, "gaussian": 1}
 #: Probe columns per Philox call (one call = 4 × 32 random bits): 128 signs or 4 normals.
 GROUP = {0: 128, 1: 4}
+#: Largest tile per distribution. Gaussian tiles stop at 256 elements: with 512 or more, ptxas
+#: 12.9 (sm_80) gives ``_probes_kernel`` an 8-byte spill (the local frame of libdevice's sin/cos
+#: slow path); Box–Muller is ALU-bound, so the smaller tile costs no bandwidth.
+_MAX_COLS = {0: MAX_TILE, 1: 256}
 
 
 @triton.jit
@@ -77,7 +81,7 @@ def _tile_index(R, D, N_RT, BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.cons
     return pid_c, rows, grp, off, mask
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit(do_not_specialize=["seed", "R", "NG", "N_RT"])
 def _probes_kernel(
     out_ptr, seed, R, D, NG, N_RT,
     BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr,
@@ -88,7 +92,7 @@ def _probes_kernel(
     tl.store(out_ptr + off, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit(do_not_specialize=["seed", "R", "NG", "N_RT"])
 def _dot_kernel(
     u_ptr, part_ptr, seed, R, D, NG, N_RT,
     BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr,
@@ -101,7 +105,7 @@ def _dot_kernel(
     tl.store(part_ptr + pid_c * R + rows, acc, mask=rows < R)
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit(do_not_specialize=["seed", "R", "NG", "N_RT"])
 def _scale_kernel(
     go_ptr, out_ptr, seed, R, D, NG, N_RT,
     BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr,
@@ -123,8 +127,8 @@ def _plan(R: int, D: int, dist: int) -> tuple[dict[str, int], int, int, int]:
     group = GROUP[dist]
     bj = min(group, triton.next_power_of_2(max(D, 1)))
     ng = triton.cdiv(D, group)
-    nc = min(triton.next_power_of_2(ng), max(1, MAX_TILE // bj))
-    block_r = rows_per_tile(R, nc * bj, triton.cdiv(ng, nc))
+    nc = min(triton.next_power_of_2(ng), max(1, _MAX_COLS[dist] // bj))
+    block_r = rows_per_tile(R, nc * bj, triton.cdiv(ng, nc), _MAX_COLS[dist])
     while block_r == 1 and nc > 1 and nc * bj > 64 and R * triton.cdiv(ng, nc) < TARGET_PROGRAMS:
         nc //= 2
     meta = {"BLOCK_R": block_r, "NC": nc, "BJ": bj, "GROUP": group, "DIST": dist}

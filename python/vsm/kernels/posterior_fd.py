@@ -31,7 +31,7 @@ import triton.language as tl
 from ._launch import TARGET_PROGRAMS, _exp, check_contiguous, launch, rows_per_tile, warps_for
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])
 def _pfd_fwd_kernel(
     z_ptr, mu_ptr, lv_ptr, g_ptr, out_ptr,
     M, B, L,
@@ -56,7 +56,7 @@ def _pfd_fwd_kernel(
     tl.store(out_ptr + rows, tl.sum(acc, axis=1), mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "B", "N_BT", "N_LT", "CHUNK"])
 def _pfd_bwd_kernel(
     go_ptr, z_ptr, mu_ptr, lv_ptr, g_ptr,
     dz_ptr, dmu_ptr, dlv_ptr, dg_ptr,
@@ -104,7 +104,7 @@ def _pfd_bwd_kernel(
         tl.store(dlv_ptr + boff, acc_lv * e, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C"])
 def _pfd_bwd_reduce_kernel(
     pmu_ptr, plv_ptr, lv_ptr, dmu_ptr, dlv_ptr,
     C, BL,
