@@ -161,6 +161,8 @@ def test_non_contiguous_inputs():
 
 
 def test_dispatch_uses_reference_without_interpreter(monkeypatch):
+    from vsm import _dispatch
+
     calls = {"kernel": 0, "reference": 0}
     real_fwd, real_ref = K.forward, reference.gaussian_terms
 
@@ -175,16 +177,18 @@ def test_dispatch_uses_reference_without_interpreter(monkeypatch):
     monkeypatch.setattr(K, "forward", spy_kernel)
     monkeypatch.setattr(reference, "gaussian_terms", spy_ref)
     args = _inputs(2, 3, 4, torch.float32)
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    # dispatch follows how the kernels were built, not TRITON_INTERPRET at call time
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     vsm.gaussian_terms(*args)
     assert calls == {"kernel": 0, "reference": 1}
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "interpreted")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     vsm.gaussian_terms(*args)
     assert calls == {"kernel": 1, "reference": 1}
     with vsm.backend("reference"):
         vsm.gaussian_terms(*args)
     assert calls == {"kernel": 1, "reference": 2}
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     with pytest.raises(RuntimeError, match="triton"), vsm.backend("triton"):
         vsm.gaussian_terms(*args)
 

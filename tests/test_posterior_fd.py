@@ -93,20 +93,21 @@ def test_non_contiguous_and_expanded_inputs():
 
 
 def test_dispatch_uses_reference_without_interpreter(monkeypatch):
+    """Dispatch follows how the kernels were built (not TRITON_INTERPRET at call time)."""
+    from vsm import _dispatch
+
     calls = []
     real = reference.posterior_fd
     monkeypatch.setattr(reference, "posterior_fd", lambda *a: calls.append(1) or real(*a))
     args = _inputs(2, 3, 4, torch.float32)
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # changing the environment now changes nothing
     vsm.posterior_fd(*args)
-    assert calls == [1]
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert calls == [], "kernels built for the interpreter: CPU tensors go through them"
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     vsm.posterior_fd(*args)
-    assert calls == [1], "with the interpreter on, CPU tensors go through the Triton kernels"
-    with pytest.raises(RuntimeError, match="triton"):
-        monkeypatch.setenv("TRITON_INTERPRET", "0")
-        with vsm.backend("triton"):
-            vsm.posterior_fd(*args)
+    assert calls == [1], "compiled kernels cannot run CPU tensors: the reference runs"
+    with pytest.raises(RuntimeError, match="compiled for the GPU"), vsm.backend("triton"):
+        vsm.posterior_fd(*args)
 
 
 def test_backend_rejects_unknown_name():

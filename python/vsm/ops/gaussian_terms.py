@@ -5,7 +5,8 @@ m1/m2/m3/fae (:mod:`vsm.objectives`) need only mean_n ‖f_n‖², ‖mean_n f_n
 
 The Triton path is the custom op ``vsm::gaussian_terms`` (forward kernel, one pass over x_mean)
 whose autograd formula calls the custom op ``vsm::gaussian_terms_backward`` (backward kernel); both
-have fake implementations for ``torch.compile``. When the backward itself must be differentiable
+are registered by :func:`vsm.ops._register.fused_op` (``triton_op`` when the kernels are compiled,
+an opaque ``custom_op`` with a fake implementation under the interpreter). When the backward itself must be differentiable
 (``create_graph=True``, e.g. bi-level unrolling) it is evaluated with plain torch ops instead. The
 trace needs no kernel and is computed with torch. The CPU path is
 :func:`vsm.reference.gaussian_terms`.
@@ -19,9 +20,20 @@ from .. import _validate as V
 from .. import reference
 from .._dispatch import use_triton
 from ..reference import GaussianTerms
+from ._register import fused_op
 
 
-@torch.library.custom_op("vsm::gaussian_terms", mutates_args=())
+def _kernels() -> list[object]:
+    from ..kernels import gaussian_terms as K
+
+    return [K._gt_fwd_kernel, K._gt_bwd_kernel]
+
+
+def _gt_fake(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
+    return x.new_empty(x.shape[:1]), x.new_empty(x.shape[:1])
+
+
+@fused_op("vsm::gaussian_terms", _gt_fake, _kernels)
 def _gt_op(
     x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,12 +42,11 @@ def _gt_op(
     return K.forward(x, x_mean, log_sigma2)
 
 
-@_gt_op.register_fake
-def _(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
-    return x.new_empty(x.shape[:1]), x.new_empty(x.shape[:1])
+def _gt_bwd_fake(ga, gc, x, x_mean, log_sigma2):
+    return torch.empty_like(x), torch.empty_like(x_mean)
 
 
-@torch.library.custom_op("vsm::gaussian_terms_backward", mutates_args=())
+@fused_op("vsm::gaussian_terms_backward", _gt_bwd_fake, _kernels)
 def _gt_bwd_op(
     grad_sq_mean: torch.Tensor,
     grad_mean_sq: torch.Tensor,
@@ -46,11 +57,6 @@ def _gt_bwd_op(
     from ..kernels import gaussian_terms as K
 
     return K.backward(grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2)
-
-
-@_gt_bwd_op.register_fake
-def _(ga, gc, x, x_mean, log_sigma2):
-    return torch.empty_like(x), torch.empty_like(x_mean)
 
 
 def _setup_context(ctx, inputs, output) -> None:

@@ -3,10 +3,12 @@
 tr(∂outputs/∂inputs) per batch row ≈ (1/P) Σ_p v_pᵀ J v_p (MATH.md Part II), with v_pᵀJ from one
 ``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)`` per probe.
 
-Triton path (CUDA, or CPU under ``TRITON_INTERPRET=1``): three ``torch.library`` custom ops, each
-with a fake implementation for ``torch.compile``:
+Triton path (CUDA, or CPU under ``TRITON_INTERPRET=1``): three ``torch.library`` custom ops,
+registered by :func:`vsm.ops._register.fused_op` (``triton_op`` for compiled kernels, an opaque
+``custom_op`` with a fake implementation under the interpreter):
 
-- ``vsm::hutchinson_probes`` draws v (P, B, D) with Philox from the seed;
+- ``vsm::hutchinson_probes`` draws v (P, B, D) with Philox from the seed (probe stream v2,
+  documented in :mod:`vsm.kernels.hutchinson`);
 - ``vsm::hutchinson_dot`` computes v·u per (probe, row) regenerating v from the seed; its autograd
   formula is ``vsm::hutchinson_dot_backward`` (go·v, v regenerated again), whose own autograd
   formula is ``vsm::hutchinson_dot`` — so the estimate is differentiable to any order and no probe
@@ -23,49 +25,50 @@ import torch
 from .. import _validate as V
 from .. import reference
 from .._dispatch import use_triton
+from ._register import fused_op
 
 DISTS = reference.HUTCHINSON_DISTS
-_SEED_MAX = 2**63 - 1
-
-
 def _dist_id(dist: str) -> int:
     return DISTS.index(dist)
 
 
-@torch.library.custom_op("vsm::hutchinson_probes", mutates_args=())
+def _kernels() -> list[object]:
+    from ..kernels import hutchinson as K
+
+    return [K._probes_kernel, K._dot_kernel, K._scale_kernel]
+
+
+def _probes_fake(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
+    return like.new_empty((n_probes, *like.shape))
+
+
+@fused_op("vsm::hutchinson_probes", _probes_fake, _kernels)
 def _probes_op(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
     return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
 
 
-@_probes_op.register_fake
-def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
-    return like.new_empty((n_probes, *like.shape))
+def _dot_fake(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    return u.new_empty(u.shape[:-1])
 
 
-@torch.library.custom_op("vsm::hutchinson_dot", mutates_args=())
+@fused_op("vsm::hutchinson_dot", _dot_fake, _kernels)
 def _dot_op(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
     return K.dot(u, seed, _dist_id(dist))
 
 
-@_dot_op.register_fake
-def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
-    return u.new_empty(u.shape[:-1])
+def _dot_bwd_fake(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    return go.new_empty((*go.shape, d))
 
 
-@torch.library.custom_op("vsm::hutchinson_dot_backward", mutates_args=())
+@fused_op("vsm::hutchinson_dot_backward", _dot_bwd_fake, _kernels)
 def _dot_bwd_op(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
     return K.dot_backward(go, seed, _dist_id(dist), d)
-
-
-@_dot_bwd_op.register_fake
-def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
-    return go.new_empty((*go.shape, d))
 
 
 def _dot_setup(ctx, inputs, output) -> None:
@@ -102,15 +105,8 @@ _dot_bwd_op.register_autograd(_dot_bwd_backward, setup_context=_dot_bwd_setup)
 def _check_options(n_probes: object, dist: object, seed: object) -> int:
     """Validate the shared options and resolve ``seed`` (None → drawn from torch's global RNG)."""
     V.positive_int("n_probes", n_probes)
-    if not isinstance(dist, str) or dist not in DISTS:
-        raise ValueError(f"dist: expected one of {DISTS}, got {dist!r}")
-    if seed is None:
-        return int(torch.randint(0, 2**31 - 1, ()).item())
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
-    if not 0 <= seed <= _SEED_MAX:
-        raise ValueError(f"seed: expected 0 <= seed < 2**63, got {seed}")
-    return seed
+    V.choice("dist", dist, DISTS)
+    return V.resolve_seed("seed", seed)
 
 
 def hutchinson_probes(

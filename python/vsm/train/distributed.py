@@ -41,6 +41,8 @@ def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     Without ``WORLD_SIZE`` > 1 in the environment (and no initialised group) this is (0, 1,
     device) and nothing happens. A bare "cuda" device becomes ``cuda:LOCAL_RANK``.
     """
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # e.g. --device cuda:1: every launch then targets that device
     if not dist.is_available():
         return 0, 1, device
     if not dist.is_initialized():
