@@ -149,7 +149,7 @@ def importance_metrics(
     n_samples: int = 1000,
     proposal: str = "q",
     batch_size: int = 500,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Importance-sampled NLL, ESS and SM loss on ``x`` via :func:`vsm.importance.is_evaluate`.
 
     Returns means over the data of ``nll`` = −log p̂(x) (nats per datum), ``ess`` and ``sm_loss``

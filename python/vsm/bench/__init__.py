@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 
-def _time_ms(f: Callable[[], None], device: torch.device, min_run_time: float) -> float:
+def _time_ms(f: Callable[[], object], device: torch.device, min_run_time: float) -> float:
     """Median ms per call of ``f``: ``do_bench`` (rep ≈ 200·min_run_time ms) on CUDA,
     ``torch.utils.benchmark`` (after one warm-up call) on CPU."""
     if device.type == "cuda":

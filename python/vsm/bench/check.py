@@ -318,8 +318,8 @@ def run_spec(spec: Spec, device: torch.device, dtype: torch.dtype, mode: str
     out = []
     for name, g, w in zip(out_names, got_o, want_o, strict=True):
         out.append(res(f"forward {name}", *compare(g, w, dtype)))
-    for name, g, w in zip(in_names, got_g, want_g, strict=True):
-        out.append(res(f"grad {name}", *compare(g, w, dtype)))
+    for name, gg, gw in zip(in_names, got_g, want_g, strict=True):
+        out.append(res(f"grad {name}", *compare(gg, gw, dtype)))
     return out
 
 

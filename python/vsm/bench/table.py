@@ -21,7 +21,7 @@ from .._dispatch import backend
 from .cases import Case, cases
 
 
-def _time_ms(f: Callable[[], None], device: torch.device, min_run_time: float) -> float:
+def _time_ms(f: Callable[[], object], device: torch.device, min_run_time: float) -> float:
     from . import _time_ms as timer
 
     return timer(f, device, min_run_time)
@@ -278,7 +278,7 @@ def machine_description(device: torch.device) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{dev}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"{torch.get_num_threads()} torch threads; torch {torch.__version__}; load average "
-            f"{load:.1f}; {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+            f"{load:.1f}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
 def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str] | None,

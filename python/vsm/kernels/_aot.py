@@ -74,14 +74,14 @@ def record_launches(table: dict[str, tuple[int, ...]]) -> list[tuple[str, Any, t
     from . import hutchinson as H
     from . import posterior_fd as F
 
-    out = []
+    out: list[tuple[str, Any, tuple, tuple, dict]] = []
 
     def rec(case: str, launcher, *args) -> None:
         with _launch.recording() as launches:
             launcher(*args)
         out.extend((case, *launch) for launch in launches)
 
-    meta = {"device": "meta"}
+    meta: dict[str, Any] = {"device": "meta"}
     for dt in DTYPES:
         t = str(dt).removeprefix("torch.")
         for n, b, l in itertools.product(table["N"], table["B"], table["L"]):

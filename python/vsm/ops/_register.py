@@ -21,6 +21,7 @@ on top with ``op.register_kernel("cpu", fn)``.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 
 import torch
@@ -43,7 +44,8 @@ def fused_op(
 
     def register(fn: Callable[..., object]) -> torch.library.CustomOpDef:
         if kernel_build() == "compiled":
-            op = torch.library.triton_op(name, fn, mutates_args=())
+            op = typing.cast(torch.library.CustomOpDef,
+                             torch.library.triton_op(name, fn, mutates_args=()))
             from torch._library import triton as _lt
 
             if hasattr(_lt, "triton_ops_to_kernels"):
