@@ -89,17 +89,26 @@ def test_non_contiguous_and_expanded_inputs():
     torch.testing.assert_close(out, reference.posterior_fd(z, mu_e.contiguous(), lv, g))
 
 
-def test_dispatch_uses_reference_without_interpreter(monkeypatch):
+def test_dispatch_uses_rust_without_interpreter(monkeypatch):
+    from vsm.ops import _rust
+
     calls = []
-    real = reference.posterior_fd
-    monkeypatch.setattr(reference, "posterior_fd", lambda *a: calls.append(1) or real(*a))
+    real, real_rust = reference.posterior_fd, _rust.posterior_fd.forward
+    monkeypatch.setattr(reference, "posterior_fd", lambda *a: calls.append("ref") or real(*a))
+    monkeypatch.setattr(_rust.posterior_fd, "forward",
+                        lambda *a: calls.append("rust") or real_rust(*a))
     args = _inputs(2, 3, 4, torch.float32)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     vsm.posterior_fd(*args)
-    assert calls == [1]
+    assert calls == ["rust"]
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     vsm.posterior_fd(*args)
-    assert calls == [1], "with the interpreter on, CPU tensors go through the Triton kernels"
+    assert calls == ["rust"], "with the interpreter on, CPU tensors go through the Triton kernels"
+    with vsm.backend("rust"):
+        vsm.posterior_fd(*args)
+    with vsm.backend("reference"):
+        vsm.posterior_fd(*args)
+    assert calls == ["rust", "rust", "ref"]
     with pytest.raises(RuntimeError, match="triton"):
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         with vsm.backend("triton"):

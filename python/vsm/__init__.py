@@ -5,7 +5,7 @@ Public API (``shared/spec/API.md``):
 - fused ops: :func:`posterior_fd` (more in later modules);
 - Rust engine: :func:`is_log_evidence`;
 - :mod:`vsm.reference`: the pure-torch twins every fused op is checked against;
-- :func:`backend`: force "reference" or "triton" dispatch inside a ``with`` block.
+- :func:`backend`: force "reference", "triton" or "rust" dispatch inside a ``with`` block.
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ m1/m2/m3/fae (:mod:`vsm.objectives`) need only mean_n ‖f_n‖², ‖mean_n f_n
 
 The Triton path is the custom op ``vsm::gaussian_terms`` (forward kernel, one pass over x_mean)
 whose autograd formula calls the custom op ``vsm::gaussian_terms_backward`` (backward kernel); both
-have fake implementations for ``torch.compile``. When the backward itself must be differentiable
-(``create_graph=True``, e.g. bi-level unrolling) it is evaluated with plain torch ops instead. The
-trace needs no kernel and is computed with torch. The CPU path is
-:func:`vsm.reference.gaussian_terms`.
+have fake implementations for ``torch.compile``; their CPU implementation
+(``register_kernel("cpu")``) runs the Rust kernels (:mod:`vsm.ops._rust`), or the Triton kernels in
+the interpreter under ``TRITON_INTERPRET=1`` (:func:`vsm._dispatch.cpu_kernel`). When the backward
+itself must be differentiable (``create_graph=True``, e.g. bi-level unrolling) it is evaluated
+with plain torch ops instead. The trace needs no kernel and is computed with torch.
+``vsm.backend("reference")`` runs :func:`vsm.reference.gaussian_terms` instead.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import use_triton
+from .._dispatch import select
 from ..reference import GaussianTerms
+from ._rust import cpu_launchers
 
 
 @torch.library.custom_op("vsm::gaussian_terms", mutates_args=())
@@ -33,6 +36,11 @@ def _gt_op(
 @_gt_op.register_fake
 def _(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
     return x.new_empty(x.shape[:1]), x.new_empty(x.shape[:1])
+
+
+@_gt_op.register_kernel("cpu")
+def _(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
+    return cpu_launchers("gaussian_terms").forward(x, x_mean, log_sigma2)
 
 
 @torch.library.custom_op("vsm::gaussian_terms_backward", mutates_args=())
@@ -51,6 +59,11 @@ def _gt_bwd_op(
 @_gt_bwd_op.register_fake
 def _(ga, gc, x, x_mean, log_sigma2):
     return torch.empty_like(x), torch.empty_like(x_mean)
+
+
+@_gt_bwd_op.register_kernel("cpu")
+def _(ga, gc, x, x_mean, log_sigma2):
+    return cpu_launchers("gaussian_terms").backward(ga, gc, x, x_mean, log_sigma2)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -114,7 +127,7 @@ def gaussian_terms(
     V.shape("x_mean", x_mean, (*x_mean.shape[:-2], *x.shape), "(N, *x.shape)")
     V.nonempty("x", x)
     V.nonempty("x_mean", x_mean)
-    if not use_triton(x):
+    if select(x) == "reference":
         return reference.gaussian_terms(x, x_mean, log_sigma2)
     xm = x_mean.unsqueeze(0) if x_mean.dim() == 2 else x_mean
     sq_mean, mean_sq = _gt_op(x.contiguous(), xm.contiguous(), log_sigma2.contiguous())

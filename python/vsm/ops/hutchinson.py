@@ -12,8 +12,12 @@ with a fake implementation for ``torch.compile``:
   formula is ``vsm::hutchinson_dot`` — so the estimate is differentiable to any order and no probe
   tensor is saved for backward.
 
-CPU path: :func:`vsm.reference.hutchinson_trace` (probes from a seeded ``torch.Generator``). The two
-paths draw different probes for the same seed; each is reproducible.
+CPU path: the same ops, whose CPU implementation (``register_kernel("cpu")``) runs the Rust
+kernels (:mod:`vsm.ops._rust`; the same Philox probe stream, so the same probes for a seed as the
+Triton kernels), or the Triton kernels in the interpreter under ``TRITON_INTERPRET=1``
+(:func:`vsm._dispatch.cpu_kernel`). ``vsm.backend("reference")`` runs
+:func:`vsm.reference.hutchinson_trace` (probes from a seeded ``torch.Generator``: different
+probes for the same seed, equally reproducible).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import use_triton
+from .._dispatch import select
+from ._rust import cpu_launchers
 
 DISTS = reference.HUTCHINSON_DISTS
 _SEED_MAX = 2**63 - 1
@@ -39,6 +44,12 @@ def _probes_op(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch
     return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
 
 
+@_probes_op.register_kernel("cpu")
+def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
+    K = cpu_launchers("hutchinson")
+    return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
+
+
 @_probes_op.register_fake
 def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
     return like.new_empty((n_probes, *like.shape))
@@ -51,6 +62,11 @@ def _dot_op(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     return K.dot(u, seed, _dist_id(dist))
 
 
+@_dot_op.register_kernel("cpu")
+def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    return cpu_launchers("hutchinson").dot(u, seed, _dist_id(dist))
+
+
 @_dot_op.register_fake
 def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     return u.new_empty(u.shape[:-1])
@@ -61,6 +77,11 @@ def _dot_bwd_op(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
     return K.dot_backward(go, seed, _dist_id(dist), d)
+
+
+@_dot_bwd_op.register_kernel("cpu")
+def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    return cpu_launchers("hutchinson").dot_backward(go, seed, _dist_id(dist), d)
 
 
 @_dot_bwd_op.register_fake
@@ -118,13 +139,13 @@ def hutchinson_probes(
 ) -> torch.Tensor:
     """The probes v (n_probes, B, D) that :func:`hutchinson_trace` uses for ``seed``.
 
-    Same dispatch as :func:`hutchinson_trace` (Philox kernel on the Triton path, seeded
-    ``torch.Generator`` otherwise), so callers needing v itself (e.g. the non-variance-reduced
+    Same dispatch as :func:`hutchinson_trace` (the Philox probe stream on the Triton and Rust
+    paths, a seeded ``torch.Generator`` on the reference path), so callers needing v itself (e.g. the non-variance-reduced
     sliced SM) see exactly the estimator's probes. Dtype and device of ``inputs``; unitless.
     """
     V.tensor("inputs", inputs, ndim=2)
     seed = _check_options(n_probes, dist, seed)
-    if not use_triton(inputs):
+    if select(inputs) == "reference":
         return reference.hutchinson_probes(inputs, n_probes, seed, dist)
     return _probes_op(inputs, n_probes, seed, dist)
 
@@ -150,8 +171,8 @@ def hutchinson_trace(
         n_probes: number of probes P per row (the estimate divides by P).
         dist: "rademacher" (±1, default; exact for diagonal Jacobians) or "gaussian" (N(0, 1)).
         seed: int in [0, 2**63) fixing the probes; None draws one from torch's global RNG (so
-            ``torch.manual_seed`` makes the call reproducible). Probes differ between the Triton
-            (Philox) and the CPU reference (``torch.Generator``) paths.
+            ``torch.manual_seed`` makes the call reproducible). The Triton and Rust paths draw the
+            same (Philox) probes; the reference path (``torch.Generator``) draws others.
 
     Returns:
         (B,) tensor, dtype and device of ``inputs``; units of outputs/inputs.
@@ -171,7 +192,7 @@ def hutchinson_trace(
     if not outputs.requires_grad:
         raise ValueError("outputs: does not require grad; compute it from inputs with grad enabled")
     seed = _check_options(n_probes, dist, seed)
-    if not use_triton(inputs):
+    if select(inputs) == "reference":
         return reference.hutchinson_trace(outputs, inputs, n_probes=n_probes, dist=dist, seed=seed)
     v = _probes_op(inputs, n_probes, seed, dist)
     us = []

@@ -2,7 +2,10 @@
 
 The Triton path is the custom op ``vsm::posterior_fd`` (forward kernel) whose autograd formula is
 the custom op ``vsm::posterior_fd_backward`` (backward kernel); both have fake implementations for
-``torch.compile``. The CPU path is :func:`vsm.reference.posterior_fd`.
+``torch.compile``. Their CPU implementation (``register_kernel("cpu")``) runs the Rust kernels
+(:mod:`vsm.ops._rust`), or the Triton kernels in the interpreter under ``TRITON_INTERPRET=1``
+(:func:`vsm._dispatch.cpu_kernel`). ``vsm.backend("reference")`` runs
+:func:`vsm.reference.posterior_fd` instead.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import use_triton
+from .._dispatch import select
+from ._rust import cpu_launchers
 
 
 @torch.library.custom_op("vsm::posterior_fd", mutates_args=())
@@ -26,6 +30,11 @@ def _(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) 
     return z.new_empty(z.shape[:-1])
 
 
+@_pfd_op.register_kernel("cpu")
+def _(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return cpu_launchers("posterior_fd").forward(z, mu, logvar, g)
+
+
 @torch.library.custom_op("vsm::posterior_fd_backward", mutates_args=())
 def _pfd_bwd_op(
     go: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor
@@ -38,6 +47,11 @@ def _pfd_bwd_op(
 @_pfd_bwd_op.register_fake
 def _(go, z, mu, logvar, g):
     return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), torch.empty_like(g)
+
+
+@_pfd_bwd_op.register_kernel("cpu")
+def _(go, z, mu, logvar, g):
+    return cpu_launchers("posterior_fd").backward(go, z, mu, logvar, g)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -91,7 +105,7 @@ def posterior_fd(
     V.shape("logvar", logvar, z.shape[-2:], "z.shape[-2:]")
     V.shape("grad_loglik_z", grad_loglik_z, z.shape, "z.shape")
     V.nonempty("z", z)
-    if not use_triton(z):
+    if select(z) == "reference":
         return reference.posterior_fd(z, mu, logvar, grad_loglik_z)
     squeeze = z.dim() == 2
     z3 = z.unsqueeze(0) if squeeze else z
