@@ -85,9 +85,8 @@ def cpu_kernel() -> str:
 
     "triton" (the interpreter) inside ``vsm.backend("triton")``, and by default when the Triton
     kernels can run CPU tensors (:func:`select`); "rust" otherwise, and always inside
-    ``vsm.backend("rust")``. Read when an op executes (also for a backward run after the ``with``
-    block has closed): both kernel sets compute the same formulas and the same probe stream, so a
-    forward and its backward may come from different sets.
+    ``vsm.backend("rust")``. Read when an op executes; the ops' backward formulas replay the
+    forward's choice (:func:`cpu_kernel_of`, :func:`same_cpu_kernel`).
     """
     mode = _forced[-1]
     if mode == "rust":
@@ -95,6 +94,26 @@ def cpu_kernel() -> str:
     if mode == "triton" or _interpreted_triton_on_cpu():
         return "triton"
     return "rust"
+
+
+def cpu_kernel_of(t: torch.Tensor) -> str | None:
+    """:func:`cpu_kernel` for a CPU tensor, None for others.
+
+    An op's forward records it so that its backward (which autograd runs later, possibly after
+    the ``with vsm.backend(...)`` block has closed) runs the same kernel set: see
+    :func:`same_cpu_kernel`.
+    """
+    return cpu_kernel() if t.device.type == "cpu" else None
+
+
+def same_cpu_kernel(kernel: str | None) -> contextlib.AbstractContextManager[None]:
+    """Context running the ops' CPU implementation on ``kernel`` ("rust"/"triton"; None: as is).
+
+    Eager autograd only: under ``torch.compile`` the backward graph is traced once and its ops
+    read :func:`cpu_kernel` when they execute (both kernel sets compute the same formulas and the
+    same probe stream, so mixing them changes results by rounding only).
+    """
+    return backend(kernel) if kernel is not None else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

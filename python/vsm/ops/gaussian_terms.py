@@ -19,7 +19,7 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import select
+from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ..reference import GaussianTerms
 from ._rust import cpu_launchers
 
@@ -68,6 +68,7 @@ def _(ga, gc, x, x_mean, log_sigma2):
 
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs, *output)
+    ctx.cpu_kernel = cpu_kernel_of(inputs[0])
 
 
 def _weighted(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,8 @@ def _backward(ctx, grad_sq_mean, grad_mean_sq):
         dxm = (2.0 / n) * inv * (a[:, None] * f + c[:, None] * fbar)
         dx = -2.0 * inv * (a + c)[:, None] * fbar
         return dx, dxm, dls
-    dx, dxm = _gt_bwd_op(a.contiguous(), c.contiguous(), x, x_mean, log_sigma2)
+    with same_cpu_kernel(ctx.cpu_kernel):
+        dx, dxm = _gt_bwd_op(a.contiguous(), c.contiguous(), x, x_mean, log_sigma2)
     return dx, dxm, dls
 
 

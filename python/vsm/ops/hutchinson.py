@@ -26,7 +26,7 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import select
+from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ._rust import cpu_launchers
 
 DISTS = reference.HUTCHINSON_DISTS
@@ -92,19 +92,23 @@ def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
 def _dot_setup(ctx, inputs, output) -> None:
     u, seed, dist = inputs
     ctx.seed, ctx.dist, ctx.d = seed, dist, u.shape[-1]
+    ctx.cpu_kernel = cpu_kernel_of(u)
 
 
 def _dot_backward(ctx, go: torch.Tensor):
-    return _dot_bwd_op(go.contiguous(), ctx.seed, ctx.dist, ctx.d), None, None
+    with same_cpu_kernel(ctx.cpu_kernel):
+        return _dot_bwd_op(go.contiguous(), ctx.seed, ctx.dist, ctx.d), None, None
 
 
 def _dot_bwd_setup(ctx, inputs, output) -> None:
-    _, seed, dist, _ = inputs
+    go, seed, dist, _ = inputs
     ctx.seed, ctx.dist = seed, dist
+    ctx.cpu_kernel = cpu_kernel_of(go)
 
 
 def _dot_bwd_backward(ctx, ggu: torch.Tensor):
-    return _dot_op(ggu.contiguous(), ctx.seed, ctx.dist), None, None, None
+    with same_cpu_kernel(ctx.cpu_kernel):
+        return _dot_op(ggu.contiguous(), ctx.seed, ctx.dist), None, None, None
 
 
 def _probes_setup(ctx, inputs, output) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import select
+from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ._rust import cpu_launchers
 
 
@@ -56,6 +56,7 @@ def _(go, z, mu, logvar, g):
 
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs)
+    ctx.cpu_kernel = cpu_kernel_of(inputs[0])
 
 
 def _backward(ctx, go: torch.Tensor):
@@ -67,7 +68,8 @@ def _backward(ctx, go: torch.Tensor):
         e = torch.exp(-logvar)
         t = 2.0 * go.unsqueeze(-1) * (z - (z - mu) * e - g)
         return t * (1.0 - e), t.sum(0) * e, (t * (z - mu)).sum(0) * e, -t
-    return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
+    with same_cpu_kernel(ctx.cpu_kernel):
+        return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
 
 
 _pfd_op.register_autograd(_backward, setup_context=_setup_context)
