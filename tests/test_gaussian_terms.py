@@ -158,6 +158,7 @@ def test_non_contiguous_inputs():
 
 
 def test_dispatch_uses_rust_without_interpreter(monkeypatch):
+    from vsm import _dispatch
     from vsm.ops import _rust
 
     calls = {"kernel": 0, "reference": 0, "rust": 0}
@@ -175,10 +176,12 @@ def test_dispatch_uses_rust_without_interpreter(monkeypatch):
     monkeypatch.setattr(reference, "gaussian_terms", spy("reference", real_ref))
     monkeypatch.setattr(_rust.gaussian_terms, "forward", spy("rust", real_rust))
     args = _inputs(2, 3, 4, torch.float32)
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    # dispatch follows how the kernels were built, not TRITON_INTERPRET at call time
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     vsm.gaussian_terms(*args)
     assert calls == {"kernel": 0, "reference": 0, "rust": 1}
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "interpreted")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     vsm.gaussian_terms(*args)
     assert calls == {"kernel": 1, "reference": 0, "rust": 1}
     with vsm.backend("reference"):
@@ -187,7 +190,7 @@ def test_dispatch_uses_rust_without_interpreter(monkeypatch):
     with vsm.backend("rust"):
         vsm.gaussian_terms(*args)
     assert calls == {"kernel": 1, "reference": 1, "rust": 2}
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     with pytest.raises(RuntimeError, match="triton"), vsm.backend("triton"):
         vsm.gaussian_terms(*args)
 

@@ -90,6 +90,8 @@ def test_non_contiguous_and_expanded_inputs():
 
 
 def test_dispatch_uses_rust_without_interpreter(monkeypatch):
+    """Dispatch follows how the kernels were built (not TRITON_INTERPRET at call time)."""
+    from vsm import _dispatch
     from vsm.ops import _rust
 
     calls = []
@@ -98,21 +100,20 @@ def test_dispatch_uses_rust_without_interpreter(monkeypatch):
     monkeypatch.setattr(_rust.posterior_fd, "forward",
                         lambda *a: calls.append("rust") or real_rust(*a))
     args = _inputs(2, 3, 4, torch.float32)
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # changing the environment now changes nothing
     vsm.posterior_fd(*args)
-    assert calls == ["rust"]
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    vsm.posterior_fd(*args)
-    assert calls == ["rust"], "with the interpreter on, CPU tensors go through the Triton kernels"
+    assert calls == [], "kernels built for the interpreter: CPU tensors go through them"
     with vsm.backend("rust"):
         vsm.posterior_fd(*args)
+    assert calls == ["rust"]
+    monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
+    vsm.posterior_fd(*args)
+    assert calls == ["rust", "rust"], "compiled kernels cannot run CPU tensors: Rust runs them"
     with vsm.backend("reference"):
         vsm.posterior_fd(*args)
     assert calls == ["rust", "rust", "ref"]
-    with pytest.raises(RuntimeError, match="triton"):
-        monkeypatch.setenv("TRITON_INTERPRET", "0")
-        with vsm.backend("triton"):
-            vsm.posterior_fd(*args)
+    with pytest.raises(RuntimeError, match="compiled for the GPU"), vsm.backend("triton"):
+        vsm.posterior_fd(*args)
 
 
 def test_backend_rejects_unknown_name():

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from test_compile import _grads, _step, _vae_batch
 from vsm import _dispatch, reference
 from vsm.kernels import gaussian_terms as KG
+from vsm.kernels import hutchinson as KH
 from vsm.kernels import posterior_fd as KP
 from vsm.ops import _rust as R
 from vsm.ops import hutchinson as H
@@ -118,6 +119,28 @@ def test_gaussian_probes_match_triton_randn4x(p, b, d, seed, f64):
     got = R.hutchinson_probes((p, b, d), seed, 1, dtype, torch.device("cpu"))
     want = _spec_probes((p, b, d), seed, 1, dtype)
     torch.testing.assert_close(got, want, rtol=4e-7, atol=4e-7)
+
+
+@given(p=st.integers(1, 3), b=st.integers(1, 4), d=dims, dist=st.sampled_from([0, 1]), seed=seeds,
+       f64=st.booleans())
+@example(p=2, b=3, d=129, dist=0, seed=2**63 - 1, f64=False)
+def test_hutchinson_launchers_match_triton_twins(p, b, d, dist, seed, f64):
+    """Same stream as vsm.kernels.hutchinson: Rademacher probes and go·v bit-identical; Gaussian
+    probes are drawn in float32 and may differ by a float32 ulp (libm vs numpy log/cos/sin)."""
+    dtype = _dtype(f64)
+    gen = torch.Generator().manual_seed(d)
+    u, go = _randn(gen, dtype, p, b, d), _randn(gen, dtype, p, b)
+    pairs = [(R.hutchinson_probes((p, b, d), seed, dist, dtype, "cpu"),
+              KH.probes((p, b, d), seed, dist, dtype, torch.device("cpu"))),
+             (R.hutchinson_dot_backward(go, seed, dist, d), KH.dot_backward(go, seed, dist, d)),
+             (R.hutchinson_dot(u, seed, dist), KH.dot(u, seed, dist))]
+    for k, (got, want) in enumerate(pairs):
+        if dist == 0 and k < 2:
+            assert torch.equal(got, want)
+        elif dist == 0:
+            torch.testing.assert_close(got, want, **TOL[dtype])
+        else:
+            torch.testing.assert_close(got, want, rtol=2e-6, atol=2e-6 * math.sqrt(d))
 
 
 def test_probes_independent_of_dtype_and_threads():
@@ -496,3 +519,46 @@ def test_non_finite_datum_stays_in_its_row_on_rust(row, value):
         o = o.detach()
         assert not torch.isfinite(o[0]).all()
         assert torch.isfinite(o[1:]).all()
+
+
+_COMPILED_BUILD_SCRIPT = """
+import torch, vsm
+from vsm import _dispatch
+from vsm.ops import hutchinson as H
+from vsm.ops.posterior_fd import _pfd_op
+from test_compile import _grads, _step, _vae_batch
+
+assert _dispatch.select(torch.zeros(1)) == "rust" and _dispatch.cpu_kernel() == "rust"
+print("build", _dispatch.kernel_build())
+params, x, eps = _vae_batch()
+loss, grads = _grads(_step, params, x, eps)
+with vsm.backend("reference"):
+    rloss, rgrads = _grads(_step, params, x, eps)
+closs, cgrads = _grads(torch.compile(_step, fullgraph=True, backend="aot_eager"), params, x, eps)
+for a, b, c in zip((loss, *grads), (rloss, *rgrads), (closs, *cgrads), strict=True):
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(c, a)
+r = lambda *s: torch.randn(*s, dtype=torch.float64, requires_grad=True)
+torch.library.opcheck(_pfd_op, (r(2, 3, 4), r(3, 4), r(3, 4), r(2, 3, 4)))
+torch.library.opcheck(H._dot_op, (r(2, 3, 5), 7, "gaussian"))
+print("ok")
+"""
+
+
+def test_without_interpreter_cpu_runs_rust_eager_and_compiled(tmp_path):
+    """The production CPU setting (no TRITON_INTERPRET): the ops are ``triton_op`` when triton is
+    installed (kernels "compiled"), yet CPU tensors run the Rust kernels, eagerly and inside
+    ``torch.compile(fullgraph=True)`` (the op is not decomposed into Triton launches on CPU), and
+    opcheck passes. Runs in a subprocess: the kernel build is fixed at import."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    paths = (pathlib.Path(__file__).parent, pathlib.Path(vsm.__file__).parents[1])  # this vsm
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _COMPILED_BUILD_SCRIPT], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")

@@ -5,11 +5,12 @@ m1/m2/m3/fae (:mod:`vsm.objectives`) need only mean_n ‖f_n‖², ‖mean_n f_n
 
 The Triton path is the custom op ``vsm::gaussian_terms`` (forward kernel, one pass over x_mean)
 whose autograd formula calls the custom op ``vsm::gaussian_terms_backward`` (backward kernel); both
-have fake implementations for ``torch.compile``; their CPU implementation
-(``register_kernel("cpu")``) runs the Rust kernels (:mod:`vsm.ops._rust`), or the Triton kernels in
-the interpreter under ``TRITON_INTERPRET=1`` (:func:`vsm._dispatch.cpu_kernel`). When the backward
-itself must be differentiable (``create_graph=True``, e.g. bi-level unrolling) it is evaluated
-with plain torch ops instead. The trace needs no kernel and is computed with torch.
+are registered by :func:`vsm.ops._register.fused_op` (``triton_op`` when the kernels are compiled,
+an opaque ``custom_op`` with a fake implementation under the interpreter); their CPU
+implementation (``register_kernel("cpu")``) runs the Rust kernels (:mod:`vsm.ops._rust`), or the
+Triton kernels in the interpreter when they were built for it (:func:`vsm._dispatch.cpu_kernel`).
+When the backward itself must be differentiable (``create_graph=True``, e.g. bi-level unrolling)
+it is evaluated with plain torch ops instead. The trace needs no kernel and is computed with torch.
 ``vsm.backend("reference")`` runs :func:`vsm.reference.gaussian_terms` instead.
 """
 
@@ -21,10 +22,21 @@ from .. import _validate as V
 from .. import reference
 from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ..reference import GaussianTerms
+from ._register import fused_op
 from ._rust import cpu_launchers
 
 
-@torch.library.custom_op("vsm::gaussian_terms", mutates_args=())
+def _kernels() -> list[object]:
+    from ..kernels import gaussian_terms as K
+
+    return [K._gt_fwd_kernel, K._gt_bwd_kernel]
+
+
+def _gt_fake(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
+    return x.new_empty(x.shape[:1]), x.new_empty(x.shape[:1])
+
+
+@fused_op("vsm::gaussian_terms", _gt_fake, _kernels)
 def _gt_op(
     x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,17 +45,16 @@ def _gt_op(
     return K.forward(x, x_mean, log_sigma2)
 
 
-@_gt_op.register_fake
-def _(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
-    return x.new_empty(x.shape[:1]), x.new_empty(x.shape[:1])
-
-
 @_gt_op.register_kernel("cpu")
 def _(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
     return cpu_launchers("gaussian_terms").forward(x, x_mean, log_sigma2)
 
 
-@torch.library.custom_op("vsm::gaussian_terms_backward", mutates_args=())
+def _gt_bwd_fake(ga, gc, x, x_mean, log_sigma2):
+    return torch.empty_like(x), torch.empty_like(x_mean)
+
+
+@fused_op("vsm::gaussian_terms_backward", _gt_bwd_fake, _kernels)
 def _gt_bwd_op(
     grad_sq_mean: torch.Tensor,
     grad_mean_sq: torch.Tensor,
@@ -54,11 +65,6 @@ def _gt_bwd_op(
     from ..kernels import gaussian_terms as K
 
     return K.backward(grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2)
-
-
-@_gt_bwd_op.register_fake
-def _(ga, gc, x, x_mean, log_sigma2):
-    return torch.empty_like(x), torch.empty_like(x_mean)
 
 
 @_gt_bwd_op.register_kernel("cpu")

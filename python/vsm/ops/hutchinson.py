@@ -3,18 +3,20 @@
 tr(∂outputs/∂inputs) per batch row ≈ (1/P) Σ_p v_pᵀ J v_p (MATH.md Part II), with v_pᵀJ from one
 ``torch.autograd.grad(outputs, inputs, v_p, create_graph=True)`` per probe.
 
-Triton path (CUDA, or CPU under ``TRITON_INTERPRET=1``): three ``torch.library`` custom ops, each
-with a fake implementation for ``torch.compile``:
+Triton path (CUDA, or CPU under ``TRITON_INTERPRET=1``): three ``torch.library`` custom ops,
+registered by :func:`vsm.ops._register.fused_op` (``triton_op`` for compiled kernels, an opaque
+``custom_op`` with a fake implementation under the interpreter):
 
-- ``vsm::hutchinson_probes`` draws v (P, B, D) with Philox from the seed;
+- ``vsm::hutchinson_probes`` draws v (P, B, D) with Philox from the seed (probe stream v2,
+  documented in :mod:`vsm.kernels.hutchinson`);
 - ``vsm::hutchinson_dot`` computes v·u per (probe, row) regenerating v from the seed; its autograd
   formula is ``vsm::hutchinson_dot_backward`` (go·v, v regenerated again), whose own autograd
   formula is ``vsm::hutchinson_dot`` — so the estimate is differentiable to any order and no probe
   tensor is saved for backward.
 
 CPU path: the same ops, whose CPU implementation (``register_kernel("cpu")``) runs the Rust
-kernels (:mod:`vsm.ops._rust`; the same Philox probe stream, so the same probes for a seed as the
-Triton kernels), or the Triton kernels in the interpreter under ``TRITON_INTERPRET=1``
+kernels (:mod:`vsm.ops._rust`; probe stream v2 too, so the same probes for a seed as the Triton
+kernels), or the Triton kernels in the interpreter when they were built for it
 (:func:`vsm._dispatch.cpu_kernel`). ``vsm.backend("reference")`` runs
 :func:`vsm.reference.hutchinson_trace` (probes from a seeded ``torch.Generator``: different
 probes for the same seed, equally reproducible).
@@ -27,6 +29,7 @@ import torch
 from .. import _validate as V
 from .. import reference
 from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
+from ._register import fused_op
 from ._rust import cpu_launchers
 
 DISTS = reference.HUTCHINSON_DISTS
@@ -37,7 +40,17 @@ def _dist_id(dist: str) -> int:
     return DISTS.index(dist)
 
 
-@torch.library.custom_op("vsm::hutchinson_probes", mutates_args=())
+def _kernels() -> list[object]:
+    from ..kernels import hutchinson as K
+
+    return [K._probes_kernel, K._dot_kernel, K._scale_kernel]
+
+
+def _probes_fake(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
+    return like.new_empty((n_probes, *like.shape))
+
+
+@fused_op("vsm::hutchinson_probes", _probes_fake, _kernels)
 def _probes_op(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
@@ -50,12 +63,11 @@ def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
     return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
 
 
-@_probes_op.register_fake
-def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
-    return like.new_empty((n_probes, *like.shape))
+def _dot_fake(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    return u.new_empty(u.shape[:-1])
 
 
-@torch.library.custom_op("vsm::hutchinson_dot", mutates_args=())
+@fused_op("vsm::hutchinson_dot", _dot_fake, _kernels)
 def _dot_op(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
@@ -67,12 +79,11 @@ def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     return cpu_launchers("hutchinson").dot(u, seed, _dist_id(dist))
 
 
-@_dot_op.register_fake
-def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
-    return u.new_empty(u.shape[:-1])
+def _dot_bwd_fake(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    return go.new_empty((*go.shape, d))
 
 
-@torch.library.custom_op("vsm::hutchinson_dot_backward", mutates_args=())
+@fused_op("vsm::hutchinson_dot_backward", _dot_bwd_fake, _kernels)
 def _dot_bwd_op(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
@@ -82,11 +93,6 @@ def _dot_bwd_op(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
 @_dot_bwd_op.register_kernel("cpu")
 def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
     return cpu_launchers("hutchinson").dot_backward(go, seed, _dist_id(dist), d)
-
-
-@_dot_bwd_op.register_fake
-def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
-    return go.new_empty((*go.shape, d))
 
 
 def _dot_setup(ctx, inputs, output) -> None:

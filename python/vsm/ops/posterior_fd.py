@@ -1,9 +1,11 @@
 """``vsm.posterior_fd``: the per-sample posterior Fisher divergence of a Gaussian VAE, fused.
 
 The Triton path is the custom op ``vsm::posterior_fd`` (forward kernel) whose autograd formula is
-the custom op ``vsm::posterior_fd_backward`` (backward kernel); both have fake implementations for
-``torch.compile``. Their CPU implementation (``register_kernel("cpu")``) runs the Rust kernels
-(:mod:`vsm.ops._rust`), or the Triton kernels in the interpreter under ``TRITON_INTERPRET=1``
+the custom op ``vsm::posterior_fd_backward`` (backward kernels); both are registered by
+:func:`vsm.ops._register.fused_op` (``triton_op`` when the kernels are compiled, so
+``torch.compile`` traces into them; an opaque ``custom_op`` with a fake implementation under the
+interpreter). Their CPU implementation (``register_kernel("cpu")``) runs the Rust kernels
+(:mod:`vsm.ops._rust`), or the Triton kernels in the interpreter when they were built for it
 (:func:`vsm._dispatch.cpu_kernel`). ``vsm.backend("reference")`` runs
 :func:`vsm.reference.posterior_fd` instead.
 """
@@ -15,19 +17,25 @@ import torch
 from .. import _validate as V
 from .. import reference
 from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
+from ._register import fused_op
 from ._rust import cpu_launchers
 
 
-@torch.library.custom_op("vsm::posterior_fd", mutates_args=())
+def _kernels() -> list[object]:
+    from ..kernels import posterior_fd as K
+
+    return [K._pfd_fwd_kernel, K._pfd_bwd_kernel, K._pfd_bwd_reduce_kernel]
+
+
+def _pfd_fake(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor):
+    return z.new_empty(z.shape[:-1])
+
+
+@fused_op("vsm::posterior_fd", _pfd_fake, _kernels)
 def _pfd_op(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     from ..kernels import posterior_fd as K
 
     return K.forward(z, mu, logvar, g)
-
-
-@_pfd_op.register_fake
-def _(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return z.new_empty(z.shape[:-1])
 
 
 @_pfd_op.register_kernel("cpu")
@@ -35,18 +43,17 @@ def _(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) 
     return cpu_launchers("posterior_fd").forward(z, mu, logvar, g)
 
 
-@torch.library.custom_op("vsm::posterior_fd_backward", mutates_args=())
+def _pfd_bwd_fake(go, z, mu, logvar, g):
+    return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), torch.empty_like(g)
+
+
+@fused_op("vsm::posterior_fd_backward", _pfd_bwd_fake, _kernels)
 def _pfd_bwd_op(
     go: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from ..kernels import posterior_fd as K
 
     return K.backward(go, z, mu, logvar, g)
-
-
-@_pfd_bwd_op.register_fake
-def _(go, z, mu, logvar, g):
-    return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), torch.empty_like(g)
 
 
 @_pfd_bwd_op.register_kernel("cpu")
