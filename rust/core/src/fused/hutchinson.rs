@@ -50,7 +50,7 @@ impl Dist {
 
 /// Writes probe columns `d0 .. d0 + out.len()` of row `r` of a D-column probe tensor.
 /// `d0` must be a multiple of [`BLOCK`] (or 0).
-#[inline]
+#[inline(always)]
 fn fill<T: Real>(seed: u64, r: u64, d: usize, d0: usize, dist: Dist, out: &mut [T]) {
     match dist {
         Dist::Rademacher => {

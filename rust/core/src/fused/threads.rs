@@ -59,6 +59,27 @@ pub fn plan(n_threads: usize, units: usize, work_per_unit: usize) -> Vec<usize> 
     (0..=n_tasks).map(|k| k * units / n_tasks).collect()
 }
 
+/// `f(task)`, compiled for AVX2 when the CPU has it (x86-64; the crate's baseline is SSE2).
+///
+/// `f` is a task body called from here only, so LLVM inlines it into the AVX2 copy and the hot
+/// loops vectorise 8 × f32 / 4 × f64 wide. No FMA contraction happens either way (Rust never
+/// fuses a·b + c), so both copies round identically.
+#[inline(always)]
+fn call<I, F: Fn(I)>(f: &F, task: I) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<I, F: Fn(I)>(f: &F, task: I) {
+            f(task)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2(f, task) };
+        }
+    }
+    f(task)
+}
+
 /// Run `f` on every task with at most `n_threads` threads (the calling thread included).
 ///
 /// Serial when there is one task or `n_threads <= 1`; otherwise dynamic scheduling over a shared
@@ -66,7 +87,7 @@ pub fn plan(n_threads: usize, units: usize, work_per_unit: usize) -> Vec<usize> 
 pub fn run<I: Send, F: Fn(I) + Sync>(n_threads: usize, tasks: Vec<I>, f: F) {
     let n = n_threads.min(tasks.len());
     let Some(pool) = (n > 1).then(|| pool(n - 1)).flatten() else {
-        tasks.into_iter().for_each(f);
+        tasks.into_iter().for_each(|t| call(&f, t));
         return;
     };
     let slots: Vec<Mutex<Option<I>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
@@ -76,7 +97,7 @@ pub fn run<I: Send, F: Fn(I) + Sync>(n_threads: usize, tasks: Vec<I>, f: F) {
         let Some(slot) = slots.get(i) else { break };
         let task = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
-            f(task);
+            call(&f, task);
         }
     };
     pool.in_place_scope(|s| {
