@@ -1,7 +1,8 @@
 """Numerical edge cases of vsm's fused ops and of the Rust IS path (extreme values, size-1 dims).
 
 The Triton kernels run under ``TRITON_INTERPRET=1`` (``conftest.py``) and are forced with
-``vsm.backend("triton")``. The shape-focused tests (``test_posterior_fd.py``,
+``vsm.backend("triton")``; the tests of the fused ops also run on the Rust CPU kernels
+(``vsm.backend("rust")``, parametrised), held to the same rules. The shape-focused tests (``test_posterior_fd.py``,
 ``test_gaussian_terms.py``, ``test_hutchinson.py``) use ordinary values; here hypothesis draws
 extreme ones: log-variances from -30 to 30 (exp(-logvar) up to 1e13), data of magnitude 1e6 with
 decoder means a hair away (cancellation), map scales from 2**-100 to 2**100, log weights from -1e30
@@ -46,6 +47,8 @@ from vsm.ops import hutchinson as H
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
 F64 = torch.float64
+#: The kernel implementations of the fused ops checked here (Triton in the interpreter, Rust).
+KERNEL_BACKENDS = ("triton", "rust")
 LN2PI = math.log(2 * math.pi)
 
 
@@ -142,8 +145,9 @@ def _pfd_magnitudes(z, mu, logvar, g, go):
          mu_mode="close", g_mode="cancel", g_exp=0, go_exp=0, seed=3)
 @example(n=1, b=1, l=1, batched=True, f64=True, lv=-30.0, lv_spread=0.0, z_exp=6,
          mu_mode="indep", g_mode="cancel", g_exp=0, go_exp=3, seed=4)
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_posterior_fd_extreme_values(
-    n, b, l, batched, f64, lv, lv_spread, z_exp, mu_mode, g_mode, g_exp, go_exp, seed
+    n, b, l, batched, f64, lv, lv_spread, z_exp, mu_mode, g_mode, g_exp, go_exp, seed, backend
 ):
     """Forward and the four gradients of the Triton path vs the float64 reference.
 
@@ -157,9 +161,9 @@ def test_posterior_fd_extreme_values(
     z3, mu, logvar, g3, go3 = (t.to(dtype) for t in x64)
     z, g, go = (z3, g3, go3) if batched else (z3[0], g3[0], go3[0])
     args = [t.requires_grad_(True) for t in (z, mu, logvar, g)]
-    with vsm.backend("triton"):
+    with vsm.backend(backend):
         out = vsm.posterior_fd(*args)
-    got = (out, *torch.autograd.grad(out, args, go))
+        got = (out, *torch.autograd.grad(out, args, go))
     ref = reference.posterior_fd(*args)
     ref = (ref, *torch.autograd.grad(ref, args, go))
     a64 = [t.detach().double().requires_grad_(True) for t in args]
@@ -175,7 +179,8 @@ def test_posterior_fd_extreme_values(
         assert all(torch.isfinite(t).all() for t in got)
 
 
-def test_posterior_fd_gradient_overflow_cancelling_over_samples():
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_posterior_fd_gradient_overflow_cancelling_over_samples(backend):
     """float32 regression: d logvar = e Σ_n 2 go res (z − mu), where each sample's term
     overflows float32 once multiplied by e = exp(30) ≈ 1.07e13 but the two samples' terms cancel
     (mu and logvar are shared by the samples).
@@ -193,9 +198,9 @@ def test_posterior_fd_gradient_overflow_cancelling_over_samples():
     # per-sample terms of d logvar: ±2·1e3·2e16·1e6·e ≈ ±4.3e38 > float32 max ≈ 3.4e38
     assert 2e3 * 2e16 * 1e6 * e > torch.finfo(torch.float32).max
     args = [t.float().requires_grad_(True) for t in (z, mu, logvar, g)]
-    with vsm.backend("triton"):
+    with vsm.backend(backend):
         out = vsm.posterior_fd(*args)
-    got = torch.autograd.grad(out, args, go.float())
+        got = torch.autograd.grad(out, args, go.float())
     ref = reference.posterior_fd(*args)
     ref = torch.autograd.grad(ref, args, go.float())
     a64 = [t.detach().double().requires_grad_(True) for t in args]
@@ -220,16 +225,16 @@ def _gt_inputs(n, b, d, x_exp, delta_exp, same, seed):
     return x, x + 10.0**delta_exp * noise
 
 
-def _gt_check(x, xm, ls, w1, w2, w3, n, d):
+def _gt_check(x, xm, ls, w1, w2, w3, n, d, backend="triton"):
     """Kernel vs float64 truth for the three outputs and the three gradients; returns outputs."""
     args = [t.requires_grad_(True) for t in (x, xm, ls)]
-    with vsm.backend("triton"):
-        out = vsm.gaussian_terms(*args)
 
     def loss(t):
         return (t.sq_mean * w1).sum() + (t.mean_sq * w2).sum() + (t.trace * w3).sum()
 
-    got = (*out, *torch.autograd.grad(loss(out), args))
+    with vsm.backend(backend):
+        out = vsm.gaussian_terms(*args)
+        got = (*out, *torch.autograd.grad(loss(out), args))
     ref = reference.gaussian_terms(*args)
     ref = (*ref, *torch.autograd.grad(loss(ref), args))
     a64 = [t.detach().double().requires_grad_(True) for t in args]
@@ -266,7 +271,10 @@ def _gt_check(x, xm, ls, w1, w2, w3, n, d):
          small_tiles=False, seed=2)
 @example(n=2, b=1, d=1, f64=True, ls=20.0, x_exp=6, delta_exp=-8, same=True,
          small_tiles=False, seed=3)
-def test_gaussian_terms_extreme_values(n, b, d, f64, ls, x_exp, delta_exp, same, small_tiles, seed):
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_gaussian_terms_extreme_values(
+    n, b, d, f64, ls, x_exp, delta_exp, same, small_tiles, seed, backend
+):
     """σ² from 2e-9 to 5e8, |x| ~ 10**x_exp (up to 1e6) with x_mean = x + 10**delta_exp·noise
     (down to 1e-8: in float32 the difference is then 0 or a few ulps of x, and f is that exact
     difference, Sterbenz); ``same``: every sample equal, so Jensen holds with equality.
@@ -277,7 +285,7 @@ def test_gaussian_terms_extreme_values(n, b, d, f64, ls, x_exp, delta_exp, same,
     w1, w2 = (torch.randn(b, generator=gen, dtype=dtype) for _ in range(2))
     w3 = torch.randn((), generator=gen, dtype=dtype)
     with _max_block_d(16 if small_tiles else 128):
-        out = _gt_check(x, xm, torch.tensor(ls, dtype=dtype), w1, w2, w3, n, d)
+        out = _gt_check(x, xm, torch.tensor(ls, dtype=dtype), w1, w2, w3, n, d, backend)
     sq, msq = out.sq_mean.detach().double(), out.mean_sq.detach().double()
     assert torch.isfinite(sq).all() and torch.isfinite(msq).all()
     # Jensen: mean_n ‖f_n‖² ≥ ‖mean_n f_n‖², up to the rounding of the two sums.
@@ -287,7 +295,8 @@ def test_gaussian_terms_extreme_values(n, b, d, f64, ls, x_exp, delta_exp, same,
         torch.testing.assert_close(msq, sq, rtol=(4 + n + d) * eps, atol=0)
 
 
-def test_gaussian_terms_overflow_and_one_sided_gradient():
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_gaussian_terms_overflow_and_one_sided_gradient(backend):
     """float32 with σ² = e⁻⁶⁰ (1/σ² ≈ 1e26) and |x_mean − x| ~ 1e6: ‖f‖² ≈ 1e64 overflows, so
     sq_mean and mean_sq are +inf (truth beyond float32, as in the reference); the trace ≈ −4e26
     is finite. A loss using only sq_mean (mean_sq weighted by 0) must give d log σ² = −inf like
@@ -295,7 +304,7 @@ def test_gaussian_terms_overflow_and_one_sided_gradient():
     the truth's signs (the float32 reference gives NaN for dx there)."""
     x, xm = (t.float() for t in _gt_inputs(3, 2, 4, 6, 6, False, 5))
     w1, w2, w3 = torch.tensor([0.7, 1.3]), torch.zeros(2), torch.tensor(0.5)
-    out = _gt_check(x, xm, torch.tensor(-60.0), w1, w2, w3, 3, 4)
+    out = _gt_check(x, xm, torch.tensor(-60.0), w1, w2, w3, 3, 4, backend)
     assert torch.isposinf(out.sq_mean).all() and torch.isposinf(out.mean_sq).all()
     assert torch.isfinite(out.trace) and out.trace.item() < -1e26
 
@@ -306,7 +315,7 @@ def test_gaussian_terms_overflow_and_one_sided_gradient():
 @given(
     b=st.integers(1, 4), d=st.sampled_from([1, 3, 257]), p=st.integers(1, 3),
     f64=st.booleans(), x_exp=st.integers(-15, 15), w_exp=st.integers(-15, 15),
-    seed=st.integers(0, 2**62), backend=st.sampled_from(["triton", "reference"]),
+    seed=st.integers(0, 2**62), backend=st.sampled_from([*KERNEL_BACKENDS, "reference"]),
 )
 @example(b=1, d=1, p=1, f64=False, x_exp=15, w_exp=-15, seed=0, backend="triton")
 @example(b=1, d=1, p=1, f64=False, x_exp=-15, w_exp=15, seed=0, backend="reference")
@@ -330,7 +339,7 @@ def test_hutchinson_diagonal_jacobian_exact_at_any_scale(b, d, p, f64, x_exp, w_
 @given(
     b=st.integers(1, 3), d=st.sampled_from([1, 4, 257]), p=st.integers(1, 3),
     dist=st.sampled_from(DISTS), f64=st.booleans(), k=st.integers(-100, 100),
-    seed=st.integers(0, 2**62), backend=st.sampled_from(["triton", "reference"]),
+    seed=st.integers(0, 2**62), backend=st.sampled_from([*KERNEL_BACKENDS, "reference"]),
 )
 @example(b=1, d=1, p=1, dist="gaussian", f64=False, k=100, seed=7, backend="triton")
 @example(b=1, d=1, p=1, dist="rademacher", f64=False, k=-100, seed=7, backend="triton")

@@ -160,34 +160,39 @@ def test_non_contiguous_inputs():
         torch.testing.assert_close(u, v)
 
 
-def test_dispatch_uses_reference_without_interpreter(monkeypatch):
+def test_dispatch_uses_rust_without_interpreter(monkeypatch):
     from vsm import _dispatch
+    from vsm.ops import _rust
 
-    calls = {"kernel": 0, "reference": 0}
+    calls = {"kernel": 0, "reference": 0, "rust": 0}
     real_fwd, real_ref = K.forward, reference.gaussian_terms
+    real_rust = _rust.gaussian_terms.forward
 
-    def spy_kernel(*a):
-        calls["kernel"] += 1
-        return real_fwd(*a)
+    def spy(name, fn):
+        def wrapped(*a):
+            calls[name] += 1
+            return fn(*a)
 
-    def spy_ref(*a):
-        calls["reference"] += 1
-        return real_ref(*a)
+        return wrapped
 
-    monkeypatch.setattr(K, "forward", spy_kernel)
-    monkeypatch.setattr(reference, "gaussian_terms", spy_ref)
+    monkeypatch.setattr(K, "forward", spy("kernel", real_fwd))
+    monkeypatch.setattr(reference, "gaussian_terms", spy("reference", real_ref))
+    monkeypatch.setattr(_rust.gaussian_terms, "forward", spy("rust", real_rust))
     args = _inputs(2, 3, 4, torch.float32)
     # dispatch follows how the kernels were built, not TRITON_INTERPRET at call time
     monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     vsm.gaussian_terms(*args)
-    assert calls == {"kernel": 0, "reference": 1}
+    assert calls == {"kernel": 0, "reference": 0, "rust": 1}
     monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "interpreted")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     vsm.gaussian_terms(*args)
-    assert calls == {"kernel": 1, "reference": 1}
+    assert calls == {"kernel": 1, "reference": 0, "rust": 1}
     with vsm.backend("reference"):
         vsm.gaussian_terms(*args)
-    assert calls == {"kernel": 1, "reference": 2}
+    assert calls == {"kernel": 1, "reference": 1, "rust": 1}
+    with vsm.backend("rust"):
+        vsm.gaussian_terms(*args)
+    assert calls == {"kernel": 1, "reference": 1, "rust": 2}
     monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     with pytest.raises(RuntimeError, match="triton"), vsm.backend("triton"):
         vsm.gaussian_terms(*args)

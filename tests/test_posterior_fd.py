@@ -92,20 +92,29 @@ def test_non_contiguous_and_expanded_inputs():
     torch.testing.assert_close(out, reference.posterior_fd(z, mu_e.contiguous(), lv, g))
 
 
-def test_dispatch_uses_reference_without_interpreter(monkeypatch):
+def test_dispatch_uses_rust_without_interpreter(monkeypatch):
     """Dispatch follows how the kernels were built (not TRITON_INTERPRET at call time)."""
     from vsm import _dispatch
+    from vsm.ops import _rust
 
     calls = []
-    real = reference.posterior_fd
-    monkeypatch.setattr(reference, "posterior_fd", lambda *a: calls.append(1) or real(*a))
+    real, real_rust = reference.posterior_fd, _rust.posterior_fd.forward
+    monkeypatch.setattr(reference, "posterior_fd", lambda *a: calls.append("ref") or real(*a))
+    monkeypatch.setattr(_rust.posterior_fd, "forward",
+                        lambda *a: calls.append("rust") or real_rust(*a))
     args = _inputs(2, 3, 4, torch.float32)
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # changing the environment now changes nothing
     vsm.posterior_fd(*args)
     assert calls == [], "kernels built for the interpreter: CPU tensors go through them"
+    with vsm.backend("rust"):
+        vsm.posterior_fd(*args)
+    assert calls == ["rust"]
     monkeypatch.setattr(_dispatch, "_kernel_build", lambda: "compiled")
     vsm.posterior_fd(*args)
-    assert calls == [1], "compiled kernels cannot run CPU tensors: the reference runs"
+    assert calls == ["rust", "rust"], "compiled kernels cannot run CPU tensors: Rust runs them"
+    with vsm.backend("reference"):
+        vsm.posterior_fd(*args)
+    assert calls == ["rust", "rust", "ref"]
     with pytest.raises(RuntimeError, match="compiled for the GPU"), vsm.backend("triton"):
         vsm.posterior_fd(*args)
 

@@ -6,7 +6,7 @@ Public API (``shared/spec/API.md``):
 - Rust engine: :func:`is_log_evidence`, :class:`ISAccumulator`, :func:`is_evaluate`
   (:mod:`vsm.importance`), :mod:`vsm.toy`;
 - :mod:`vsm.reference`: the pure-torch twins every fused op is checked against;
-- :func:`backend`: force "reference" or "triton" dispatch inside a ``with`` block.
+- :func:`backend`: force "reference", "triton" or "rust" dispatch inside a ``with`` block.
 """
 
 from __future__ import annotations

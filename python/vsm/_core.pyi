@@ -15,10 +15,17 @@ F32: TypeAlias = npt.NDArray[np.float32]
 __all__ = [
     "ISAccumulator",
     "__version__",
+    "gaussian_terms_backward",
+    "gaussian_terms_forward",
     "grid_divergences",
     "grid_fd_scores",
     "grid_summary",
+    "hutchinson_dot",
+    "hutchinson_dot_backward",
+    "hutchinson_probes",
     "is_log_evidence",
+    "posterior_fd_backward",
+    "posterior_fd_forward",
     "toy_divergences",
     "toy_log_joint",
     "toy_posterior",
@@ -90,3 +97,47 @@ class ISAccumulator:
     def n_samples(self) -> int: ...
     @property
     def shape(self) -> tuple[int, int]: ...
+
+# Fused-op kernels (vsm_core::fused; python/vsm/ops/_rust.py wraps them for torch tensors).
+# Arrays: float32 or float64, all of the dtype of the first array argument (any strides;
+# C-contiguous ones are read zero-copy); results are new arrays of that dtype. n_threads: at most
+# that many threads, the calling thread included (serial for small work).
+FArr: TypeAlias = F32 | F64
+
+def posterior_fd_forward(
+    z: FArr, mu: FArr, logvar: FArr, grad_loglik_z: FArr, n_threads: int = 1
+) -> FArr:
+    """z, grad_loglik_z (N, B, L); mu, logvar (B, L) → Σ_l (z − (z−mu)e^{−logvar} − g)² (N, B)."""
+
+def posterior_fd_backward(
+    go: FArr, z: FArr, mu: FArr, logvar: FArr, grad_loglik_z: FArr, n_threads: int = 1
+) -> tuple[FArr, FArr, FArr, FArr]:
+    """go (N, B) → (dz (N, B, L), dmu (B, L), dlogvar (B, L), dgrad_loglik_z (N, B, L))."""
+
+def gaussian_terms_forward(
+    x: FArr, x_mean: FArr, log_sigma2: float, n_threads: int = 1
+) -> tuple[FArr, FArr]:
+    """x (B, D), x_mean (N, B, D) → (sq_mean (B,), mean_sq (B,)); log_sigma2 in the arrays'
+    dtype."""
+
+def gaussian_terms_backward(
+    grad_sq_mean: FArr,
+    grad_mean_sq: FArr,
+    x: FArr,
+    x_mean: FArr,
+    log_sigma2: float,
+    n_threads: int = 1,
+) -> tuple[FArr, FArr]:
+    """(B,) gradients of sq_mean and mean_sq → (dx (B, D), dx_mean (N, B, D))."""
+
+def hutchinson_probes(
+    shape: tuple[int, int, int], seed: int, dist: int, dtype: str, n_threads: int = 1
+) -> FArr:
+    """Probe stream v2 (P, B, D) for seed in [0, 2**64); dist 0 Rademacher, 1 Gaussian; dtype
+    "float32" or "float64"."""
+
+def hutchinson_dot(u: FArr, seed: int, dist: int, n_threads: int = 1) -> FArr:
+    """u (P, B, D) → Σ_d v·u (P, B), the probes v regenerated from seed."""
+
+def hutchinson_dot_backward(go: FArr, seed: int, dist: int, d: int, n_threads: int = 1) -> FArr:
+    """go (P, B) → go·v (P, B, d), the probes v regenerated from seed."""

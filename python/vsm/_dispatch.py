@@ -1,9 +1,10 @@
 """Backend dispatch for vsm's fused ops.
 
-Rules (API.md): CUDA tensors run the compiled Triton kernels; CPU tensors run the pure-torch
-reference (or the Rust engine); with ``TRITON_INTERPRET=1`` in the environment *when vsm's kernels
-are first imported*, CPU tensors run the Triton kernels through Triton's interpreter (this is how
-CI tests the kernels). A compiled Triton kernel is never launched without a GPU.
+Rules (API.md): CUDA tensors run the compiled Triton kernels; CPU tensors run the Rust engine's
+kernels (:mod:`vsm.ops._rust`, registered as the ops' CPU implementation); with
+``TRITON_INTERPRET=1`` in the environment *when vsm's kernels are first imported*, CPU tensors run
+the Triton kernels through Triton's interpreter instead (this is how CI tests the kernels). Other
+devices run the pure-torch reference. A compiled Triton kernel is never launched without a GPU.
 
 Triton decides compiled-vs-interpreted once, when ``@triton.jit`` runs (at the import of
 :mod:`vsm.kernels`); :func:`kernel_build` reads that decision from the kernel objects themselves,
@@ -11,10 +12,11 @@ so changing ``TRITON_INTERPRET`` later changes nothing. A mismatch is an error, 
 fallback: CUDA tensors meeting interpreted kernels (they would crawl through the interpreter with
 host copies), and ``vsm.backend("triton")`` with CPU tensors when the kernels were compiled.
 
-``vsm.backend("reference")`` / ``vsm.backend("triton")`` override the choice in a ``with`` block
-(benchmarks use it). Backends are listed in :data:`_BACKENDS`; :func:`select` maps a tensor to the
-backend that runs it, so another backend is one more name there and one more branch in
-:func:`select`.
+``vsm.backend("reference")`` / ``vsm.backend("triton")`` / ``vsm.backend("rust")`` override the
+choice in a ``with`` block (benchmarks use it; "rust" requires CPU tensors). Backends are listed in
+:data:`_BACKENDS`; :func:`select` maps a tensor to the backend that runs it, so another backend is
+one more name there and one more branch in :func:`select`. :func:`cpu_kernel` tells the ops' CPU
+implementation which kernels to run ("rust", or "triton" in the interpreter).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Literal
 
 import torch
 
-_BACKENDS = ("auto", "reference", "triton")
+_BACKENDS = ("auto", "reference", "triton", "rust")
 _forced: list[str] = ["auto"]
 
 #: How vsm's Triton kernels were built: compiled for a GPU, for the interpreter, or unavailable.
@@ -83,15 +85,22 @@ def _mismatch(t: torch.Tensor, build: KernelBuild) -> str:
 
 
 def select(t: torch.Tensor) -> str:
-    """The backend that runs a fused op on tensor ``t``: "triton" or "reference".
+    """The backend that runs a fused op on tensor ``t``: "triton", "rust" or "reference".
 
     Raises:
         RuntimeError: the tensor and the kernel build do not match (CUDA tensors with interpreted
-            kernels; or ``vsm.backend("triton")`` where the kernels cannot run ``t``).
+            kernels; or ``vsm.backend("triton")`` where the kernels cannot run ``t``), or
+            ``vsm.backend("rust")`` with a tensor not on the CPU.
     """
     mode = _forced[-1]
     if mode == "reference":
         return "reference"
+    if mode == "rust":
+        if t.device.type != "cpu":
+            raise RuntimeError(
+                f"vsm.backend('rust'): the Rust kernels run CPU tensors only (tensor on {t.device})"
+            )
+        return "rust"
     if t.device.type not in ("cuda", "cpu"):
         if mode == "triton":
             raise RuntimeError(f"vsm.backend('triton'): no Triton kernels for {t.device} tensors")
@@ -102,7 +111,7 @@ def select(t: torch.Tensor) -> str:
         return "triton"
     if mode == "triton" or (t.device.type == "cuda" and build == "interpreted"):
         raise RuntimeError(f"vsm.backend('{mode}'): {_mismatch(t, build)}")
-    return "reference"
+    return "rust" if t.device.type == "cpu" else "reference"
 
 
 def use_triton(t: torch.Tensor) -> bool:
@@ -110,12 +119,49 @@ def use_triton(t: torch.Tensor) -> bool:
     return select(t) == "triton"
 
 
+def cpu_kernel() -> str:
+    """The kernels the fused ops' CPU implementation runs now: "rust" or "triton".
+
+    "triton" (the interpreter) inside ``vsm.backend("triton")``, and by default when the Triton
+    kernels were built for the interpreter (:func:`kernel_build`); "rust" otherwise, and always
+    inside ``vsm.backend("rust")``. Read when an op executes; the ops' backward formulas replay the
+    forward's choice (:func:`cpu_kernel_of`, :func:`same_cpu_kernel`).
+    """
+    mode = _forced[-1]
+    if mode == "rust":
+        return "rust"
+    if mode == "triton" or kernel_build() == "interpreted":
+        return "triton"
+    return "rust"
+
+
+def cpu_kernel_of(t: torch.Tensor) -> str | None:
+    """:func:`cpu_kernel` for a CPU tensor, None for others.
+
+    An op's forward records it so that its backward (which autograd runs later, possibly after
+    the ``with vsm.backend(...)`` block has closed) runs the same kernel set: see
+    :func:`same_cpu_kernel`.
+    """
+    return cpu_kernel() if t.device.type == "cpu" else None
+
+
+def same_cpu_kernel(kernel: str | None) -> contextlib.AbstractContextManager[None]:
+    """Context running the ops' CPU implementation on ``kernel`` ("rust"/"triton"; None: as is).
+
+    Eager autograd only: under ``torch.compile`` the backward graph is traced once and its ops
+    read :func:`cpu_kernel` when they execute (both kernel sets compute the same formulas and the
+    same probe stream, so mixing them changes results by rounding only).
+    """
+    return backend(kernel) if kernel is not None else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def backend(name: str) -> Iterator[None]:
     """Force the backend of vsm's fused ops inside a ``with`` block.
 
-    ``name``: "auto" (the dispatch rules), "reference" (pure torch everywhere) or "triton"
-    (the kernels; an error where they cannot run).
+    ``name``: "auto" (the dispatch rules), "reference" (pure torch everywhere), "triton"
+    (the Triton kernels; an error where they cannot run) or "rust" (the Rust CPU kernels; an
+    error for tensors not on the CPU).
     """
     if name not in _BACKENDS:
         raise ValueError(f"backend: expected one of {_BACKENDS}, got {name!r}")

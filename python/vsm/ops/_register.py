@@ -15,8 +15,11 @@
   would run on fake tensors), so under the interpreter the op stays opaque to ``torch.compile``.
 
 Either way the op has the same name, schema, fake behaviour and autograd formula (registered by
-the ops modules on the returned ``CustomOpDef``), and more device implementations can be added
-on top with ``op.register_kernel("cpu", fn)``.
+the ops modules on the returned ``CustomOpDef``), and the ops modules add the CPU implementation
+(the Rust kernels) with ``op.register_kernel("cpu", fn)``. A ``triton_op`` is decomposed into its
+Triton launches for CUDA (and meta) tensors only; for CPU tensors it stays one opaque node with the explicit
+fake implementation (:func:`_decompose_off_cpu`), so ``torch.compile`` of CPU code runs the
+Rust kernels.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def fused_op(
 
             if hasattr(_lt, "triton_ops_to_kernels"):
                 _lt.triton_ops_to_kernels[name] = list(kernels())
+            _decompose_off_cpu(op, fn, fake)
             return op
         op = torch.library.custom_op(
             name, fn, mutates_args=(), tags=(torch.Tag.needs_contiguous_strides,)
@@ -58,3 +62,34 @@ def fused_op(
         return op
 
     return register
+
+
+def _on_cpu(args: tuple[object, ...], kwargs: dict[str, object]) -> bool:
+    """Whether the op's tensor arguments live on the CPU (they share one device)."""
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            return a.device.type == "cpu"
+    return False
+
+
+def _decompose_off_cpu(
+    op: torch.library.CustomOpDef, fn: Callable[..., object], fake: Callable[..., object]
+) -> None:
+    """Keep a ``triton_op`` opaque for CPU tensors (CUDA and meta tensors still decompose).
+
+    ``triton_op`` decomposes the op into its Triton launches under ``torch.compile``
+    (FunctionalTensorMode) and uses the launcher as fake implementation, whatever the device. CPU
+    tensors must instead stay one op node that runs the op's CPU kernel (the Rust kernels,
+    registered with ``register_kernel("cpu")``) and get ``fake`` as fake implementation.
+    """
+    from torch._subclasses.functional_tensor import FunctionalTensorMode
+
+    decompose = op._torch_dispatch_fns.get(FunctionalTensorMode)
+
+    def functional(mode, func, types, args, kwargs):  # type: ignore[no-untyped-def]
+        if decompose is not None and not _on_cpu(args, kwargs):
+            return decompose(mode, func, types, args, kwargs)
+        return mode.__torch_dispatch__(func, types, args, kwargs)
+
+    op.register_torch_dispatch(FunctionalTensorMode, functional)
+    op.register_fake(lambda *a, **k: (fake if _on_cpu(a, k) else fn)(*a, **k))

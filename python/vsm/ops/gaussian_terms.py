@@ -6,10 +6,12 @@ m1/m2/m3/fae (:mod:`vsm.objectives`) need only mean_n ‖f_n‖², ‖mean_n f_n
 The Triton path is the custom op ``vsm::gaussian_terms`` (forward kernel, one pass over x_mean)
 whose autograd formula calls the custom op ``vsm::gaussian_terms_backward`` (backward kernel); both
 are registered by :func:`vsm.ops._register.fused_op` (``triton_op`` when the kernels are compiled,
-an opaque ``custom_op`` with a fake implementation under the interpreter). When the backward itself must be differentiable
-(``create_graph=True``, e.g. bi-level unrolling) it is evaluated with plain torch ops instead. The
-trace needs no kernel and is computed with torch. The CPU path is
-:func:`vsm.reference.gaussian_terms`.
+an opaque ``custom_op`` with a fake implementation under the interpreter); their CPU
+implementation (``register_kernel("cpu")``) runs the Rust kernels (:mod:`vsm.ops._rust`), or the
+Triton kernels in the interpreter when they were built for it (:func:`vsm._dispatch.cpu_kernel`).
+When the backward itself must be differentiable (``create_graph=True``, e.g. bi-level unrolling)
+it is evaluated with plain torch ops instead. The trace needs no kernel and is computed with torch.
+``vsm.backend("reference")`` runs :func:`vsm.reference.gaussian_terms` instead.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import use_triton
+from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ..reference import GaussianTerms
 from ._register import fused_op
+from ._rust import cpu_launchers
 
 
 def _kernels() -> list[object]:
@@ -42,6 +45,11 @@ def _gt_op(
     return K.forward(x, x_mean, log_sigma2)
 
 
+@_gt_op.register_kernel("cpu")
+def _(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor):
+    return cpu_launchers("gaussian_terms").forward(x, x_mean, log_sigma2)
+
+
 def _gt_bwd_fake(ga, gc, x, x_mean, log_sigma2):
     return torch.empty_like(x), torch.empty_like(x_mean)
 
@@ -59,8 +67,14 @@ def _gt_bwd_op(
     return K.backward(grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2)
 
 
+@_gt_bwd_op.register_kernel("cpu")
+def _(ga, gc, x, x_mean, log_sigma2):
+    return cpu_launchers("gaussian_terms").backward(ga, gc, x, x_mean, log_sigma2)
+
+
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs, *output)
+    ctx.cpu_kernel = cpu_kernel_of(inputs[0])
 
 
 def _weighted(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -86,7 +100,8 @@ def _backward(ctx, grad_sq_mean, grad_mean_sq):
         dxm = (2.0 / n) * inv * (a[:, None] * f + c[:, None] * fbar)
         dx = -2.0 * inv * (a + c)[:, None] * fbar
         return dx, dxm, dls
-    dx, dxm = _gt_bwd_op(a.contiguous(), c.contiguous(), x, x_mean, log_sigma2)
+    with same_cpu_kernel(ctx.cpu_kernel):
+        dx, dxm = _gt_bwd_op(a.contiguous(), c.contiguous(), x, x_mean, log_sigma2)
     return dx, dxm, dls
 
 
@@ -120,7 +135,7 @@ def gaussian_terms(
     V.shape("x_mean", x_mean, (*x_mean.shape[:-2], *x.shape), "(N, *x.shape)")
     V.nonempty("x", x)
     V.nonempty("x_mean", x_mean)
-    if not use_triton(x):
+    if select(x) == "reference":
         return reference.gaussian_terms(x, x_mean, log_sigma2)
     xm = x_mean.unsqueeze(0) if x_mean.dim() == 2 else x_mean
     sq_mean, mean_sq = _gt_op(x.contiguous(), xm.contiguous(), log_sigma2.contiguous())

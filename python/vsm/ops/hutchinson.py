@@ -14,8 +14,12 @@ registered by :func:`vsm.ops._register.fused_op` (``triton_op`` for compiled ker
   formula is ``vsm::hutchinson_dot`` — so the estimate is differentiable to any order and no probe
   tensor is saved for backward.
 
-CPU path: :func:`vsm.reference.hutchinson_trace` (probes from a seeded ``torch.Generator``). The two
-paths draw different probes for the same seed; each is reproducible.
+CPU path: the same ops, whose CPU implementation (``register_kernel("cpu")``) runs the Rust
+kernels (:mod:`vsm.ops._rust`; probe stream v2 too, so the same probes for a seed as the Triton
+kernels), or the Triton kernels in the interpreter when they were built for it
+(:func:`vsm._dispatch.cpu_kernel`). ``vsm.backend("reference")`` runs
+:func:`vsm.reference.hutchinson_trace` (probes from a seeded ``torch.Generator``: different
+probes for the same seed, equally reproducible).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import use_triton
+from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ._register import fused_op
+from ._rust import cpu_launchers
 
 DISTS = reference.HUTCHINSON_DISTS
 def _dist_id(dist: str) -> int:
@@ -49,6 +54,12 @@ def _probes_op(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch
     return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
 
 
+@_probes_op.register_kernel("cpu")
+def _(like: torch.Tensor, n_probes: int, seed: int, dist: str) -> torch.Tensor:
+    K = cpu_launchers("hutchinson")
+    return K.probes((n_probes, *like.shape), seed, _dist_id(dist), like.dtype, like.device)
+
+
 def _dot_fake(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     return u.new_empty(u.shape[:-1])
 
@@ -58,6 +69,11 @@ def _dot_op(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
     from ..kernels import hutchinson as K
 
     return K.dot(u, seed, _dist_id(dist))
+
+
+@_dot_op.register_kernel("cpu")
+def _(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    return cpu_launchers("hutchinson").dot(u, seed, _dist_id(dist))
 
 
 def _dot_bwd_fake(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
@@ -71,22 +87,31 @@ def _dot_bwd_op(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
     return K.dot_backward(go, seed, _dist_id(dist), d)
 
 
+@_dot_bwd_op.register_kernel("cpu")
+def _(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    return cpu_launchers("hutchinson").dot_backward(go, seed, _dist_id(dist), d)
+
+
 def _dot_setup(ctx, inputs, output) -> None:
     u, seed, dist = inputs
     ctx.seed, ctx.dist, ctx.d = seed, dist, u.shape[-1]
+    ctx.cpu_kernel = cpu_kernel_of(u)
 
 
 def _dot_backward(ctx, go: torch.Tensor):
-    return _dot_bwd_op(go.contiguous(), ctx.seed, ctx.dist, ctx.d), None, None
+    with same_cpu_kernel(ctx.cpu_kernel):
+        return _dot_bwd_op(go.contiguous(), ctx.seed, ctx.dist, ctx.d), None, None
 
 
 def _dot_bwd_setup(ctx, inputs, output) -> None:
-    _, seed, dist, _ = inputs
+    go, seed, dist, _ = inputs
     ctx.seed, ctx.dist = seed, dist
+    ctx.cpu_kernel = cpu_kernel_of(go)
 
 
 def _dot_bwd_backward(ctx, ggu: torch.Tensor):
-    return _dot_op(ggu.contiguous(), ctx.seed, ctx.dist), None, None, None
+    with same_cpu_kernel(ctx.cpu_kernel):
+        return _dot_op(ggu.contiguous(), ctx.seed, ctx.dist), None, None, None
 
 
 def _probes_setup(ctx, inputs, output) -> None:
@@ -114,13 +139,13 @@ def hutchinson_probes(
 ) -> torch.Tensor:
     """The probes v (n_probes, B, D) that :func:`hutchinson_trace` uses for ``seed``.
 
-    Same dispatch as :func:`hutchinson_trace` (Philox kernel on the Triton path, seeded
-    ``torch.Generator`` otherwise), so callers needing v itself (e.g. the non-variance-reduced
+    Same dispatch as :func:`hutchinson_trace` (the Philox probe stream on the Triton and Rust
+    paths, a seeded ``torch.Generator`` on the reference path), so callers needing v itself (e.g. the non-variance-reduced
     sliced SM) see exactly the estimator's probes. Dtype and device of ``inputs``; unitless.
     """
     V.tensor("inputs", inputs, ndim=2)
     seed = _check_options(n_probes, dist, seed)
-    if not use_triton(inputs):
+    if select(inputs) == "reference":
         return reference.hutchinson_probes(inputs, n_probes, seed, dist)
     return _probes_op(inputs, n_probes, seed, dist)
 
@@ -146,8 +171,8 @@ def hutchinson_trace(
         n_probes: number of probes P per row (the estimate divides by P).
         dist: "rademacher" (±1, default; exact for diagonal Jacobians) or "gaussian" (N(0, 1)).
         seed: int in [0, 2**63) fixing the probes; None draws one from torch's global RNG (so
-            ``torch.manual_seed`` makes the call reproducible). Probes differ between the Triton
-            (Philox) and the CPU reference (``torch.Generator``) paths.
+            ``torch.manual_seed`` makes the call reproducible). The Triton and Rust paths draw the
+            same (Philox) probes; the reference path (``torch.Generator``) draws others.
 
     Returns:
         (B,) tensor, dtype and device of ``inputs``; units of outputs/inputs.
@@ -167,7 +192,7 @@ def hutchinson_trace(
     if not outputs.requires_grad:
         raise ValueError("outputs: does not require grad; compute it from inputs with grad enabled")
     seed = _check_options(n_probes, dist, seed)
-    if not use_triton(inputs):
+    if select(inputs) == "reference":
         return reference.hutchinson_trace(outputs, inputs, n_probes=n_probes, dist=dist, seed=seed)
     v = _probes_op(inputs, n_probes, seed, dist)
     us = []

@@ -4,7 +4,10 @@ The Triton path is the custom op ``vsm::posterior_fd`` (forward kernel) whose au
 the custom op ``vsm::posterior_fd_backward`` (backward kernels); both are registered by
 :func:`vsm.ops._register.fused_op` (``triton_op`` when the kernels are compiled, so
 ``torch.compile`` traces into them; an opaque ``custom_op`` with a fake implementation under the
-interpreter). A CPU implementation can be added with ``_pfd_op.register_kernel("cpu", fn)``. The CPU path is :func:`vsm.reference.posterior_fd`.
+interpreter). Their CPU implementation (``register_kernel("cpu")``) runs the Rust kernels
+(:mod:`vsm.ops._rust`), or the Triton kernels in the interpreter when they were built for it
+(:func:`vsm._dispatch.cpu_kernel`). ``vsm.backend("reference")`` runs
+:func:`vsm.reference.posterior_fd` instead.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import use_triton
+from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
 from ._register import fused_op
+from ._rust import cpu_launchers
 
 
 def _kernels() -> list[object]:
@@ -34,6 +38,11 @@ def _pfd_op(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Te
     return K.forward(z, mu, logvar, g)
 
 
+@_pfd_op.register_kernel("cpu")
+def _(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return cpu_launchers("posterior_fd").forward(z, mu, logvar, g)
+
+
 def _pfd_bwd_fake(go, z, mu, logvar, g):
     return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), torch.empty_like(g)
 
@@ -47,8 +56,14 @@ def _pfd_bwd_op(
     return K.backward(go, z, mu, logvar, g)
 
 
+@_pfd_bwd_op.register_kernel("cpu")
+def _(go, z, mu, logvar, g):
+    return cpu_launchers("posterior_fd").backward(go, z, mu, logvar, g)
+
+
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs)
+    ctx.cpu_kernel = cpu_kernel_of(inputs[0])
 
 
 def _backward(ctx, go: torch.Tensor):
@@ -60,7 +75,8 @@ def _backward(ctx, go: torch.Tensor):
         e = torch.exp(-logvar)
         t = 2.0 * go.unsqueeze(-1) * (z - (z - mu) * e - g)
         return t * (1.0 - e), t.sum(0) * e, (t * (z - mu)).sum(0) * e, -t
-    return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
+    with same_cpu_kernel(ctx.cpu_kernel):
+        return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
 
 
 _pfd_op.register_autograd(_backward, setup_context=_setup_context)
@@ -98,7 +114,7 @@ def posterior_fd(
     V.shape("logvar", logvar, z.shape[-2:], "z.shape[-2:]")
     V.shape("grad_loglik_z", grad_loglik_z, z.shape, "z.shape")
     V.nonempty("z", z)
-    if not use_triton(z):
+    if select(z) == "reference":
         return reference.posterior_fd(z, mu, logvar, grad_loglik_z)
     squeeze = z.dim() == 2
     z3 = z.unsqueeze(0) if squeeze else z

@@ -10,10 +10,13 @@
 //! - [`grid`]: grid quadrature of 1-D/2-D latent posteriors from a tabulated log-joint.
 //! - [`toy_models`]: the built-in toy models ("sym", "soft", "relu", "bias", "linear").
 //! - [`mixture`]: Gaussian-mixture q (density, score, quadrature nodes) for KL and FD.
+//! - [`fused`]: CPU twins (f32/f64, forward and backward) of the fused Triton kernels: posterior
+//!   FD, Gaussian terms, Hutchinson probes (Philox probe stream v2) and probe dot products.
 
 // Index loops over tiny latent dimensions (L ≤ 2) read more clearly than iterator chains.
 #![allow(clippy::needless_range_loop)]
 
+pub mod fused;
 pub mod grid;
 pub mod importance;
 pub mod mixture;

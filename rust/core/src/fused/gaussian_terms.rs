@@ -1,0 +1,295 @@
+//! Per-datum terms of a Gaussian likelihood's x-score (CPU twin of
+//! `python/vsm/kernels/gaussian_terms.py`).
+//!
+//! With f_n = (x_mean[n] − x)·inv, inv = exp(−log σ²), for each datum b:
+//!
+//! ```text
+//! sq_mean[b] = (1/N) Σ_n Σ_d f_nbd²        mean_sq[b] = Σ_d fbar_bd²,   fbar = (1/N) Σ_n f_n
+//! ```
+//!
+//! As in the Triton kernel, D is cut into tiles of min(next_pow2(D), [`MAX_BLOCK_D`]) columns;
+//! per tile the N samples are accumulated columnwise (Σ_n f, Σ_n f²), fbar = (Σ_n f)/N, the tile's
+//! partials Σ_d(Σ_n f²)/N and Σ_d fbar² are formed, and the tiles' partials are summed in order.
+//!
+//! Backward, given a = ∂L/∂sq_mean[b] and c = ∂L/∂mean_sq[b]:
+//!
+//! ```text
+//! dx_mean[n,b,d] = (2·inv/N)·(a f_nbd + c fbar_bd)      dx[b,d] = (−2·inv)(a + c)·fbar_bd
+//! ```
+//!
+//! (d log σ² needs no kernel: −2 Σ_b (a·sq_mean + c·mean_sq), formed by the caller.)
+//! Accumulation in the input dtype.
+
+use super::threads::{plan, run};
+use super::{check_shape, slice, split_rows, split_slabs, sum, sum_sq, Real};
+use crate::Result;
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3};
+
+/// Largest D tile, as the Triton kernel's `MAX_BLOCK_D`.
+pub const MAX_BLOCK_D: usize = 128;
+
+/// Tile width for D columns.
+fn block_d(d: usize) -> usize {
+    d.max(1).next_power_of_two().min(MAX_BLOCK_D)
+}
+
+/// Accumulates Σ_n f and (when `acc_sq` is given) Σ_n f² of one datum's tile, f = (xm − x)·inv.
+#[inline(always)]
+fn accumulate_tile<T: Real>(
+    xms: &[T],
+    x: &[T],
+    inv: T,
+    row_stride: usize,
+    n: usize,
+    acc_f: &mut [T],
+    mut acc_sq: Option<&mut [T]>,
+) {
+    let w = x.len();
+    let acc_f = &mut acc_f[..w];
+    acc_f.fill(T::ZERO);
+    if let Some(sq) = acc_sq.as_deref_mut() {
+        sq[..w].fill(T::ZERO);
+    }
+    for ni in 0..n {
+        let xm = &xms[ni * row_stride..ni * row_stride + w];
+        match acc_sq.as_deref_mut() {
+            Some(sq) => {
+                let sq = &mut sq[..w];
+                for k in 0..w {
+                    let f = (xm[k] - x[k]) * inv;
+                    acc_f[k] += f;
+                    sq[k] += f * f;
+                }
+            }
+            None => {
+                for k in 0..w {
+                    acc_f[k] += (xm[k] - x[k]) * inv;
+                }
+            }
+        }
+    }
+}
+
+/// Forward: (sq_mean (B,), mean_sq (B,)) for `x` (B, D), `x_mean` (N, B, D), `log_sigma2`.
+///
+/// Errors: `Error::Shape` naming `x_mean` when its shape is not (N, *x.shape).
+pub fn forward<T: Real>(
+    x: ArrayView2<'_, T>,
+    x_mean: ArrayView3<'_, T>,
+    log_sigma2: T,
+    n_threads: usize,
+) -> Result<(Array1<T>, Array1<T>)> {
+    let (n, b, d) = x_mean.dim();
+    check_shape(
+        "x_mean",
+        x_mean.shape(),
+        &[n, x.nrows(), x.ncols()],
+        "(N, *x.shape)",
+    )?;
+    let (x, xm) = (x.as_standard_layout(), x_mean.as_standard_layout());
+    let (xs, xms) = (slice(&x), slice(&xm));
+    let mut sq = vec![T::ZERO; b];
+    let mut msq = vec![T::ZERO; b];
+    if n * b * d == 0 {
+        return Ok((Array1::from_vec(sq), Array1::from_vec(msq)));
+    }
+    let inv = (-log_sigma2).exp();
+    let nf = T::from_usize(n);
+    let bd = block_d(d);
+    let bounds = plan(n_threads, b, 3 * n * d);
+    let tasks: Vec<_> = split_rows(&mut sq, 1, &bounds)
+        .into_iter()
+        .zip(split_rows(&mut msq, 1, &bounds))
+        .collect();
+    run(n_threads, tasks, |((b0, sq_t), (_, msq_t))| {
+        let mut acc_f = [T::ZERO; MAX_BLOCK_D];
+        let mut acc_sq = [T::ZERO; MAX_BLOCK_D];
+        for (j, (sq_b, msq_b)) in sq_t.iter_mut().zip(msq_t.iter_mut()).enumerate() {
+            let bi = b0 + j;
+            let (mut s, mut m) = (T::ZERO, T::ZERO);
+            for d0 in (0..d).step_by(bd) {
+                let w = bd.min(d - d0);
+                let x_t = &xs[bi * d + d0..bi * d + d0 + w];
+                let xm_t = &xms[bi * d + d0..];
+                accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, Some(&mut acc_sq));
+                let fbar = &mut acc_f[..w];
+                for v in fbar.iter_mut() {
+                    *v = *v / nf;
+                }
+                s += sum(&acc_sq[..w]) / nf;
+                m += sum_sq(fbar);
+            }
+            *sq_b = s;
+            *msq_b = m;
+        }
+    });
+    Ok((Array1::from_vec(sq), Array1::from_vec(msq)))
+}
+
+/// Backward: (dx (B, D), dx_mean (N, B, D)) given `grad_sq_mean` a (B,) and `grad_mean_sq` c (B,).
+///
+/// Errors: `Error::Shape` naming the argument when the shapes disagree.
+pub fn backward<T: Real>(
+    grad_sq_mean: ArrayView1<'_, T>,
+    grad_mean_sq: ArrayView1<'_, T>,
+    x: ArrayView2<'_, T>,
+    x_mean: ArrayView3<'_, T>,
+    log_sigma2: T,
+    n_threads: usize,
+) -> Result<(Array2<T>, Array3<T>)> {
+    let (n, b, d) = x_mean.dim();
+    check_shape(
+        "x_mean",
+        x_mean.shape(),
+        &[n, x.nrows(), x.ncols()],
+        "(N, *x.shape)",
+    )?;
+    check_shape("grad_sq_mean", grad_sq_mean.shape(), &[b], "x.shape[:1]")?;
+    check_shape("grad_mean_sq", grad_mean_sq.shape(), &[b], "x.shape[:1]")?;
+    let (ga, gc) = (
+        grad_sq_mean.as_standard_layout(),
+        grad_mean_sq.as_standard_layout(),
+    );
+    let (x, xm) = (x.as_standard_layout(), x_mean.as_standard_layout());
+    let (gas, gcs, xs, xms) = (slice(&ga), slice(&gc), slice(&x), slice(&xm));
+    let mut dx = vec![T::ZERO; b * d];
+    let mut dxm = vec![T::ZERO; n * b * d];
+    if n * b * d > 0 {
+        let inv = (-log_sigma2).exp();
+        let nf = T::from_usize(n);
+        let neg2inv = -T::TWO * inv;
+        let coef = T::TWO * inv / nf;
+        let bd = block_d(d);
+        let bounds = plan(n_threads, b, 4 * n * d);
+        let tasks: Vec<_> = split_rows(&mut dx, d, &bounds)
+            .into_iter()
+            .zip(split_slabs(&mut dxm, b * d, d, &bounds))
+            .collect();
+        run(n_threads, tasks, |((b0, dx_t), mut dxm_t)| {
+            let mut acc_f = [T::ZERO; MAX_BLOCK_D];
+            let mut cf = [T::ZERO; MAX_BLOCK_D];
+            for (j, dx_r) in dx_t.chunks_exact_mut(d).enumerate() {
+                let bi = b0 + j;
+                let (a, c) = (gas[bi], gcs[bi]);
+                let s = neg2inv * (a + c);
+                for d0 in (0..d).step_by(bd) {
+                    let w = bd.min(d - d0);
+                    let x_t = &xs[bi * d + d0..bi * d + d0 + w];
+                    let xm_t = &xms[bi * d + d0..];
+                    accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, None);
+                    let (fbar, cf) = (&mut acc_f[..w], &mut cf[..w]);
+                    let dx_w = &mut dx_r[d0..d0 + w];
+                    for k in 0..w {
+                        fbar[k] = fbar[k] / nf;
+                        dx_w[k] = s * fbar[k];
+                        cf[k] = c * fbar[k];
+                    }
+                    for (ni, slab) in dxm_t.iter_mut().enumerate() {
+                        let xm = &xm_t[ni * b * d..ni * b * d + w];
+                        let out = &mut slab[j * d + d0..j * d + d0 + w];
+                        for k in 0..w {
+                            let f = (xm[k] - x_t[k]) * inv;
+                            out[k] = coef * (a * f + cf[k]);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok((
+        Array2::from_shape_vec((b, d), dx).expect("B·D values"),
+        Array3::from_shape_vec((n, b, d), dxm).expect("N·B·D values"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array, Ix1, Ix2, Ix3, IxDyn};
+
+    fn pseudo<D: ndarray::Dimension>(shape: &[usize], salt: u64) -> Array<f64, D> {
+        let n: usize = shape.iter().product();
+        let v = (0..n)
+            .map(|i| {
+                let w = super::super::philox::randint4x(salt, i as u64)[0];
+                (w as f64 / u32::MAX as f64) * 4.0 - 2.0
+            })
+            .collect();
+        Array::from_shape_vec(IxDyn(shape), v)
+            .unwrap()
+            .into_dimensionality()
+            .unwrap()
+    }
+
+    #[test]
+    fn forward_backward_match_naive_formulas() {
+        for &(n, b, d) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (2, 3, 300),
+            (5, 20, 129),
+            (4, 2, 1024),
+        ] {
+            let x: Array2<f64> = pseudo::<Ix2>(&[b, d], 1);
+            let xm: Array3<f64> = pseudo::<Ix3>(&[n, b, d], 2);
+            let ga: Array1<f64> = pseudo::<Ix1>(&[b], 3);
+            let gc: Array1<f64> = pseudo::<Ix1>(&[b], 4);
+            let ls = 0.3f64;
+            let inv = (-ls).exp();
+            let f = (&xm - &x) * inv;
+            let fbar = f.mean_axis(ndarray::Axis(0)).unwrap();
+            let sq_want = (&f * &f)
+                .sum_axis(ndarray::Axis(2))
+                .mean_axis(ndarray::Axis(0))
+                .unwrap();
+            let msq_want = (&fbar * &fbar).sum_axis(ndarray::Axis(1));
+            for threads in [1, 2, 5] {
+                let (sq, msq) = forward(x.view(), xm.view(), ls, threads).unwrap();
+                for (a, w) in sq.iter().zip(&sq_want).chain(msq.iter().zip(&msq_want)) {
+                    assert!((a - w).abs() <= 1e-12 * (1.0 + w.abs()), "{a} vs {w}");
+                }
+                let (dx, dxm) =
+                    backward(ga.view(), gc.view(), x.view(), xm.view(), ls, threads).unwrap();
+                for bi in 0..b {
+                    let (a, c) = (ga[bi], gc[bi]);
+                    for k in 0..d {
+                        let want = -2.0 * inv * (a + c) * fbar[[bi, k]];
+                        assert!((dx[[bi, k]] - want).abs() <= 1e-12 * (1.0 + want.abs()));
+                        for ni in 0..n {
+                            let w = 2.0 * inv / n as f64 * (a * f[[ni, bi, k]] + c * fbar[[bi, k]]);
+                            let got = dxm[[ni, bi, k]];
+                            assert!((got - w).abs() <= 1e-12 * (1.0 + w.abs()), "{got} vs {w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn closed_form() {
+        // N = 2, B = 1, D = 2, σ² = 1: f_0 = (1, 0), f_1 = (3, 2) → sq_mean = (1 + 13)/2 = 7,
+        // fbar = (2, 1) → mean_sq = 5
+        let x = Array2::from_shape_vec((1, 2), vec![0.0f32, 0.0]).unwrap();
+        let xm = Array3::from_shape_vec((2, 1, 2), vec![1.0f32, 0.0, 3.0, 2.0]).unwrap();
+        let (sq, msq) = forward(x.view(), xm.view(), 0.0, 1).unwrap();
+        assert_eq!((sq[0], msq[0]), (7.0, 5.0));
+        // a = 1, c = 0: dx_mean = (2/N) f = f, dx = −2 fbar
+        let (ga, gc) = (Array1::from_elem(1, 1.0f32), Array1::from_elem(1, 0.0f32));
+        let (dx, dxm) = backward(ga.view(), gc.view(), x.view(), xm.view(), 0.0, 1).unwrap();
+        assert_eq!(dx.as_slice().unwrap(), &[-4.0, -2.0]);
+        assert_eq!(dxm.as_slice().unwrap(), &[1.0, 0.0, 3.0, 2.0]);
+    }
+
+    #[test]
+    fn shape_errors_name_the_argument() {
+        let x = Array2::<f64>::zeros((2, 3));
+        let xm = Array3::<f64>::zeros((1, 2, 4));
+        let err = forward(x.view(), xm.view(), 0.0, 1).unwrap_err();
+        assert!(err.to_string().starts_with("x_mean:"), "{err}");
+        let xm = Array3::<f64>::zeros((1, 2, 3));
+        let g = Array1::<f64>::zeros(3);
+        let err = backward(g.view(), g.view(), x.view(), xm.view(), 0.0, 1).unwrap_err();
+        assert!(err.to_string().starts_with("grad_sq_mean:"), "{err}");
+    }
+}
