@@ -1,7 +1,9 @@
 """With compiled kernels (no ``TRITON_INTERPRET``), vsm's ops are ``torch.library.triton_op``s and
 AOTAutograd traces *into* them: the graph holds the Triton kernel launches
 (``triton_kernel_wrapper_functional``), not an opaque ``vsm::`` call. Checked in a subprocess on
-CPU fake tensors (tracing only; nothing is launched, so no GPU is needed)."""
+``meta`` tensors, which stand in for CUDA ones (tracing only; nothing is launched, so no GPU
+is needed). CPU tensors deliberately stay one opaque op that runs the Rust kernels
+(tests/test_rust_kernels.py checks that)."""
 
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ def capture(fn, *args):
         pass
     return graphs[0]
 
-z = torch.randn(3, 4, 5); mu = torch.randn(4, 5)
+z = torch.randn(3, 4, 5, device="meta"); mu = torch.randn(4, 5, device="meta")
 code = capture(lambda z, mu: torch.ops.vsm.posterior_fd(z, mu, mu, z), z, mu)
 assert "triton_kernel_wrapper_functional" in code and "vsm.posterior_fd" not in code, code
-u = torch.randn(2, 4, 300)
+u = torch.randn(2, 4, 300, device="meta")
 code = capture(lambda u: H._dot_op(u, 5, "rademacher") * 2, u)
 assert "triton_kernel_wrapper_functional" in code and "hutchinson_dot" not in code, code
 print("OK")
