@@ -37,7 +37,8 @@ def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
     Help text from the field's ``metadata["help"]`` (plus its default); type from the annotation
     (``int``, ``float``, ``str``, ``bool`` → ``--x/--no-x``; ``X | None`` as X); choices from a
     ``Literal[...]`` annotation or ``metadata["choices"]``; ``metadata["group"]`` makes options
-    mutually exclusive; ``metadata["cli_default"]`` describes a command-line-only default. Every
+    mutually exclusive; ``metadata["cli_default"]`` describes a command-line-only default;
+    ``metadata["parse"]`` (with ``metadata["metavar"]``) parses a field's own syntax. Every
     option defaults to ``argparse.SUPPRESS``: only the options given appear in the namespace, and
     the dataclass's own defaults apply to the rest (one list of defaults).
     """
@@ -58,6 +59,9 @@ def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif "parse" in meta:  # a field with its own text syntax (``seeds``: "0-9", "0,3,7")
+            kw["type"] = _argparse_type(meta["parse"])
+            kw["metavar"] = meta.get("metavar", f.name.upper())
         else:
             kw["type"] = typ if typing.get_origin(typ) is None else type(allowed[0])
             if allowed:
@@ -69,6 +73,19 @@ def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
                 groups[meta["group"]] = p.add_mutually_exclusive_group()
             target = groups[meta["group"]]
         target.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def _argparse_type(parse: Any) -> Any:
+    """``parse`` as an argparse type whose ValueError/TypeError messages reach the user."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
