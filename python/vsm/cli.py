@@ -6,7 +6,8 @@ Subcommands:
   metrics JSON per evaluation, loss-curve PNG in ``--out``). Its options are generated from
   :class:`vsm.train.TrainConfig`'s fields (:func:`add_config_options`). SIGINT/SIGTERM write a
   checkpoint of the last completed iteration and exit with 130/143 and a one-line message;
-  ``--resume CKPT`` continues exactly;
+  ``--resume CKPT`` continues exactly; ``--seeds 0-9`` (or ``0,3,7``) trains one replica per seed
+  in one batched run (:class:`vsm.train.SeedsTrainer`);
 - ``vsm eval CHECKPOINT [--n-is K]``: test metrics of a checkpoint as JSON (−ELBO, MSE, MMD²,
   posterior FD, and with K > 0 the IS NLL, ESS and SM loss);
 - ``vsm reproduce ...`` and ``vsm bench ...``: delegated to :func:`vsm.reproduce.main` and
@@ -111,10 +112,21 @@ def _config_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def _without_histograms(res: Any) -> Any:
+    """``res`` without its ``posterior_sd_*`` entries, at any depth (a many-seeds result nests
+    one result per replica)."""
+    if isinstance(res, dict):
+        return {k: _without_histograms(v) for k, v in res.items()
+                if not k.startswith("posterior_sd_")}
+    if isinstance(res, list):
+        return [_without_histograms(v) for v in res]
+    return res
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import TrainConfig, Trainer, TrainingDiverged
+    from .train import TrainConfig, Trainer, TrainingDiverged, format_seeds
 
     given = _config_args(args)
     progress = False if args.quiet else None
@@ -130,7 +142,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         given.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
         cfg = TrainConfig(**given)
-        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{cfg.seed}")
+        tag = cfg.seed if cfg.seeds is None else format_seeds(cfg.seeds)
+        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{tag}")
         trainer = Trainer(cfg, out_dir=out, progress=progress, log=log)
     try:
         res = trainer.run()
@@ -139,8 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     if trainer.rank != 0:  # data-parallel (torchrun): rank 0 reports
         return 0
-    summary = {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(_without_histograms(res), indent=1))
     print(f"wrote {out}/checkpoint.pt, {out}/metrics.json, {out}/loss.png")
     return 0
 
