@@ -30,17 +30,28 @@ from .algorithm import (
     learning_loss,
 )
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import OBJECTIVES, TrainConfig, build_model, num_threads, split_objective
+from .config import (
+    OBJECTIVES,
+    VARIANTS,
+    TrainConfig,
+    VariantOptions,
+    build_model,
+    num_threads,
+    split_objective,
+    variant_options,
+)
 from .stopping import TrainingDiverged, TrainingInterrupted
 from .trainer import Trainer
 
 __all__ = [
     "OBJECTIVES",
+    "VARIANTS",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",
     "Unrolled",
+    "VariantOptions",
     "bilevel_learning_loss",
     "build_model",
     "group_backward",
@@ -52,4 +63,5 @@ __all__ = [
     "num_threads",
     "save_checkpoint",
     "split_objective",
+    "variant_options",
 ]
