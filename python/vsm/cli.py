@@ -37,7 +37,8 @@ def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
     Help text from the field's ``metadata["help"]`` (plus its default); type from the annotation
     (``int``, ``float``, ``str``, ``bool`` → ``--x/--no-x``; ``X | None`` as X); choices from a
     ``Literal[...]`` annotation or ``metadata["choices"]``; ``metadata["group"]`` makes options
-    mutually exclusive; ``metadata["cli_default"]`` describes a command-line-only default. Every
+    mutually exclusive; ``metadata["cli_default"]`` describes a command-line-only default;
+    ``metadata["parse"]`` (with ``metadata["metavar"]``) parses a field's own syntax. Every
     option defaults to ``argparse.SUPPRESS``: only the options given appear in the namespace, and
     the dataclass's own defaults apply to the rest (one list of defaults).
     """
@@ -58,6 +59,9 @@ def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif "parse" in meta:  # a field with its own text syntax (``seeds``: "0-9", "0,3,7")
+            kw["type"] = _argparse_type(meta["parse"])
+            kw["metavar"] = meta.get("metavar", f.name.upper())
         else:
             kw["type"] = typ if typing.get_origin(typ) is None else type(allowed[0])
             if allowed:
@@ -69,6 +73,19 @@ def add_config_options(p: argparse.ArgumentParser, config_cls: type) -> None:
                 groups[meta["group"]] = p.add_mutually_exclusive_group()
             target = groups[meta["group"]]
         target.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def _argparse_type(parse: Any) -> Any:
+    """``parse`` as an argparse type whose ValueError/TypeError messages reach the user."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except (TypeError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -94,10 +111,21 @@ def _config_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def _without_histograms(res: Any) -> Any:
+    """``res`` without its ``posterior_sd_*`` entries, at any depth (a many-seeds result nests
+    one result per replica)."""
+    if isinstance(res, dict):
+        return {k: _without_histograms(v) for k, v in res.items()
+                if not k.startswith("posterior_sd_")}
+    if isinstance(res, list):
+        return [_without_histograms(v) for v in res]
+    return res
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import TrainConfig, Trainer, TrainingDiverged
+    from .train import TrainConfig, Trainer, TrainingDiverged, format_seeds
 
     given = _config_args(args)
     progress = False if args.quiet else None
@@ -113,7 +141,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         given.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
         cfg = TrainConfig(**given)
-        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{cfg.seed}")
+        tag = cfg.seed if cfg.seeds is None else format_seeds(cfg.seeds)
+        out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{tag}")
         trainer = Trainer(cfg, out_dir=out, progress=progress, log=log)
     try:
         res = trainer.run()
@@ -122,8 +151,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     if trainer.rank != 0:  # data-parallel (torchrun): rank 0 reports
         return 0
-    summary = {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(_without_histograms(res), indent=1))
     print(f"wrote {out}/checkpoint.pt, {out}/metrics.json, {out}/loss.png")
     return 0
 

@@ -11,7 +11,11 @@ One file per concern, in the order a reader needs them:
 - :mod:`~vsm.train.checkpoint`: atomic checkpoints with RNG state, exact resumption;
 - :mod:`~vsm.train.stopping`: :class:`TrainingDiverged`, :class:`TrainingInterrupted` and the
   SIGINT/SIGTERM handling;
-- :mod:`~vsm.train.trainer`: :class:`Trainer`, the loop with evaluation and logging.
+- :mod:`~vsm.train.trainer`: :class:`Trainer`, the loop with evaluation and logging;
+- :mod:`~vsm.train.replicas`: S replicas of a model stacked into one batched computation, and
+  Algorithm 1's functions on them;
+- :mod:`~vsm.train.seeds`: :class:`SeedsTrainer`, many seeds in one run
+  (``TrainConfig(seeds=...)``; ``Trainer`` builds one for such a config).
 
 Example::
 
@@ -29,23 +33,32 @@ from .algorithm import (
     iteration,
     learning_loss,
 )
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    replica_checkpoint,
+    save_checkpoint,
+)
 from .config import (
     OBJECTIVES,
     VARIANTS,
     TrainConfig,
     VariantOptions,
     build_model,
+    format_seeds,
     num_threads,
+    parse_seeds,
     split_objective,
     variant_options,
 )
+from .seeds import SeedsTrainer
 from .stopping import TrainingDiverged, TrainingInterrupted
 from .trainer import Trainer
 
 __all__ = [
     "OBJECTIVES",
     "VARIANTS",
+    "SeedsTrainer",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
@@ -54,6 +67,7 @@ __all__ = [
     "VariantOptions",
     "bilevel_learning_loss",
     "build_model",
+    "format_seeds",
     "group_backward",
     "inference_loss",
     "iteration",
@@ -61,6 +75,8 @@ __all__ = [
     "load_checkpoint",
     "model_from_checkpoint",
     "num_threads",
+    "parse_seeds",
+    "replica_checkpoint",
     "save_checkpoint",
     "split_objective",
     "variant_options",

@@ -8,6 +8,9 @@ never leaves a truncated checkpoint. Because minibatches are a function of (seed
 the RNG state is restored, resuming replays an uninterrupted run bit for bit (with a different
 number of ranks each rank's noise is reseeded from (seed, rank, step) instead: valid, not a
 replay).
+
+A many-seeds run (:class:`vsm.train.SeedsTrainer`) writes the same format with ``replicas``: a
+complete single-run checkpoint per surviving seed (:func:`replica_checkpoint`), plus ``diverged``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from .config import TrainConfig
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["FORMAT", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "atomic_torch_save", "load_checkpoint", "model_from_checkpoint",
+           "replica_checkpoint", "save_checkpoint"]
 
 FORMAT = "vsm-checkpoint-1"
 
@@ -87,9 +91,41 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     return state
 
 
-def model_from_checkpoint(path: str) -> tuple[GaussianVAE, TrainConfig]:
-    """The trained model (CPU, its training dtype) and config stored in a checkpoint."""
+def replica_checkpoint(state: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Replica ``seed``'s single-run checkpoint state from a many-seeds checkpoint (one written
+    by :class:`vsm.train.SeedsTrainer`): what the run with ``seed=seed`` would have saved, for
+    :func:`model_from_checkpoint`, ``Trainer.load_state_dict`` or ``vsm train --resume``
+    (save it with :func:`atomic_torch_save`).
+
+    Raises:
+        ValueError: not a many-seeds checkpoint, or no (surviving) replica ``seed`` in it.
+    """
+    replicas = state.get("replicas")
+    if replicas is None:
+        raise ValueError("state: a single-run checkpoint, not one of many seeds")
+    if seed not in replicas:
+        dropped = [d["seed"] for d in state.get("diverged", [])]
+        why = " (it diverged and was dropped)" if seed in dropped else ""
+        raise ValueError(f"seed: no replica {seed} in the checkpoint{why}; it holds "
+                         f"{sorted(replicas)}")
+    return replicas[seed]
+
+
+def model_from_checkpoint(path: str, seed: int | None = None) -> tuple[GaussianVAE, TrainConfig]:
+    """The trained model (CPU, its training dtype) and config stored in a checkpoint.
+
+    A many-seeds checkpoint (``vsm train --seeds``) needs ``seed``, the replica to load (its
+    config is that replica's single-run config); a single-run checkpoint ignores it.
+
+    Raises:
+        ValueError: not a checkpoint; a many-seeds checkpoint without a (surviving) ``seed``.
+    """
     state = load_checkpoint(path)
+    if "replicas" in state:
+        if seed is None:
+            raise ValueError(f"seed: {path} holds replicas for seeds {sorted(state['replicas'])};"
+                             " say which one")
+        state = replica_checkpoint(state, seed)
     cfg = TrainConfig.from_dict(state["config"])
     model = from_spec(state["model_spec"]).to(getattr(torch, cfg.dtype))
     model.load_state_dict(state["model"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,8 +25,8 @@ from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
 from ..objectives import CrossTerm, Estimator, PsiDerivative
 
-__all__ = ["OBJECTIVES", "VARIANTS", "TrainConfig", "VariantOptions", "build_model",
-           "num_threads", "split_objective", "variant_options"]
+__all__ = ["OBJECTIVES", "VARIANTS", "TrainConfig", "VariantOptions", "build_model", "format_seeds",
+           "num_threads", "parse_seeds", "split_objective", "variant_options"]
 
 Objective = Literal["kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae"]
 OBJECTIVES: tuple[str, ...] = typing.get_args(Objective)
@@ -111,8 +112,72 @@ def variant_options(variant: str, data: Dataset) -> VariantOptions:
 
 def _meta(help: str, **meta: Any) -> dict[str, Any]:
     """A field's metadata: its command-line help (and optional ``choices``, ``group``,
-    ``cli_default``)."""
+    ``cli_default``, ``parse``: the command line's type, ``metavar``)."""
     return {"help": help, **meta}
+
+
+_SEED_PART = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", re.ASCII)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The seeds of ``--seeds``: "A-B" (A to B inclusive), "a,b,c", or both ("0-4,7").
+
+    Raises:
+        ValueError: empty text, a part that is not a non-negative int or an A-B range with
+            A ≤ B, or a seed given twice (the message starts with "seeds").
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"seeds: expected a string like '0-9' or '0,3,7', got "
+                        f"{type(text).__name__}")
+    out: list[int] = []
+    for part in text.split(","):
+        m = _SEED_PART.fullmatch(part)
+        if m is None:
+            raise ValueError(f"seeds: expected non-negative ints 'A-B' or 'a,b,c', got {text!r}")
+        a = int(m[1])
+        b = int(m[2]) if m[2] is not None else a
+        if b < a:
+            raise ValueError(f"seeds: empty range {part.strip()!r} in {text!r} (expected A ≤ B)")
+        out.extend(range(a, b + 1))
+    return _checked_seeds(out)
+
+
+def _checked_seeds(seeds: object) -> tuple[int, ...]:
+    """``seeds`` as a non-empty tuple of distinct non-negative ints (a string is parsed)."""
+    if isinstance(seeds, str):
+        return parse_seeds(seeds)
+    if not isinstance(seeds, tuple | list | range):
+        raise TypeError(f"seeds: expected a tuple of ints or a string like '0-9', got "
+                        f"{type(seeds).__name__}")
+    out = tuple(seeds)
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"seeds: expected ints, got {type(s).__name__} {s!r}")
+        if s < 0:
+            raise ValueError(f"seeds: expected non-negative seeds, got {s}")
+    if not out:
+        raise ValueError("seeds: expected at least one seed, got none")
+    dup = sorted({s for s in out if out.count(s) > 1})
+    if dup:
+        raise ValueError(f"seeds: seed(s) {dup} given more than once")
+    return out
+
+
+def format_seeds(seeds: tuple[int, ...]) -> str:
+    """The shortest ``--seeds`` text for ``seeds``: "0-9" for a run of consecutive ints, else
+    "a,b,c" with consecutive runs of three or more as ranges ("0-4,7")."""
+    parts: list[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{seeds[i]}-{seeds[j]}")
+        else:
+            parts.extend(str(s) for s in seeds[i : j + 1])
+        i = j + 1
+    return ",".join(parts)
 
 
 @dataclass
@@ -128,9 +193,9 @@ class TrainConfig:
     progress; the paper's 2-D setting is ``dec_lr=1e-4, enc_optimizer="sgd", enc_lr=1e-2`` (KLD)
     or ``1e-3`` (FD), its image setting Adam 1e-4 for both with ``k_enc=5, n_samples=5``.
 
-    ``variant="paper"`` selects the paper code's estimators and parametrisation for the data's
-    kind (:func:`variant_options`); ``"vsm"`` (default) vsm's own. Optimisers, K_enc and N are
-    separate options either way.
+    ``seeds`` (e.g. ``(0, 1, 2)``, or the string ``"0-9"``) trains one replica per seed in one
+    batched run (:class:`vsm.train.SeedsTrainer`, which ``Trainer`` builds for such a config);
+    replica s is the run with ``seed=s`` and ``seeds=None``, and ``seed`` itself is then unused.
     """
 
     objective: Objective = field(default="kl-m1", metadata=_meta(
@@ -169,6 +234,10 @@ class TrainConfig:
     enc_lr: float = field(default=1e-3, metadata=_meta("encoder learning rate"))
     dec_lr: float = field(default=1e-3, metadata=_meta("decoder (and log σ²) Adam learning rate"))
     seed: int = field(default=0, metadata=_meta("random seed (initialisation, minibatches, noise)"))
+    seeds: tuple[int, ...] | None = field(default=None, metadata=_meta(
+        "train one replica per seed, all together in one batched run: A-B (inclusive) or a,b,c "
+        "(replaces --seed; each replica equals the run with that --seed)",
+        parse=parse_seeds, metavar="A-B|a,b,c"))
     dtype: Literal["float32", "float64"] = field(default="float32", metadata=_meta(
         "parameter and data dtype"))
     device: str = field(default="cpu", metadata=_meta(
@@ -227,6 +296,8 @@ class TrainConfig:
             c.bi_lr = 1e-2 if inference == "kl" else 1e-3
         if c.threads is None:
             c.threads = 1 if c.model == "mlp" else 0
+        if c.seeds is not None:
+            c.seeds = _checked_seeds(c.seeds)
         for name in ("steps", "n_samples", "k_enc", "batch_size", "latent_dim", "width"):
             V.positive_int(name, getattr(c, name))
         for name in ("k_bi", "save_every", "eval_every", "threads"):

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import torch
 
@@ -36,7 +36,21 @@ from .checkpoint import (
 from .config import TrainConfig, build_model, num_threads
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "make_optimizers"]
+
+
+def make_optimizers(
+    cfg: TrainConfig, enc_params: list[torch.nn.Parameter], dec_params: list[torch.nn.Parameter]
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The encoder optimiser (``enc_optimizer`` at ``enc_lr``) and the decoder's (Adam at
+    ``dec_lr``) of a resolved config. Both are elementwise (no weight decay, no momentum), which
+    :class:`vsm.train.SeedsTrainer`'s stacked replicas rely on."""
+    enc_opt: torch.optim.Optimizer
+    if cfg.enc_optimizer == "adam":
+        enc_opt = torch.optim.Adam(enc_params, lr=cfg.enc_lr)
+    else:
+        enc_opt = torch.optim.SGD(enc_params, lr=cfg.enc_lr)
+    return enc_opt, torch.optim.Adam(dec_params, lr=cfg.dec_lr)
 
 
 class Trainer:
@@ -53,7 +67,19 @@ class Trainer:
 
     Construction seeds torch's global RNG with ``cfg.seed`` and builds the model from it; training
     draws its noise and posterior samples from the global RNG, whose state is checkpointed.
+
+    A config with ``seeds`` makes ``Trainer(cfg, ...)`` (and :meth:`from_checkpoint` of such a
+    run) return a :class:`vsm.train.SeedsTrainer`, which trains one replica per seed in one
+    batched run.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        cfg = args[0] if args else kwargs.get("cfg")
+        if cls is Trainer and getattr(cfg, "seeds", None) is not None:
+            from .seeds import SeedsTrainer
+
+            return super().__new__(SeedsTrainer)  # Python then runs SeedsTrainer.__init__
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -82,13 +108,7 @@ class Trainer:
         self.model = build_model(self.cfg, self.data.data_shape).to(self.device, self.dtype)
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
-        if self.cfg.enc_optimizer == "adam":
-            self.enc_opt: torch.optim.Optimizer = torch.optim.Adam(
-                self.enc_params, lr=self.cfg.enc_lr
-            )
-        else:
-            self.enc_opt = torch.optim.SGD(self.enc_params, lr=self.cfg.enc_lr)
-        self.dec_opt = torch.optim.Adam(self.dec_params, lr=self.cfg.dec_lr)
+        self.enc_opt, self.dec_opt = make_optimizers(self.cfg, self.enc_params, self.dec_params)
         wrap = {"world_size": self.world_size, "device": self.device,
                 "find_unused": self.cfg.ddp_find_unused}
         self._enc_objective = D.wrap_group(self.enc_params, self.inference_loss, **wrap)
@@ -318,25 +338,30 @@ class Trainer:
                     if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < total:
                         res = self.evaluate(n_is=0)
                         self._write_eval(res)
-                        self._log(_format_eval(res), bar)
+                        self._log(self._format_eval(res), bar)
                         self._save()
                 bar.close()
                 res = self.evaluate()
                 self._write_eval(res)
-                self._log(_format_eval(res), None)
+                self._log(self._format_eval(res), None)
                 self._save()
         finally:
             bar.close()
             self._stop, self._stop_agreed = StopRequest(), False
             torch.set_num_threads(threads_before)
         if self.out_dir is not None:
-            atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
-            atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
-            from ..plots import loss_curve
-
-            loss_curve(self.history, os.path.join(self.out_dir, "loss.png"),
-                       title=f"{cfg.objective} on {cfg.dataset}")
+            self._write_outputs(res)
         return res
+
+    def _write_outputs(self, res: dict[str, Any]) -> None:
+        """The end of a run with ``out_dir``: metrics.json, history.json and loss.png."""
+        assert self.out_dir is not None
+        atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
+        atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
+        from ..plots import loss_curve
+
+        loss_curve(self.history, os.path.join(self.out_dir, "loss.png"),
+                   title=f"{self.cfg.objective} on {self.cfg.dataset}")
 
     def _save(self) -> None:
         if self.checkpoint_path is not None:
@@ -369,6 +394,9 @@ class Trainer:
                 parts.append(f"{key} {sum(vals) / len(vals):.4g}")
         parts.append(f"sigma2 {window[-1]['sigma2']:.3g}")
         return "  ".join(parts)
+
+    def _format_eval(self, res: dict[str, Any]) -> str:
+        return _format_eval(res)
 
 
 def _format_eval(res: dict[str, Any]) -> str:
