@@ -336,10 +336,11 @@ class Dataset:
         """True for (C, H, W) data (the conv VAE's input)."""
         return len(self.data_shape) == 3
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        """Minibatches per pass over the training set (toys: 100, as in the authors' code)."""
+    def steps_per_epoch(self, batch_size: int, *, epoch_size: int | None = None) -> int:
+        """Minibatches per pass over the training set (toys: 100, as in the authors' code, or
+        ``epoch_size // batch_size`` with :meth:`batch`'s ``epoch_size``)."""
         if self.train is None:
-            return 100
+            return 100 if epoch_size is None else max(1, epoch_size // batch_size)
         return max(1, self.train.shape[0] // batch_size)
 
     def batch(self, step: int, batch_size: int, seed: int, *,
