@@ -269,6 +269,14 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path):
         (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
                 == (r["objective"], r["k_enc"], r["seed"])]
         assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
+    # both estimator families side by side
+    both = fig3.run(tmp_path / "p", _tiny(variants=("vsm", "paper"), objectives=("kl-m1", "kl-m3"),
+                                          k_encs=(1,)))
+    assert both["variants_run"] == ["vsm", "paper"]
+    assert {r["variant"] for r in both["runs"]} == {"vsm", "paper"}
+    (m3,) = [c for c in both["claims"] if c["claim"] == "kl-m3"]
+    assert set(m3["variants"]) == {"vsm", "paper"}
+    assert "NLL diff paper" in (tmp_path / "p" / "fig3.md").read_text()
     # a loose tolerance converges at the first check after min_iters
     loose = fig3.run(tmp_path / "c", _tiny(objectives=("kl-m1",), k_encs=(1,), tol_sigma2=1.0,
                                            tol_loss=100.0, max_iters=60, min_iters=40,

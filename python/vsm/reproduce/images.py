@@ -49,6 +49,7 @@ class ImagesConfig:
     batch_size: int = 50
     epochs: int = 0  # > 0: train this many epochs instead of ``steps``
     data_dir: str = ""  # folder of MNIST / Fashion-MNIST IDX files (dataset "mnist", ...)
+    variant: str = "vsm"  # "paper": the authors' image-code estimators (TrainConfig.variant)
     seed: int = 0
     threads: int = 0
 
@@ -79,6 +80,7 @@ def train_one(objective: str, cfg: ImagesConfig,
     tcfg = TrainConfig(objective=objective, dataset=cfg.dataset, steps=cfg.steps,
                        epochs=cfg.epochs if cfg.epochs > 0 else None,
                        data_dir=cfg.data_dir or None,
+                       **({} if cfg.variant == "vsm" else {"variant": cfg.variant}),
                        batch_size=cfg.batch_size, n_samples=cfg.n_samples, k_enc=cfg.k_enc,
                        latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf, enc_lr=cfg.lr,
                        dec_lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
