@@ -13,6 +13,17 @@ L = 16, N = 2, K_enc = 2, Adam 2e-3, instead of the paper's 1000 epochs, ngf = 6
 K_enc = 5, Adam 1e-4. The quick numbers therefore describe early training only. On the loaded
 2-core machine a conv step took 0.4 s (kl-elbo) to 1.1 s (fae, double backward through the
 encoder for ψ) at ngf = 16, batch 100.
+
+Full mode (:meth:`ImagesConfig.full`) is the paper's image setting: Adam 1e-4 for both groups,
+N = 5, K_enc = 5, η = 0.1, L = 100, ngf = ndf = 64, batch 100, 1000 epochs, i.e. 14 000
+iterations per objective on the offline digits (1497 images; MNIST would be 600 000). Measured
+per iteration at 1 thread on the 2-core machine *under load* (load average ≈ 4, so each process
+had about half a core): kl-elbo 1.7 s, kl-m1 1.3 s, fd-m1 1.3 s, kl-m3 1.5 s, fae 8.6 s (the
+double backward through the conv encoder for ψ), an evaluation on the 300 test images 6–11 s.
+All eight objectives: ≈ 18.5 s per iteration, ≈ 72 h at 1 loaded thread; on a quiet 2-core
+machine (about 2× for a whole core, ×1.7 for the second thread) ≈ 20 h, of which FAE is half.
+``--set objectives=kl-elbo,kl-m1,fae`` (the SD-histogram and FAE claims) ≈ 11 h there, and
+``--set epochs=100`` divides any of these by 10.
 """
 
 from __future__ import annotations
