@@ -250,7 +250,7 @@ def _tiny(**kw) -> fig3.Fig3Config:
     return fig3.Fig3Config(**{**base, **kw})
 
 
-def test_tiny_sweep_end_to_end(reference_backend, tmp_path):
+def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
     res = fig3.run(tmp_path / "b", _tiny())
     data = json.loads((tmp_path / "b" / "results.json").read_text())
     for name in ("fig3.png", "fig3.md"):
@@ -266,6 +266,15 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path):
     # one seed at a time gives the same numbers as the batched run (to rounding)
     one = fig3.run(tmp_path / "u", _tiny(batched=False, objectives=("kl-m1",), k_encs=(2,)))
     for r in one["runs"]:
+        (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
+                == (r["objective"], r["k_enc"], r["seed"])]
+        assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
+    # two worker processes (pure-torch path there too) give the same numbers
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    pool = fig3.run(tmp_path / "w", _tiny(objectives=("kl-m1", "kl-m3"), k_encs=(2,), workers=2))
+    assert [(r["objective"], r["seed"]) for r in pool["runs"]] == [
+        ("kl-m1", 0), ("kl-m1", 1), ("kl-m3", 0), ("kl-m3", 1)]
+    for r in pool["runs"]:
         (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
                 == (r["objective"], r["k_enc"], r["seed"])]
         assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
