@@ -211,7 +211,9 @@ def test_an_iteration_is_k_enc_encoder_updates_then_one_decoder_update():
     assert (tcfg.enc_optimizer, tcfg.enc_lr, tcfg.dec_lr, tcfg.n_samples) == ("sgd", 1e-2, 1e-4, 3)
     assert fig3.optimiser_settings("kl-elbo", cfg) == {"enc_optimizer": "adam", "enc_lr": 1e-4,
                                                        "dec_lr": 1e-4}
-    assert fig3.optimiser_settings("fae", cfg)["enc_lr"] == 1e-3
+    assert fig3.optimiser_settings("fae", cfg) == {"enc_optimizer": "adam", "enc_lr": 1e-4,
+                                                   "dec_lr": 1e-4}
+    assert fig3.optimiser_settings("fd-m3", cfg)["enc_lr"] == 1e-3
     trainer = Trainer(tcfg, progress=False)
     drv = fig3._Driver(trainer, cfg.seeds)
     series = fig3._Series(cfg.seeds)
