@@ -117,12 +117,14 @@ class GaussianVAE(nn.Module, abc.ABC):
     @property
     def noise_parameter(self) -> nn.Parameter:
         """The learned noise parameter: log σ² or log σ (:attr:`noise_param`)."""
-        return self._parameters[self.noise_param]
+        p = self._parameters[self.noise_param]
+        assert p is not None
+        return p
 
     @property
     def log_sigma2(self) -> torch.Tensor:
         """0-dim log σ² (the parameter itself, or 2·log σ)."""
-        p = self._parameters[self.noise_param]
+        p = self.noise_parameter
         return p if self.noise_param == "log_sigma2" else 2.0 * p
 
     @property

@@ -342,12 +342,12 @@ def build_model(cfg: TrainConfig, data_shape: tuple[int, ...],
     """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG),
     with the parametrisation of ``options`` (default: vsm's; see :func:`variant_options`)."""
     opt = options if options is not None else VariantOptions()
-    param = {"noise_param": opt.noise_param, "sd_head": opt.sd_head}
     if cfg.model == "conv":
         if len(data_shape) != 3 or tuple(data_shape[1:]) != (32, 32):
             raise ValueError(f"model: 'conv' needs (C, 32, 32) data, got {data_shape}")
         return ConvVAE(nc=data_shape[0], latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf,
-                       **param)
+                       noise_param=opt.noise_param, sd_head=opt.sd_head)
     init = math.log(0.01) if tuple(data_shape) == (2,) else 0.0
-    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init, **param)
+    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init,
+                  noise_param=opt.noise_param, sd_head=opt.sd_head)
 
