@@ -147,8 +147,8 @@ def test_reproduce_sigterm_then_resume_skips_recorded_runs(reference_backend, tm
     from vsm.reproduce import fig3
     from vsm.reproduce import run as reproduce
 
-    sets = ["datasets=mixture", "objectives=kl-elbo,fd-m1", "k_encs=1", "seeds=0", "steps=400",
-            "batch_size=100", "n_test=100", "n_is=100"]
+    sets = ["variants=vsm", "datasets=mixture", "objectives=kl-elbo,fd-m1", "k_encs=1", "seeds=0",
+            "max_iters=400", "batch_size=100", "n_test=100", "n_is=100"]
     args = ["reproduce", "fig3", "--out", str(tmp_path / "o"), *[a for s in sets
                                                                   for a in ("--set", s)]]
     rc, _, err = _signal_after(args, r"^fig3: mixture kl-elbo", signal.SIGTERM, stream="stderr")
@@ -161,7 +161,7 @@ def test_reproduce_sigterm_then_resume_skips_recorded_runs(reference_backend, tm
     proc = subprocess.run([sys.executable, "-m", "vsm", *args, "--resume"], env=_env(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "kl-elbo K_enc=1 seed=0: recorded" in proc.stderr
+    assert "kl-elbo K_enc=1 [vsm]: recorded" in proc.stderr
     final = json.loads((tmp_path / "o" / "results.json").read_text())
     assert final["complete"] is True and len(final["runs"]) == 2
     assert final["runs"][0] == partial["runs"][0]

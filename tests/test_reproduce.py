@@ -121,27 +121,6 @@ def test_fig2_kld_fit_is_a_local_minimum_of_the_exact_kl():
     assert float(post.kl_from(m, np.diag(var * 0.5))) > kl0
 
 
-def test_fig3_tiny_run(tmp_path):
-    from vsm.reproduce import fig3
-
-    cfg = fig3.Fig3Config(datasets=("mixture",), objectives=("kl-elbo", "fd-m1"), k_encs=(1, 2),
-                          seeds=(0,), steps=20, batch_size=200, n_test=200, n_is=200)
-    res = fig3.run(tmp_path, cfg)
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert (tmp_path / "fig3.png").exists()
-    assert len(data["runs"]) == 4 and len(data["table"]) == 4
-    for run in data["runs"]:
-        assert not run["diverged"]
-        assert math.isfinite(run["is_nll"]) and math.isfinite(run["sm_loss"])
-        assert 0.0 < run["is_ess"] <= cfg.n_is + 1e-6
-        assert run["sigma2"] > 0
-    for row in res["table"]:  # one seed: the table mean is that run's value
-        (run,) = [r for r in res["runs"] if (r["objective"], r["k_enc"]) ==
-                  (row["objective"], row["k_enc"])]
-        assert row["is_nll_mean"] == pytest.approx(run["is_nll"])
-        assert row["sm_loss_mean"] == pytest.approx(run["sm_loss"])
-
-
 def test_images_tiny_run(tmp_path):
     from vsm.reproduce import images
 
@@ -160,6 +139,27 @@ def test_images_tiny_run(tmp_path):
         # histogram: one count per (test image, latent dim) whose SD lies in the bins' range
         assert 0 < sum(r["sd_hist"]) <= 300 * cfg.latent_dim
     assert math.isfinite(res["seconds"])
+
+
+def test_images_epochs_and_posterior_sd_shares(tmp_path):
+    from vsm.reproduce import images
+
+    full = images.ImagesConfig.full()  # the paper's image setting (MATH.md §9)
+    assert (full.lr, full.n_samples, full.k_enc, full.batch_size, full.epochs) == (
+        1e-4, 5, 5, 100, 1000)
+    assert (full.latent_dim, full.ngf, full.ndf) == (100, 64, 64)
+    cfg = images.ImagesConfig(objectives=("kl-m1",), epochs=1, steps=10**6, eval_every=7,
+                              latent_dim=3, ngf=4, ndf=4, n_samples=1, k_enc=1, batch_size=500)
+    res = images.run(tmp_path, cfg)
+    assert res["objectives"]["kl-m1"]["curves"]["step"] == [2]  # 1497 // 500 = 2 iterations
+    (row,) = res["table"]
+    assert 0.0 <= row["sd_share_low"] <= 1.0 and 0.0 <= row["sd_share_high"] <= 1.0
+    shares = images.sd_shares({"sd_hist": [3, 0, 0, 0, 1] + [0] * 25, "sd_bins":
+                               np.linspace(0, 1.5, 31).tolist()})
+    assert shares == {"sd_share_low": 0.75, "sd_share_high": 0.0}
+    shares = images.sd_shares({"sd_hist": [0] * 16 + [2, 2] + [0] * 12, "sd_bins":
+                               np.linspace(0, 1.5, 31).tolist()})
+    assert shares == {"sd_share_low": 0.0, "sd_share_high": 1.0}
 
 
 def test_main_cli_fig1(tmp_path, capsys):

@@ -2,8 +2,10 @@
 
 2-D toys (``TOY_DATASETS``; MATH.md §9): the paper's "sparse" and "mixture" recipes plus the
 standard "rings", "moons", "pinwheel", "checkerboard" and "8gaussians". Training batches are drawn
-fresh from the generating process (the authors drew 100 000 new points per epoch); the test set is
-a fixed draw of ``n_test`` points per seed.
+fresh from the generating process; with ``epoch_size`` (:meth:`Dataset.batch`) they are instead
+the authors' scheme (``run_bilevel_toy.py``): ``epoch_size`` new points per epoch (100 000), shuffled
+and cut into ``epoch_size // batch_size`` minibatches (100 of 1000). The test set is a fixed draw of
+``n_test`` points per seed.
 
 Images and sequences (``IMAGE_DATASETS``), fixed train/test tensors:
 - "digits": scikit-learn's bundled 8×8 digits, scaled to [0, 1] and bilinearly resized to
@@ -334,18 +336,36 @@ class Dataset:
         """True for (C, H, W) data (the conv VAE's input)."""
         return len(self.data_shape) == 3
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        """Minibatches per pass over the training set (toys: 100, as in the authors' code)."""
+    def steps_per_epoch(self, batch_size: int, *, epoch_size: int | None = None) -> int:
+        """Minibatches per pass over the training set (toys: 100, as in the authors' code, or
+        ``epoch_size // batch_size`` with :meth:`batch`'s ``epoch_size``)."""
         if self.train is None:
-            return 100
+            return 100 if epoch_size is None else max(1, epoch_size // batch_size)
         return max(1, self.train.shape[0] // batch_size)
 
-    def batch(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    def batch(self, step: int, batch_size: int, seed: int, *,
+              epoch_size: int | None = None) -> torch.Tensor:
         """The training minibatch of iteration ``step`` (a pure function of step, size and seed).
 
         Toys draw ``batch_size`` fresh points; fixed sets walk an epoch-wise random permutation
         (incomplete last batches dropped; batch_size is capped at the training-set size).
+
+        ``epoch_size`` (generated data only): the authors' 2-D scheme instead — every epoch draws
+        ``epoch_size`` fresh points (e.g. 100 000), shuffles them, and its
+        ``epoch_size // batch_size`` iterations take consecutive slices (the rest is dropped, as
+        the authors' ``DataLoader(drop_last=True)``). The pool of the current epoch is cached.
+
+        Raises:
+            ValueError: ``epoch_size`` for a fixed data set, or smaller than ``batch_size``.
         """
+        if epoch_size is not None:
+            if self.train is not None:
+                raise ValueError(f"epoch_size: only for generated (toy) data, not {self.name!r}")
+            epoch_size = V.positive_int("epoch_size", epoch_size)
+            if epoch_size < batch_size:
+                raise ValueError(f"epoch_size: {epoch_size} points cannot fill a minibatch of "
+                                 f"{batch_size}")
+            return self._pool_batch(step, batch_size, seed, epoch_size)
         if self.train is None:
             assert self.sampler is not None
             return self.sampler(batch_size, _generator(seed, 2 * step + 2)).to(torch.float32)
@@ -359,6 +379,19 @@ class Dataset:
             self._perm_cache[key] = torch.randperm(n, generator=_generator(seed, 2 * epoch + 1))
         idx = self._perm_cache[key][i * bs : (i + 1) * bs]
         return self.train[idx]
+
+    def _pool_batch(self, step: int, batch_size: int, seed: int, epoch_size: int) -> torch.Tensor:
+        """Minibatch ``step`` of the per-epoch pools (:meth:`batch` with ``epoch_size``)."""
+        assert self.sampler is not None
+        spe = epoch_size // batch_size
+        epoch, i = divmod(step, spe)
+        key = ("pool", seed, epoch, epoch_size)
+        if key not in self._perm_cache:
+            self._perm_cache.clear()
+            g = _generator(seed, -(epoch + 1))  # negative streams: apart from batch()'s others
+            pool = self.sampler(epoch_size, g).to(torch.float32)
+            self._perm_cache[key] = pool[torch.randperm(epoch_size, generator=g)]
+        return self._perm_cache[key][i * batch_size : (i + 1) * batch_size]
 
 
 def load_dataset(

@@ -4,6 +4,13 @@
   q(z|x) = N(μ(x), diag s(x)²) with the encoder emitting (μ, log s²). ``encoder`` and ``decoder``
   are separate submodules so that the trainer can give them separate optimisers; ``log_sigma2``
   belongs to the decoder's group (:meth:`GaussianVAE.decoder_parameters`).
+- Parametrisation options (MATH.md §1, §9, §10; vsm's defaults first): ``noise_param`` — the
+  learned noise parameter is log σ² ("log_sigma2", vsm) or log σ ("log_sigma", the authors' code;
+  under Adam a step in log σ moves log σ² twice as far); ``sd_head`` — the encoder's second
+  output h gives log s² = h ("logvar", vsm), s = softplus(h) ("softplus", the authors' 2-D code
+  ``bilevels.py``) or s = exp(h) ("logsd", the authors' image code ``VAEs.py``). Whatever the
+  choice, :meth:`GaussianVAE.encode` returns (μ, log s²) and ``log_sigma2`` is log σ², so the
+  rest of vsm is unchanged.
 - :class:`MLPVAE`: the paper's 2-D model (two ReLU hidden layers, width 30 by default), usable for
   any flat data shape (2-D toys, MNIST-1D).
 - :class:`ConvVAE`: the DCGAN-style 32×32 encoder/decoder of the paper's image experiments.
@@ -18,11 +25,30 @@ import math
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
 
-__all__ = ["MLPVAE", "ConvVAE", "GaussianVAE", "GaussianVAELike", "from_spec"]
+__all__ = ["MLPVAE", "NOISE_PARAMS", "SD_HEADS", "ConvVAE", "GaussianVAE", "GaussianVAELike",
+           "from_spec", "log_softplus"]
+
+NOISE_PARAMS: tuple[str, ...] = ("log_sigma2", "log_sigma")
+"""The learned noise parameter: log σ² (vsm) or log σ (the authors' code)."""
+SD_HEADS: tuple[str, ...] = ("logvar", "softplus", "logsd")
+"""The encoder SD head: h = log s² (vsm), s = softplus(h) (authors' 2-D code), s = exp(h)
+(authors' image code)."""
+
+_LOG_SOFTPLUS_CUT = -30.0
+
+
+def log_softplus(h: torch.Tensor) -> torch.Tensor:
+    """log softplus(h) = log log(1 + e^h), finite for every finite h (≈ h below h = −30, where
+    softplus(h) = e^h (1 − e^h/2 + …) and the relative error of h is < 1e-14). Differentiable
+    (no NaN gradients from the branch not taken)."""
+    low = h < _LOG_SOFTPLUS_CUT
+    safe = torch.where(low, torch.zeros_like(h), h)
+    return torch.where(low, h, torch.log(F.softplus(safe)))
 
 
 class GaussianVAELike(Protocol):
@@ -55,27 +81,51 @@ class GaussianVAELike(Protocol):
 class GaussianVAE(nn.Module, abc.ABC):
     """Base class of vsm's Gaussian VAEs.
 
-    Subclasses set ``encoder`` (x (B, *data_shape) → (B, 2L): μ then log s²) and ``decoder``
-    (z (M, L) → x_mean (M, *data_shape)) and call ``super().__init__(latent_dim, data_shape,
-    log_sigma2_init)`` first.
+    Subclasses set ``encoder`` (x (B, *data_shape) → (B, 2L): μ then the SD head's h) and
+    ``decoder`` (z (M, L) → x_mean (M, *data_shape)) and call ``super().__init__(latent_dim,
+    data_shape, log_sigma2_init, noise_param=..., sd_head=...)`` first.
 
     Attributes:
         latent_dim: L.
         data_shape: shape of one datum; ``data_dim`` = prod(data_shape) = D.
-        log_sigma2: 0-dim learned parameter, log σ² of the likelihood N(g(z), σ² I).
+        noise_param: "log_sigma2" (vsm) or "log_sigma" (the authors' code): which of the two is
+            the learned 0-dim ``nn.Parameter`` (:attr:`noise_parameter`; its state_dict key is
+            this name).
+        sd_head: "logvar", "softplus" or "logsd" (module docstring).
+        log_sigma2: 0-dim log σ² of the likelihood N(g(z), σ² I): the parameter itself under
+            ``noise_param="log_sigma2"``, else 2·log σ (differentiable w.r.t. log σ).
     """
 
     encoder: nn.Module
     decoder: nn.Module
 
-    def __init__(self, latent_dim: int, data_shape: tuple[int, ...], log_sigma2_init: float):
+    def __init__(self, latent_dim: int, data_shape: tuple[int, ...], log_sigma2_init: float,
+                 *, noise_param: str = "log_sigma2", sd_head: str = "logvar"):
         super().__init__()
         latent_dim = V.positive_int("latent_dim", latent_dim)
         if not data_shape or any(int(s) < 1 for s in data_shape):
             raise ValueError(f"data_shape: expected positive sizes, got {data_shape}")
+        self.noise_param = V.choice("noise_param", noise_param, NOISE_PARAMS)
+        self.sd_head = V.choice("sd_head", sd_head, SD_HEADS)
         self.latent_dim = int(latent_dim)
         self.data_shape = tuple(int(s) for s in data_shape)
-        self.log_sigma2 = nn.Parameter(torch.tensor(float(log_sigma2_init)))
+        init = float(log_sigma2_init) if noise_param == "log_sigma2" else 0.5 * float(log_sigma2_init)
+        # Registered straight into _parameters: the class property ``log_sigma2`` would make
+        # nn.Module.register_parameter refuse the name.
+        self._parameters[noise_param] = nn.Parameter(torch.tensor(init))
+
+    @property
+    def noise_parameter(self) -> nn.Parameter:
+        """The learned noise parameter: log σ² or log σ (:attr:`noise_param`)."""
+        p = self._parameters[self.noise_param]
+        assert p is not None
+        return p
+
+    @property
+    def log_sigma2(self) -> torch.Tensor:
+        """0-dim log σ² (the parameter itself, or 2·log σ)."""
+        p = self.noise_parameter
+        return p if self.noise_param == "log_sigma2" else 2.0 * p
 
     @property
     def data_dim(self) -> int:
@@ -83,8 +133,14 @@ class GaussianVAE(nn.Module, abc.ABC):
         return math.prod(self.data_shape)
 
     def split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Split the encoder's raw output (B, 2L) into (mu, logvar), each (B, L)."""
-        return h[..., : self.latent_dim], h[..., self.latent_dim :]
+        """Split the encoder's raw output (..., 2L) into (mu, logvar = log s²), each (..., L),
+        through the SD head: log s² = h ("logvar"), 2 log softplus(h) ("softplus"), 2h ("logsd")."""
+        mu, raw = h[..., : self.latent_dim], h[..., self.latent_dim :]
+        if self.sd_head == "softplus":
+            return mu, 2.0 * log_softplus(raw)
+        if self.sd_head == "logsd":
+            return mu, 2.0 * raw
+        return mu, raw
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters: x (B, *data_shape) → mu (B, L), logvar = log s² (B, L)."""
@@ -108,8 +164,18 @@ class GaussianVAE(nn.Module, abc.ABC):
         return list(self.encoder.parameters())
 
     def decoder_parameters(self) -> list[nn.Parameter]:
-        """θ: the decoder's parameters followed by log σ²."""
-        return [*self.decoder.parameters(), self.log_sigma2]
+        """θ: the decoder's parameters followed by the noise parameter (log σ² or log σ)."""
+        return [*self.decoder.parameters(), self.noise_parameter]
+
+    def _param_spec(self) -> dict[str, str]:
+        """The parametrisation's entries of :meth:`spec` (none for vsm's defaults, so that specs
+        of default models are unchanged)."""
+        out = {}
+        if self.noise_param != "log_sigma2":
+            out["noise_param"] = self.noise_param
+        if self.sd_head != "logvar":
+            out["sd_head"] = self.sd_head
+        return out
 
     @abc.abstractmethod
     def spec(self) -> dict[str, Any]:
@@ -132,16 +198,18 @@ class MLPVAE(GaussianVAE):
     """The paper's MLP VAE (MATH.md §9, 2-D experiments), for any flat or flattenable data.
 
     Encoder D → width → width → 2L and decoder L → width → width → D, ReLU hidden layers, linear
-    outputs. Initialisation as in the authors' code: all weights N(0, 0.1²), encoder biases 0,
-    decoder biases N(0, 0.1²); log σ² = log 0.01 (σ = 0.1) by default. The encoder's second output
-    is log s² (vsm's convention; the authors' 2-D code used a softplus SD instead).
+    outputs. Initialisation as in the authors' code (``bilevels.py``): all weights N(0, 0.1²),
+    encoder biases 0, decoder biases N(0, 0.1²); log σ² = log 0.01 (σ = 0.1) by default. The
+    encoder's second output is log s² by default (vsm's convention); the authors' 2-D code is
+    ``noise_param="log_sigma", sd_head="softplus"`` (then s starts near softplus(0) ≈ 0.69).
 
     Args:
         data_shape: shape of one datum, e.g. (2,) or (40,); flattened internally.
         latent_dim: L (2 in the paper's 2-D runs).
         width: hidden units per layer (paper: 30; Fig. 6: 100).
         n_hidden: number of hidden layers (paper: 2).
-        log_sigma2_init: initial log σ².
+        log_sigma2_init: initial log σ² (log σ starts at half of it under "log_sigma").
+        noise_param, sd_head: the parametrisation (:class:`GaussianVAE`).
     """
 
     def __init__(
@@ -151,8 +219,12 @@ class MLPVAE(GaussianVAE):
         width: int = 30,
         n_hidden: int = 2,
         log_sigma2_init: float = math.log(0.01),
+        *,
+        noise_param: str = "log_sigma2",
+        sd_head: str = "logvar",
     ):
-        super().__init__(latent_dim, tuple(data_shape), log_sigma2_init)
+        super().__init__(latent_dim, tuple(data_shape), log_sigma2_init,
+                         noise_param=noise_param, sd_head=sd_head)
         self.width = width = V.positive_int("width", width)
         self.n_hidden = n_hidden = V.positive_int("n_hidden", n_hidden)
         d = self.data_dim
@@ -175,6 +247,7 @@ class MLPVAE(GaussianVAE):
             "latent_dim": self.latent_dim,
             "width": self.width,
             "n_hidden": self.n_hidden,
+            **self._param_spec(),
         }
 
 
@@ -185,12 +258,15 @@ class ConvVAE(GaussianVAE):
     (64·ndf features), Linear → 2L (μ, log s²). Decoder: ConvT(L → 4ngf, k4 s1 p0) → 4×4,
     ConvT(→ 2ngf, k4 s2 p1) → 8×8, ConvT(→ ngf) → 16×16, ConvT(→ nc) → 32×32, ReLU between layers,
     final sigmoid so that g(z) ∈ (0, 1)^D. log σ² starts at 0 (the authors' image setting).
+    PyTorch's default initialisation. The authors' image code is ``noise_param="log_sigma",
+    sd_head="logsd"`` (``VAEs.py``: ``logsigma`` learned, s = exp(h)).
 
     Args:
         nc: image channels; data_shape is (nc, 32, 32).
         latent_dim: L (paper: 100).
         ngf, ndf: decoder / encoder base widths (paper: 64; small values suit CPU tests).
         log_sigma2_init: initial log σ².
+        noise_param, sd_head: the parametrisation (:class:`GaussianVAE`).
     """
 
     def __init__(
@@ -200,8 +276,12 @@ class ConvVAE(GaussianVAE):
         ngf: int = 16,
         ndf: int = 16,
         log_sigma2_init: float = 0.0,
+        *,
+        noise_param: str = "log_sigma2",
+        sd_head: str = "logvar",
     ):
-        super().__init__(latent_dim, (nc, 32, 32), log_sigma2_init)
+        super().__init__(latent_dim, (nc, 32, 32), log_sigma2_init, noise_param=noise_param,
+                         sd_head=sd_head)
         self.nc, self.ngf, self.ndf = int(nc), int(ngf), int(ndf)
         self.encoder = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1),
@@ -232,6 +312,7 @@ class ConvVAE(GaussianVAE):
             "latent_dim": self.latent_dim,
             "ngf": self.ngf,
             "ndf": self.ndf,
+            **self._param_spec(),
         }
 
 

@@ -14,7 +14,19 @@ Learning objectives (θ = decoder and log σ²; z_n ~ q drawn by the caller, nor
 - :func:`fae`   m1 + ½ mean_n ‖ψ_n‖² + ½ mean_n PFD(z_n)        (Fisher autoencoder, joint FD);
 
 with f_n = (g(z_n) − x)/σ² and ψ_n = ∇_x log q(z_n|x). m1/m2/m3/fae use the fused
-:func:`vsm.gaussian_terms`. Inference objective for the encoder φ: :func:`posterior_fd_loss`
+:func:`vsm.gaussian_terms`.
+
+The authors' estimators (MATH.md §6, §9 "Code caveat", §10), as keyword options that are never the
+default:
+
+- ``m2(..., estimator="minibatch")`` and ``m3(..., estimator="minibatch")``: the 2-D code's
+  (``models/bilevels.py``) mean over the *minibatch* in place of the mean over posterior samples
+  in the ½‖mean f‖² term (one z per datum there);
+- ``m3(..., cross="summed")``: the image code's (``models/VAEs.py``) cross term
+  mean_n f_n·Σ_m ψ_m in place of mean_n f_n·ψ_n;
+- ``encoder_x_score(..., derivative="total")``: ψ as the total derivative of log q(z|x) along a
+  reparametrised z = μ(x) + s(x)·ε, the authors' ψ for the 2-D L_B and the FAE encoder step;
+  ``fae_loss(..., psi_derivative="total")`` uses it. Inference objective for the encoder φ: :func:`posterior_fd_loss`
 (mean_n PFD, MATH.md Part I, no ½). Helpers: :func:`sample_posterior`, :func:`decoder_vjp`
 (∇_z log p(x|z) by autograd), :func:`encoder_x_score` (ψ by autograd), :func:`fae_loss`.
 
@@ -29,7 +41,9 @@ result for that datum only.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -38,6 +52,9 @@ from .ops.gaussian_terms import gaussian_terms  # the function, not the module
 from .ops.posterior_fd import posterior_fd
 
 __all__ = [
+    "CROSS_TERMS",
+    "ESTIMATORS",
+    "PSI_DERIVATIVES",
     "decoder_vjp",
     "elbo",
     "encoder_x_score",
@@ -52,6 +69,17 @@ __all__ = [
 
 Encoder = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 Decoder = Callable[[torch.Tensor], torch.Tensor]
+
+Estimator = Literal["samples", "minibatch"]
+"""``"samples"`` (vsm: means over a datum's N posterior samples) or ``"minibatch"`` (the authors'
+2-D code: the ½‖mean f‖² term averages over the whole minibatch)."""
+ESTIMATORS: tuple[str, ...] = typing.get_args(Estimator)
+CrossTerm = Literal["per-sample", "summed"]
+"""L_B cross terms: mean_n f_n·ψ_n (vsm) or mean_n f_n·Σ_m ψ_m (the authors' image code)."""
+CROSS_TERMS: tuple[str, ...] = typing.get_args(CrossTerm)
+PsiDerivative = Literal["partial", "total"]
+"""ψ = ∇_x log q(z|x) at fixed z (vsm) or along the reparametrised z = μ(x)+s(x)ε (authors)."""
+PSI_DERIVATIVES: tuple[str, ...] = typing.get_args(PsiDerivative)
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -173,31 +201,72 @@ def m1(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor) -> torch
     return 0.5 * t.sq_mean + t.trace
 
 
-def m2(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+def _minibatch_mean_f(x: torch.Tensor, xm: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+    """f̄ = mean over every sample of every datum of f = (x_mean − x)/σ², shape (D,)."""
+    return (xm - x).mean((0, 1)) * torch.exp(-log_sigma2)
+
+
+def m2(
+    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor, *,
+    estimator: Estimator = "samples",
+) -> torch.Tensor:
     """Swersky's L_S per datum (plug-in estimator): mean_n ‖f_n‖² − ½‖mean_n f_n‖² − D/σ².
 
     Args as :func:`m1`. Returns (B,). With N = 1 it equals :func:`m1`. Biased: its expectation
     over the samples is L_S − tr Cov_q[f]/(2N).
+
+    ``estimator="minibatch"``: the authors' 2-D estimator (``models/bilevels.py::
+    marginal_score``, MATH.md §9 "Code caveat"), which draws one z per datum so that its
+    ``.mean(0)`` averages over the minibatch: datum b gets mean_n ‖f_nb‖² − ½‖f̄‖² − D/σ² with
+    f̄ = mean_{n,b} f_nb over all N·B samples of the minibatch (N = 1 in the authors' code). Each
+    value then depends on the whole minibatch; the batch mean is the authors' loss
+    mean_b ‖f_b‖² − ½‖mean_b f_b‖² − D/σ². Not an estimator of L_S per datum (it penalises the
+    spread of f over the data, not over q).
     """
-    t = gaussian_terms(_data(x), x_mean, log_sigma2)
-    return t.sq_mean - 0.5 * t.mean_sq + t.trace
+    V.choice("estimator", estimator, ESTIMATORS)
+    x = _data(x)
+    t = gaussian_terms(x, x_mean, log_sigma2)
+    if estimator == "samples":
+        return t.sq_mean - 0.5 * t.mean_sq + t.trace
+    xm = _samples("x_mean", x_mean, x)
+    fbar = _minibatch_mean_f(x, xm, log_sigma2)
+    return t.sq_mean - 0.5 * fbar.pow(2).sum() + t.trace
 
 
 def m3(
-    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor, psi: torch.Tensor
+    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor, psi: torch.Tensor, *,
+    estimator: Estimator = "samples", cross: CrossTerm = "per-sample",
 ) -> torch.Tensor:
     """Bao's L_B per datum: ½‖mean_n f_n‖² + mean_n f_n·ψ_n − D/σ².
 
     Args as :func:`m1`, plus ``psi`` = ψ_n = ∇_x log q(z_n|x) at the same samples, shaped like
     x_mean (see :func:`encoder_x_score`). Returns (B,).
+
+    The authors' estimators (MATH.md §6, §9, §10), never the default:
+
+    - ``cross="summed"`` (the image code, ``models/VAEs.py::bad_marginal_score``, which
+      differentiates Σ_m log q(z_m|x), so every f_n meets ψ' = Σ_m ψ_m): the cross term is
+      mean_n f_n·Σ_m ψ_m = N f̄·ψ̄. Unbiased for the same L_B (E_q ψ = 0), another variance.
+    - ``estimator="minibatch"`` (the 2-D code, ``models/bilevels.py::bad_marginal_score``, one z
+      per datum): datum b gets ½‖f̄‖² + mean_n f_nb·ψ_nb − D/σ² with f̄ = mean_{n,b} f_nb over the
+      minibatch (batch mean = the authors' ½‖mean_b f_b‖² + mean_b f_b·ψ_b − D/σ²). The authors
+      pair it with the total-derivative ψ (:func:`encoder_x_score` ``derivative="total"``).
+      Combined with ``cross="summed"`` the cross term is mean_n f_nb·Σ_m ψ_mb.
     """
+    V.choice("estimator", estimator, ESTIMATORS)
+    V.choice("cross", cross, CROSS_TERMS)
     x = _data(x)
     xm = _samples("x_mean", x_mean, x)
     ps = _samples("psi", psi, x)
     V.shape("psi", ps, xm.shape, "x_mean.shape")
     t = gaussian_terms(x, xm, log_sigma2)
-    cross = ((xm - x) * ps).sum(-1).mean(0) * torch.exp(-log_sigma2)
-    return 0.5 * t.mean_sq + cross + t.trace
+    if cross == "summed":
+        ps = ps.sum(0, keepdim=True)
+    cross_term = ((xm - x) * ps).sum(-1).mean(0) * torch.exp(-log_sigma2)
+    if estimator == "samples":
+        return 0.5 * t.mean_sq + cross_term + t.trace
+    fbar = _minibatch_mean_f(x, xm, log_sigma2)
+    return 0.5 * fbar.pow(2).sum() + cross_term + t.trace
 
 
 def fae(
@@ -222,7 +291,8 @@ def fae(
         x_mean: g(z_n), (N, B, D) or (B, D).
         log_sigma2: 0-dim log σ².
         mu, logvar: q's mean and log-variance, (B, L).
-        psi: ψ_n = ∇_x log q(z_n|x) at fixed z_n, shaped like x_mean (:func:`encoder_x_score`).
+        psi: ψ_n = ∇_x log q(z_n|x) at fixed z_n (or the authors' total derivative along a
+            reparametrised z_n), shaped like x_mean (:func:`encoder_x_score`).
         grad_loglik_z: ∇_z log p(x|z_n), shaped like z (:func:`decoder_vjp`).
 
     Returns:
@@ -342,10 +412,19 @@ def decoder_vjp(
 
 
 def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
-                    create_graph: bool | None = None) -> torch.Tensor:
+                    create_graph: bool | None = None,
+                    derivative: PsiDerivative = "partial") -> torch.Tensor:
     """ψ_n = ∇_x log q(z_n|x) at fixed z_n, by autograd through the encoder, shape (N, B, D).
 
     log q(z|x) = −½ Σ_l [(z_l − μ_l(x))² e^{−logvar_l(x)} + logvar_l(x) + log 2π].
+
+    ``derivative="total"``: the authors' ψ (``bilevels.py::bad_marginal_score``; ``VAEs.py::
+    joint_score`` in the encoder step, MATH.md §9, §10), the total derivative along the
+    reparametrised sample z_n(x) = μ(x) + s(x)·ε_n with ε_n fixed:
+    d/dx log q(z_n(x)|x) = d/dx [−½‖ε_n‖² − ½ Σ_l logvar_l(x) − (L/2) log 2π]
+    = −½ ∇_x Σ_l logvar_l(x), the same for every sample (z only gives N). Computed so, by one
+    autograd gradient on B rows; differentiable w.r.t. the encoder parameters under
+    ``create_graph``.
 
     Args:
         encode: x (M, D) → (mu, logvar), each (M, L). It is called once on the N copies of x
@@ -362,6 +441,7 @@ def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
     """
     x = _data(x)
     V.callable_("encode", encode)
+    V.choice("derivative", derivative, PSI_DERIVATIVES)
     z = V.tensor("z", z, ndim=(2, 3))
     V.same_kind("x", x, z=z)
     squeeze = z.dim() == 2
@@ -370,6 +450,17 @@ def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
     if b != x.shape[0]:
         raise ValueError(f"z: expected batch size {x.shape[0]} (x's), got shape {tuple(z.shape)}")
     create_graph = _grad_mode_default(create_graph)
+    if derivative == "total":
+        with torch.enable_grad():
+            xr = x.detach().clone().requires_grad_(True)
+            mu, logvar = _encoder_pair(encode(xr))
+            if mu.shape != (b, latent) or logvar.shape != (b, latent):
+                raise ValueError(
+                    f"encode: returned mu {tuple(mu.shape)} / logvar {tuple(logvar.shape)}, "
+                    f"expected {(b, latent)}"
+                )
+            (psi,) = torch.autograd.grad(-0.5 * logvar.sum(), xr, create_graph=create_graph)
+        return psi if squeeze else psi.unsqueeze(0).expand(n, *psi.shape)
     with torch.enable_grad():
         xr = x.detach().unsqueeze(0).expand(n, *x.shape).reshape(n * b, -1).clone()
         xr.requires_grad_(True)
@@ -455,19 +546,26 @@ def fae_loss(
     reparam: bool,
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    psi_derivative: PsiDerivative = "partial",
 ) -> torch.Tensor:
     """:func:`fae` per datum with every input built from the model: (mu, logvar) = encode(x),
     z_n ~ q (reparametrised iff ``reparam``), x_mean and ∇_z log p(x|z) by :func:`decoder_vjp`,
     ψ by :func:`encoder_x_score`. The paper's code reparametrises for the encoder step and not for
     the decoder step. ``encode``: x (M, D) → (mu, logvar) (M, L); ``decoder``: z (..., L) →
     (..., *data_shape). Returns (B,). Raises as :func:`posterior_fd_loss`; errors in what
-    ``encode`` returns name ``encode``."""
+    ``encode`` returns name ``encode``.
+
+    ``psi_derivative``: "partial" (vsm; ψ at fixed z, as the FAE paper's eq. 8 reads) or "total"
+    (the authors' image code ``VAEs.py::joint_score(reparam=True)``, its FAE encoder step: ψ is
+    the total derivative along the reparametrised z, −½∇_x Σ_l logvar_l(x); see
+    :func:`encoder_x_score`). The authors' decoder step (``reparam=False``) uses the partial ψ."""
     x = _data(x)
     log_sigma2 = _scalar("log_sigma2", log_sigma2, x)
     _bool("reparam", reparam)
+    V.choice("psi_derivative", psi_derivative, PSI_DERIVATIVES)
     V.callable_("decoder", decoder)
     mu, logvar = _encoded(encode, x)
     z = sample_posterior(mu, logvar, n_samples, reparam=reparam, eps=eps, generator=generator)
     x_mean, gz = decoder_vjp(x, decoder, z, log_sigma2)
-    psi = encoder_x_score(encode, x, z)
+    psi = encoder_x_score(encode, x, z, derivative=psi_derivative)
     return fae(x, z, x_mean, log_sigma2, mu, logvar, psi, gz)

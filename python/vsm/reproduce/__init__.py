@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small settings, minutes on a CPU "
                       "(the default)")
+    mode.add_argument("--medium", action="store_true", help="between the two: fig3's claims "
+                      "in about 30 minutes on a quiet 2-core CPU (fig3 only)")
     mode.add_argument("--full", action="store_true", help="paper-like settings (slow)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -71,9 +73,10 @@ def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
         setattr(cfg, name, value)
 
 
-def run(name: str, out: str, *, full: bool = False, seed: int = 0, threads: int | None = None,
-        resume: bool = False, overrides: Sequence[str] = ()) -> dict:
-    """Run figure ``name`` in quick (default) or full mode into folder ``out``; return results.
+def run(name: str, out: str, *, full: bool = False, medium: bool = False, seed: int = 0,
+        threads: int | None = None, resume: bool = False, overrides: Sequence[str] = ()) -> dict:
+    """Run figure ``name`` in quick (default), medium (figures that have one) or full mode into
+    folder ``out``; return results.
 
     ``threads``: intra-op CPU threads (None: the figure's default, 1 except for ``images``);
     ``resume``: skip what ``out/results.json`` already records; ``overrides``: ``NAME=VALUE``
@@ -85,7 +88,12 @@ def run(name: str, out: str, *, full: bool = False, seed: int = 0, threads: int 
     if name not in FIGURES:
         raise ValueError(f"name must be one of {FIGURES}, got {name!r}")
     mod = importlib.import_module(f"vsm.reproduce.{name}")
-    cfg = _config_class(mod).full() if full else _config_class(mod).quick()
+    cls = _config_class(mod)
+    if full and medium:
+        raise ValueError("full, medium: choose one mode")
+    if medium and not hasattr(cls, "medium"):
+        raise ValueError(f"medium: figure {name!r} has no medium mode (fig3 has one)")
+    cfg = cls.full() if full else cls.medium() if medium else cls.quick()
     cfg.seed = seed
     _apply_overrides(cfg, overrides)
     if threads is not None and hasattr(cfg, "threads"):
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with catch_signals(defer=False):
-            results = run(args.name, args.out, full=args.full, seed=args.seed,
+            results = run(args.name, args.out, full=args.full, medium=args.medium, seed=args.seed,
                           threads=args.threads, resume=args.resume, overrides=args.set)
     except TrainingInterrupted as e:
         again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])

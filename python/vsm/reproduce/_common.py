@@ -68,7 +68,8 @@ def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | No
     """The ``results.json`` that an earlier run of ``figure`` left in ``out`` (for ``--resume``).
 
     None when there is none. Raises ValueError when it belongs to another figure or was made
-    with another configuration (``threads`` may differ: it does not change the numbers).
+    with another configuration (``threads`` and ``workers`` may differ: they do not change the
+    numbers).
     """
     path = out / "results.json"
     if not path.is_file():
@@ -78,8 +79,9 @@ def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | No
         raise ValueError(f"out: {path} holds results of {prev.get('figure')!r}, not {figure!r}; "
                          "choose another --out or drop --resume")
     if "config" in prev and config is not None:
-        want = {k: v for k, v in to_jsonable(vars(config)).items() if k != "threads"}
-        have = {k: v for k, v in prev["config"].items() if k != "threads"}
+        free = ("threads", "workers")
+        want = {k: v for k, v in to_jsonable(vars(config)).items() if k not in free}
+        have = {k: v for k, v in prev["config"].items() if k not in free}
         if want != have:
             diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
             raise ValueError(f"out: {path} was made with other settings ({', '.join(diff)}); "

@@ -43,12 +43,15 @@ from .checkpoint import (
 )
 from .config import (
     OBJECTIVES,
+    VARIANTS,
     TrainConfig,
+    VariantOptions,
     build_model,
     format_seeds,
     num_threads,
     parse_seeds,
     split_objective,
+    variant_options,
 )
 from .seeds import SeedsTrainer
 from .stopping import TrainingDiverged, TrainingInterrupted
@@ -56,12 +59,14 @@ from .trainer import Trainer
 
 __all__ = [
     "OBJECTIVES",
+    "VARIANTS",
     "SeedsTrainer",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",
     "Unrolled",
+    "VariantOptions",
     "bilevel_learning_loss",
     "build_model",
     "format_seeds",
@@ -76,4 +81,5 @@ __all__ = [
     "replica_checkpoint",
     "save_checkpoint",
     "split_objective",
+    "variant_options",
 ]

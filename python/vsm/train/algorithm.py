@@ -32,6 +32,11 @@ checkpoints and logging around them (and a test checks that the two agree bit fo
 
 Every function draws its noise and samples from torch's global RNG. ``x`` is a minibatch
 (B, *data_shape) in the model's dtype and device.
+
+``options`` (a :class:`vsm.train.VariantOptions`, default vsm's) selects the estimators of the
+variant (``TrainConfig.variant``; :func:`vsm.train.variant_options`): L_S / L_B's minibatch or
+per-datum mean, L_B's cross term and ψ, and the FAE encoder step's ψ. The model carries the
+variant's parametrisation itself.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from torch.func import functional_call
 from .. import objectives as O
 from ..metrics import add_input_noise
 from ..models import GaussianVAE
-from .config import split_objective
+from .config import VariantOptions, split_objective
 
 __all__ = [
     "Unrolled",
@@ -58,6 +63,7 @@ __all__ = [
 ]
 
 Params = dict[str, torch.Tensor]
+_VSM = VariantOptions()
 
 
 def _encoder(model: GaussianVAE, phi: Params | None) -> O.Encoder:
@@ -90,9 +96,12 @@ def inference_loss(
     eta: float = 0.0,
     fd_reparam: bool = False,
     phi: Params | None = None,
+    options: VariantOptions | None = None,
 ) -> torch.Tensor:
     """Batch mean of the encoder's objective for ``objective``, at encoder parameters ``phi``
-    (a ``named_parameters`` dict of ``model.encoder``; default: its current parameters)."""
+    (a ``named_parameters`` dict of ``model.encoder``; default: its current parameters), with the
+    estimators of ``options`` (default: vsm's)."""
+    opt = options if options is not None else _VSM
     inference = split_objective(objective)[0]
     xt = _noisy(x, eta)
     encode = _encoder(model, phi)
@@ -106,7 +115,7 @@ def inference_loss(
                                    n_samples=n_samples, reparam=fd_reparam)
     else:
         loss = O.fae_loss(xt, encode, model.decode, model.log_sigma2, n_samples=n_samples,
-                          reparam=True)
+                          reparam=True, psi_derivative=opt.fae_encoder_psi)
     return loss.mean()
 
 
@@ -118,12 +127,15 @@ def learning_loss(
     n_samples: int = 1,
     eta: float = 0.0,
     phi: Params | None = None,
+    options: VariantOptions | None = None,
 ) -> torch.Tensor:
-    """Batch mean of the decoder's objective for ``objective``.
+    """Batch mean of the decoder's objective for ``objective``, with the estimators of
+    ``options`` (default: vsm's).
 
     With ``phi=None`` (Algorithm 1) samples z ~ q are detached; with ``phi`` (the bi-level
     unrolled encoder parameters φ_K(θ)) they are reparametrised through φ_K.
     """
+    opt = options if options is not None else _VSM
     learning = split_objective(objective)[1]
     bilevel = phi is not None
     xt = _noisy(x, eta)
@@ -143,10 +155,11 @@ def learning_loss(
     elif learning == "m1":
         loss = O.m1(xt, x_mean, model.log_sigma2)
     elif learning == "m2":
-        loss = O.m2(xt, x_mean, model.log_sigma2)
+        loss = O.m2(xt, x_mean, model.log_sigma2, estimator=opt.m2_estimator)
     else:
-        psi = O.encoder_x_score(encode, xt, z, create_graph=bilevel)
-        loss = O.m3(xt, x_mean, model.log_sigma2, psi)
+        psi = O.encoder_x_score(encode, xt, z, create_graph=bilevel, derivative=opt.m3_psi)
+        loss = O.m3(xt, x_mean, model.log_sigma2, psi, estimator=opt.m3_estimator,
+                    cross=opt.m3_cross)
     return loss.mean()
 
 
@@ -175,6 +188,7 @@ def bilevel_learning_loss(
     n_samples: int = 1,
     eta: float = 0.0,
     fd_reparam: bool = False,
+    options: VariantOptions | None = None,
 ) -> Unrolled:
     """Unroll ``k_bi`` SGD encoder steps (rate ``bi_lr``) as functions of θ, starting from the
     encoder's current parameters; the learning loss at φ_K(θ) (module docstring).
@@ -187,11 +201,12 @@ def bilevel_learning_loss(
     bad = x.new_zeros((), dtype=torch.float64)
     for _ in range(k_bi):
         inner = inference_loss(model, x, objective=objective, n_samples=n_samples, eta=eta,
-                               fd_reparam=fd_reparam, phi=phi)
+                               fd_reparam=fd_reparam, phi=phi, options=options)
         bad = bad + (~torch.isfinite(inner.detach())).to(bad.dtype)
         grads = torch.autograd.grad(inner, list(phi.values()), create_graph=True)
         phi = {k: p - bi_lr * g for (k, p), g in zip(phi.items(), grads)}
-    loss = learning_loss(model, x, objective=objective, n_samples=n_samples, eta=eta, phi=phi)
+    loss = learning_loss(model, x, objective=objective, n_samples=n_samples, eta=eta, phi=phi,
+                         options=options)
     return Unrolled(loss, phi, bad)
 
 
@@ -229,6 +244,7 @@ def iteration(
     fd_reparam: bool = False,
     k_bi: int = 0,
     bi_lr: float = 1e-3,
+    options: VariantOptions | None = None,
 ) -> dict[str, float]:
     """One iteration of Algorithm 1 (or its bi-level variant) in one process, without checks.
 
@@ -236,7 +252,7 @@ def iteration(
     ``update_decoder``, a decoder step on ``dec_opt`` (``model.decoder_parameters()``). Returns
     ``enc_loss`` and (if θ was updated) ``dec_loss``.
     """
-    kw = {"objective": objective, "n_samples": n_samples, "eta": eta}
+    kw = {"objective": objective, "n_samples": n_samples, "eta": eta, "options": options}
     out = {"enc_loss": _step(enc_opt, model.encoder_parameters(),
                              lambda: inference_loss(model, x, fd_reparam=fd_reparam, **kw))}
     if not update_decoder:

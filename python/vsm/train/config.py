@@ -23,9 +23,10 @@ from .. import _validate as V
 from ..data import CONV_DATASETS, DATASETS, TOY_DATASETS, Dataset
 from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
+from ..objectives import CrossTerm, Estimator, PsiDerivative
 
-__all__ = ["OBJECTIVES", "TrainConfig", "build_model", "format_seeds", "num_threads", "parse_seeds",
-           "split_objective"]
+__all__ = ["OBJECTIVES", "VARIANTS", "TrainConfig", "VariantOptions", "build_model", "format_seeds",
+           "num_threads", "parse_seeds", "split_objective", "variant_options"]
 
 Objective = Literal["kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae"]
 OBJECTIVES: tuple[str, ...] = typing.get_args(Objective)
@@ -41,6 +42,72 @@ def split_objective(objective: str) -> tuple[str, str]:
         return "fae", "fae"
     inf, learn = objective.split("-")
     return inf, learn
+
+
+Variant = Literal["vsm", "paper"]
+VARIANTS: tuple[str, ...] = typing.get_args(Variant)
+"""Estimator and parametrisation families: vsm's own, or the paper code's (:func:`variant_options`)."""
+
+PAPER_EPOCH_SIZE = 100_000
+"""Fresh 2-D points per epoch in the authors' ``run_bilevel_toy.py`` (100 iterations of 1000)."""
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """The concrete choices of a variant for one kind of data (:func:`variant_options`).
+
+    Attributes:
+        m2_estimator: ``vsm.objectives.m2``'s ``estimator``.
+        m3_estimator, m3_cross: ``vsm.objectives.m3``'s ``estimator`` and ``cross``.
+        m3_psi: ``derivative`` of ψ (``vsm.objectives.encoder_x_score``) in the L_B learning step.
+        fae_encoder_psi: ``psi_derivative`` of ``vsm.objectives.fae_loss`` in the FAE encoder step
+            (the decoder step always uses the partial ψ, as vsm and the authors both do).
+        noise_param, sd_head: the model's parametrisation (:class:`vsm.models.GaussianVAE`).
+        epoch_size: fresh generated points per epoch (``vsm.data.Dataset.batch``), or None for
+            fresh minibatches.
+    """
+
+    m2_estimator: Estimator = "samples"
+    m3_estimator: Estimator = "samples"
+    m3_cross: CrossTerm = "per-sample"
+    m3_psi: PsiDerivative = "partial"
+    fae_encoder_psi: PsiDerivative = "partial"
+    noise_param: str = "log_sigma2"
+    sd_head: str = "logvar"
+    epoch_size: int | None = None
+
+
+def variant_options(variant: str, data: Dataset) -> VariantOptions:
+    """What ``variant`` means for ``data``.
+
+    - "vsm": vsm's estimators and parametrisation (MATH.md Part I): every default.
+    - "paper": the code the authors used for that kind of data (MATH.md §9, §10):
+      - 2-D data (``data_shape == (2,)``; ``models/bilevels.py``, ``run_bilevel_toy.py``): L_S and
+        L_B with the minibatch mean (one z per datum there), L_B's ψ a total derivative through
+        the reparametrised z, decoder noise as log σ, encoder SD softplus, and, for generated data,
+        100 000 fresh points per epoch;
+      - every other data set (images, MNIST-1D; ``models/VAEs.py``, ``run_clean_ae.py``): L_B's
+        cross term mean_n f_n·Σ_m ψ_m, decoder noise as log σ, encoder SD exp(h) (h = log s);
+      - on both, the FAE encoder step with the total-derivative ψ (``VAEs.py::joint_score``,
+        ``reparam=True``; the 2-D code has no FAE, so its only FAE is used).
+      The initialisation of :class:`vsm.models.MLPVAE` already is the authors' 2-D one (weights
+      N(0, 0.1²), encoder biases 0, decoder biases N(0, 0.1²), σ = 0.1), and the image models
+      start at σ = 1 as theirs did.
+
+    Raises:
+        ValueError: an unknown variant.
+    """
+    V.choice("variant", variant, VARIANTS)
+    if variant == "vsm":
+        return VariantOptions()
+    if tuple(data.data_shape) == (2,):
+        return VariantOptions(
+            m2_estimator="minibatch", m3_estimator="minibatch", m3_psi="total",
+            fae_encoder_psi="total", noise_param="log_sigma", sd_head="softplus",
+            epoch_size=PAPER_EPOCH_SIZE if data.train is None else None,
+        )
+    return VariantOptions(m3_cross="summed", fae_encoder_psi="total", noise_param="log_sigma",
+                          sd_head="logsd")
 
 
 def _meta(help: str, **meta: Any) -> dict[str, Any]:
@@ -150,6 +217,11 @@ class TrainConfig:
         "input-noise SD η (default: 0 for 2-D toys, else 0.1)"))
     fd_reparam: bool = field(default=False, metadata=_meta(
         "reparametrised samples in the FD inference step (the paper: detached)"))
+    variant: Variant = field(default="vsm", metadata=_meta(
+        "estimators and parametrisation: vsm's, or the paper code's (2-D data: minibatch L_S/L_B "
+        "with a total-derivative ψ, log σ, softplus SD, 100000 fresh points per epoch; images: "
+        "L_B cross term f_n·Σ_m ψ_m, log σ, exp SD head; FAE encoder step with the "
+        "total-derivative ψ)"))
     model: Literal["mlp", "conv"] | None = field(default=None, metadata=_meta(
         "architecture (default: conv for 32×32 images, else mlp)"))
     latent_dim: int | None = field(default=None, metadata=_meta(
@@ -265,12 +337,17 @@ def num_threads(threads: int) -> int:
         return os.cpu_count() or 1
 
 
-def build_model(cfg: TrainConfig, data_shape: tuple[int, ...]) -> GaussianVAE:
-    """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG)."""
+def build_model(cfg: TrainConfig, data_shape: tuple[int, ...],
+                options: VariantOptions | None = None) -> GaussianVAE:
+    """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG),
+    with the parametrisation of ``options`` (default: vsm's; see :func:`variant_options`)."""
+    opt = options if options is not None else VariantOptions()
     if cfg.model == "conv":
         if len(data_shape) != 3 or tuple(data_shape[1:]) != (32, 32):
             raise ValueError(f"model: 'conv' needs (C, 32, 32) data, got {data_shape}")
-        return ConvVAE(nc=data_shape[0], latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf)
+        return ConvVAE(nc=data_shape[0], latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf,
+                       noise_param=opt.noise_param, sd_head=opt.sd_head)
     init = math.log(0.01) if tuple(data_shape) == (2,) else 0.0
-    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init)
+    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init,
+                  noise_param=opt.noise_param, sd_head=opt.sd_head)
 

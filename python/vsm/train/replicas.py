@@ -45,7 +45,7 @@ from torch.func import functional_call, vmap
 from .. import objectives as O
 from ..models import GaussianVAE
 from ..ops import posterior_fd
-from .config import split_objective
+from .config import VariantOptions, split_objective
 
 __all__ = [
     "ReplicaNoise",
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 Params = dict[str, torch.Tensor]
+_VSM = VariantOptions()
 
 # Modules applied elementwise: on (S, M, F) exactly as on (M, F), replica by replica.
 _ELEMENTWISE: tuple[type[nn.Module], ...] = (
@@ -114,7 +115,9 @@ class StackedVAE:
             ``latent_dim``, ``spec``); its own parameters are not trained.
         enc, dec: ``named_parameters`` of the encoder / decoder, each stacked into an
             ``nn.Parameter`` of shape (S, *shape).
-        log_sigma2: (S,) ``nn.Parameter``, the replicas' log σ².
+        noise: (S,) ``nn.Parameter``, the replicas' noise parameters (log σ², or log σ under
+            the model's ``noise_param="log_sigma"``).
+        log_sigma2: (S,) the replicas' log σ² (``noise`` itself, or 2·``noise``).
     """
 
     def __init__(self, models: Sequence[GaussianVAE]):
@@ -138,7 +141,8 @@ class StackedVAE:
             k: stack([dict(m.decoder.named_parameters())[k] for m in models])
             for k, _ in models[0].decoder.named_parameters()
         }
-        self.log_sigma2 = stack([m.log_sigma2 for m in models])
+        self.noise_param: str = models[0].noise_param
+        self.noise = stack([m.noise_parameter for m in models])
         self._enc_plan = _plan(self.template.encoder)
         self._dec_plan = _plan(self.template.decoder)
 
@@ -147,7 +151,12 @@ class StackedVAE:
     @property
     def n_replicas(self) -> int:
         """S, the number of replicas held."""
-        return self.log_sigma2.shape[0]
+        return self.noise.shape[0]
+
+    @property
+    def log_sigma2(self) -> torch.Tensor:
+        """(S,) log σ² of the replicas (the noise parameter, or twice log σ)."""
+        return self.noise if self.noise_param == "log_sigma2" else 2.0 * self.noise
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -159,8 +168,8 @@ class StackedVAE:
         return list(self.enc.values())
 
     def decoder_parameters(self) -> list[nn.Parameter]:
-        """θ of all replicas: the stacked decoder parameters followed by log σ²."""
-        return [*self.dec.values(), self.log_sigma2]
+        """θ of all replicas: the stacked decoder parameters followed by the noise parameter."""
+        return [*self.dec.values(), self.noise]
 
     def parameters(self) -> list[nn.Parameter]:
         """Every stacked parameter (encoder, decoder, log σ²)."""
@@ -196,7 +205,7 @@ class StackedVAE:
         """Replica r's parameters as the single model's ``state_dict`` (detached copies)."""
         out = {f"encoder.{k}": p.detach()[r].clone() for k, p in self.enc.items()}
         out.update({f"decoder.{k}": p.detach()[r].clone() for k, p in self.dec.items()})
-        out["log_sigma2"] = self.log_sigma2.detach()[r].clone()
+        out[self.noise_param] = self.noise.detach()[r].clone()
         return out
 
     def load_replica(self, r: int, state: dict[str, torch.Tensor]) -> None:
@@ -206,7 +215,7 @@ class StackedVAE:
                 p[r].copy_(state[f"encoder.{k}"])
             for k, p in self.dec.items():
                 p[r].copy_(state[f"decoder.{k}"])
-            self.log_sigma2[r].copy_(state["log_sigma2"])
+            self.noise[r].copy_(state[self.noise_param])
 
     def replica(self, r: int) -> GaussianVAE:
         """Replica r as a stand-alone model (a copy: training the stack does not change it)."""
@@ -326,11 +335,19 @@ def decoder_vjp(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
 
 
 def encoder_x_score(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
-                    phi: Params | None = None, create_graph: bool | None = None) -> torch.Tensor:
+                    phi: Params | None = None, create_graph: bool | None = None,
+                    derivative: str = "partial") -> torch.Tensor:
     """Batched :func:`vsm.objectives.encoder_x_score`: ψ (S, N, B, D) = ∇_x log q(z_n|x) at
-    fixed z (S, N, B, L), through the encoder with stacked parameters ``phi``."""
+    fixed z (S, N, B, L), through the encoder with stacked parameters ``phi``; with
+    ``derivative="total"`` the authors' −½∇_x Σ_l logvar_l(x) for every sample."""
     create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
     s, n, b, latent = z.shape
+    if derivative == "total":
+        with torch.enable_grad():
+            xr = x.detach().clone().requires_grad_(True)
+            _, logvar = model.encode(xr, phi)
+            (psi,) = torch.autograd.grad(-0.5 * logvar.sum(), xr, create_graph=create_graph)
+        return psi.unsqueeze(1).expand(s, n, b, psi.shape[-1])
     with torch.enable_grad():
         xr = x.detach().unsqueeze(1).expand(s, n, b, x.shape[-1]).reshape(s, n * b, -1).clone()
         xr.requires_grad_(True)
@@ -342,12 +359,13 @@ def encoder_x_score(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
 
 
 def _fae_losses(model: StackedVAE, xt: torch.Tensor, noise: ReplicaNoise, *, n_samples: int,
-                reparam: bool, phi: Params | None) -> torch.Tensor:
+                reparam: bool, phi: Params | None, psi_derivative: str = "partial"
+                ) -> torch.Tensor:
     """(S,) batch means of :func:`vsm.objectives.fae_loss` (same steps, networks batched)."""
     mu, logvar = model.encode(xt, phi)
     z = _sample(mu, logvar, n_samples, noise, reparam=reparam)
     x_mean, gz = decoder_vjp(model, xt, z)
-    psi = encoder_x_score(model, xt, z, phi=phi)
+    psi = encoder_x_score(model, xt, z, phi=phi, derivative=psi_derivative)
     return _per_replica(O.fae, xt, z, x_mean, model.log_sigma2, mu, logvar, psi, gz)
 
 
@@ -364,13 +382,17 @@ def inference_losses(
     eta: float = 0.0,
     fd_reparam: bool = False,
     phi: Params | None = None,
+    options: VariantOptions | None = None,
 ) -> torch.Tensor:
     """(S,): :func:`vsm.train.algorithm.inference_loss` of every replica on its minibatch x[r]
-    (x (S, B, ...)), at stacked encoder parameters ``phi`` (default: the current ones)."""
+    (x (S, B, ...)), at stacked encoder parameters ``phi`` (default: the current ones), with the
+    estimators of ``options`` (default: vsm's)."""
+    opt = options if options is not None else _VSM
     inference = split_objective(objective)[0]
     xt = _noisy(x, eta, noise)
     if inference == "fae":
-        return _fae_losses(model, xt, noise, n_samples=n_samples, reparam=True, phi=phi)
+        return _fae_losses(model, xt, noise, n_samples=n_samples, reparam=True, phi=phi,
+                           psi_derivative=opt.fae_encoder_psi)
     mu, logvar = model.encode(xt, phi)
     if inference == "kl":
         z = _sample(mu, logvar, n_samples, noise, reparam=True)
@@ -389,9 +411,13 @@ def learning_losses(
     n_samples: int = 1,
     eta: float = 0.0,
     phi: Params | None = None,
+    options: VariantOptions | None = None,
 ) -> torch.Tensor:
     """(S,): :func:`vsm.train.algorithm.learning_loss` of every replica (detached samples, or
-    with ``phi`` = the stacked unrolled φ_K(θ) reparametrised through it)."""
+    with ``phi`` = the stacked unrolled φ_K(θ) reparametrised through it), with the estimators
+    of ``options`` (default: vsm's; a minibatch mean is taken over each replica's own
+    minibatch)."""
+    opt = options if options is not None else _VSM
     learning = split_objective(objective)[1]
     bilevel = phi is not None
     xt = _noisy(x, eta, noise)
@@ -409,9 +435,10 @@ def learning_losses(
     if learning == "m1":
         return _per_replica(O.m1, xt, x_mean, ls)
     if learning == "m2":
-        return _per_replica(O.m2, xt, x_mean, ls)
-    psi = encoder_x_score(model, xt, z, phi=phi, create_graph=bilevel)
-    return _per_replica(O.m3, xt, x_mean, ls, psi)
+        return _per_replica(lambda *a: O.m2(*a, estimator=opt.m2_estimator), xt, x_mean, ls)
+    psi = encoder_x_score(model, xt, z, phi=phi, create_graph=bilevel, derivative=opt.m3_psi)
+    return _per_replica(
+        lambda *a: O.m3(*a, estimator=opt.m3_estimator, cross=opt.m3_cross), xt, x_mean, ls, psi)
 
 
 @dataclass
@@ -441,6 +468,7 @@ def bilevel_learning_losses(
     n_samples: int = 1,
     eta: float = 0.0,
     fd_reparam: bool = False,
+    options: VariantOptions | None = None,
 ) -> StackedUnrolled:
     """:func:`vsm.train.algorithm.bilevel_learning_loss` for every replica: ``k_bi`` unrolled
     SGD encoder steps (rate ``bi_lr``) per replica, then the learning losses at φ_K(θ). The
@@ -449,11 +477,11 @@ def bilevel_learning_losses(
     bad = torch.zeros(model.n_replicas, dtype=torch.float64, device=x.device)
     for _ in range(k_bi):
         inner = inference_losses(model, x, noise, objective=objective, n_samples=n_samples,
-                                 eta=eta, fd_reparam=fd_reparam, phi=phi)
+                                 eta=eta, fd_reparam=fd_reparam, phi=phi, options=options)
         bad = bad + (~torch.isfinite(inner.detach())).to(bad.dtype)
         # the sum's gradient w.r.t. replica r's φ is replica r's own gradient
         grads = torch.autograd.grad(inner.sum(), list(phi.values()), create_graph=True)
         phi = {k: p - bi_lr * g for (k, p), g in zip(phi.items(), grads)}
     losses = learning_losses(model, x, noise, objective=objective, n_samples=n_samples, eta=eta,
-                             phi=phi)
+                             phi=phi, options=options)
     return StackedUnrolled(losses, phi, bad)

@@ -49,7 +49,7 @@ from ..data import TOY_DATASETS, Dataset, load_dataset
 from . import algorithm as A
 from . import replicas as R
 from .checkpoint import FORMAT, atomic_json
-from .config import TrainConfig, _checked_seeds, build_model, format_seeds
+from .config import TrainConfig, _checked_seeds, build_model, format_seeds, variant_options
 from .stopping import StopRequest, TrainingDiverged
 from .trainer import Trainer, make_optimizers
 
@@ -170,6 +170,7 @@ class SeedsTrainer(Trainer):
         self.dtype = getattr(torch, self.cfg.dtype)
         # (Trainer.__init__ is not called: it builds one model and joins torchrun)
         self.seeds: list[int] = list(seeds)
+        self.options = variant_options(self.cfg.variant, self.data)
         models, generators, self._cpu_rng = [], [], []
         for s in seeds:
             model, gen, cpu_state = self._build_replica(s)
@@ -201,7 +202,7 @@ class SeedsTrainer(Trainer):
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            model = build_model(self.replica_config(seed), self.data.data_shape)
+            model = build_model(self.replica_config(seed), self.data.data_shape, self.options)
             model = model.to(self.device, self.dtype)
             cpu_state = torch.get_rng_state()
         if self.device.type == "cpu":
@@ -235,13 +236,13 @@ class SeedsTrainer(Trainer):
         c = self.cfg
         return R.inference_losses(self.replicas, x, self.noise, objective=c.objective,
                                   n_samples=c.n_samples, eta=c.eta, fd_reparam=c.fd_reparam,
-                                  phi=phi)
+                                  phi=phi, options=self.options)
 
     def learning_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
         """(S,): every replica's learning loss on its minibatch x[r]."""
         c = self.cfg
         return R.learning_losses(self.replicas, x, self.noise, objective=c.objective,
-                                 n_samples=c.n_samples, eta=c.eta, phi=phi)
+                                 n_samples=c.n_samples, eta=c.eta, phi=phi, options=self.options)
 
     def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
         """(S,) θ-update losses: Algorithm 1's, or the bi-level ones after which every replica's
@@ -251,7 +252,8 @@ class SeedsTrainer(Trainer):
             return self.learning_loss(x)
         res = R.bilevel_learning_losses(self.replicas, x, self.noise, objective=c.objective,
                                         k_bi=c.k_bi, bi_lr=c.bi_lr, n_samples=c.n_samples,
-                                        eta=c.eta, fd_reparam=c.fd_reparam)
+                                        eta=c.eta, fd_reparam=c.fd_reparam,
+                                        options=self.options)
         self._inner_bad = res.n_bad
         with torch.no_grad():
             for k, p in self.replicas.enc.items():
@@ -325,7 +327,8 @@ class SeedsTrainer(Trainer):
         :class:`TrainingDiverged` when every replica has."""
         cfg = self.cfg
         self._x = torch.stack([
-            d.batch(self.step, cfg.batch_size, s) for d, s in zip(self.datasets, self.seeds)
+            d.batch(self.step, cfg.batch_size, s, epoch_size=self.options.epoch_size)
+            for d, s in zip(self.datasets, self.seeds)
         ]).to(self.device, self.dtype)
         enc = self._update("inference", self.enc_opt, self.enc_params, self.inference_loss)
         dec: dict[int, float] = {}
@@ -377,7 +380,7 @@ class SeedsTrainer(Trainer):
                                n_is=cfg.n_is if n_is is None else n_is,
                                is_proposal=cfg.is_proposal)
             res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset,
-                   "seed": s, **res, "wall_time_s": self.wall_time}
+                   "variant": cfg.variant, "seed": s, **res, "wall_time_s": self.wall_time}
             self.evals[s].append({k: v for k, v in res.items()
                                   if not k.startswith("posterior_sd_")})
             results.append(res)
@@ -389,7 +392,7 @@ class SeedsTrainer(Trainer):
                                 "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                                 "n": len(vals)}
         return {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset,
-                "seeds": list(cfg.seeds or ()), "replicas": results,
+                "variant": cfg.variant, "seeds": list(cfg.seeds or ()), "replicas": results,
                 "diverged": list(self.diverged), "summary": summary,
                 "wall_time_s": self.wall_time}
 

@@ -33,7 +33,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import TrainConfig, build_model, num_threads
+from .config import TrainConfig, build_model, num_threads, variant_options
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
 
 __all__ = ["Trainer", "make_optimizers"]
@@ -105,7 +105,9 @@ class Trainer:
         self.log = log if lead else None
         self.dtype = getattr(torch, self.cfg.dtype)
         torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.cfg, self.data.data_shape).to(self.device, self.dtype)
+        self.options = variant_options(self.cfg.variant, self.data)
+        self.model = build_model(self.cfg, self.data.data_shape, self.options).to(
+            self.device, self.dtype)
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
         self.enc_opt, self.dec_opt = make_optimizers(self.cfg, self.enc_params, self.dec_params)
@@ -127,7 +129,8 @@ class Trainer:
     def total_steps(self) -> int:
         """Iterations of the whole run: ``epochs`` × minibatches per epoch, else ``steps``."""
         if self.cfg.epochs is not None:
-            per_epoch = self.data.steps_per_epoch(self.cfg.batch_size)
+            per_epoch = self.data.steps_per_epoch(self.cfg.batch_size,
+                                                  epoch_size=self.options.epoch_size)
             return self.cfg.epochs * max(1, per_epoch // self.world_size)
         return self.cfg.steps
 
@@ -137,13 +140,14 @@ class Trainer:
         """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
         c = self.cfg
         return A.inference_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
-                                eta=c.eta, fd_reparam=c.fd_reparam, phi=phi)
+                                eta=c.eta, fd_reparam=c.fd_reparam, phi=phi,
+                                options=self.options)
 
     def learning_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
         """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
         c = self.cfg
         return A.learning_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
-                               eta=c.eta, phi=phi)
+                               eta=c.eta, phi=phi, options=self.options)
 
     def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The θ-update's loss: Algorithm 1's learning loss, or the bi-level one (``k_bi`` > 0),
@@ -153,7 +157,7 @@ class Trainer:
             return self.learning_loss(x)
         res = A.bilevel_learning_loss(self.model, x, objective=c.objective, k_bi=c.k_bi,
                                       bi_lr=c.bi_lr, n_samples=c.n_samples, eta=c.eta,
-                                      fd_reparam=c.fd_reparam)
+                                      fd_reparam=c.fd_reparam, options=self.options)
         self._inner_bad = res.n_bad  # checked over all ranks by _update
         with torch.no_grad():
             for k, p in self.model.encoder.named_parameters():
@@ -199,7 +203,8 @@ class Trainer:
         """
         cfg = self.cfg
         index = self.step * self.world_size + self.rank
-        x = self.data.batch(index, cfg.batch_size, cfg.seed).to(self.device, self.dtype)
+        x = self.data.batch(index, cfg.batch_size, cfg.seed,
+                            epoch_size=self.options.epoch_size).to(self.device, self.dtype)
         self.model.train()
         rec: dict[str, float] = {"step": self.step + 1}
         rec["enc_loss"] = self._update("inference", self.enc_opt, self.enc_params,
@@ -231,7 +236,8 @@ class Trainer:
             torch.manual_seed(cfg.seed + 12345)
             res = evaluate(self.model, x, eta=cfg.eta, n_is=cfg.n_is if n_is is None else n_is,
                            is_proposal=cfg.is_proposal)
-        res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset, **res}
+        res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset,
+               "variant": cfg.variant, **res}
         res["wall_time_s"] = self.wall_time
         self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
         return res

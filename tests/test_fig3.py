@@ -1,0 +1,295 @@
+"""Tests of the Figure 3 reproduction at convergence (issue 14 item 5).
+
+The convergence criterion on synthetic series; the paired statistics, outcomes and verdicts of
+:mod:`vsm.reproduce.claims` on synthetic numbers (including a made-up sweep where the L_B claim
+holds for one estimator family and not the other); the shared-prior IS evaluation against a
+direct computation; iteration counting (K_enc encoder updates + one decoder update); and a tiny
+end-to-end sweep (seconds) through the batched and the one-seed-at-a-time paths, the claim
+table, the figure and the markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import t as student_t
+from vsm.reproduce import claims as C
+from vsm.reproduce import fig3
+
+# ------------------------------------------------------------------------------ convergence
+
+
+def test_convergence_flat_series_converges_after_min_iters():
+    rng = np.random.default_rng(0)
+    loss = -100 + 0.5 * rng.standard_normal(1000)  # noisy but flat
+    s2 = np.full(1000, 0.01)
+    assert fig3.convergence(loss, s2, min_iters=500)["converged"]
+    assert not fig3.convergence(loss, s2, min_iters=1001)["converged"]
+    assert not fig3.convergence(loss[:30], s2[:30])["converged"]  # window of 3 iterations: too few
+
+
+def test_convergence_drifting_sigma2_or_loss_does_not_converge():
+    n = 2000
+    it = np.arange(n)
+    flat = np.full(n, -100.0)
+    # σ² shrinking 5 % over the last 10 % of iterations: not converged at tol 1 %
+    s2 = 0.01 * np.exp(-0.05 * it / (0.1 * n))
+    res = fig3.convergence(flat, s2, tol_sigma2=0.01)
+    assert not res["converged"] and res["sigma2_change"] == pytest.approx(1 - math.exp(-0.05),
+                                                                          rel=0.02)
+    assert fig3.convergence(flat, s2, tol_sigma2=0.06)["converged"]
+    # a noiseless decoder loss falling 3 % between the window's halves: not converged at 1 %
+    loss = -100 - 3.0 * it / (0.05 * n)
+    res = fig3.convergence(loss, np.full(n, 0.01), tol_loss=0.01)
+    assert not res["converged"] and res["loss_change"] == pytest.approx(3.0, rel=1e-6)
+    assert fig3.convergence(loss, np.full(n, 0.01), tol_loss=0.05)["converged"]
+    # non-finite values in the window: not converged
+    bad = flat.copy()
+    bad[-1] = np.nan
+    assert not fig3.convergence(bad, np.full(n, 0.01))["converged"]
+
+
+def test_convergence_rejects_bad_input():
+    with pytest.raises(ValueError, match="^dec_loss, sigma2"):
+        fig3.convergence(np.zeros(10), np.zeros(11))
+    with pytest.raises(ValueError, match="^window"):
+        fig3.convergence(np.zeros(10), np.zeros(10), window=0.9)
+
+
+# ------------------------------------------------------------------------------ claims
+
+
+def test_paired_statistics_by_hand():
+    a = {0: 1.0, 1: 2.0, 2: 4.0, 3: None}
+    b = {0: 0.5, 1: 1.0, 2: 1.0, 3: 0.0}
+    p = C.paired(a, b)
+    d = np.array([0.5, 1.0, 3.0])
+    se = d.std(ddof=1) / math.sqrt(3)
+    half = student_t.ppf(0.975, 2) * se
+    assert (p.n, p.n_a_diverged, p.n_seeds) == (3, 1, 4)
+    assert p.mean == pytest.approx(d.mean()) and p.se == pytest.approx(se)
+    assert (p.lo, p.hi) == pytest.approx((d.mean() - half, d.mean() + half))
+    one = C.paired({0: 1.0}, {0: 0.0})
+    assert one.n == 1 and math.isnan(one.se)
+
+
+def _p(lo: float, hi: float, *, n: int = 5, div: int = 0) -> C.Paired:
+    return C.Paired(n=n, mean=(lo + hi) / 2, se=(hi - lo) / 5, lo=lo, hi=hi, n_a_diverged=div,
+                    n_seeds=n + div)
+
+
+@pytest.mark.parametrize(("kind", "lo", "hi", "want"), [
+    ("equal", -0.05, 0.08, "holds"), ("equal", 0.15, 0.3, "fails"),
+    ("equal", -0.3, -0.2, "fails"), ("equal", -0.05, 0.2, "inconclusive"),
+    ("better", 0.01, 0.3, "holds"), ("better", -0.2, 0.05, "fails"),
+    ("better", -0.1, 0.3, "inconclusive"),
+    ("slightly_worse", 0.05, 0.3, "holds"), ("slightly_worse", -0.05, 0.05, "fails"),
+    ("slightly_worse", 0.6, 0.9, "fails"), ("slightly_worse", -0.05, 0.3, "inconclusive"),
+    ("much_worse", 0.6, 80.0, "holds"), ("much_worse", -0.3, 0.2, "fails"),
+    ("much_worse", 0.2, 0.9, "inconclusive"),
+])
+def test_outcome_table(kind, lo, hi, want):
+    assert C.outcome(kind, _p(lo, hi), C.Thresholds(eq_tol=0.1, fail_margin=0.5)) == want
+
+
+def test_outcome_diverged_runs_and_too_few_pairs():
+    th = C.Thresholds()
+    assert C.outcome("much_worse", _p(-0.1, 0.1, n=2, div=3), th) == "holds"  # most diverged
+    assert C.outcome("equal", _p(-0.1, 0.1, n=2, div=3), th) == "holds"
+    assert C.outcome("equal", C.paired({0: 1.0}, {0: 1.0}), th) == "inconclusive"
+    with pytest.raises(ValueError, match="^kind"):
+        C.outcome("nope", _p(0, 1), th)
+    with pytest.raises(ValueError, match="^fail_margin"):
+        C.Thresholds(eq_tol=0.5, fail_margin=0.1)
+
+
+def test_verdicts():
+    assert C.verdict({"vsm": "holds", "paper": "holds"}) == "agrees"
+    assert C.verdict({"vsm": "fails", "paper": "fails"}) == "does not"
+    assert C.verdict({"vsm": "fails", "paper": "holds"}) == "depends on the estimator"
+    assert C.verdict({"vsm": "inconclusive", "paper": "holds"}) == "inconclusive"
+    assert C.verdict({"vsm": "holds"}) == "agrees"
+    assert C.overall({"a": {"vsm": "fails", "paper": "holds"},
+                      "b": {"vsm": "fails", "paper": "holds"}}) == "depends on the estimator"
+    assert C.overall({"a": {"vsm": "holds", "paper": "holds"},
+                      "b": {"vsm": "fails", "paper": "fails"}}) == "depends on the data set"
+    assert C.overall({"a": {"vsm": "holds"}, "b": {"vsm": "holds"}}) == "agrees"
+
+
+def _synthetic_runs() -> list[dict]:
+    """A made-up sweep: elbo ≈ m1; K_enc = 10 better than 1; fd-m1 0.2 worse; m3 (L_B) fails
+    badly under the paper estimators only; FAE fails for both; seed offsets shared by all."""
+    rng = np.random.default_rng(1)
+    offset = rng.normal(0, 0.3, 5)  # seed effects, cancelled by pairing
+    base = {"kl-elbo": 1.0, "kl-m1": 1.0, "fd-m1": 1.2, "kl-m3": 0.9, "fae": 5.0}
+    runs = []
+    for v in ("vsm", "paper"):
+        for obj, nll in base.items():
+            for k in ((1,) if obj == "kl-elbo" else (1, 10)):
+                for s in range(5):
+                    val = nll + offset[s] + rng.normal(0, 0.01)
+                    if obj == "kl-m3" and v == "paper":
+                        val += 80.0
+                    if obj != "kl-elbo" and k == 1:
+                        val += 0.3
+                    runs.append({"variant": v, "dataset": "mixture", "objective": obj,
+                                 "k_enc": k, "seed": s, "is_nll": val, "sm_loss": 10 * val,
+                                 "diverged": False, "converged": True, "iterations": 100,
+                                 "sigma2": 0.01, "active_dims": 2, "post_sd": [0.1, 0.2],
+                                 "mu_spread": [0.9, 1.0]})
+    return runs
+
+
+def test_judge_on_a_synthetic_sweep():
+    cfg = fig3.Fig3Config(datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1",
+                                                             "kl-m3", "fae"))
+    rows = {r["claim"]: r for r in fig3.judge(_synthetic_runs(), cfg)}
+    assert set(rows) == {"elbo-m1", "k-enc", "fd-m1", "kl-m3", "fae"}  # m2 was not run
+    assert rows["elbo-m1"]["verdict"] == "agrees"
+    assert rows["elbo-m1"]["variants"]["vsm"]["k_a"] == 10  # kl-m1 at its largest K_enc
+    assert rows["k-enc"]["verdict"] == "agrees"
+    assert rows["k-enc"]["variants"]["paper"]["nll"]["mean"] == pytest.approx(0.3, abs=0.02)
+    assert rows["fd-m1"]["verdict"] == "agrees"
+    assert rows["kl-m3"]["verdict"] == "depends on the estimator"
+    assert rows["kl-m3"]["variants"]["vsm"]["outcome"] == "fails"
+    assert rows["kl-m3"]["variants"]["paper"]["outcome"] == "holds"
+    assert rows["fae"]["verdict"] == "agrees"
+    verdicts = {v["claim"]: v["verdict"] for v in fig3.overall_verdicts(list(rows.values()))}
+    assert verdicts["kl-m3"] == "depends on the estimator"
+    results = {"config": fig3.dataclasses.asdict(cfg), "runs": _synthetic_runs(),
+               "thresholds": cfg.thresholds().as_dict(), "claims": list(rows.values()),
+               "verdicts": fig3.overall_verdicts(list(rows.values())),
+               "table": fig3.table(_synthetic_runs(), cfg), "variants_run": ["vsm", "paper"],
+               "seconds": 1.0}
+    md = fig3.markdown(results)
+    assert md.startswith(fig3.BEGIN) and md.rstrip().endswith(fig3.END)
+    assert "**depends on the estimator**" in md and "| kl-m3 | mixture |" in md
+    doc = "# title\n\nintro\n" + fig3.BEGIN + "\nOLD-SECTION\n" + fig3.END + "\n\n## next\n"
+    new = fig3.splice(doc, md)
+    assert "OLD-SECTION" not in new and new.startswith("# title") and new.endswith("## next\n")
+    assert fig3.splice("# only\n", md).endswith(md)
+
+
+# ------------------------------------------------------------------------------ training pieces
+
+
+def test_shared_prior_is_matches_a_direct_computation():
+    from vsm.models import MLPVAE
+
+    torch.manual_seed(0)
+    model = MLPVAE((2,), 2, 6).double()
+    x = torch.randn(7, 2, dtype=torch.float64) * 0.5
+    res = fig3.evaluate_model(model, x, n_is=300, seed=3)
+    z = torch.randn(300, 2, generator=torch.Generator().manual_seed(fig3.EVAL_SEED + 3),
+                    dtype=torch.float64)
+    with torch.no_grad():
+        g = model.decode(z)  # (K, 2)
+        s2 = float(torch.exp(model.log_sigma2))
+        logp = (-0.5 * ((x[:, None] - g[None]) ** 2 / s2 + math.log(2 * math.pi * s2))).sum(-1)
+        log_px = torch.logsumexp(logp, 1) - math.log(300)
+        w = torch.softmax(logp, 1)
+        f = (g[None] - x[:, None]) / s2
+        score = (w[..., None] * f).sum(1)
+        sm = (w * ((f ** 2).sum(-1) - 2 / s2)).sum(1) - 0.5 * (score ** 2).sum(-1)
+        mu, logvar = model.encode(x)
+    assert res["is_nll"] == pytest.approx(float(-log_px.mean()), rel=1e-9)
+    assert res["sm_loss"] == pytest.approx(float(sm.mean()), rel=1e-8)
+    assert res["mu_spread"] == pytest.approx(mu.std(0).tolist())
+    assert res["post_sd"] == pytest.approx(torch.exp(0.5 * logvar).mean(0).tolist())
+    assert res["active_dims"] == int((mu.var(0) > 0.01).sum())
+
+
+def test_an_iteration_is_k_enc_encoder_updates_then_one_decoder_update():
+    from vsm.train import Trainer
+
+    cfg = fig3.Fig3Config(seeds=(0, 1), batch_size=16, width_mixture=4, n_test=16)
+    tcfg = fig3.train_config("vsm", "mixture", "kl-m1", 3, cfg.seeds, cfg)
+    assert (tcfg.enc_optimizer, tcfg.enc_lr, tcfg.dec_lr, tcfg.n_samples) == ("sgd", 1e-2, 1e-4, 3)
+    assert fig3.optimiser_settings("kl-elbo", cfg) == {"enc_optimizer": "adam", "enc_lr": 1e-4,
+                                                       "dec_lr": 1e-4}
+    assert fig3.optimiser_settings("fae", cfg) == {"enc_optimizer": "adam", "enc_lr": 1e-4,
+                                                   "dec_lr": 1e-4}
+    assert fig3.optimiser_settings("fd-m3", cfg)["enc_lr"] == 1e-3
+    trainer = Trainer(tcfg, progress=False)
+    drv = fig3._Driver(trainer, cfg.seeds)
+    series = fig3._Series(cfg.seeds)
+    drv.iteration(3, series)
+    drv.iteration(3, series)
+    assert trainer.step == 6
+    assert [len(series.loss[s]) for s in cfg.seeds] == [2, 2]
+    assert all(math.isfinite(v) for s in cfg.seeds for v in series.loss[s] + series.sigma2[s])
+
+
+def test_settings_and_modes():
+    cfg = fig3.Fig3Config.medium()
+    assert len(cfg.seeds) >= 5 and cfg.k_encs_of("kl-m1") == (1, 10)
+    assert cfg.k_encs_of("kl-m3") == (1,) and cfg.k_encs_of("kl-elbo") == (1,)
+    full = fig3.Fig3Config.full()
+    assert (full.batch_size, full.dec_lr, full.enc_lr_kl, full.enc_lr_fd, full.elbo_lr) == (
+        1000, 1e-4, 1e-2, 1e-3, 1e-4)
+    assert (full.width("sparse"), full.width("mixture"), full.max_iters) == (100, 30, 100_000)
+    assert full.k_encs_of("fd-m3") == (1, 10) and len(full.seeds) >= 5
+    sweep = fig3.settings(full)
+    assert len(sweep) == 2 * 2 * (1 + 7 * 2)  # variants × data sets × (elbo + 7 objectives × K)
+    from vsm.reproduce import run
+
+    with pytest.raises(ValueError, match="^medium: "):
+        run("fig1", "unused", medium=True)
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+def _tiny(**kw) -> fig3.Fig3Config:
+    base = {"variants": ("vsm",), "datasets": ("mixture",),
+            "objectives": ("kl-elbo", "kl-m1", "kl-m3"), "k_encs": (1, 2), "seeds": (0, 1),
+            "max_iters": 12, "min_iters": 4, "check_every": 4, "batch_size": 32,
+            "width_mixture": 4, "n_test": 48, "n_is": 64}
+    return fig3.Fig3Config(**{**base, **kw})
+
+
+def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
+    res = fig3.run(tmp_path / "b", _tiny())
+    data = json.loads((tmp_path / "b" / "results.json").read_text())
+    for name in ("fig3.png", "fig3.md"):
+        assert (tmp_path / "b" / name).exists()
+    assert data["complete"] and len(data["runs"]) == 2 * (1 + 2 + 2)
+    for r in data["runs"]:
+        assert not r["diverged"] and r["iterations"] == 12 and isinstance(r["converged"], bool)
+        assert math.isfinite(r["is_nll"]) and math.isfinite(r["sm_loss"]) and r["sigma2"] > 0
+        assert len(r["mu_spread"]) == 2 and len(r["post_sd"]) == 2
+    assert {c["claim"] for c in data["claims"]} == {"elbo-m1", "k-enc", "kl-m3"}
+    assert all(c["verdict"] in C.VERDICTS for c in data["claims"])
+    assert (tmp_path / "b" / "fig3.md").read_text() == fig3.markdown(data)
+    # one seed at a time gives the same numbers as the batched run (to rounding)
+    one = fig3.run(tmp_path / "u", _tiny(batched=False, objectives=("kl-m1",), k_encs=(2,)))
+    for r in one["runs"]:
+        (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
+                == (r["objective"], r["k_enc"], r["seed"])]
+        assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
+    # two worker processes (pure-torch path there too) give the same numbers
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    pool = fig3.run(tmp_path / "w", _tiny(objectives=("kl-m1", "kl-m3"), k_encs=(2,), workers=2))
+    assert [(r["objective"], r["seed"]) for r in pool["runs"]] == [
+        ("kl-m1", 0), ("kl-m1", 1), ("kl-m3", 0), ("kl-m3", 1)]
+    for r in pool["runs"]:
+        (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
+                == (r["objective"], r["k_enc"], r["seed"])]
+        assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
+    # both estimator families side by side
+    both = fig3.run(tmp_path / "p", _tiny(variants=("vsm", "paper"), objectives=("kl-m1", "kl-m3"),
+                                          k_encs=(1,)))
+    assert both["variants_run"] == ["vsm", "paper"]
+    assert {r["variant"] for r in both["runs"]} == {"vsm", "paper"}
+    (m3,) = [c for c in both["claims"] if c["claim"] == "kl-m3"]
+    assert set(m3["variants"]) == {"vsm", "paper"}
+    assert "NLL diff paper" in (tmp_path / "p" / "fig3.md").read_text()
+    # a loose tolerance converges at the first check after min_iters
+    loose = fig3.run(tmp_path / "c", _tiny(objectives=("kl-m1",), k_encs=(1,), tol_sigma2=1.0,
+                                           tol_loss=100.0, max_iters=60, min_iters=40,
+                                           check_every=20))
+    assert all(r["converged"] and r["iterations"] == 40 for r in loose["runs"])
