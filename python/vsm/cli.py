@@ -6,7 +6,8 @@ Subcommands:
   metrics JSON per evaluation, loss-curve PNG in ``--out``). Its options are generated from
   :class:`vsm.train.TrainConfig`'s fields (:func:`add_config_options`). SIGINT/SIGTERM write a
   checkpoint of the last completed iteration and exit with 130/143 and a one-line message;
-  ``--resume CKPT`` continues exactly;
+  ``--resume CKPT`` continues exactly; ``--seeds 0-9`` (or ``0,3,7``) trains one replica per seed
+  in one batched run (:class:`vsm.train.SeedsTrainer`);
 - ``vsm eval CHECKPOINT [--n-is K]``: test metrics of a checkpoint as JSON (−ELBO, MSE, MMD²,
   posterior FD, and with K > 0 the IS NLL, ESS and SM loss);
 - ``vsm reproduce ...`` and ``vsm bench ...``: delegated to :func:`vsm.reproduce.main` and

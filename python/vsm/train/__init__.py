@@ -21,6 +21,8 @@ Example::
 
     from vsm.train import TrainConfig, Trainer
     Trainer(TrainConfig(objective="fd-m1", dataset="mixture", steps=500), out_dir="runs/x").run()
+    # ten seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
+    Trainer(TrainConfig(objective="fd-m1", dataset="mixture", seeds="0-9"), out_dir="runs/y").run()
 """
 
 from __future__ import annotations

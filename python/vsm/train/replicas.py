@@ -34,7 +34,7 @@ order than a single one), not bit for bit.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,8 @@ def _plan(module: nn.Module, prefix: str = "") -> list[tuple[Any, ...]] | None:
     return None
 
 
-def _run_plan(plan: list[tuple[Any, ...]], params: Params, h: torch.Tensor) -> torch.Tensor:
+def _run_plan(plan: list[tuple[Any, ...]], params: Mapping[str, torch.Tensor],
+              h: torch.Tensor) -> torch.Tensor:
     """Apply a :func:`_plan` to a stacked input h (S, M, ...) with stacked parameters."""
     for step in plan:
         if step[0] == "linear":
@@ -176,8 +177,8 @@ class StackedVAE:
 
     # ------------------------------------------------------------------ networks
 
-    def _forward(self, module: nn.Module, plan: list[tuple[Any, ...]] | None, params: Params,
-                 h: torch.Tensor) -> torch.Tensor:
+    def _forward(self, module: nn.Module, plan: list[tuple[Any, ...]] | None,
+                 params: Mapping[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
         if plan is not None:
             return _run_plan(plan, params, h)
         return vmap(lambda p, v: functional_call(module, p, (v,)))(params, h)

@@ -8,11 +8,12 @@ Replica s is the run ``TrainConfig(seed=s)`` would make, up to floating-point ro
   (:class:`vsm.train.replicas.ReplicaNoise`);
 - its minibatches are ``data.batch(step, batch_size, s)``, from its own copy of the data set (a
   toy's test set and MNIST-1D depend on the seed; other data sets are loaded once and shared);
-- its optimiser state is its slice of the stacked parameters' state. Adam and SGD (the only
-  optimisers :class:`TrainConfig` offers, neither with weight decay or momentum options here) are
-  elementwise, so a stacked step is S independent steps with the same hyper-parameters; Adam's
-  step counter is shared, which is exact because every surviving replica steps at every update.
-  Nothing global couples replicas (no gradient clipping, no norms over all parameters);
+- its optimiser state is its slice of the stacked parameters' state. Adam and SGD (the
+  optimisers :class:`TrainConfig` offers, one parameter group each) are elementwise (so would be
+  their weight decay, momentum or AMSGrad options), so a stacked step is S independent steps
+  with the same hyper-parameters; Adam's step counter is shared, which is exact because every
+  surviving replica steps at every update. Nothing couples replicas: the trainer clips no
+  gradients and takes no norm over all parameters (such a step would have to be per replica);
 - every loss, σ² and evaluation is per replica; the loss that is differentiated is the sum over
   replicas, whose gradient w.r.t. replica r's parameters is replica r's own gradient.
 
@@ -167,6 +168,7 @@ class SeedsTrainer(Trainer):
         self.progress = progress
         self.log = log
         self.dtype = getattr(torch, self.cfg.dtype)
+        # (Trainer.__init__ is not called: it builds one model and joins torchrun)
         self.seeds: list[int] = list(seeds)
         self.options = variant_options(self.cfg.variant, self.data)
         models, generators, self._cpu_rng = [], [], []
@@ -408,12 +410,11 @@ class SeedsTrainer(Trainer):
         """Replica ``seed``'s complete single-run checkpoint state (what
         :meth:`vsm.train.Trainer.state_dict` of the run with that seed would hold)."""
         r = self._index(seed)
-        rng: dict[str, Any] = {"torch": self._cpu_rng[r].clone()}
         gen = self.noise.generators[r]
-        if self.device.type == "cpu":
-            rng["torch"] = gen.get_state()
-        else:
-            rng["cuda"] = gen.get_state()
+        # on the CPU the replica's generator is the single run's global RNG; on a GPU the latter
+        # is left as model building left it and the noise comes from the device's generator
+        rng: dict[str, Any] = ({"torch": gen.get_state()} if self.device.type == "cpu" else
+                               {"torch": self._cpu_rng[r].clone(), "cuda": gen.get_state()})
         return {
             "format": FORMAT,
             "config": dataclasses.asdict(self.replica_config(seed)),

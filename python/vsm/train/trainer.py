@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
 import torch
 
@@ -73,7 +73,7 @@ class Trainer:
     batched run.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Trainer:  # noqa: PYI034 (may be a subclass)
         cfg = args[0] if args else kwargs.get("cfg")
         if cls is Trainer and getattr(cfg, "seeds", None) is not None:
             from .seeds import SeedsTrainer
