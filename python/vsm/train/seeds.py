@@ -327,7 +327,7 @@ class SeedsTrainer(Trainer):
         :class:`TrainingDiverged` when every replica has."""
         cfg = self.cfg
         self._x = torch.stack([
-            d.batch(self.step, cfg.batch_size, s, epoch_size=self.options.epoch_size)
+            d.batch(self.step, cfg.batch_size, s, **self._batch_options())
             for d, s in zip(self.datasets, self.seeds)
         ]).to(self.device, self.dtype)
         enc = self._update("inference", self.enc_opt, self.enc_params, self.inference_loss)

@@ -125,6 +125,12 @@ class Trainer:
         if self.world_size > 1:
             D.reseed_rank(self.cfg.seed, self.rank, self.step)
 
+    def _batch_options(self) -> dict[str, int]:
+        """Keyword arguments of ``Dataset.batch`` for the variant (none for vsm's fresh batches,
+        so that the call is the one a plain dataset, or a stand-in for one, takes)."""
+        e = self.options.epoch_size
+        return {} if e is None else {"epoch_size": e}
+
     @property
     def total_steps(self) -> int:
         """Iterations of the whole run: ``epochs`` × minibatches per epoch, else ``steps``."""
@@ -203,8 +209,8 @@ class Trainer:
         """
         cfg = self.cfg
         index = self.step * self.world_size + self.rank
-        x = self.data.batch(index, cfg.batch_size, cfg.seed,
-                            epoch_size=self.options.epoch_size).to(self.device, self.dtype)
+        x = self.data.batch(index, cfg.batch_size, cfg.seed, **self._batch_options()).to(
+            self.device, self.dtype)
         self.model.train()
         rec: dict[str, float] = {"step": self.step + 1}
         rec["enc_loss"] = self._update("inference", self.enc_opt, self.enc_params,
