@@ -17,11 +17,14 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._dispatch import backend
+
+if TYPE_CHECKING:
+    from ..train import Trainer
 
 BATCH = 100
 N_SAMPLES = 5
@@ -56,7 +59,8 @@ def _models(quick: bool) -> list[tuple[str, tuple[int, ...], dict[str, Any]]]:
     ]
 
 
-def _trainer(shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device):
+def _trainer(shape: tuple[int, ...], overrides: dict[str, Any],
+             device: torch.device) -> Trainer:
     from ..data import Dataset
     from ..train import TrainConfig, Trainer
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -76,7 +77,7 @@ def record_launches(table: dict[str, tuple[int, ...]]) -> list[tuple[str, Any, t
 
     out: list[tuple[str, Any, tuple, tuple, dict]] = []
 
-    def rec(case: str, launcher, *args) -> None:
+    def rec(case: str, launcher: Callable[..., object], *args: Any) -> None:
         with _launch.recording() as launches:
             launcher(*args)
         out.extend((case, *launch) for launch in launches)

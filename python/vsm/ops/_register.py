@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -86,7 +87,8 @@ def _decompose_off_cpu(
 
     decompose = op._torch_dispatch_fns.get(FunctionalTensorMode)
 
-    def functional(mode, func, types, args, kwargs):  # type: ignore[no-untyped-def]
+    def functional(mode: Any, func: Any, types: Any, args: tuple[object, ...],
+                   kwargs: dict[str, object]) -> object:
         if decompose is not None and not _on_cpu(args, kwargs):
             return decompose(mode, func, types, args, kwargs)
         return mode.__torch_dispatch__(func, types, args, kwargs)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType, SimpleNamespace
 
+import numpy as np
 import torch
 
 from .. import _core, _dispatch
@@ -62,7 +63,7 @@ __all__ = [
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-def _np(t: torch.Tensor):
+def _np(t: torch.Tensor) -> np.ndarray:
     """Zero-copy NumPy view of a contiguous CPU tensor (copied first if not contiguous)."""
     return t.detach().contiguous().numpy()
 

@@ -50,8 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config_class(mod: ModuleType) -> type:
+def _config_class(mod: ModuleType) -> type[Any]:
+    """The figure module's config dataclass (the class whose name ends in "Config")."""
     return next(v for k, v in vars(mod).items() if k.endswith("Config") and isinstance(v, type))
+
+
+def _parse_value(name: str, typ: Any, text: str) -> Any:
+    """``text`` as a value of the annotation ``typ`` (a ``Literal[...]`` must be one of its
+    values)."""
+    if typing.get_origin(typ) is typing.Literal:
+        allowed = typing.get_args(typ)
+        if text not in allowed:
+            raise ValueError(f"set: {name}: expected one of {allowed}, got {text!r}")
+        return text
+    if typ is bool:
+        return text.lower() in ("1", "true", "yes")
+    return typ(text)
 
 
 def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
@@ -65,11 +79,9 @@ def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
         typ = hints[name]
         if typing.get_origin(typ) is tuple:
             elem = typing.get_args(typ)[0]
-            value: Any = tuple(elem(v) for v in text.split(",") if v)
-        elif typ is bool:
-            value = text.lower() in ("1", "true", "yes")
+            value: Any = tuple(_parse_value(name, elem, v) for v in text.split(",") if v)
         else:
-            value = typ(text)
+            value = _parse_value(name, typ, text)
         setattr(cfg, name, value)
 
 

@@ -363,7 +363,7 @@ def run(out: str | Path, config: Fig1Config | None = None) -> dict[str, Any]:
         mc = mc_fit(cases, sigma2=cfg.sigma2, steps=cfg.mc_steps, batch=cfg.mc_batch,
                     seed=cfg.seed)
         closed = {(r["method"], r["theta_star"], r["alpha"]): r["theta_hat"] for r in table}
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (m, ts, al), r in zip(cases, mc):
             rows.append({"method": m, "theta_star": ts, "alpha": al,
                          "theta_hat_mc": r["theta_hat"], "phi_hat_mc": r["phi_hat"],

@@ -292,13 +292,14 @@ def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- plots
 
 
-def _contour(ax, post: dict[str, Any]) -> None:
+def _contour(ax: Any, post: dict[str, Any]) -> None:
     p = post["post"]
     g = p.axes[0]
     ax.contourf(g, g, p.density.T, levels=12, cmap="Greys")
 
 
-def _plot_trajectories(path: Path, cfg: Fig2Config, posts, fits, results) -> None:
+def _plot_trajectories(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]],
+                       fits: dict[str, dict[str, Any]], results: dict[str, Any]) -> None:
     fig, axes = plt.subplots(4, 3, figsize=(11, 14.5))
     lim = cfg.init_range + 0.8
     for i, model in enumerate(LIKELIHOODS):
@@ -335,7 +336,8 @@ def _plot_trajectories(path: Path, cfg: Fig2Config, posts, fits, results) -> Non
     save_figure(fig, path)
 
 
-def _plot_mixtures(path: Path, cfg: Fig2Config, posts, mixes, results) -> None:
+def _plot_mixtures(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]],
+                   mixes: dict[str, Any], results: dict[str, Any]) -> None:
     n_show = min(cfg.mix_restarts, 4)
     fig, axes = plt.subplots(2, n_show, figsize=(3.2 * n_show, 6.6), squeeze=False)
     lim = 3.5

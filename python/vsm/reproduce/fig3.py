@@ -317,9 +317,9 @@ def evaluate_model(model: Any, x: torch.Tensor, *, n_is: int, seed: int) -> dict
     mu, logvar = model.encode(x)
     mu, sd = mu.double(), torch.exp(0.5 * logvar.double())
     return {
-        "is_nll": float(-res.log_p.double().mean()),
-        "sm_loss": float(res.sm_loss.double().mean()),
-        "is_ess": float(res.ess.double().mean()),
+        "is_nll": float(-torch.as_tensor(res.log_p, dtype=torch.float64).mean()),
+        "sm_loss": float(torch.as_tensor(res.sm_loss, dtype=torch.float64).mean()),
+        "is_ess": float(torch.as_tensor(res.ess, dtype=torch.float64).mean()),
         "sigma2": float(torch.exp(model.log_sigma2.detach().double())),
         "mu_spread": mu.std(0).tolist(),
         "post_sd": sd.mean(0).tolist(),
@@ -341,12 +341,13 @@ class _Series:
         self.wall = 0.0
 
     def save(self, path: Path) -> None:
-        arrays = {f"loss_{s}": np.asarray(v) for s, v in self.loss.items()}
+        arrays: dict[str, Any] = {"iters": self.iters, "wall": self.wall}
+        arrays |= {f"loss_{s}": np.asarray(v) for s, v in self.loss.items()}
         arrays |= {f"sigma2_{s}": np.asarray(v) for s, v in self.sigma2.items()}
         arrays |= {f"conv_{s}": np.asarray(-1 if v is None else v)
                    for s, v in self.converged_at.items()}
         tmp = path.with_name(path.name + f".tmp.{os.getpid()}.npz")
-        np.savez(tmp, iters=self.iters, wall=self.wall, **arrays)
+        np.savez(tmp, **arrays)
         os.replace(tmp, path)
 
     @classmethod
@@ -484,7 +485,8 @@ def train_setting(variant: str, dataset: str, objective: str, k_enc: int, seeds:
         name = "ckpt" if batched else f"ckpt-s{group[0]}"
         path = None if ckpt_dir is None else ckpt_dir / f"{name}.pt"
         series_path = None if ckpt_dir is None else ckpt_dir / f"{name}.series.npz"
-        if path is not None and path.is_file() and series_path.is_file():
+        if (path is not None and series_path is not None and path.is_file()
+                and series_path.is_file()):
             trainer = Trainer.from_checkpoint(str(path), progress=False)
             series = _Series.load(series_path, group)
         else:
@@ -578,7 +580,7 @@ def run(out: str | Path, config: Fig3Config | None = None, *,
         runs.extend(recs)
         write_results(out, {**results, "complete": False, "seconds": seconds + timer.elapsed()})
         shutil.rmtree(ckpt_of(st), ignore_errors=True)
-        nll = [r.get("is_nll") for r in recs if not r["diverged"]]
+        nll = [float(r["is_nll"]) for r in recs if not r["diverged"]]
         conv = sum(bool(r["converged"]) for r in recs)
         shown = f"{np.mean(nll):.4g}" if nll else "diverged"
         print(f"fig3: {st[1]} {st[2]} K_enc={st[3]} [{st[0]}]: NLL={shown} "

@@ -29,6 +29,7 @@ machine (about 2× for a whole core, ×1.7 for the second thread) ≈ 20 h, of w
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..train.config import OBJECTIVES, Objective, Variant
 from ._common import Timer, plt, prepare_out, previous_results, save_figure, write_results
 
-OBJECTIVES = ("kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae")
 METRICS = ("neg_elbo", "mse", "mmd2", "posterior_fd")
 
 
@@ -48,7 +49,7 @@ class ImagesConfig:
     """Settings of the image reproduction (see the module docstring)."""
 
     dataset: str = "digits"
-    objectives: tuple[str, ...] = OBJECTIVES
+    objectives: tuple[Objective, ...] = OBJECTIVES
     steps: int = 150
     eval_every: int = 50
     latent_dim: int = 16
@@ -60,7 +61,7 @@ class ImagesConfig:
     batch_size: int = 50
     epochs: int = 0  # > 0: train this many epochs instead of ``steps``
     data_dir: str = ""  # folder of MNIST / Fashion-MNIST IDX files (dataset "mnist", ...)
-    variant: str = "vsm"  # "paper": the authors' image-code estimators (TrainConfig.variant)
+    variant: Variant = "vsm"  # "paper": the authors' image-code estimators (TrainConfig.variant)
     seed: int = 0
     threads: int = 0
 
@@ -79,7 +80,7 @@ class ImagesConfig:
                    k_enc=5, lr=1e-4, batch_size=100)
 
 
-def train_one(objective: str, cfg: ImagesConfig,
+def train_one(objective: Objective, cfg: ImagesConfig,
               checkpoint: Path | None = None) -> dict[str, Any]:
     """Train the conv VAE with ``objective``; returns metric curves, final metrics, samples.
 
@@ -90,14 +91,13 @@ def train_one(objective: str, cfg: ImagesConfig,
 
     tcfg = TrainConfig(objective=objective, dataset=cfg.dataset, steps=cfg.steps,
                        epochs=cfg.epochs if cfg.epochs > 0 else None,
-                       data_dir=cfg.data_dir or None,
-                       **({} if cfg.variant == "vsm" else {"variant": cfg.variant}),
+                       data_dir=cfg.data_dir or None, variant=cfg.variant,
                        batch_size=cfg.batch_size, n_samples=cfg.n_samples, k_enc=cfg.k_enc,
                        latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf, enc_lr=cfg.lr,
                        dec_lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
                        log_every=10**9, n_is=0, threads=cfg.threads)
     path = None if checkpoint is None else str(checkpoint)
-    if checkpoint is not None and checkpoint.is_file():
+    if path is not None and os.path.isfile(path):
         trainer = Trainer.from_checkpoint(path, progress=False, checkpoint=path)
     else:
         trainer = Trainer(tcfg, progress=False, checkpoint=path)

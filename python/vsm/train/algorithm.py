@@ -252,16 +252,21 @@ def iteration(
     ``update_decoder``, a decoder step on ``dec_opt`` (``model.decoder_parameters()``). Returns
     ``enc_loss`` and (if θ was updated) ``dec_loss``.
     """
-    kw = {"objective": objective, "n_samples": n_samples, "eta": eta, "options": options}
-    out = {"enc_loss": _step(enc_opt, model.encoder_parameters(),
-                             lambda: inference_loss(model, x, fd_reparam=fd_reparam, **kw))}
+    def inference() -> torch.Tensor:
+        return inference_loss(model, x, objective=objective, n_samples=n_samples, eta=eta,
+                              fd_reparam=fd_reparam, options=options)
+
+    out = {"enc_loss": _step(enc_opt, model.encoder_parameters(), inference)}
     if not update_decoder:
         return out
 
     def learning() -> torch.Tensor:
         if k_bi == 0:
-            return learning_loss(model, x, **kw)
-        res = bilevel_learning_loss(model, x, k_bi=k_bi, bi_lr=bi_lr, fd_reparam=fd_reparam, **kw)
+            return learning_loss(model, x, objective=objective, n_samples=n_samples, eta=eta,
+                                 options=options)
+        res = bilevel_learning_loss(model, x, objective=objective, k_bi=k_bi, bi_lr=bi_lr,
+                                    n_samples=n_samples, eta=eta, fd_reparam=fd_reparam,
+                                    options=options)
         with torch.no_grad():  # warm start: the encoder continues from φ_K
             for k, p in model.encoder.named_parameters():
                 p.copy_(res.phi[k].detach())

@@ -25,11 +25,11 @@ from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
 from ..objectives import CrossTerm, Estimator, PsiDerivative
 
-__all__ = ["OBJECTIVES", "VARIANTS", "TrainConfig", "VariantOptions", "build_model", "format_seeds",
-           "num_threads", "parse_seeds", "split_objective", "variant_options"]
+__all__ = ["OBJECTIVES", "VARIANTS", "ResolvedConfig", "TrainConfig", "VariantOptions", "build_model",
+           "format_seeds", "num_threads", "parse_seeds", "split_objective", "variant_options"]
 
 Objective = Literal["kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae"]
-OBJECTIVES: tuple[str, ...] = typing.get_args(Objective)
+OBJECTIVES: tuple[Objective, ...] = typing.get_args(Objective)
 """Objective names, "<inference>-<learning>" (MATH.md Part I), plus the Fisher autoencoder."""
 
 
@@ -45,7 +45,7 @@ def split_objective(objective: str) -> tuple[str, str]:
 
 
 Variant = Literal["vsm", "paper"]
-VARIANTS: tuple[str, ...] = typing.get_args(Variant)
+VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
 """Estimator and parametrisation families: vsm's own, or the paper code's (:func:`variant_options`)."""
 
 PAPER_EPOCH_SIZE = 100_000
@@ -271,8 +271,11 @@ class TrainConfig:
             raise ValueError(f"config: unknown TrainConfig fields {unknown}")
         return cls(**d)
 
-    def resolved(self, data: Dataset | None = None) -> TrainConfig:
+    def resolved(self, data: Dataset | None = None) -> ResolvedConfig:
         """A copy with every ``None`` default filled in (``data`` avoids reloading the dataset).
+
+        The copy is a plain :class:`TrainConfig`; its static type, :class:`ResolvedConfig`, tells
+        the type checker which fields are no longer ``None``.
 
         Raises:
             TypeError: an integer option that is not an int.
@@ -310,7 +313,28 @@ class TrainConfig:
             if allowed and getattr(c, f.name) not in allowed:
                 raise ValueError(f"{f.name}: expected one of {allowed}, got "
                                  f"{getattr(c, f.name)!r}")
-        return c
+        return typing.cast("ResolvedConfig", c)
+
+
+if typing.TYPE_CHECKING:
+
+    class ResolvedConfig(TrainConfig):
+        """A :class:`TrainConfig` after :meth:`TrainConfig.resolved`: the fields whose ``None``
+        default it fills in, typed without ``None`` (for the type checker only)."""
+
+        model: Literal["mlp", "conv"]
+        latent_dim: int
+        eta: float
+        batch_size: int
+        is_proposal: ISProposal
+        bi_lr: float
+        threads: int
+
+else:
+    # At run time a resolved config is a plain TrainConfig (same class, equality and
+    # dataclasses.asdict, so checkpoints and comparisons are unchanged); the subclass above
+    # exists for the type checker only.
+    ResolvedConfig = TrainConfig
 
 
 def choices(annotation: Any) -> tuple[Any, ...]:
@@ -337,7 +361,7 @@ def num_threads(threads: int) -> int:
         return os.cpu_count() or 1
 
 
-def build_model(cfg: TrainConfig, data_shape: tuple[int, ...],
+def build_model(cfg: ResolvedConfig, data_shape: tuple[int, ...],
                 options: VariantOptions | None = None) -> GaussianVAE:
     """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG),
     with the parametrisation of ``options`` (default: vsm's; see :func:`variant_options`)."""

@@ -49,7 +49,14 @@ from ..data import TOY_DATASETS, Dataset, load_dataset
 from . import algorithm as A
 from . import replicas as R
 from .checkpoint import FORMAT, atomic_json
-from .config import TrainConfig, _checked_seeds, build_model, format_seeds, variant_options
+from .config import (
+    ResolvedConfig,
+    TrainConfig,
+    _checked_seeds,
+    build_model,
+    format_seeds,
+    variant_options,
+)
 from .stopping import StopRequest, TrainingDiverged
 from .trainer import Trainer, make_optimizers
 
@@ -192,7 +199,7 @@ class SeedsTrainer(Trainer):
         self._inner_bad: torch.Tensor | None = None
         self._x: torch.Tensor | None = None
 
-    def replica_config(self, seed: int) -> TrainConfig:
+    def replica_config(self, seed: int) -> ResolvedConfig:
         """The single-run config of replica ``seed`` (``seed=seed``, ``seeds=None``)."""
         return dataclasses.replace(self.cfg, seed=seed, seeds=None)
 
@@ -231,14 +238,16 @@ class SeedsTrainer(Trainer):
 
     # ------------------------------------------------------------------ one iteration
 
-    def inference_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+    def inference_loss(self, x: torch.Tensor,
+                       phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(S,): every replica's inference loss on its minibatch x[r] (x (S, B, ...))."""
         c = self.cfg
         return R.inference_losses(self.replicas, x, self.noise, objective=c.objective,
                                   n_samples=c.n_samples, eta=c.eta, fd_reparam=c.fd_reparam,
                                   phi=phi, options=self.options)
 
-    def learning_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+    def learning_loss(self, x: torch.Tensor,
+                      phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(S,): every replica's learning loss on its minibatch x[r]."""
         c = self.cfg
         return R.learning_losses(self.replicas, x, self.noise, objective=c.objective,

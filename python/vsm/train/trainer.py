@@ -111,10 +111,8 @@ class Trainer:
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
         self.enc_opt, self.dec_opt = make_optimizers(self.cfg, self.enc_params, self.dec_params)
-        wrap = {"world_size": self.world_size, "device": self.device,
-                "find_unused": self.cfg.ddp_find_unused}
-        self._enc_objective = D.wrap_group(self.enc_params, self.inference_loss, **wrap)
-        self._dec_objective = D.wrap_group(self.dec_params, self._learning_step_loss, **wrap)
+        self._enc_objective = self._wrap_group(self.enc_params, self.inference_loss)
+        self._dec_objective = self._wrap_group(self.dec_params, self._learning_step_loss)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, Any]] = []
@@ -124,6 +122,12 @@ class Trainer:
         self._inner_bad: torch.Tensor | None = None
         if self.world_size > 1:
             D.reseed_rank(self.cfg.seed, self.rank, self.step)
+
+    def _wrap_group(self, params: list[torch.nn.Parameter],
+                    loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.nn.Module:
+        """A group's objective module (:func:`vsm.train.distributed.wrap_group`)."""
+        return D.wrap_group(params, loss_fn, world_size=self.world_size, device=self.device,
+                            find_unused=self.cfg.ddp_find_unused)
 
     def _batch_options(self) -> dict[str, int]:
         """Keyword arguments of ``Dataset.batch`` for the variant (none for vsm's fresh batches,
@@ -142,14 +146,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ one iteration
 
-    def inference_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+    def inference_loss(self, x: torch.Tensor,
+                       phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
         c = self.cfg
         return A.inference_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
                                 eta=c.eta, fd_reparam=c.fd_reparam, phi=phi,
                                 options=self.options)
 
-    def learning_loss(self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None):
+    def learning_loss(self, x: torch.Tensor,
+                      phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
         c = self.cfg
         return A.learning_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
