@@ -490,3 +490,26 @@ def layout_gradients_test(fn, shapes):
         assert_same_result(grads(LAYOUTS[layout]), want)
 
     return test
+
+
+def assert_central_differences(loss, w, grad, indices, *, h=1e-6, rel, abs):
+    """``grad``, the autograd gradient of the scalar ``loss()`` w.r.t. the parameter ``w``,
+    agrees with central differences (step ``h``) of ``loss`` at the ``indices`` of ``w``, which
+    is left as it was."""
+    for idx in indices:
+        with torch.no_grad():
+            w[idx] += h
+        up = float(loss().detach())
+        with torch.no_grad():
+            w[idx] -= 2 * h
+        down = float(loss().detach())
+        with torch.no_grad():
+            w[idx] += h
+        assert float(grad[idx]) == pytest.approx((up - down) / (2 * h), rel=rel, abs=abs)
+
+
+def train_steps(trainer, n):
+    """``trainer`` after ``n`` more :meth:`vsm.train.Trainer.train_step` calls."""
+    for _ in range(n):
+        trainer.train_step()
+    return trainer

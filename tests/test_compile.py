@@ -52,15 +52,21 @@ def _grads(fn, params, x, eps):
     return loss, torch.autograd.grad(loss, list(params.values()))
 
 
-def test_training_step_compiles_fullgraph_and_matches_eager():
-    params, x, eps = _vae_batch()
-    with vsm.backend("triton"):
+def _compiled_matches_eager(backend, params, x, eps):
+    """:func:`_step` under ``torch.compile(fullgraph=True)`` on ``backend`` gives the eager loss
+    and gradients; returns the eager ones."""
+    with vsm.backend(backend):
         loss, grads = _grads(_step, params, x, eps)
         compiled = torch.compile(_step, fullgraph=True, backend="aot_eager")
         closs, cgrads = _grads(compiled, params, x, eps)
     torch.testing.assert_close(closs, loss)
     for g, cg in zip(grads, cgrads, strict=True):
         torch.testing.assert_close(cg, g)
+    return loss, grads
+
+
+def test_training_step_compiles_fullgraph_and_matches_eager():
+    _compiled_matches_eager("triton", *_vae_batch())
 
 
 def test_no_graph_breaks_reported_by_explain():
@@ -105,8 +111,11 @@ def test_inductor_compiles_posterior_fd():
     torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("case", ["probes", "dot", "dot_backward", "posterior_fd", "gaussian_terms"])
-def test_opcheck(case):
+OPCHECK_CASES = ["probes", "dot", "dot_backward", "posterior_fd", "gaussian_terms"]
+
+
+def _opcheck_case(case):
+    """(custom op, float64 sample arguments) of one fused op for ``torch.library.opcheck``."""
     gen = torch.Generator().manual_seed(1)
 
     def r(*s, grad=True):
@@ -126,7 +135,12 @@ def test_opcheck(case):
         from vsm.ops.gaussian_terms import _gt_op
 
         op, args = _gt_op, (r(3, 6), r(2, 3, 6), r(()))
-    torch.library.opcheck(op, args)
+    return op, args
+
+
+@pytest.mark.parametrize("case", OPCHECK_CASES)
+def test_opcheck(case):
+    torch.library.opcheck(*_opcheck_case(case))
 
 
 def test_bench_harness_runs_from_the_package(capsys, monkeypatch):

@@ -62,11 +62,14 @@ def test_gradcheck_through_triton_kernels(shape, batched):
         assert torch.autograd.gradcheck(vsm.posterior_fd, args, fast_mode=shape[-1] > 128)
 
 
-def test_gradgradcheck_through_triton_path():
-    """Second order (create_graph=True backward) works on the Triton path."""
+@pytest.mark.parametrize("backend, check", [
+    ("triton", torch.autograd.gradgradcheck),  # second order (create_graph=True backward)
+    ("reference", torch.autograd.gradcheck),
+])
+def test_gradchecks_of_other_paths(backend, check):
     args = _inputs(2, 3, 4, torch.float64, requires_grad=True)
-    with vsm.backend("triton"):
-        assert torch.autograd.gradgradcheck(vsm.posterior_fd, args)
+    with vsm.backend(backend):
+        assert check(vsm.posterior_fd, args)
 
 
 def test_opcheck_custom_ops():
@@ -74,12 +77,6 @@ def test_opcheck_custom_ops():
     torch.library.opcheck(torch.ops.vsm.posterior_fd.default, (z, mu, lv, g))
     go = torch.randn(2, 3, dtype=torch.float64)
     torch.library.opcheck(torch.ops.vsm.posterior_fd_backward.default, (go, z, mu, lv, g))
-
-
-def test_gradcheck_reference_path():
-    args = _inputs(2, 3, 4, torch.float64, requires_grad=True)
-    with vsm.backend("reference"):
-        assert torch.autograd.gradcheck(vsm.posterior_fd, args)
 
 
 def test_non_contiguous_and_expanded_inputs():

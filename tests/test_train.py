@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from _cases import assert_central_differences, train_steps
 from vsm.data import load_dataset
 from vsm.train import (
     OBJECTIVES,
@@ -67,17 +68,7 @@ def test_bilevel_hypergradient_matches_finite_differences(reference_backend, mix
         return tr._learning_step_loss(x)
 
     (g,) = torch.autograd.grad(loss(), w)
-    h = 1e-6
-    for idx in [(0, 0), (2, 1), (5, 0)]:
-        with torch.no_grad():
-            w[idx] += h
-        up = float(loss().detach())
-        with torch.no_grad():
-            w[idx] -= 2 * h
-        down = float(loss().detach())
-        with torch.no_grad():
-            w[idx] += h
-        assert float(g[idx]) == pytest.approx((up - down) / (2 * h), rel=1e-4, abs=1e-7)
+    assert_central_differences(loss, w, g, [(0, 0), (2, 1), (5, 0)], rel=1e-4, abs=1e-7)
 
     # the unrolled steps matter: with φ_K detached from θ the gradient differs
     tr.model.encoder.load_state_dict(enc_state)
@@ -107,21 +98,15 @@ def test_divergence_raises_with_step_and_objective(reference_backend, mixture):
 
 def test_resume_reproduces_uninterrupted_run(reference_backend, mixture, tmp_path):
     cfg = TrainConfig(objective="kl-m2", n_samples=2, k_enc=2, steps=6, eta=0.05, **TINY)
-    full = Trainer(cfg, data=mixture)
-    for _ in range(6):
-        full.train_step()
-
-    first = Trainer(cfg, data=mixture)
-    for _ in range(3):
-        first.train_step()
+    full = train_steps(Trainer(cfg, data=mixture), 6)
+    first = train_steps(Trainer(cfg, data=mixture), 3)
     ckpt = str(tmp_path / "ck.pt")
     first.save(ckpt)
     assert os.listdir(tmp_path) == ["ck.pt"]  # no temporary files left behind
     torch.manual_seed(999)  # the checkpoint, not the ambient RNG, decides what follows
     resumed = Trainer.from_checkpoint(ckpt, data=mixture)
     assert resumed.step == 3
-    for _ in range(3):
-        resumed.train_step()
+    train_steps(resumed, 3)
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert full.history == resumed.history

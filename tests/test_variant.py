@@ -15,6 +15,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _cases import train_steps
 from test_seeds import SEEDS, TINY, _assert_replica_equals, _single
 from torch.distributions import Normal
 from vsm import objectives as O
@@ -130,18 +131,24 @@ def authors_2d_marginal_score(model, x, eps):
             - (1 / s**2).mean(0).sum(-1)).mean()
 
 
-def authors_2d_bad_marginal_score(model, x, eps):
-    """bilevels.py L_B: z reparametrised, ψ = ∇_x Σ log q(z(x)|x) a total derivative."""
-    x = x.clone().requires_grad_(True)
-    m, std = _enc_2d(model, x)
-    q = Normal(m, std)
-    z = m + std * eps
+def _authors_bad_marginal_score_at(model, x, q, z):
+    """The L_B formula both of the authors' codes share, at samples z of q (x requires grad):
+    ½‖mean f‖² + mean_n f_n·ψ − mean tr, with ψ = ∇_x Σ log q(z|x)."""
     g = model.decoder(z)
     s = _sigma(model) * torch.ones_like(g)
     f = -(x - g) / s**2
     (psi,) = torch.autograd.grad(q.log_prob(z).sum(), [x], create_graph=True)
     return (0.5 * f.mean(0).square().sum(-1) + (f * psi).sum(-1).mean(0)
             - (1 / s**2).mean(0).sum(-1)).mean()
+
+
+def authors_2d_bad_marginal_score(model, x, eps):
+    """bilevels.py L_B: z reparametrised, ψ = ∇_x Σ log q(z(x)|x) a total derivative."""
+    x = x.clone().requires_grad_(True)
+    m, std = _enc_2d(model, x)
+    q = Normal(m, std)
+    z = m + std * eps
+    return _authors_bad_marginal_score_at(model, x, q, z)
 
 
 def authors_2d_f_encoder_loss(model, x, eps):
@@ -171,12 +178,7 @@ def authors_image_bad_marginal_score(model, x, eps):
     m, std = _enc_image(model, x)
     q = Normal(m, std)
     z = (m + std * eps).detach()  # q.sample([M])
-    g = model.decoder(z)
-    s = _sigma(model) * torch.ones_like(g)
-    f = -(x - g) / s**2
-    (psi,) = torch.autograd.grad(q.log_prob(z).sum(), [x], create_graph=True)
-    return (0.5 * f.mean(0).square().sum(-1) + (f * psi).sum(-1).mean(0)
-            - (1 / s**2).mean(0).sum(-1)).mean()
+    return _authors_bad_marginal_score_at(model, x, q, z)
 
 
 def authors_image_joint_score(model, x, eps, reparam: bool = True):
@@ -628,17 +630,11 @@ def test_paper_run_resumes_exactly(reference_backend, sparse, tmp_path):
     """Epoch pools and the log σ parameter survive a checkpoint: resume = uninterrupted run."""
     cfg = TrainConfig(objective="kl-m2", variant="paper", steps=6, batch_size=32, width=5,
                       n_test=16)
-    full = Trainer(cfg, data=sparse)
-    for _ in range(6):
-        full.train_step()
-    half = Trainer(cfg, data=sparse)
-    for _ in range(3):
-        half.train_step()
+    full = train_steps(Trainer(cfg, data=sparse), 6)
+    half = train_steps(Trainer(cfg, data=sparse), 3)
     path = tmp_path / "c.pt"
     half.save(str(path))
-    resumed = Trainer.from_checkpoint(str(path), data=sparse)
-    for _ in range(3):
-        resumed.train_step()
+    resumed = train_steps(Trainer.from_checkpoint(str(path), data=sparse), 3)
     for k, v in full.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
 

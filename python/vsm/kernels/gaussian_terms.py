@@ -31,12 +31,12 @@ import triton.language as tl
 from ._launch import _exp, check_contiguous, launch, rows_per_tile, warps_for
 
 
-@triton.jit(do_not_specialize=["N", "B", "N_BT"])
-def _gt_fwd_kernel(
-    x_ptr, xm_ptr, ls_ptr, sq_ptr, msq_ptr,
-    N, B, D, N_BT,
-    BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, PRECISE: tl.constexpr,
-):
+@triton.jit
+def _tile(x_ptr, ls_ptr, B, D, N_BT, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr,
+          PRECISE: tl.constexpr):
+    """This program's (BLOCK_B, BLOCK_D) tile of the (B, D) data, shared by both kernels:
+    its D-tile index, B as int64 (n·B must not wrap in int32), row and column indices, row and
+    element masks, offsets into x, 1/σ² and the tile of x."""
     pid = tl.program_id(0).to(tl.int64)
     pid_b = pid % N_BT
     pid_d = pid // N_BT
@@ -48,6 +48,17 @@ def _gt_fwd_kernel(
     off = bs[:, None] * D + cols[None, :]
     inv = _exp(-tl.load(ls_ptr), PRECISE)
     x = tl.load(x_ptr + off, mask=mask, other=0.0)
+    return pid_d, B64, bs, cols, b_ok, mask, off, inv, x
+
+
+@triton.jit(do_not_specialize=["N", "B", "N_BT"])
+def _gt_fwd_kernel(
+    x_ptr, xm_ptr, ls_ptr, sq_ptr, msq_ptr,
+    N, B, D, N_BT,
+    BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, PRECISE: tl.constexpr,
+):
+    pid_d, B64, bs, cols, b_ok, mask, _off, inv, x = _tile(
+        x_ptr, ls_ptr, B, D, N_BT, BLOCK_B, BLOCK_D, PRECISE)
     acc_f = tl.zeros((BLOCK_B, BLOCK_D), dtype=x_ptr.dtype.element_ty)
     acc_sq = tl.zeros((BLOCK_B, BLOCK_D), dtype=x_ptr.dtype.element_ty)
     for n in range(N):
@@ -70,17 +81,8 @@ def _gt_bwd_kernel(
     N, B, D, N_BT,
     BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, PRECISE: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    pid_b = pid % N_BT
-    pid_d = pid // N_BT
-    B64 = pid * 0 + B  # int64 copy of B: n·B must not wrap in int32
-    bs = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    b_ok = bs < B
-    mask = b_ok[:, None] & (cols < D)[None, :]
-    off = bs[:, None] * D + cols[None, :]
-    inv = _exp(-tl.load(ls_ptr), PRECISE)
-    x = tl.load(x_ptr + off, mask=mask, other=0.0)
+    _pid_d, B64, bs, cols, b_ok, mask, off, inv, x = _tile(
+        x_ptr, ls_ptr, B, D, N_BT, BLOCK_B, BLOCK_D, PRECISE)
     a = tl.load(ga_ptr + bs, mask=b_ok, other=0.0)[:, None]
     c = tl.load(gc_ptr + bs, mask=b_ok, other=0.0)[:, None]
     acc_f = tl.zeros((BLOCK_B, BLOCK_D), dtype=x_ptr.dtype.element_ty)

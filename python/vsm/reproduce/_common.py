@@ -12,7 +12,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -20,6 +20,20 @@ matplotlib.use("Agg")  # headless: figures are only ever written to files
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+class FigureConfig:
+    """Base of the figures' config dataclasses: :meth:`quick` (what ``vsm reproduce`` runs by
+    default), and in each figure ``full()`` (the paper's settings) and possibly ``medium()``."""
+
+    @classmethod
+    def quick(cls) -> Self:
+        """The quick mode: the dataclass's defaults (a figure whose quick mode differs overrides
+        this)."""
+        return cls()
 
 
 def prepare_out(out: str | Path) -> Path:

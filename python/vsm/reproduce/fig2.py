@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import toy
-from ._common import Timer, plt, prepare_out, save_figure, write_results
+from ._common import FigureConfig, Timer, plt, prepare_out, save_figure, write_results
 
 LIKELIHOODS = ("sym", "soft")
 METHODS = ("fd_repar", "fd_norepar", "kld")
@@ -48,12 +48,15 @@ LOW_DENSITY_RADIUS = 0.5
 
 
 @dataclass
-class Fig2Config:
+class Fig2Config(FigureConfig):
     """Settings of the Figure 2 reproduction.
 
     grid: initial means on a grid × grid lattice over [-init_range, init_range]²;
     steps / lr_sgd / lr_adam: Gaussian-fit optimisation; mix_*: mixture fit (A.5.2);
     quad_n / quad_lim: quadrature grid of the exact posterior.
+
+    The defaults are the quick mode (minutes on a 2-core CPU: larger lr, fewer steps than the
+    paper; module docstring); :meth:`full` is closer to the paper.
     """
 
     grid: int = 5
@@ -69,11 +72,6 @@ class Fig2Config:
     quad_n: int = 201
     quad_lim: float = 6.0
     seed: int = 0
-
-    @classmethod
-    def quick(cls) -> Fig2Config:
-        """Minutes on a 2-core CPU (larger lr, fewer steps than the paper; documented above)."""
-        return cls()
 
     @classmethod
     def full(cls) -> Fig2Config:
@@ -298,6 +296,22 @@ def _contour(ax: Any, post: dict[str, Any]) -> None:
     ax.contourf(g, g, p.density.T, levels=12, cmap="Greys")
 
 
+def _square_panel(ax: Any, lim: float, title: str) -> None:
+    """A panel of the latent square [-lim, lim]² with a small title."""
+    ax.set_title(title, fontsize=8)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=7)
+
+
+def _finish(fig: Any, path: Path, title: str, *, fontsize: int) -> None:
+    """Title, lay out and write a figure."""
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def _plot_trajectories(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]],
                        fits: dict[str, dict[str, Any]], results: dict[str, Any]) -> None:
     fig, axes = plt.subplots(4, 3, figsize=(11, 14.5))
@@ -325,15 +339,9 @@ def _plot_trajectories(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, A
                     title = "all runs diverged"
                 if s.get("frac_diverged", 0.0) > 0:
                     title += f", diverged {s['frac_diverged']:.0%}"
-                ax.set_title(f"{model}, {me}, {op}\n{title}", fontsize=8)
-                ax.set_xlim(-lim, lim)
-                ax.set_ylim(-lim, lim)
-                ax.set_aspect("equal")
-                ax.tick_params(labelsize=7)
-    fig.suptitle("Gaussian q fitted to toy posteriors (x=2): mean trajectories from orange "
-                 "starts to red crosses", fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+                _square_panel(ax, lim, f"{model}, {me}, {op}\n{title}")
+    _finish(fig, path, "Gaussian q fitted to toy posteriors (x=2): mean trajectories from orange "
+            "starts to red crosses", fontsize=10)
 
 
 def _plot_mixtures(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]],
@@ -356,12 +364,6 @@ def _plot_mixtures(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]]
             dens = torch.exp(torch.logsumexp(comp + torch.log(w), -1)).numpy()
             ax.contour(g, g, dens.T, levels=6, colors="tab:blue", linewidths=0.8)
             fd = results[model]["mixture"]["fd_per_restart"][r]
-            ax.set_title(f"{model}, restart {r}: FD={fd:.3f}", fontsize=8)
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_aspect("equal")
-            ax.tick_params(labelsize=7)
-    fig.suptitle("10-component mixture q by FD without reparametrisation (A.5.2): posterior "
-                 "(grey) and q (blue)", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
+            _square_panel(ax, lim, f"{model}, restart {r}: FD={fd:.3f}")
+    _finish(fig, path, "10-component mixture q by FD without reparametrisation (A.5.2): "
+            "posterior (grey) and q (blue)", fontsize=9)

@@ -39,13 +39,21 @@ import numpy as np
 import torch
 
 from ..train.config import OBJECTIVES, Objective, Variant
-from ._common import Timer, plt, prepare_out, previous_results, save_figure, write_results
+from ._common import (
+    FigureConfig,
+    Timer,
+    plt,
+    prepare_out,
+    previous_results,
+    save_figure,
+    write_results,
+)
 
 METRICS = ("neg_elbo", "mse", "mmd2", "posterior_fd")
 
 
 @dataclass
-class ImagesConfig:
+class ImagesConfig(FigureConfig):
     """Settings of the image reproduction (see the module docstring)."""
 
     dataset: str = "digits"
@@ -64,11 +72,6 @@ class ImagesConfig:
     variant: Variant = "vsm"  # "paper": the authors' image-code estimators (TrainConfig.variant)
     seed: int = 0
     threads: int = 0
-
-    @classmethod
-    def quick(cls) -> ImagesConfig:
-        """A few minutes on a 2-core CPU."""
-        return cls()
 
     @classmethod
     def full(cls) -> ImagesConfig:

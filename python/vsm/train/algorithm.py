@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -54,16 +55,28 @@ from ..models import GaussianVAE
 from .config import VariantOptions, split_objective
 
 __all__ = [
+    "Settings",
     "Unrolled",
     "bilevel_learning_loss",
     "group_backward",
     "inference_loss",
     "iteration",
     "learning_loss",
+    "unroll",
 ]
 
 Params = dict[str, torch.Tensor]
 _VSM = VariantOptions()
+
+
+class Settings(TypedDict):
+    """The keyword arguments that every loss function here (and its replica twin in
+    :mod:`vsm.train.replicas`) takes from the run's configuration."""
+
+    objective: str
+    n_samples: int
+    eta: float
+    options: VariantOptions | None
 
 
 def _encoder(model: GaussianVAE, phi: Params | None) -> O.Encoder:
@@ -196,18 +209,39 @@ def bilevel_learning_loss(
     A non-finite inner loss is counted in ``n_bad`` rather than raised, so that a data-parallel
     caller can check all ranks together. The model's parameters are not changed.
     """
-    phi = {k: p.detach().clone().requires_grad_(True)
-           for k, p in model.encoder.named_parameters()}
-    bad = x.new_zeros((), dtype=torch.float64)
+    kw = Settings(objective=objective, n_samples=n_samples, eta=eta, options=options)
+
+    def inner(phi: Params) -> torch.Tensor:
+        return inference_loss(model, x, fd_reparam=fd_reparam, phi=phi, **kw)
+
+    phi, bad = unroll(dict(model.encoder.named_parameters()), inner, k_bi=k_bi, bi_lr=bi_lr,
+                      n_bad=x.new_zeros((), dtype=torch.float64))
+    return Unrolled(learning_loss(model, x, phi=phi, **kw), phi, bad)
+
+
+def unroll(
+    start: Params,
+    inner_loss: Callable[[Params], torch.Tensor],
+    *,
+    k_bi: int,
+    bi_lr: float,
+    n_bad: torch.Tensor,
+) -> tuple[Params, torch.Tensor]:
+    """``k_bi`` plain SGD steps φ_{k+1} = φ_k − bi_lr ∇_φ Σ inner_loss(φ_k) from (a detached copy
+    of) ``start``, kept in the graph (``create_graph=True``) so that φ_K is a function of
+    whatever ``inner_loss`` depends on besides φ.
+
+    ``inner_loss`` may return one loss or one per replica (its sum's gradient w.r.t. replica r's
+    parameters is replica r's own gradient). Returns (φ_K, ``n_bad`` plus the count of
+    non-finite inner losses, elementwise).
+    """
+    phi = {k: p.detach().clone().requires_grad_(True) for k, p in start.items()}
     for _ in range(k_bi):
-        inner = inference_loss(model, x, objective=objective, n_samples=n_samples, eta=eta,
-                               fd_reparam=fd_reparam, phi=phi, options=options)
-        bad = bad + (~torch.isfinite(inner.detach())).to(bad.dtype)
-        grads = torch.autograd.grad(inner, list(phi.values()), create_graph=True)
+        inner = inner_loss(phi)
+        n_bad = n_bad + (~torch.isfinite(inner.detach())).to(n_bad.dtype)
+        grads = torch.autograd.grad(inner.sum(), list(phi.values()), create_graph=True)
         phi = {k: p - bi_lr * g for (k, p), g in zip(phi.items(), grads)}
-    loss = learning_loss(model, x, objective=objective, n_samples=n_samples, eta=eta, phi=phi,
-                         options=options)
-    return Unrolled(loss, phi, bad)
+    return phi, n_bad
 
 
 def group_backward(loss: torch.Tensor, params: list[nn.Parameter]) -> None:
@@ -252,21 +286,16 @@ def iteration(
     ``update_decoder``, a decoder step on ``dec_opt`` (``model.decoder_parameters()``). Returns
     ``enc_loss`` and (if θ was updated) ``dec_loss``.
     """
-    def inference() -> torch.Tensor:
-        return inference_loss(model, x, objective=objective, n_samples=n_samples, eta=eta,
-                              fd_reparam=fd_reparam, options=options)
-
-    out = {"enc_loss": _step(enc_opt, model.encoder_parameters(), inference)}
+    kw = Settings(objective=objective, n_samples=n_samples, eta=eta, options=options)
+    out = {"enc_loss": _step(enc_opt, model.encoder_parameters(),
+                             lambda: inference_loss(model, x, fd_reparam=fd_reparam, **kw))}
     if not update_decoder:
         return out
 
     def learning() -> torch.Tensor:
         if k_bi == 0:
-            return learning_loss(model, x, objective=objective, n_samples=n_samples, eta=eta,
-                                 options=options)
-        res = bilevel_learning_loss(model, x, objective=objective, k_bi=k_bi, bi_lr=bi_lr,
-                                    n_samples=n_samples, eta=eta, fd_reparam=fd_reparam,
-                                    options=options)
+            return learning_loss(model, x, **kw)
+        res = bilevel_learning_loss(model, x, k_bi=k_bi, bi_lr=bi_lr, fd_reparam=fd_reparam, **kw)
         with torch.no_grad():  # warm start: the encoder continues from φ_K
             for k, p in model.encoder.named_parameters():
                 p.copy_(res.phi[k].detach())

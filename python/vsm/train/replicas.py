@@ -45,6 +45,7 @@ from torch.func import functional_call, vmap
 from .. import objectives as O
 from ..models import GaussianVAE
 from ..ops import posterior_fd
+from .algorithm import Settings, unroll
 from .config import VariantOptions, split_objective
 
 __all__ = [
@@ -473,15 +474,12 @@ def bilevel_learning_losses(
     """:func:`vsm.train.algorithm.bilevel_learning_loss` for every replica: ``k_bi`` unrolled
     SGD encoder steps (rate ``bi_lr``) per replica, then the learning losses at φ_K(θ). The
     stacked parameters are not changed."""
-    phi = {k: p.detach().clone().requires_grad_(True) for k, p in model.enc.items()}
-    bad = torch.zeros(model.n_replicas, dtype=torch.float64, device=x.device)
-    for _ in range(k_bi):
-        inner = inference_losses(model, x, noise, objective=objective, n_samples=n_samples,
-                                 eta=eta, fd_reparam=fd_reparam, phi=phi, options=options)
-        bad = bad + (~torch.isfinite(inner.detach())).to(bad.dtype)
-        # the sum's gradient w.r.t. replica r's φ is replica r's own gradient
-        grads = torch.autograd.grad(inner.sum(), list(phi.values()), create_graph=True)
-        phi = {k: p - bi_lr * g for (k, p), g in zip(phi.items(), grads)}
-    losses = learning_losses(model, x, noise, objective=objective, n_samples=n_samples, eta=eta,
-                             phi=phi, options=options)
-    return StackedUnrolled(losses, phi, bad)
+    kw = Settings(objective=objective, n_samples=n_samples, eta=eta, options=options)
+
+    def inner(phi: Params) -> torch.Tensor:
+        return inference_losses(model, x, noise, fd_reparam=fd_reparam, phi=phi, **kw)
+
+    # the sum's gradient w.r.t. replica r's φ is replica r's own gradient
+    phi, bad = unroll(dict(model.enc), inner, k_bi=k_bi, bi_lr=bi_lr,
+                      n_bad=torch.zeros(model.n_replicas, dtype=torch.float64, device=x.device))
+    return StackedUnrolled(learning_losses(model, x, noise, phi=phi, **kw), phi, bad)

@@ -241,17 +241,13 @@ class SeedsTrainer(Trainer):
     def inference_loss(self, x: torch.Tensor,
                        phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(S,): every replica's inference loss on its minibatch x[r] (x (S, B, ...))."""
-        c = self.cfg
-        return R.inference_losses(self.replicas, x, self.noise, objective=c.objective,
-                                  n_samples=c.n_samples, eta=c.eta, fd_reparam=c.fd_reparam,
-                                  phi=phi, options=self.options)
+        return R.inference_losses(self.replicas, x, self.noise, fd_reparam=self.cfg.fd_reparam,
+                                  phi=phi, **self._settings())
 
     def learning_loss(self, x: torch.Tensor,
                       phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(S,): every replica's learning loss on its minibatch x[r]."""
-        c = self.cfg
-        return R.learning_losses(self.replicas, x, self.noise, objective=c.objective,
-                                 n_samples=c.n_samples, eta=c.eta, phi=phi, options=self.options)
+        return R.learning_losses(self.replicas, x, self.noise, phi=phi, **self._settings())
 
     def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
         """(S,) θ-update losses: Algorithm 1's, or the bi-level ones after which every replica's
@@ -259,10 +255,8 @@ class SeedsTrainer(Trainer):
         c = self.cfg
         if c.k_bi == 0:
             return self.learning_loss(x)
-        res = R.bilevel_learning_losses(self.replicas, x, self.noise, objective=c.objective,
-                                        k_bi=c.k_bi, bi_lr=c.bi_lr, n_samples=c.n_samples,
-                                        eta=c.eta, fd_reparam=c.fd_reparam,
-                                        options=self.options)
+        res = R.bilevel_learning_losses(self.replicas, x, self.noise, k_bi=c.k_bi, bi_lr=c.bi_lr,
+                                        fd_reparam=c.fd_reparam, **self._settings())
         self._inner_bad = res.n_bad
         with torch.no_grad():
             for k, p in self.replicas.enc.items():

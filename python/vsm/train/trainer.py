@@ -146,20 +146,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ one iteration
 
+    def _settings(self) -> A.Settings:
+        """The keyword arguments of the Algorithm 1 functions from this run's config."""
+        c = self.cfg
+        return A.Settings(objective=c.objective, n_samples=c.n_samples, eta=c.eta,
+                          options=self.options)
+
     def inference_loss(self, x: torch.Tensor,
                        phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
-        c = self.cfg
-        return A.inference_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
-                                eta=c.eta, fd_reparam=c.fd_reparam, phi=phi,
-                                options=self.options)
+        return A.inference_loss(self.model, x, fd_reparam=self.cfg.fd_reparam, phi=phi,
+                                **self._settings())
 
     def learning_loss(self, x: torch.Tensor,
                       phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
-        c = self.cfg
-        return A.learning_loss(self.model, x, objective=c.objective, n_samples=c.n_samples,
-                               eta=c.eta, phi=phi, options=self.options)
+        return A.learning_loss(self.model, x, phi=phi, **self._settings())
 
     def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The θ-update's loss: Algorithm 1's learning loss, or the bi-level one (``k_bi`` > 0),
@@ -167,9 +169,8 @@ class Trainer:
         c = self.cfg
         if c.k_bi == 0:
             return self.learning_loss(x)
-        res = A.bilevel_learning_loss(self.model, x, objective=c.objective, k_bi=c.k_bi,
-                                      bi_lr=c.bi_lr, n_samples=c.n_samples, eta=c.eta,
-                                      fd_reparam=c.fd_reparam, options=self.options)
+        res = A.bilevel_learning_loss(self.model, x, k_bi=c.k_bi, bi_lr=c.bi_lr,
+                                      fd_reparam=c.fd_reparam, **self._settings())
         self._inner_bad = res.n_bad  # checked over all ranks by _update
         with torch.no_grad():
             for k, p in self.model.encoder.named_parameters():

@@ -256,6 +256,21 @@ impl Model {
         Ok(())
     }
 
+    /// Check that a grid has one axis per latent dimension (the error names `axes`).
+    fn check_grid(&self, grid: &Grid) -> Result<()> {
+        if grid.dim() != self.latent_dim() {
+            return Err(Error::Shape {
+                arg: "axes",
+                msg: format!(
+                    "model has {} latent dimensions, got {} axes",
+                    self.latent_dim(),
+                    grid.dim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Log-joint and score at points z (P, L) for each observation x (B, D):
     /// returns (B, P) and (B, P, L).
     pub fn eval_points(
@@ -299,16 +314,7 @@ impl Model {
     /// The log-joint (B, G) of each observation x (B, D) on a grid with L axes.
     pub fn log_joint_grid(&self, x: ArrayView2<'_, f64>, grid: &Grid) -> Result<Array2<f64>> {
         self.check_x(&x)?;
-        if grid.dim() != self.latent_dim() {
-            return Err(Error::Shape {
-                arg: "axes",
-                msg: format!(
-                    "model has {} latent dimensions, got {} axes",
-                    self.latent_dim(),
-                    grid.dim()
-                ),
-            });
-        }
+        self.check_grid(grid)?;
         let (b, g) = (x.nrows(), grid.len());
         let mut lj = Array2::<f64>::zeros((b, g));
         Zip::from(x.axis_iter(Axis(0)))
@@ -372,16 +378,7 @@ impl Model {
     /// place), parallel over observations.
     pub fn posterior(&self, x: ArrayView2<'_, f64>, grid: &Grid) -> Result<Summary> {
         self.check_x(&x)?;
-        if grid.dim() != self.latent_dim() {
-            return Err(Error::Shape {
-                arg: "axes",
-                msg: format!(
-                    "model has {} latent dimensions, got {} axes",
-                    self.latent_dim(),
-                    grid.dim()
-                ),
-            });
-        }
+        self.check_grid(grid)?;
         let (b, g, l) = (x.nrows(), grid.len(), grid.dim());
         let mut log_z = Array1::<f64>::zeros(b);
         let mut mean = Array2::<f64>::zeros((b, l));

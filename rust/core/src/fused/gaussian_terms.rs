@@ -70,6 +70,21 @@ fn accumulate_tile<T: Real>(
     }
 }
 
+/// (N, B, D) of `x_mean` after checking that its shape is (N, *x.shape).
+fn check_x_mean<T: Real>(
+    x: &ArrayView2<'_, T>,
+    x_mean: &ArrayView3<'_, T>,
+) -> Result<(usize, usize, usize)> {
+    let (n, b, d) = x_mean.dim();
+    check_shape(
+        "x_mean",
+        x_mean.shape(),
+        &[n, x.nrows(), x.ncols()],
+        "(N, *x.shape)",
+    )?;
+    Ok((n, b, d))
+}
+
 /// Forward: (sq_mean (B,), mean_sq (B,)) for `x` (B, D), `x_mean` (N, B, D), `log_sigma2`.
 ///
 /// Errors: `Error::Shape` naming `x_mean` when its shape is not (N, *x.shape).
@@ -79,13 +94,7 @@ pub fn forward<T: Real>(
     log_sigma2: T,
     n_threads: usize,
 ) -> Result<(Array1<T>, Array1<T>)> {
-    let (n, b, d) = x_mean.dim();
-    check_shape(
-        "x_mean",
-        x_mean.shape(),
-        &[n, x.nrows(), x.ncols()],
-        "(N, *x.shape)",
-    )?;
+    let (n, b, d) = check_x_mean(&x, &x_mean)?;
     let (x, xm) = (x.as_standard_layout(), x_mean.as_standard_layout());
     let (xs, xms) = (slice(&x), slice(&xm));
     let mut sq = vec![T::ZERO; b];
@@ -137,13 +146,7 @@ pub fn backward<T: Real>(
     log_sigma2: T,
     n_threads: usize,
 ) -> Result<(Array2<T>, Array3<T>)> {
-    let (n, b, d) = x_mean.dim();
-    check_shape(
-        "x_mean",
-        x_mean.shape(),
-        &[n, x.nrows(), x.ncols()],
-        "(N, *x.shape)",
-    )?;
+    let (n, b, d) = check_x_mean(&x, &x_mean)?;
     check_shape("grad_sq_mean", grad_sq_mean.shape(), &[b], "x.shape[:1]")?;
     check_shape("grad_mean_sq", grad_mean_sq.shape(), &[b], "x.shape[:1]")?;
     let (ga, gc) = (
@@ -205,18 +208,10 @@ pub fn backward<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array, Ix1, Ix2, Ix3, IxDyn};
+    use ndarray::{Array, Ix1, Ix2, Ix3};
 
     fn pseudo<D: ndarray::Dimension>(shape: &[usize], salt: u64) -> Array<f64, D> {
-        let n: usize = shape.iter().product();
-        let v = (0..n)
-            .map(|i| {
-                let w = super::super::philox::randint4x(salt, i as u64)[0];
-                (w as f64 / u32::MAX as f64) * 4.0 - 2.0
-            })
-            .collect();
-        Array::from_shape_vec(IxDyn(shape), v)
-            .unwrap()
+        super::super::pseudo(shape, salt)
             .into_dimensionality()
             .unwrap()
     }

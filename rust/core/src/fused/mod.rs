@@ -231,6 +231,19 @@ pub(crate) fn split_slabs<'a, T>(
     out
 }
 
+/// Deterministic pseudo-random test arrays in [-2, 2], shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) fn pseudo(shape: &[usize], salt: u64) -> ndarray::ArrayD<f64> {
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|i| {
+            let w = philox::randint4x(salt, i as u64)[0];
+            (w as f64 / u32::MAX as f64) * 4.0 - 2.0
+        })
+        .collect();
+    ndarray::Array::from_shape_vec(ndarray::IxDyn(shape), v).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

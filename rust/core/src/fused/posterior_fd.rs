@@ -220,8 +220,8 @@ fn sample_step<T: Real>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::pseudo;
     use super::*;
-    use ndarray::{Array, ArrayD, IxDyn};
 
     /// The formulas elementwise in f64, naively (the oracle for the tests below).
     #[allow(clippy::type_complexity)]
@@ -263,17 +263,6 @@ mod tests {
             }
         }
         (out, dz, dmu, dlv, dg)
-    }
-
-    fn pseudo(shape: &[usize], salt: u64) -> ArrayD<f64> {
-        let n: usize = shape.iter().product();
-        let v = (0..n)
-            .map(|i| {
-                let w = super::super::philox::randint4x(salt, i as u64)[0];
-                (w as f64 / u32::MAX as f64) * 4.0 - 2.0
-            })
-            .collect();
-        Array::from_shape_vec(IxDyn(shape), v).unwrap()
     }
 
     fn close(a: &[f64], b: &[f64], rtol: f64) {
