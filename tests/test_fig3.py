@@ -10,6 +10,7 @@ table, the figure and the markdown.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -160,7 +161,7 @@ def test_judge_on_a_synthetic_sweep():
     assert rows["fae"]["verdict"] == "agrees"
     verdicts = {v["claim"]: v["verdict"] for v in fig3.overall_verdicts(list(rows.values()))}
     assert verdicts["kl-m3"] == "depends on the estimator"
-    results = {"config": fig3.dataclasses.asdict(cfg), "runs": _synthetic_runs(),
+    results = {"config": dataclasses.asdict(cfg), "runs": _synthetic_runs(),
                "thresholds": cfg.thresholds().as_dict(), "claims": list(rows.values()),
                "verdicts": fig3.overall_verdicts(list(rows.values())),
                "table": fig3.table(_synthetic_runs(), cfg), "variants_run": ["vsm", "paper"],
