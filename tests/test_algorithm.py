@@ -34,7 +34,7 @@ def _x(dtype=torch.float32) -> torch.Tensor:
 
 def _grads(loss, params):
     return [g if g is not None else torch.zeros_like(p)
-            for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params)]
+            for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params, strict=True)]
 
 
 @pytest.mark.parametrize("objective", ["kl-m1", "fd-m2"])
@@ -146,5 +146,5 @@ def test_trainer_runs_exactly_the_plain_iteration(reference_backend, objective, 
                         fd_reparam=c.fd_reparam, k_bi=k_bi, bi_lr=c.bi_lr)
         assert rec["enc_loss"] == tr.history[step]["enc_loss"]
         assert rec.get("dec_loss") == tr.history[step].get("dec_loss")
-    for a, b in zip(tr.model.state_dict().values(), model.state_dict().values()):
+    for a, b in zip(tr.model.state_dict().values(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

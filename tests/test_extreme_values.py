@@ -173,7 +173,7 @@ def test_posterior_fd_extreme_values(
     if not batched:
         mags = (mags[0][0], mags[1][0], mags[2], mags[3], mags[4][0])
     consts = (16 + l, 16, 16 + n, 16 + n, 16)
-    for name, *vals in zip(("pfd", "dz", "dmu", "dlogvar", "dg"), got, tru, mags, ref, consts):
+    for name, *vals in zip(("pfd", "dz", "dmu", "dlogvar", "dg"), got, tru, mags, ref, consts, strict=True):
         _assert_matches_truth(name, *vals)
     if f64:
         assert all(torch.isfinite(t).all() for t in got)
@@ -207,7 +207,7 @@ def test_posterior_fd_gradient_overflow_cancelling_over_samples(backend):
     tru = torch.autograd.grad(reference.posterior_fd(*a64), a64, go)
     assert torch.isfinite(out).all() and abs(tru[2].item()) < 1e37
     mags = _pfd_magnitudes(*(t.detach().double() for t in args), go)
-    for name, *vals in zip(("dz", "dmu", "dlogvar", "dg"), got, tru, mags[1:], ref):
+    for name, *vals in zip(("dz", "dmu", "dlogvar", "dg"), got, tru, mags[1:], ref, strict=True):
         _assert_matches_truth(name, *vals, c=18)
     assert torch.isfinite(got[2]).all()
 
@@ -252,7 +252,7 @@ def _gt_check(x, xm, ls, w1, w2, w3, n, d, backend="triton"):
                 2 * ((aa[:, 0] + ca[:, 0]) * sq).sum() + w64[2].abs() * d * inv)
     consts = (16 + n + d, 16 + 2 * n + d, 4, 16 + n, 16 + n, 16 + n + d)
     names = ("sq_mean", "mean_sq", "trace", "dx", "dx_mean", "dlog_sigma2")
-    for name, *vals in zip(names, got, tru, mags, ref, consts):
+    for name, *vals in zip(names, got, tru, mags, ref, consts, strict=True):
         _assert_matches_truth(name, *vals)
     return out
 
@@ -537,7 +537,7 @@ def test_numpy_twin_all_minus_inf_rows_match_rust():
         acc.add(np.ones((2, 2, 1)), lpri, np.zeros((2, 2)))
         acc.add(np.ones((2, 2, 1)), lpri, np.zeros((2, 2)))
     r = rust.result()
-    for got, want in zip(twin.result(), (r.log_p, r.ess, r.score, r.sm_loss)):
+    for got, want in zip(twin.result(), (r.log_p, r.ess, r.score, r.sm_loss), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
 
 

@@ -60,7 +60,7 @@ def _check_against_reference(n, b, d, dtype, seed):
     w3 = torch.randn((), generator=gen, dtype=dtype)
     grads = torch.autograd.grad(_scalarise(out, w1, w2, w3), args)
     ref_grads = torch.autograd.grad(_scalarise(ref, w1, w2, w3), args)
-    for name, g, rg in zip(("x", "x_mean", "log_sigma2"), grads, ref_grads):
+    for name, g, rg in zip(("x", "x_mean", "log_sigma2"), grads, ref_grads, strict=True):
         scale = max(1.0, rg.abs().max().item())
         tol = {k: v * scale for k, v in TOL[dtype].items()}
         torch.testing.assert_close(g, rg, **tol, msg=lambda m, name=name: f"d{name}: {m}")
@@ -143,7 +143,7 @@ def test_two_dim_x_mean_is_one_sample():
         with vsm.backend(name):
             a = vsm.gaussian_terms(x, xm[0], ls)
             b = vsm.gaussian_terms(x, xm, ls)
-        for u, v in zip(a, b):
+        for u, v in zip(a, b, strict=True):
             torch.testing.assert_close(u, v)
         torch.testing.assert_close(a.sq_mean, a.mean_sq)  # N = 1
 
@@ -156,7 +156,7 @@ def test_non_contiguous_inputs():
     with vsm.backend("triton"):
         out = vsm.gaussian_terms(x_e, xm_t, ls)
     ref = reference.gaussian_terms(x_e.contiguous(), xm, ls)
-    for u, v in zip(out, ref):
+    for u, v in zip(out, ref, strict=True):
         torch.testing.assert_close(u, v)
 
 
@@ -214,7 +214,7 @@ def test_backward_with_one_output_used(output):
     with vsm.backend("triton"):
         out = getattr(vsm.gaussian_terms(*args), output)
     ref = getattr(reference.gaussian_terms(*args), output)
-    for g, rg in zip(torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args)):
+    for g, rg in zip(torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args), strict=True):
         torch.testing.assert_close(g, rg)
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)

@@ -154,7 +154,7 @@ def test_chunked_matches_direct_and_twin(B, D, chunks, ls2, seed, f32):
     assert acc.n_samples == K
     r = acc.result()
     for got, want, tw in zip((r.log_p, r.ess, r.score, r.sm_loss),
-                             direct(x, ls2, xm.astype(np.float64), lp, lq), twin.result()):
+                             direct(x, ls2, xm.astype(np.float64), lp, lq), twin.result(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(got, tw, rtol=1e-9, atol=1e-9)
 

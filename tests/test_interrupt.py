@@ -169,7 +169,7 @@ def test_reproduce_sigterm_then_resume_skips_recorded_runs(reference_backend, tm
 
     # the stopped-and-continued fd-m1 run equals an uninterrupted one
     straight = reproduce("fig3", str(tmp_path / "s"), overrides=sets)
-    for a, b in zip(straight["runs"], final["runs"]):
+    for a, b in zip(straight["runs"], final["runs"], strict=True):
         for key in ("is_nll", "sm_loss", "sigma2"):
             assert a[key] == b[key], (a["objective"], key)
     assert isinstance(fig3.Fig3Config().threads, int)

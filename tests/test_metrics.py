@@ -12,7 +12,9 @@ from vsm.models import MLPVAE
 
 
 def _mmd_loop(a, b):
-    k = lambda u, v: float((u @ v + 1) ** 3)
+    def k(u, v):
+        return float((u @ v + 1) ** 3)
+
     n, m = len(a), len(b)
     saa = sum(k(a[i], a[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
     sbb = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))

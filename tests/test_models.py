@@ -64,5 +64,5 @@ def test_spec_round_trip(model):
     clone = from_spec(model.spec())
     clone.load_state_dict(model.state_dict())
     x = torch.rand(2, *model.data_shape)
-    for a, b in zip(model.encode(x), clone.encode(x)):
+    for a, b in zip(model.encode(x), clone.encode(x), strict=True):
         torch.testing.assert_close(a, b)

@@ -372,7 +372,7 @@ def test_posterior_fd_loss_value_and_unbiased_gradients(backend):
         ("mu", "logvar", "W", "b", "log_sigma2"),
         torch.autograd.grad(loss.sum(), params),
         torch.autograd.grad(cf.sum(), params),
-    ):
+     strict=True):
         torch.testing.assert_close(g, rg, msg=lambda s, n=name: f"{n}: {s}")
 
 

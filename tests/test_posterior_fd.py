@@ -48,7 +48,7 @@ def test_kernel_matches_reference_forward_and_backward(n, b, l, batched, f64):
     go = torch.randn_like(ref)
     grads = torch.autograd.grad(out, args, go)
     ref_grads = torch.autograd.grad(ref, args, go)
-    for name, g, rg in zip(("z", "mu", "logvar", "grad_loglik_z"), grads, ref_grads):
+    for name, g, rg in zip(("z", "mu", "logvar", "grad_loglik_z"), grads, ref_grads, strict=True):
         torch.testing.assert_close(g, rg, **TOL[dtype], msg=lambda m, name=name: f"{name}: {m}")
 
 

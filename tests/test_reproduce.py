@@ -61,7 +61,7 @@ def test_fig1_closed_forms_match_monte_carlo():
 def test_fig1_gradient_fit_matches_closed_form():
     cases = [("jkld", 2.0, 0.5), ("jfd", 2.0, 2.0), ("jfd", 1.0, 0.5), ("jfd", 2.0, 1.0)]
     mc = fig1.mc_fit(cases, steps=400, batch=1024, seed=0)
-    for (m, t, a), r in zip(cases, mc):
+    for (m, t, a), r in zip(cases, mc, strict=True):
         closed = fig1.fit_closed_form(m, t, a)
         assert abs(r["theta_hat"] - closed["theta_hat"]) < 0.05, (m, t, a, r, closed)
         assert abs(r["phi_hat"] - closed["phi_hat"]) < 0.05, (m, t, a, r, closed)

@@ -215,7 +215,7 @@ def test_posterior_fd_launchers_match_reference(n, b, l, f64):
     torch.testing.assert_close(out, ref.detach(), **TOL[dtype])
     grads = R.posterior_fd_backward(go, z, mu, lv, g)
     for name, got, want in zip(("dz", "dmu", "dlogvar", "dg"), grads,
-                               torch.autograd.grad(ref, args, go)):
+                               torch.autograd.grad(ref, args, go), strict=True):
         assert got.shape == want.shape and got.dtype == dtype, name
         torch.testing.assert_close(got, want, **TOL[dtype], msg=lambda m, k=name: f"{k}: {m}")
 
@@ -228,7 +228,7 @@ def test_posterior_fd_launchers_match_triton_twins(n, b, l, f64):
     torch.testing.assert_close(R.posterior_fd_forward(z, mu, lv, g), KP.forward(z, mu, lv, g),
                                **TWIN_TOL[dtype])
     for got, want in zip(R.posterior_fd_backward(go, z, mu, lv, g),
-                         KP.backward(go, z, mu, lv, g)):
+                         KP.backward(go, z, mu, lv, g), strict=True):
         torch.testing.assert_close(got, want, **TWIN_TOL[dtype])
 
 
@@ -265,10 +265,10 @@ def test_gaussian_terms_launchers_match_reference(n, b, d, f64):
 def test_gaussian_terms_launchers_match_triton_twins(n, b, d, f64):
     dtype = _dtype(f64)
     x, xm, ls, ga, gc = _gt_args(n, b, d, dtype, seed=3)
-    for got, want in zip(R.gaussian_terms_forward(x, xm, ls), KG.forward(x, xm, ls)):
+    for got, want in zip(R.gaussian_terms_forward(x, xm, ls), KG.forward(x, xm, ls), strict=True):
         torch.testing.assert_close(got, want, **TWIN_TOL[dtype])
     for got, want in zip(R.gaussian_terms_backward(ga, gc, x, xm, ls),
-                         KG.backward(ga, gc, x, xm, ls)):
+                         KG.backward(ga, gc, x, xm, ls), strict=True):
         torch.testing.assert_close(got, want, **TWIN_TOL[dtype])
 
 
@@ -313,7 +313,7 @@ def test_results_independent_of_thread_count(threads):
                R.hutchinson_dot(xm, 5, 1))
     finally:
         torch.set_num_threads(old)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
 
 
@@ -364,7 +364,7 @@ def test_posterior_fd_op_matches_reference(n, b, l, batched, f64):
     ref = reference.posterior_fd(*args)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, **TOL[dtype])
-    for got, want in zip(grads, torch.autograd.grad(ref, args, go)):
+    for got, want in zip(grads, torch.autograd.grad(ref, args, go), strict=True):
         torch.testing.assert_close(got, want, **TOL[dtype])
 
 
@@ -381,9 +381,9 @@ def test_gaussian_terms_op_matches_reference(n, b, d, unbatched, f64):
         grads = torch.autograd.grad(loss, args)
     ref = reference.gaussian_terms(*args)
     ref_loss = (ref.sq_mean * ga).sum() + (ref.mean_sq * gc).sum() + ref.trace
-    for got, want in zip(out, ref):
+    for got, want in zip(out, ref, strict=True):
         torch.testing.assert_close(got, want, **TOL[dtype])
-    for got, want in zip(grads, torch.autograd.grad(ref_loss, args)):
+    for got, want in zip(grads, torch.autograd.grad(ref_loss, args), strict=True):
         torch.testing.assert_close(got, want, **TOL[dtype])
 
 

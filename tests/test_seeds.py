@@ -66,7 +66,7 @@ def _assert_replica_equals(st: SeedsTrainer, seed: int, single: Trainer) -> None
                 torch.testing.assert_close(got[opt]["state"][idx][key], value, **TOL,
                                            msg=f"{opt} state {idx}.{key}")
     assert len(st.history[seed]) == len(single.history)
-    for a, b in zip(st.history[seed], single.history):
+    for a, b in zip(st.history[seed], single.history, strict=True):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), k

@@ -137,7 +137,7 @@ def test_models_match_numpy_twin(model):
     ax = [np.linspace(-3, 3, 61)] * 2
     got = _core.toy_posterior(model, x, ax)
     want = R.toy_posterior(model, x, ax)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
 
 

@@ -107,7 +107,7 @@ def test_resume_reproduces_uninterrupted_run(reference_backend, mixture, tmp_pat
     resumed = Trainer.from_checkpoint(ckpt, data=mixture)
     assert resumed.step == 3
     train_steps(resumed, 3)
-    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert full.history == resumed.history
 

@@ -51,14 +51,14 @@ def _close(got: torch.Tensor, want: torch.Tensor, what: str = "") -> None:
 
 def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
     gs = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
 
 
 def _same_loss(got: torch.Tensor, want: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
     _close(got.detach(), want.detach(), "value")
     names = list(params)
     for name, a, b in zip(names, _grads(got, list(params.values())),
-                          _grads(want, list(params.values()))):
+                          _grads(want, list(params.values())), strict=True):
         _close(a, b, f"gradient w.r.t. {name}")
 
 
@@ -373,7 +373,9 @@ def test_option_errors():
         O.m2(x, xm, ls, estimator="batch")
     with pytest.raises(ValueError, match="^cross"):
         O.m3(x, xm, ls, psi, cross="sum")
-    enc = lambda v: (v[:, :2], v[:, 2:])
+    def enc(v):
+        return v[:, :2], v[:, 2:]
+
     with pytest.raises(ValueError, match="^derivative"):
         O.encoder_x_score(enc, x, torch.zeros(3, 5, 2, dtype=F64), derivative="full")
     with pytest.raises(ValueError, match="^psi_derivative"):

@@ -48,7 +48,7 @@ def loss_curve(
     ):
         pts = [(r["step"], r[key]) for r in history if key in r]
         if pts:
-            steps, vals = zip(*pts)
+            steps, vals = zip(*pts, strict=True)
             ax.plot(steps, vals, alpha=0.3, lw=0.8)
             ax.plot(steps, _smooth(list(vals), width), lw=1.5)
         ax.set_xlabel("iteration")

@@ -145,8 +145,8 @@ def best_phi(method: str, theta, theta_star: float, alpha: float, sigma2: float 
         ks = (s2, s2, c)
         us = (theta / sigma2, lam, 1.0 / c)
         ws = (1.0 / sigma2 - 1.0 / s2, theta / sigma2, theta / sigma2)
-        num = sum(k * u * w for k, u, w in zip(ks, us, ws))
-        den = sum(k * u * u for k, u in zip(ks, us))
+        num = sum(k * u * w for k, u, w in zip(ks, us, ws, strict=True))
+        den = sum(k * u * u for k, u in zip(ks, us, strict=True))
         return num / den
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
@@ -364,7 +364,7 @@ def run(out: str | Path, config: Fig1Config | None = None) -> dict[str, Any]:
                     seed=cfg.seed)
         closed = {(r["method"], r["theta_star"], r["alpha"]): r["theta_hat"] for r in table}
         rows: list[dict[str, Any]] = []
-        for (m, ts, al), r in zip(cases, mc):
+        for (m, ts, al), r in zip(cases, mc, strict=True):
             rows.append({"method": m, "theta_star": ts, "alpha": al,
                          "theta_hat_mc": r["theta_hat"], "phi_hat_mc": r["phi_hat"],
                          "theta_hat_closed": closed[(m, ts, al)]})
@@ -397,7 +397,7 @@ def _plot(path: Path, cfg: Fig1Config, theta_hat: dict[str, list[list[float]]],
     ax.legend(fontsize=7, ncol=2)
     ts_ex, al_ex = example["theta_star"], example["alpha"]
     lim = 3.2 * math.sqrt(ts_ex**2 + cfg.sigma2)
-    for ax, method in zip(axes[1:], METHODS):
+    for ax, method in zip(axes[1:], METHODS, strict=True):
         fit = example[method]
         data_cov, model_cov = joint_covariances(fit["theta_hat"], fit["phi_hat"], ts_ex, al_ex,
                                                 cfg.sigma2)

@@ -190,8 +190,8 @@ def _plot_metrics(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
     colors = plt.cm.tab10(np.arange(len(cfg.objectives)))
     names = {"neg_elbo": "test −ELBO (nats/image)", "mse": "recon. MSE", "mmd2": "latent MMD²",
              "posterior_fd": "posterior FD (no ½)"}
-    for ax, key in zip(axes, METRICS):
-        for c, obj in zip(colors, cfg.objectives):
+    for ax, key in zip(axes, METRICS, strict=True):
+        for c, obj in zip(colors, cfg.objectives, strict=True):
             cur = per[obj]["curves"]
             ls = "-" if obj.startswith("kl") else ("--" if obj.startswith("fd") else ":")
             ax.plot(cur["step"], cur[key], ls, marker="o", ms=3, color=c, label=obj)
@@ -209,7 +209,8 @@ def _plot_hist(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
     n = len(cfg.objectives)
     fig, axes = plt.subplots(2, math.ceil(n / 2), figsize=(3.2 * math.ceil(n / 2), 5.5),
                              squeeze=False)
-    for ax, obj in zip(axes.ravel(), cfg.objectives):
+    # a 2 × ⌈n/2⌉ grid: one panel is left over when n is odd
+    for ax, obj in zip(axes.ravel(), cfg.objectives, strict=False):
         h, b = per[obj]["sd_hist"], per[obj]["sd_bins"]
         if h:
             ax.bar(np.asarray(b[:-1]), h, width=np.diff(b), align="edge", color="tab:blue")
@@ -224,7 +225,8 @@ def _plot_samples(path: Path, cfg: ImagesConfig, samples: dict[str, np.ndarray])
     n = len(cfg.objectives)
     fig, axes = plt.subplots(2, math.ceil(n / 2), figsize=(2.6 * math.ceil(n / 2), 6.4),
                              squeeze=False)
-    for ax, obj in zip(axes.ravel(), cfg.objectives):
+    # a 2 × ⌈n/2⌉ grid: one panel is left over when n is odd
+    for ax, obj in zip(axes.ravel(), cfg.objectives, strict=False):
         s = samples[obj]
         grid = s.reshape(4, 4, 32, 32).transpose(0, 2, 1, 3).reshape(128, 128)
         ax.imshow(grid, cmap="gray", vmin=0, vmax=1)

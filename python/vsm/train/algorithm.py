@@ -240,7 +240,7 @@ def unroll(
         inner = inner_loss(phi)
         n_bad = n_bad + (~torch.isfinite(inner.detach())).to(n_bad.dtype)
         grads = torch.autograd.grad(inner.sum(), list(phi.values()), create_graph=True)
-        phi = {k: p - bi_lr * g for (k, p), g in zip(phi.items(), grads)}
+        phi = {k: p - bi_lr * g for (k, p), g in zip(phi.items(), grads, strict=True)}
     return phi, n_bad
 
 

@@ -291,7 +291,7 @@ class ReplicaNoise:
 def _per_replica(fn: Callable[..., torch.Tensor], *stacked: torch.Tensor) -> torch.Tensor:
     """(S,) batch means of ``fn`` applied to each replica's slices of the ``stacked`` tensors."""
     slices = [t.unbind(0) for t in stacked]
-    return torch.stack([fn(*args).mean() for args in zip(*slices)])
+    return torch.stack([fn(*args).mean() for args in zip(*slices, strict=True)])
 
 
 def _noisy(x: torch.Tensor, eta: float, noise: ReplicaNoise) -> torch.Tensor:

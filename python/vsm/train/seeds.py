@@ -277,7 +277,7 @@ class SeedsTrainer(Trainer):
         inner = (self._inner_bad.cpu().tolist() if self._inner_bad is not None
                  else [0.0] * len(values))
         bad: dict[int, str] = {}
-        for r, (v, n_bad) in enumerate(zip(values, inner)):
+        for r, (v, n_bad) in enumerate(zip(values, inner, strict=True)):
             if n_bad > 0:
                 bad[r] = "bi-level inner loss = non-finite"
             elif not math.isfinite(v):
@@ -286,7 +286,7 @@ class SeedsTrainer(Trainer):
         if bad:
             self._drop(bad)
         opt.step()
-        return {s: v for r, (s, v) in enumerate(zip(seeds, values)) if r not in bad}
+        return {s: v for r, (s, v) in enumerate(zip(seeds, values, strict=True)) if r not in bad}
 
     def _drop(self, bad: dict[int, str]) -> None:
         """Report and remove the replicas ``bad`` ({replica index: reason}); raise
@@ -331,7 +331,7 @@ class SeedsTrainer(Trainer):
         cfg = self.cfg
         self._x = torch.stack([
             d.batch(self.step, cfg.batch_size, s, **self._batch_options())
-            for d, s in zip(self.datasets, self.seeds)
+            for d, s in zip(self.datasets, self.seeds, strict=True)
         ]).to(self.device, self.dtype)
         enc = self._update("inference", self.enc_opt, self.enc_params, self.inference_loss)
         dec: dict[int, float] = {}
@@ -481,7 +481,7 @@ class SeedsTrainer(Trainer):
         for d in state.get("diverged", []):
             self.history[d["seed"]] = list(d.get("history", []))
             self.evals[d["seed"]] = list(d.get("evals", []))
-        for s, rep in zip(self.seeds, reps):
+        for s, rep in zip(self.seeds, reps, strict=True):
             self.history[s] = list(rep.get("history", []))
             self.evals[s] = list(rep.get("evals", []))
 
@@ -518,7 +518,7 @@ def _loss_curves(histories: dict[int, list[dict[str, float]]], path: str, *, tit
             pts = [(r["step"], r[key]) for r in history if key in r]
             if not pts:
                 continue
-            steps, vals = zip(*pts)
+            steps, vals = zip(*pts, strict=True)
             ax.plot(steps, _moving_average(vals, max(1, len(vals) // 50)), lw=1.0,
                     label=f"seed {seed}")
         ax.set_xlabel("iteration")

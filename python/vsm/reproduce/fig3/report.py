@@ -157,7 +157,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     ks = sorted({r["k_enc"] for r in tab})
     fig, axes = plt.subplots(max(1, len(datasets)), 3, figsize=(15, 3.9 * max(1, len(datasets))),
                              squeeze=False)
-    colors = dict(zip(OBJECTIVES, plt.cm.tab10(np.arange(len(OBJECTIVES)))))
+    colors = dict(zip(OBJECTIVES, plt.cm.tab10(np.arange(len(OBJECTIVES))), strict=True))
     keys = (("is_nll", "test NLL (nats; IS, prior proposal)"), ("sm_loss", ("test SM loss "
             "(FD − const)")), ("sigma2", "σ² (log scale)"))
     xlo, xhi = min(ks) / 1.3, max(ks) * 1.3
