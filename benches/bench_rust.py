@@ -29,7 +29,9 @@ def _setup_threads(n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller subset (~1 min on 2 loaded cores)")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller subset (~1 min on 2 loaded cores)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
@@ -77,7 +79,9 @@ def main() -> None:
     def numpy_sym_posterior(x: np.ndarray, ax: list, block: int = 64):
         return [R.toy_posterior("sym", x[i : i + block], ax) for i in range(0, x.shape[0], block)]
 
-    grid_cfg = [(100, 64), (400, 64)] if args.quick else [(100, 64), (100, 1024), (400, 64), (400, 1024)]
+    grid_cfg = (
+        [(100, 64), (400, 64)] if args.quick else [(100, 64), (100, 1024), (400, 64), (400, 1024)]
+    )
     rng = np.random.default_rng(0)
     for n, B in grid_cfg:
         x = rng.normal(size=(B, 1)) * 2
@@ -119,7 +123,11 @@ def main() -> None:
         sm = sq_acc / s1 * inv_s2**2 - D * inv_s2 - 0.5 * (score**2).sum(1)
         return m + torch.log(s1) - np.log(K), s1**2 / s2, score, sm
 
-    is_cfg = [(2, 1000), (784, 1000)] if args.quick else [(2, 1000), (2, 10000), (784, 1000), (784, 10000)]
+    is_cfg = (
+        [(2, 1000), (784, 1000)]
+        if args.quick
+        else [(2, 1000), (2, 10000), (784, 1000), (784, 10000)]
+    )
     B = 1000
     for D, K in is_cfg:
         kc = 1000 if D == 2 else 10
@@ -171,16 +179,22 @@ def main() -> None:
             cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         pass
-    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs; threads: rayon={args.threads}, "
-          f"torch={torch.get_num_threads()}, numpy single-threaded ops; python {sys.version.split()[0]}, "
-          f"torch {torch.__version__}, numpy {np.__version__}; load average {os.getloadavg()}")
+    print(
+        f"machine: {cpu}, {os.cpu_count()} logical CPUs; threads: rayon={args.threads}, "
+        f"torch={torch.get_num_threads()}, numpy single-threaded ops; python {sys.version.split()[0]}, "
+        f"torch {torch.__version__}, numpy {np.__version__}; load average {os.getloadavg()}"
+    )
     hdr = f"| {'op':<18} | {'shape':<30} | {'numpy ms':>9} | {'torch ms':>9} | {'rust ms':>9} | {'speed-up vs best':>16} |"
     print(hdr)
     print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
     for op, shape, tn, tt, tr in rows:
-        print(f"| {op:<18} | {shape:<30} | {tn:>9.1f} | {tt:>9.1f} | {tr:>9.1f} | {min(tn, tt) / tr:>15.1f}x |")
+        print(
+            f"| {op:<18} | {shape:<30} | {tn:>9.1f} | {tt:>9.1f} | {tr:>9.1f} | {min(tn, tt) / tr:>15.1f}x |"
+        )
     if any(r[0].endswith("*") for r in rows):
-        print("* numpy/torch timed on K/10 samples (same chunks) and scaled by 10; rust timed on all K.")
+        print(
+            "* numpy/torch timed on K/10 samples (same chunks) and scaled by 10; rust timed on all K."
+        )
 
 
 if __name__ == "__main__":

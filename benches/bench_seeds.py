@@ -52,9 +52,16 @@ def _time_steps(trainer: Trainer, steps: int, warmup: int, device: str) -> float
 
 def bench_objective(objective: str, args: argparse.Namespace) -> dict[str, float | str | int]:
     seeds = tuple(range(args.seeds))
-    common = {"objective": objective, "dataset": args.dataset, "batch_size": args.batch_size,
-              "width": args.width, "dtype": args.dtype, "device": args.device,
-              "n_test": 100, "log_every": 10**9}
+    common = {
+        "objective": objective,
+        "dataset": args.dataset,
+        "batch_size": args.batch_size,
+        "width": args.width,
+        "dtype": args.dtype,
+        "device": args.device,
+        "n_test": 100,
+        "log_every": 10**9,
+    }
     # each single run gets its own seed's data set, exactly as the batched replicas do
     data = {s: load_dataset(args.dataset, seed=s, n_test=100) for s in seeds}
     batched = SeedsTrainer(TrainConfig(seeds=seeds, **common), data=[data[s] for s in seeds])
@@ -64,10 +71,17 @@ def bench_objective(objective: str, args: argparse.Namespace) -> dict[str, float
         single = Trainer(TrainConfig(seed=s, **common), data=data[s])
         t_seq += _time_steps(single, args.steps, args.warmup, args.device)
     n = args.steps * len(seeds)
-    return {"objective": objective, "seeds": len(seeds), "steps": args.steps,
-            "batched_s": t_batched, "sequential_s": t_seq,
-            "batched_seed_it_per_s": n / t_batched, "sequential_seed_it_per_s": n / t_seq,
-            "speedup": t_seq / t_batched, "replicas_left": len(batched.seeds)}
+    return {
+        "objective": objective,
+        "seeds": len(seeds),
+        "steps": args.steps,
+        "batched_s": t_batched,
+        "sequential_s": t_seq,
+        "batched_seed_it_per_s": n / t_batched,
+        "sequential_seed_it_per_s": n / t_seq,
+        "speedup": t_seq / t_batched,
+        "replicas_left": len(batched.seeds),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,13 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--width", type=int, default=30)
     p.add_argument("--dataset", default="mixture")
-    p.add_argument("--objectives", default=",".join(OBJECTIVES),
-                   help="comma-separated (default: every objective)")
+    p.add_argument(
+        "--objectives",
+        default=",".join(OBJECTIVES),
+        help="comma-separated (default: every objective)",
+    )
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (0: leave torch's)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 3 seeds, batch 50, 3 iterations, 1 warm-up")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: 3 seeds, batch 50, 3 iterations, 1 warm-up"
+    )
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
@@ -95,21 +113,28 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--objectives: unknown {unknown}; expected some of {OBJECTIVES}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    print(f"# {args.seeds} seeds batched vs one after another: {args.dataset}, MLP width "
-          f"{args.width}, batch {args.batch_size}, {args.steps} iterations (+{args.warmup} "
-          f"warm-up), {args.dtype} on {args.device}, {torch.get_num_threads()} thread(s), "
-          f"torch {torch.__version__}")
-    print("| objective | batched s | sequential s | batched seed-it/s | sequential seed-it/s | "
-          "speed-up |")
+    print(
+        f"# {args.seeds} seeds batched vs one after another: {args.dataset}, MLP width "
+        f"{args.width}, batch {args.batch_size}, {args.steps} iterations (+{args.warmup} "
+        f"warm-up), {args.dtype} on {args.device}, {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}"
+    )
+    print(
+        "| objective | batched s | sequential s | batched seed-it/s | sequential seed-it/s | "
+        "speed-up |"
+    )
     print("|---|---|---|---|---|---|")
     rows = []
     for objective in objectives:
         row = bench_objective(objective, args)
         rows.append(row)
         note = "" if row["replicas_left"] == args.seeds else f" ({row['replicas_left']} left)"
-        print(f"| {objective} | {row['batched_s']:.3f} | {row['sequential_s']:.3f} | "
-              f"{row['batched_seed_it_per_s']:.1f} | {row['sequential_seed_it_per_s']:.1f} | "
-              f"{row['speedup']:.2f}×{note} |", flush=True)
+        print(
+            f"| {objective} | {row['batched_s']:.3f} | {row['sequential_s']:.3f} | "
+            f"{row['batched_seed_it_per_s']:.1f} | {row['sequential_seed_it_per_s']:.1f} | "
+            f"{row['speedup']:.2f}×{note} |",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"settings": vars(args), "rows": rows}, fh, indent=1)

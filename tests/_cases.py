@@ -187,23 +187,43 @@ def m3(**kw):
 
 
 def pfdl(**kw):
-    a = {"x": t(B, D), "mu": t(B, L), "logvar": t(B, L), "log_sigma2": t(), "n_samples": 2,
-         "reparam": True}
+    a = {
+        "x": t(B, D),
+        "mu": t(B, L),
+        "logvar": t(B, L),
+        "log_sigma2": t(),
+        "n_samples": 2,
+        "reparam": True,
+    }
     a.update(kw)
     x, dec = a.pop("x"), a.pop("decoder", tanh_decoder)
     return O.posterior_fd_loss(x, dec, a.pop("mu"), a.pop("logvar"), a.pop("log_sigma2"), **a)
 
 
 def fae(**kw):
-    a = {"x": t(B, D), "z": t(N, B, L), "x_mean": t(N, B, D), "log_sigma2": t(), "mu": t(B, L),
-         "logvar": t(B, L), "psi": t(N, B, D), "grad_loglik_z": t(N, B, L)}
+    a = {
+        "x": t(B, D),
+        "z": t(N, B, L),
+        "x_mean": t(N, B, D),
+        "log_sigma2": t(),
+        "mu": t(B, L),
+        "logvar": t(B, L),
+        "psi": t(N, B, D),
+        "grad_loglik_z": t(N, B, L),
+    }
     a.update(kw)
     return O.fae(**a)
 
 
 def fae_loss(**kw):
-    a = {"x": t(B, D), "encode": linear_encode, "decoder": tanh_decoder, "log_sigma2": t(),
-         "n_samples": 2, "reparam": True}
+    a = {
+        "x": t(B, D),
+        "encode": linear_encode,
+        "decoder": tanh_decoder,
+        "log_sigma2": t(),
+        "n_samples": 2,
+        "reparam": True,
+    }
     a.update(kw)
     x, enc, dec, ls2 = a.pop("x"), a.pop("encode"), a.pop("decoder"), a.pop("log_sigma2")
     return O.fae_loss(x, enc, dec, ls2, **a)
@@ -236,11 +256,23 @@ def mdsm(**kw):
 
 
 def lang(**kw):
-    a = {"x0": t(B, D), "sigmas": [1.0, 0.5], "n_steps": 2, "step_size": 0.01, "seed": 0,
-         "score_fn": noise_score}
+    a = {
+        "x0": t(B, D),
+        "sigmas": [1.0, 0.5],
+        "n_steps": 2,
+        "step_size": 0.01,
+        "seed": 0,
+        "score_fn": noise_score,
+    }
     a.update(kw)
-    return S.annealed_langevin(a["score_fn"], a["x0"], a["sigmas"], n_steps=a["n_steps"],
-                               step_size=a["step_size"], seed=a["seed"])
+    return S.annealed_langevin(
+        a["score_fn"],
+        a["x0"],
+        a["sigmas"],
+        n_steps=a["n_steps"],
+        step_size=a["step_size"],
+        seed=a["seed"],
+    )
 
 
 def isle(**kw):
@@ -314,10 +346,18 @@ def gaussian_args_expanded(fn, arg):
 def dtype_rows(prefix, call, arg, shape) -> list[Row]:
     """Rows passing ``arg`` (of ``shape``) as float16, bfloat16 and complex64: TypeError."""
     return [
-        (f"{prefix}-{dname}", DTYPE, call, (lambda d=dt: {arg: torch.zeros(shape, dtype=d)}),
-         TE(arg))
-        for dname, dt in (("f16", torch.float16), ("bf16", torch.bfloat16),
-                          ("complex", torch.complex64))
+        (
+            f"{prefix}-{dname}",
+            DTYPE,
+            call,
+            (lambda d=dt: {arg: torch.zeros(shape, dtype=d)}),
+            TE(arg),
+        )
+        for dname, dt in (
+            ("f16", torch.float16),
+            ("bf16", torch.bfloat16),
+            ("complex", torch.complex64),
+        )
     ]
 
 
@@ -331,7 +371,8 @@ def check_row(row: Row) -> None:
     with pytest.raises(expected.exc, match=rf"^{expected.arg}\b") as info:
         call(**kwargs())
     assert type(info.value) is expected.exc, (
-        f"expected exactly {expected.exc.__name__}, got {info.type.__name__}")
+        f"expected exactly {expected.exc.__name__}, got {info.type.__name__}"
+    )
 
 
 def bad_datum(a, value, dim=0):
@@ -396,8 +437,12 @@ def arrays(out):
     if isinstance(out, tuple):
         return [a for o in out for a in arrays(o)]
     if hasattr(out, "__dataclass_fields__"):
-        return [a for f in out.__dataclass_fields__ if not f.startswith("_")
-                for a in arrays(getattr(out, f))]
+        return [
+            a
+            for f in out.__dataclass_fields__
+            if not f.startswith("_")
+            for a in arrays(getattr(out, f))
+        ]
     raise AssertionError(f"unexpected result type {type(out).__name__}")
 
 

@@ -54,8 +54,17 @@ def main() -> None:
         return x
 
     data.batch = recording_batch  # type: ignore[method-assign]
-    cfg = TrainConfig(objective=a.objective, dataset="sparse", steps=a.steps, batch_size=32,
-                      n_samples=2, width=8, n_test=64, k_bi=a.k_bi, log_every=1)
+    cfg = TrainConfig(
+        objective=a.objective,
+        dataset="sparse",
+        steps=a.steps,
+        batch_size=32,
+        n_samples=2,
+        width=8,
+        n_test=64,
+        k_bi=a.k_bi,
+        log_every=1,
+    )
     kw = {"data": data, "out_dir": os.path.join(a.out, "run"), "progress": False}
     if a.resume:
         trainer = Trainer.from_checkpoint(a.resume, **kw)
@@ -80,8 +89,7 @@ def main() -> None:
         "params": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
         "history": history,
         "drawn": drawn,
-        "wrappers": [type(trainer._enc_objective).__name__,
-                     type(trainer._dec_objective).__name__],
+        "wrappers": [type(trainer._enc_objective).__name__, type(trainer._dec_objective).__name__],
         "diverged": diverged,
     }
     torch.save(state, os.path.join(a.out, f"rank{trainer.rank}.pt"))

@@ -33,8 +33,10 @@ def _x(dtype=torch.float32) -> torch.Tensor:
 
 
 def _grads(loss, params):
-    return [g if g is not None else torch.zeros_like(p)
-            for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params, strict=True)]
+    return [
+        g if g is not None else torch.zeros_like(p)
+        for g, p in zip(torch.autograd.grad(loss, params, allow_unused=True), params, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("objective", ["kl-m1", "fd-m2"])
@@ -48,8 +50,9 @@ def test_inference_loss_is_the_documented_objective(reference_backend, objective
         z = O.sample_posterior(mu, logvar, 3)
         want = O.elbo(x, m.decode(z), m.log_sigma2, mu, logvar).mean()
     else:
-        want = O.posterior_fd_loss(x, m.decode, mu, logvar, m.log_sigma2, n_samples=3,
-                                   reparam=False).mean()
+        want = O.posterior_fd_loss(
+            x, m.decode, mu, logvar, m.log_sigma2, n_samples=3, reparam=False
+        ).mean()
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
@@ -87,8 +90,9 @@ def test_bilevel_hypergradient_matches_finite_differences(objective):
 
     def loss() -> torch.Tensor:
         torch.manual_seed(123)
-        return bilevel_learning_loss(m, x, objective=objective, k_bi=2, bi_lr=0.05,
-                                     n_samples=2).loss
+        return bilevel_learning_loss(
+            m, x, objective=objective, k_bi=2, bi_lr=0.05, n_samples=2
+        ).loss
 
     (g,) = torch.autograd.grad(loss(), w)
     for k, v in m.state_dict().items():  # the model itself is not changed
@@ -100,7 +104,8 @@ def test_bilevel_hypergradient_matches_finite_differences(objective):
     phi = {k: p.detach() for k, p in res.phi.items()}
     torch.manual_seed(123)
     (g_plain,) = torch.autograd.grad(
-        learning_loss(m, x, objective=objective, n_samples=2, phi=phi), w)
+        learning_loss(m, x, objective=objective, n_samples=2, phi=phi), w
+    )
     assert not torch.allclose(g, g_plain)
 
 
@@ -123,13 +128,23 @@ def test_group_backward_fills_only_its_group(reference_backend):
     assert torch.equal(extra.grad, torch.zeros(3))
 
 
-@pytest.mark.parametrize("objective, k_enc, k_bi", [("kl-m2", 2, 0), ("fd-m3", 1, 1),
-                                                     ("fae", 1, 0)])
+@pytest.mark.parametrize(
+    "objective, k_enc, k_bi", [("kl-m2", 2, 0), ("fd-m3", 1, 1), ("fae", 1, 0)]
+)
 def test_trainer_runs_exactly_the_plain_iteration(reference_backend, objective, k_enc, k_bi):
     assert objective in OBJECTIVES
     data = load_dataset("mixture", n_test=16)
-    cfg = TrainConfig(objective=objective, dataset="mixture", width=5, batch_size=8, k_enc=k_enc,
-                      k_bi=k_bi, n_samples=2, eta=0.05, log_every=1000)
+    cfg = TrainConfig(
+        objective=objective,
+        dataset="mixture",
+        width=5,
+        batch_size=8,
+        k_enc=k_enc,
+        k_bi=k_bi,
+        n_samples=2,
+        eta=0.05,
+        log_every=1000,
+    )
     tr = Trainer(cfg, data=data)
     c = tr.cfg
     model = copy.deepcopy(tr.model)
@@ -141,9 +156,19 @@ def test_trainer_runs_exactly_the_plain_iteration(reference_backend, objective, 
     torch.set_rng_state(rng)
     for step in range(3):
         x = data.batch(step, c.batch_size, c.seed)
-        rec = iteration(model, x, enc_opt, dec_opt, objective=objective,
-                        update_decoder=(step + 1) % k_enc == 0, n_samples=c.n_samples, eta=c.eta,
-                        fd_reparam=c.fd_reparam, k_bi=k_bi, bi_lr=c.bi_lr)
+        rec = iteration(
+            model,
+            x,
+            enc_opt,
+            dec_opt,
+            objective=objective,
+            update_decoder=(step + 1) % k_enc == 0,
+            n_samples=c.n_samples,
+            eta=c.eta,
+            fd_reparam=c.fd_reparam,
+            k_bi=k_bi,
+            bi_lr=c.bi_lr,
+        )
         assert rec["enc_loss"] == tr.history[step]["enc_loss"]
         assert rec.get("dec_loss") == tr.history[step].get("dec_loss")
     for a, b in zip(tr.model.state_dict().values(), model.state_dict().values(), strict=True):

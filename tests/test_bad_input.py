@@ -29,8 +29,15 @@ import test_toy
 from _cases import DEVICE, DTYPE, KINDS, NONFINITE, OPTION, SHAPE, TYPE, VALID
 
 # The test modules whose ``# ---- bad input`` blocks feed the matrix.
-MODULES = (test_posterior_fd, test_gaussian_terms, test_hutchinson, test_objectives, test_score,
-           test_importance, test_toy)
+MODULES = (
+    test_posterior_fd,
+    test_gaussian_terms,
+    test_hutchinson,
+    test_objectives,
+    test_score,
+    test_importance,
+    test_toy,
+)
 
 
 def _merged(table):
@@ -86,12 +93,25 @@ NONCONTIG, EXPANDED = "non-contig", "expanded"
 _NO_OPTIONS = "n/a: no options"
 _NO_ARGS = "n/a: no arguments"
 NOT_APPLICABLE = {
-    **{(f, OPTION): _NO_OPTIONS for f in (
-        "vsm.posterior_fd", "vsm.gaussian_terms", "objectives.elbo", "objectives.m1",
-        "objectives.m2", "objectives.m3", "objectives.fae", "score.exact_sm",
-        "vsm.is_log_evidence", "ISAccumulator.add")},
-    **{("ISAccumulator.result", k): _NO_ARGS for k in (TYPE, DTYPE, SHAPE, DEVICE, NONFINITE,
-                                                       OPTION)},
+    **{
+        (f, OPTION): _NO_OPTIONS
+        for f in (
+            "vsm.posterior_fd",
+            "vsm.gaussian_terms",
+            "objectives.elbo",
+            "objectives.m1",
+            "objectives.m2",
+            "objectives.m3",
+            "objectives.fae",
+            "score.exact_sm",
+            "vsm.is_log_evidence",
+            "ISAccumulator.add",
+        )
+    },
+    **{
+        ("ISAccumulator.result", k): _NO_ARGS
+        for k in (TYPE, DTYPE, SHAPE, DEVICE, NONFINITE, OPTION)
+    },
 }
 
 
@@ -118,8 +138,10 @@ def matrix():
             cells[f][EXPANDED] = {"same"}
     out = {}
     for f, row in cells.items():
-        out[f] = {k: "/".join(sorted(row[k])) if k in row else NOT_APPLICABLE.get((f, k), "MISSING")
-                  for k in (*KINDS, NONCONTIG, EXPANDED)}
+        out[f] = {
+            k: "/".join(sorted(row[k])) if k in row else NOT_APPLICABLE.get((f, k), "MISSING")
+            for k in (*KINDS, NONCONTIG, EXPANDED)
+        }
     return out
 
 
@@ -149,7 +171,8 @@ def test_matrix_is_complete():
             if hasattr(m, table):
                 runner = getattr(m, test, None)
                 assert getattr(runner, "table", None) is getattr(m, table), (
-                    f"{m.__name__}.{test} does not run its {table}")
+                    f"{m.__name__}.{test} does not run its {table}"
+                )
     ids = [c[0] for c in CASES]
     assert len(ids) == len(set(ids)), "duplicate row ids"
     valid = {f for c in CASES if c[1] == VALID for f in _api_of_case(c[0])}

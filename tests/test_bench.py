@@ -35,8 +35,9 @@ def _report(out):
 def test_check_passes_on_cpu_and_writes_json_and_markdown(tmp_path, fake_timer, capsys):
     """Every op and objective against the reference (the compile parts are tested below, on
     their own, to keep this file fast)."""
-    rc = bench.main(["--check", "--tiny", "--device", "cpu", "--no-compile",
-                     "--out", str(tmp_path)])
+    rc = bench.main(
+        ["--check", "--tiny", "--device", "cpu", "--no-compile", "--out", str(tmp_path)]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     data, md = _report(tmp_path)
@@ -44,9 +45,18 @@ def test_check_passes_on_cpu_and_writes_json_and_markdown(tmp_path, fake_timer, 
     checks = data["checks"]
     assert checks and all(c["ok"] for c in checks)
     names = {c["check"] for c in checks}
-    assert {"posterior_fd", "gaussian_terms", "hutchinson_trace", "hutchinson_probes",
-            "objectives.m1", "objectives.m2", "objectives.m3", "objectives.fae",
-            "objectives.posterior_fd_loss", "objectives.fae_loss"} <= names
+    assert {
+        "posterior_fd",
+        "gaussian_terms",
+        "hutchinson_trace",
+        "hutchinson_probes",
+        "objectives.m1",
+        "objectives.m2",
+        "objectives.m3",
+        "objectives.fae",
+        "objectives.posterior_fd_loss",
+        "objectives.fae_loss",
+    } <= names
     assert {c["dtype"] for c in checks} == {"float32", "float64"}
     assert any(c["quantity"] == "grad logvar" for c in checks)
     assert set(data["tolerances"]) == {"float32", "float64"}
@@ -66,8 +76,19 @@ def test_compiled_vae_step_matches_eager():
 
 
 def test_compile_column_and_compile_time(tmp_path, fake_timer):
-    rc = bench.main(["--tiny", "--device", "cpu", "--op", "posterior_fd", "--compile-backend",
-                     "aot_eager", "--out", str(tmp_path)])
+    rc = bench.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--op",
+            "posterior_fd",
+            "--compile-backend",
+            "aot_eager",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     data, _ = _report(tmp_path)
     rows = data["rows"]
@@ -88,8 +109,19 @@ def test_check_fails_when_vsm_and_reference_disagree(tmp_path, fake_timer, capsy
         return t._replace(mean_sq=t.mean_sq * 1.001)
 
     monkeypatch.setattr(reference, "gaussian_terms", broken)
-    rc = bench.main(["--check", "--tiny", "--device", "cpu", "--no-compile", "--op",
-                     "gaussian_terms", "--out", str(tmp_path)])
+    rc = bench.main(
+        [
+            "--check",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--no-compile",
+            "--op",
+            "gaussian_terms",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1
     assert "MISMATCH gaussian_terms [auto, float32" in out
@@ -97,8 +129,17 @@ def test_check_fails_when_vsm_and_reference_disagree(tmp_path, fake_timer, capsy
     data, md = _report(tmp_path)
     assert data["status"] == "failed"
     bad = [c for c in data["checks"] if not c["ok"]]
-    assert bad and all(c["check"] in ("gaussian_terms", "objectives.m2", "objectives.m3",
-                                      "objectives.fae", "objectives.fae_loss") for c in bad)
+    assert bad and all(
+        c["check"]
+        in (
+            "gaussian_terms",
+            "objectives.m2",
+            "objectives.m3",
+            "objectives.fae",
+            "objectives.fae_loss",
+        )
+        for c in bad
+    )
     assert md.startswith("# vsm bench --check: FAILED")
     assert "Failures:" in md
 
@@ -110,8 +151,19 @@ def test_check_reports_an_op_that_raises(tmp_path, fake_timer, capsys, monkeypat
         raise RuntimeError("kernel exploded")
 
     monkeypatch.setattr(vsm, "posterior_fd", crash)
-    rc = bench.main(["--check", "--tiny", "--device", "cpu", "--no-compile", "--op",
-                     "posterior_fd", "--out", str(tmp_path)])
+    rc = bench.main(
+        [
+            "--check",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--no-compile",
+            "--op",
+            "posterior_fd",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1
     assert "MISMATCH posterior_fd" in out and "kernel exploded" in out
@@ -120,8 +172,20 @@ def test_check_reports_an_op_that_raises(tmp_path, fake_timer, capsys, monkeypat
 
 def test_table_at_two_thread_counts_with_training_steps(tmp_path, fake_timer, capsys):
     threads = torch.get_num_threads()
-    rc = cli.main(["bench", "--tiny", "--device", "cpu", "--threads", "1,2", "--no-compile",
-                   "--train-steps", "--out", str(tmp_path)])
+    rc = cli.main(
+        [
+            "bench",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--threads",
+            "1,2",
+            "--no-compile",
+            "--train-steps",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert torch.get_num_threads() == threads  # restored
@@ -151,9 +215,16 @@ def test_timing_backend_avoids_the_interpreter(monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "gbs"),
-    [("NVIDIA H200", 4800.0), ("NVIDIA H100 80GB HBM3", 3350.0), ("NVIDIA H100 PCIe", 2000.0),
-     ("NVIDIA H100 NVL", 3900.0), ("NVIDIA A100-SXM4-80GB", 2039.0),
-     ("NVIDIA A100-SXM4-40GB", 1555.0), ("NVIDIA A100-PCIE-80GB", 1935.0), ("Tesla T4", None)],
+    [
+        ("NVIDIA H200", 4800.0),
+        ("NVIDIA H100 80GB HBM3", 3350.0),
+        ("NVIDIA H100 PCIe", 2000.0),
+        ("NVIDIA H100 NVL", 3900.0),
+        ("NVIDIA A100-SXM4-80GB", 2039.0),
+        ("NVIDIA A100-SXM4-40GB", 1555.0),
+        ("NVIDIA A100-PCIE-80GB", 1935.0),
+        ("Tesla T4", None),
+    ],
 )
 def test_bandwidth_by_device_name(name, gbs):
     assert bench.bandwidth_from_name(name) == gbs
@@ -191,8 +262,9 @@ def test_threads_option_rejects_bad_values():
 
 def test_spent_time_budget_skips_the_compile_column(tmp_path, fake_timer):
     args = bench.build_parser().parse_args(["--tiny", "--compile-backend", "aot_eager"])
-    rows, header = bench.run_table(args, torch.device("cpu"), ("posterior_fd",),
-                                   min_run_time=0.01, deadline=0.0)
+    rows, header = bench.run_table(
+        args, torch.device("cpu"), ("posterior_fd",), min_run_time=0.01, deadline=0.0
+    )
     t = torch.get_num_threads()
     assert header["compile_skipped"] == [f"posterior_fd N=2 B=3 L=5 threads {t}"]
     assert all(r.compile_ms is None for r in rows)
@@ -200,15 +272,29 @@ def test_spent_time_budget_skips_the_compile_column(tmp_path, fake_timer):
 
 def test_targets_lines():
     def row(shape, pas, ref, comp, vsm, paper=False, large=False, gbs=None, limit=None):
-        return bench.Row("posterior_fd", shape, pas, 1, ref, comp, 1.0, vsm, gbs=gbs,
-                         limit_gbs=limit, paper=paper, large=large)
+        return bench.Row(
+            "posterior_fd",
+            shape,
+            pas,
+            1,
+            ref,
+            comp,
+            1.0,
+            vsm,
+            gbs=gbs,
+            limit_gbs=limit,
+            paper=paper,
+            large=large,
+        )
 
-    lines = check.targets([
-        row("paper", "fwd+bwd", 3.0, 1.0, 0.5, paper=True),  # 6x eager, 2x compile
-        row("paper", "fwd", 3.0, 1.0, 0.5, paper=True),  # fwd rows have no target
-        row("paper2", "fwd+bwd", 1.0, 0.1, 0.5, paper=True),  # 2x eager, 0.2x compile
-        row("large", "fwd+bwd", 1.0, 1.0, 1.0, large=True, gbs=2000.0, limit=3350.0),
-    ])
+    lines = check.targets(
+        [
+            row("paper", "fwd+bwd", 3.0, 1.0, 0.5, paper=True),  # 6x eager, 2x compile
+            row("paper", "fwd", 3.0, 1.0, 0.5, paper=True),  # fwd rows have no target
+            row("paper2", "fwd+bwd", 1.0, 0.1, 0.5, paper=True),  # 2x eager, 0.2x compile
+            row("large", "fwd+bwd", 1.0, 1.0, 1.0, large=True, gbs=2000.0, limit=3350.0),
+        ]
+    )
     assert len(lines) == 3
     assert "6.00x eager (met" in lines[0] and "2.00x compile (met" in lines[0]
     assert "2.00x eager (NOT met" in lines[1] and "0.20x compile (NOT met" in lines[1]

@@ -10,25 +10,53 @@ import types
 import pytest
 from vsm import cli
 
-TRAIN = ["train", "--objective", "kl-m1", "--dataset", "sparse", "--batch-size", "32",
-         "--width", "4", "--n-test", "64", "--quiet"]
+TRAIN = [
+    "train",
+    "--objective",
+    "kl-m1",
+    "--dataset",
+    "sparse",
+    "--batch-size",
+    "32",
+    "--width",
+    "4",
+    "--n-test",
+    "64",
+    "--quiet",
+]
 
 
 def test_train_eval_resume(reference_backend, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = cli.main([*TRAIN, "--steps", "4", "--eval-every", "2", "--log-every", "2",
-                   "--out", str(out)])
+    rc = cli.main(
+        [*TRAIN, "--steps", "4", "--eval-every", "2", "--log-every", "2", "--out", str(out)]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "step 2/4" in text and "step 4/4" in text and "eval @ step 2" in text
-    for name in ("checkpoint.pt", "metrics.json", "loss.png", "history.json",
-                 "metrics/step_0000002.json", "metrics/step_0000004.json"):
+    for name in (
+        "checkpoint.pt",
+        "metrics.json",
+        "loss.png",
+        "history.json",
+        "metrics/step_0000002.json",
+        "metrics/step_0000004.json",
+    ):
         assert (out / name).exists(), name
     final = json.loads((out / "metrics.json").read_text())
     assert final["step"] == 4 and final["objective"] == "kl-m1"
 
-    rc = cli.main(["eval", str(out / "checkpoint.pt"), "--n-is", "32", "--out",
-                   str(tmp_path / "e.json"), "--no-hist"])
+    rc = cli.main(
+        [
+            "eval",
+            str(out / "checkpoint.pt"),
+            "--n-is",
+            "32",
+            "--out",
+            str(tmp_path / "e.json"),
+            "--no-hist",
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "e.json").read_text())
     for key in ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss", "is_ess"):
@@ -36,16 +64,27 @@ def test_train_eval_resume(reference_backend, tmp_path, capsys):
     assert res["is_proposal"] == "prior"  # the paper's proposal on 2-D data
 
     capsys.readouterr()
-    rc = cli.main(["train", "--resume", str(out / "checkpoint.pt"), "--steps", "6", "--quiet",
-                   "--out", str(tmp_path / "more")])
+    rc = cli.main(
+        [
+            "train",
+            "--resume",
+            str(out / "checkpoint.pt"),
+            "--steps",
+            "6",
+            "--quiet",
+            "--out",
+            str(tmp_path / "more"),
+        ]
+    )
     assert rc == 0
     assert "resumed" in capsys.readouterr().out
     assert json.loads((tmp_path / "more" / "metrics.json").read_text())["step"] == 6
 
 
 def test_divergence_exit_status(reference_backend, tmp_path, capsys):
-    rc = cli.main([*TRAIN, "--steps", "3", "--dec-lr", "1e30", "--enc-lr", "1e30",
-                   "--out", str(tmp_path)])
+    rc = cli.main(
+        [*TRAIN, "--steps", "3", "--dec-lr", "1e30", "--enc-lr", "1e30", "--out", str(tmp_path)]
+    )
     assert rc == 2
     assert "diverged" in capsys.readouterr().err
 
@@ -68,8 +107,13 @@ def test_delegation(monkeypatch, command):
 
 
 def test_python_dash_m():
-    proc = subprocess.run([sys.executable, "-m", "vsm", "train", "--help"],
-                          check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vsm", "train", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0
     assert "--objective" in proc.stdout and "--k-bi" in proc.stdout
 
@@ -80,12 +124,28 @@ def test_eval_of_a_many_seeds_checkpoint(reference_backend, tmp_path, capsys):
     out = tmp_path / "seeds"
     assert cli.main([*TRAIN, "--steps", "2", "--seeds", "0-1", "--quiet", "--out", str(out)]) == 0
     ck = str(out / "checkpoint.pt")
-    assert cli.main(["eval", ck, "--n-is", "16", "--no-hist", "--out", str(tmp_path / "a.json")]) == 0
+    assert (
+        cli.main(["eval", ck, "--n-is", "16", "--no-hist", "--out", str(tmp_path / "a.json")]) == 0
+    )
     both = json.loads((tmp_path / "a.json").read_text())
     assert sorted(both["replicas"]) == ["0", "1"]
     assert both["replicas"]["0"]["neg_elbo"] != both["replicas"]["1"]["neg_elbo"]
-    assert cli.main(["eval", ck, "--replica", "1", "--n-is", "16", "--no-hist",
-                     "--out", str(tmp_path / "b.json")]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                ck,
+                "--replica",
+                "1",
+                "--n-is",
+                "16",
+                "--no-hist",
+                "--out",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
     one = json.loads((tmp_path / "b.json").read_text())
     assert one["seed"] == 1 and one["neg_elbo"] == both["replicas"]["1"]["neg_elbo"]
     capsys.readouterr()

@@ -148,8 +148,18 @@ def test_bench_harness_runs_from_the_package(capsys, monkeypatch):
     from vsm import bench
 
     monkeypatch.setattr(bench, "_time_ms", lambda f, device, min_run_time: (f(), 1.0)[1])
-    status = bench.main(["--quick", "--no-compile", "--device", "cpu", "--op", "posterior_fd",
-                         "--op", "hutchinson_trace"])
+    status = bench.main(
+        [
+            "--quick",
+            "--no-compile",
+            "--device",
+            "cpu",
+            "--op",
+            "posterior_fd",
+            "--op",
+            "hutchinson_trace",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     assert "Triton-interpreter timings are meaningless" in out

@@ -26,8 +26,9 @@ def test_sparse_recipe_statistics():
     x = D.sample_toy("sparse", 200_000, seed=0).double()
     # u = sign(u)|u|², E u² = E g⁴ = 3; x = uA: Var x1 = 3(0.1² + 0.03²) + 1e-4
     var = 3 * (0.01 + 0.0009) + 1e-4
-    torch.testing.assert_close(x.var(0), torch.full((2,), var, dtype=torch.float64), rtol=0.03,
-                               atol=0)
+    torch.testing.assert_close(
+        x.var(0), torch.full((2,), var, dtype=torch.float64), rtol=0.03, atol=0
+    )
     cov = float(((x[:, 0] - x[:, 0].mean()) * (x[:, 1] - x[:, 1].mean())).mean())
     assert abs(cov - 3 * (0.1 * 0.03 - 0.03 * 0.1)) < 2e-3
 
@@ -36,8 +37,9 @@ def test_mixture_recipe_statistics():
     x = D.sample_toy("mixture", 100_000, seed=0).double()
     lower = x[:, 0] + x[:, 1] < 0
     assert abs(float(lower.double().mean()) - 0.5) < 0.01
-    torch.testing.assert_close(x[lower].mean(0), torch.full((2,), -0.5, dtype=torch.float64),
-                               atol=0.01, rtol=0)
+    torch.testing.assert_close(
+        x[lower].mean(0), torch.full((2,), -0.5, dtype=torch.float64), atol=0.01, rtol=0
+    )
     assert abs(float(x[lower].std(0).mean()) - 0.2) < 0.01
 
 
@@ -46,7 +48,7 @@ def test_batches_are_a_function_of_seed_and_step():
     torch.testing.assert_close(d.batch(7, 16, 1), d.batch(7, 16, 1))
     assert not torch.equal(d.batch(7, 16, 1), d.batch(8, 16, 1))
     assert d.test.shape == (50, 2)
-    img = D.Dataset("t", (3,), test=torch.zeros(1, 3), train=torch.arange(30.).reshape(10, 3))
+    img = D.Dataset("t", (3,), test=torch.zeros(1, 3), train=torch.arange(30.0).reshape(10, 3))
     epoch = torch.cat([img.batch(s, 5, 0) for s in range(2)])
     assert sorted(epoch[:, 0].tolist()) == sorted(img.train[:, 0].tolist())  # a permutation
     torch.testing.assert_close(img.batch(1, 5, 0), img.batch(1, 5, 0))

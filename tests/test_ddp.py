@@ -27,14 +27,27 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def _launch(out: Path, objective: str, steps: int, k_bi: int, *extra: str) -> dict[int, dict]:
     """Run the worker on 2 ranks; returns {rank: what it wrote} (fails the test if it failed)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(WORKER), str(out), objective, str(steps), str(k_bi), *extra]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
-                          check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        str(WORKER),
+        str(out),
+        objective,
+        str(steps),
+        str(k_bi),
+        *extra,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {r: torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)}
 
@@ -45,10 +58,12 @@ def _assert_same_params(a: dict, b: dict) -> None:
         assert torch.equal(v, b[k]), k
 
 
-@pytest.mark.parametrize("objective, steps, k_bi, extra",
-                         [("kl-m1", 5, 0, ("--fit",)), ("fd-m2", 3, 1, ())])
-def test_trainer_under_torchrun_uses_ddp_and_keeps_ranks_identical(tmp_path, objective, steps,
-                                                                   k_bi, extra):
+@pytest.mark.parametrize(
+    "objective, steps, k_bi, extra", [("kl-m1", 5, 0, ("--fit",)), ("fd-m2", 3, 1, ())]
+)
+def test_trainer_under_torchrun_uses_ddp_and_keeps_ranks_identical(
+    tmp_path, objective, steps, k_bi, extra
+):
     r0, r1 = _launch(tmp_path, objective, steps, k_bi, *extra).values()
     assert (r0["rank"], r1["rank"], r0["world_size"], r1["world_size"]) == (0, 1, 2, 2)
     assert r0["wrappers"] == r1["wrappers"] == ["DistributedDataParallel"] * 2
@@ -60,8 +75,9 @@ def test_trainer_under_torchrun_uses_ddp_and_keeps_ranks_identical(tmp_path, obj
     assert len(r0["history"]) == steps and r0["history"] == r1["history"]
     # ... and the parameters are identical, and moved away from the common initialisation
     _assert_same_params(r0["params"], r1["params"])
-    cfg = TrainConfig(objective=objective, dataset="sparse", batch_size=32, n_samples=2,
-                      width=8).resolved(load_dataset("sparse", seed=0, n_test=64))
+    cfg = TrainConfig(
+        objective=objective, dataset="sparse", batch_size=32, n_samples=2, width=8
+    ).resolved(load_dataset("sparse", seed=0, n_test=64))
     torch.manual_seed(cfg.seed)
     init = build_model(cfg, (2,)).state_dict()
     changed = {k for k in init if not torch.equal(init[k], r0["params"][k])}

@@ -78,8 +78,9 @@ def _assert_matches_truth(
 
     def where(bad: torch.Tensor) -> str:
         i = tuple(int(k) for k in bad.nonzero()[0])
-        vals = ", ".join(f"{k} {v[i].item()!r}" for k, v in
-                         (("got", g), ("truth", t), ("ref", r), ("mag", m)))
+        vals = ", ".join(
+            f"{k} {v[i].item()!r}" for k, v in (("got", g), ("truth", t), ("ref", r), ("mag", m))
+        )
         return f"at {i}: {vals}"
 
     bad = torch.isnan(g) & ~torch.isnan(r)
@@ -103,9 +104,11 @@ def _pfd_inputs(n, b, l, lv, lv_spread, z_exp, mu_mode, g_mode, g_exp, go_exp, s
         return torch.randn(*s, generator=gen, dtype=F64)
 
     z = r(n, b, l) * 10.0**z_exp
-    mu = {"indep": lambda: r(b, l) * 10.0**z_exp,
-          "close": lambda: z[0] * (1 + 1e-6 * r(b, l)),
-          "equal": lambda: z[0].clone()}[mu_mode]()
+    mu = {
+        "indep": lambda: r(b, l) * 10.0**z_exp,
+        "close": lambda: z[0] * (1 + 1e-6 * r(b, l)),
+        "equal": lambda: z[0].clone(),
+    }[mu_mode]()
     u = torch.rand(b, l, generator=gen, dtype=F64) - 0.5
     logvar = (lv + lv_spread * u).clamp(-30.0, 30.0)
     if g_mode == "indep":
@@ -126,25 +129,97 @@ def _pfd_magnitudes(z, mu, logvar, g, go):
 
 
 @given(
-    n=st.integers(1, 3), b=st.integers(1, 3), l=st.sampled_from([1, 2, 5, 33]),
-    batched=st.booleans(), f64=st.booleans(),
-    lv=st.floats(-30.0, 30.0), lv_spread=st.sampled_from([0.0, 1.0, 60.0]),
-    z_exp=st.integers(-6, 6), mu_mode=st.sampled_from(["indep", "close", "equal"]),
-    g_mode=st.sampled_from(["indep", "cancel"]), g_exp=st.integers(-6, 6),
-    go_exp=st.integers(-3, 3), seed=st.integers(0, 2**16),
+    n=st.integers(1, 3),
+    b=st.integers(1, 3),
+    l=st.sampled_from([1, 2, 5, 33]),
+    batched=st.booleans(),
+    f64=st.booleans(),
+    lv=st.floats(-30.0, 30.0),
+    lv_spread=st.sampled_from([0.0, 1.0, 60.0]),
+    z_exp=st.integers(-6, 6),
+    mu_mode=st.sampled_from(["indep", "close", "equal"]),
+    g_mode=st.sampled_from(["indep", "cancel"]),
+    g_exp=st.integers(-6, 6),
+    go_exp=st.integers(-3, 3),
+    seed=st.integers(0, 2**16),
 )
 # float32 corners: huge 1/s² with |z| = 1e6 (PFD and its gradients overflow float32), tiny 1/s²
 # with tiny z, exact-posterior cancellation at 1/s² = 1e13, and N = B = L = 1.
-@example(n=2, b=3, l=5, batched=True, f64=False, lv=-30.0, lv_spread=1.0, z_exp=6,
-         mu_mode="indep", g_mode="indep", g_exp=6, go_exp=0, seed=0)
-@example(n=3, b=2, l=5, batched=True, f64=False, lv=-29.0, lv_spread=0.0, z_exp=6,
-         mu_mode="indep", g_mode="indep", g_exp=0, go_exp=3, seed=1)
-@example(n=1, b=1, l=1, batched=False, f64=False, lv=30.0, lv_spread=0.0, z_exp=-6,
-         mu_mode="close", g_mode="indep", g_exp=-6, go_exp=-3, seed=2)
-@example(n=2, b=2, l=33, batched=True, f64=False, lv=-30.0, lv_spread=0.0, z_exp=3,
-         mu_mode="close", g_mode="cancel", g_exp=0, go_exp=0, seed=3)
-@example(n=1, b=1, l=1, batched=True, f64=True, lv=-30.0, lv_spread=0.0, z_exp=6,
-         mu_mode="indep", g_mode="cancel", g_exp=0, go_exp=3, seed=4)
+@example(
+    n=2,
+    b=3,
+    l=5,
+    batched=True,
+    f64=False,
+    lv=-30.0,
+    lv_spread=1.0,
+    z_exp=6,
+    mu_mode="indep",
+    g_mode="indep",
+    g_exp=6,
+    go_exp=0,
+    seed=0,
+)
+@example(
+    n=3,
+    b=2,
+    l=5,
+    batched=True,
+    f64=False,
+    lv=-29.0,
+    lv_spread=0.0,
+    z_exp=6,
+    mu_mode="indep",
+    g_mode="indep",
+    g_exp=0,
+    go_exp=3,
+    seed=1,
+)
+@example(
+    n=1,
+    b=1,
+    l=1,
+    batched=False,
+    f64=False,
+    lv=30.0,
+    lv_spread=0.0,
+    z_exp=-6,
+    mu_mode="close",
+    g_mode="indep",
+    g_exp=-6,
+    go_exp=-3,
+    seed=2,
+)
+@example(
+    n=2,
+    b=2,
+    l=33,
+    batched=True,
+    f64=False,
+    lv=-30.0,
+    lv_spread=0.0,
+    z_exp=3,
+    mu_mode="close",
+    g_mode="cancel",
+    g_exp=0,
+    go_exp=0,
+    seed=3,
+)
+@example(
+    n=1,
+    b=1,
+    l=1,
+    batched=True,
+    f64=True,
+    lv=-30.0,
+    lv_spread=0.0,
+    z_exp=6,
+    mu_mode="indep",
+    g_mode="cancel",
+    g_exp=0,
+    go_exp=3,
+    seed=4,
+)
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_posterior_fd_extreme_values(
     n, b, l, batched, f64, lv, lv_spread, z_exp, mu_mode, g_mode, g_exp, go_exp, seed, backend
@@ -173,7 +248,9 @@ def test_posterior_fd_extreme_values(
     if not batched:
         mags = (mags[0][0], mags[1][0], mags[2], mags[3], mags[4][0])
     consts = (16 + l, 16, 16 + n, 16 + n, 16)
-    for name, *vals in zip(("pfd", "dz", "dmu", "dlogvar", "dg"), got, tru, mags, ref, consts, strict=True):
+    for name, *vals in zip(
+        ("pfd", "dz", "dmu", "dlogvar", "dg"), got, tru, mags, ref, consts, strict=True
+    ):
         _assert_matches_truth(name, *vals)
     if f64:
         assert all(torch.isfinite(t).all() for t in got)
@@ -240,16 +317,26 @@ def _gt_check(x, xm, ls, w1, w2, w3, n, d, backend="triton"):
     a64 = [t.detach().double().requires_grad_(True) for t in args]
     w64 = [w.double() for w in (w1, w2, w3)]
     tru = reference.gaussian_terms(*a64)
-    tru = (*tru, *torch.autograd.grad(
-        (tru.sq_mean * w64[0]).sum() + (tru.mean_sq * w64[1]).sum() + tru.trace * w64[2], a64))
+    tru = (
+        *tru,
+        *torch.autograd.grad(
+            (tru.sq_mean * w64[0]).sum() + (tru.mean_sq * w64[1]).sum() + tru.trace * w64[2], a64
+        ),
+    )
     with torch.no_grad():
         inv = torch.exp(-a64[2])
         fa = (a64[1] - a64[0]).abs() * inv  # |f_nbd|
         fam = fa.mean(0)
         sq = tru[0]
         aa, ca = w64[0].abs()[:, None], w64[1].abs()[:, None]
-        mags = (sq, sq, d * inv, 2 * inv * (aa + ca) * fam, inv * 2 / n * (aa * fa + ca * fam),
-                2 * ((aa[:, 0] + ca[:, 0]) * sq).sum() + w64[2].abs() * d * inv)
+        mags = (
+            sq,
+            sq,
+            d * inv,
+            2 * inv * (aa + ca) * fam,
+            inv * 2 / n * (aa * fa + ca * fam),
+            2 * ((aa[:, 0] + ca[:, 0]) * sq).sum() + w64[2].abs() * d * inv,
+        )
     consts = (16 + n + d, 16 + 2 * n + d, 4, 16 + n, 16 + n, 16 + n + d)
     names = ("sq_mean", "mean_sq", "trace", "dx", "dx_mean", "dlog_sigma2")
     for name, *vals in zip(names, got, tru, mags, ref, consts, strict=True):
@@ -258,19 +345,29 @@ def _gt_check(x, xm, ls, w1, w2, w3, n, d, backend="triton"):
 
 
 @given(
-    n=st.sampled_from([1, 2, 5]), b=st.integers(1, 3), d=st.sampled_from([1, 2, 17, 40]),
-    f64=st.booleans(), ls=st.floats(-20.0, 20.0), x_exp=st.integers(0, 6),
-    delta_exp=st.integers(-8, 6), same=st.booleans(), small_tiles=st.booleans(),
+    n=st.sampled_from([1, 2, 5]),
+    b=st.integers(1, 3),
+    d=st.sampled_from([1, 2, 17, 40]),
+    f64=st.booleans(),
+    ls=st.floats(-20.0, 20.0),
+    x_exp=st.integers(0, 6),
+    delta_exp=st.integers(-8, 6),
+    same=st.booleans(),
+    small_tiles=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-@example(n=5, b=3, d=17, f64=False, ls=-20.0, x_exp=6, delta_exp=6, same=False,
-         small_tiles=True, seed=0)
-@example(n=5, b=2, d=40, f64=False, ls=20.0, x_exp=6, delta_exp=-8, same=True,
-         small_tiles=True, seed=1)
-@example(n=1, b=1, d=1, f64=False, ls=-20.0, x_exp=6, delta_exp=-1, same=False,
-         small_tiles=False, seed=2)
-@example(n=2, b=1, d=1, f64=True, ls=20.0, x_exp=6, delta_exp=-8, same=True,
-         small_tiles=False, seed=3)
+@example(
+    n=5, b=3, d=17, f64=False, ls=-20.0, x_exp=6, delta_exp=6, same=False, small_tiles=True, seed=0
+)
+@example(
+    n=5, b=2, d=40, f64=False, ls=20.0, x_exp=6, delta_exp=-8, same=True, small_tiles=True, seed=1
+)
+@example(
+    n=1, b=1, d=1, f64=False, ls=-20.0, x_exp=6, delta_exp=-1, same=False, small_tiles=False, seed=2
+)
+@example(
+    n=2, b=1, d=1, f64=True, ls=20.0, x_exp=6, delta_exp=-8, same=True, small_tiles=False, seed=3
+)
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_gaussian_terms_extreme_values(
     n, b, d, f64, ls, x_exp, delta_exp, same, small_tiles, seed, backend
@@ -313,9 +410,14 @@ def test_gaussian_terms_overflow_and_one_sided_gradient(backend):
 
 
 @given(
-    b=st.integers(1, 4), d=st.sampled_from([1, 3, 257]), p=st.integers(1, 3),
-    f64=st.booleans(), x_exp=st.integers(-15, 15), w_exp=st.integers(-15, 15),
-    seed=st.integers(0, 2**62), backend=st.sampled_from([*KERNEL_BACKENDS, "reference"]),
+    b=st.integers(1, 4),
+    d=st.sampled_from([1, 3, 257]),
+    p=st.integers(1, 3),
+    f64=st.booleans(),
+    x_exp=st.integers(-15, 15),
+    w_exp=st.integers(-15, 15),
+    seed=st.integers(0, 2**62),
+    backend=st.sampled_from([*KERNEL_BACKENDS, "reference"]),
 )
 @example(b=1, d=1, p=1, f64=False, x_exp=15, w_exp=-15, seed=0, backend="triton")
 @example(b=1, d=1, p=1, f64=False, x_exp=-15, w_exp=15, seed=0, backend="reference")
@@ -337,9 +439,14 @@ def test_hutchinson_diagonal_jacobian_exact_at_any_scale(b, d, p, f64, x_exp, w_
 
 
 @given(
-    b=st.integers(1, 3), d=st.sampled_from([1, 4, 257]), p=st.integers(1, 3),
-    dist=st.sampled_from(DISTS), f64=st.booleans(), k=st.integers(-100, 100),
-    seed=st.integers(0, 2**62), backend=st.sampled_from([*KERNEL_BACKENDS, "reference"]),
+    b=st.integers(1, 3),
+    d=st.sampled_from([1, 4, 257]),
+    p=st.integers(1, 3),
+    dist=st.sampled_from(DISTS),
+    f64=st.booleans(),
+    k=st.integers(-100, 100),
+    seed=st.integers(0, 2**62),
+    backend=st.sampled_from([*KERNEL_BACKENDS, "reference"]),
 )
 @example(b=1, d=1, p=1, dist="gaussian", f64=False, k=100, seed=7, backend="triton")
 @example(b=1, d=1, p=1, dist="rademacher", f64=False, k=-100, seed=7, backend="triton")
@@ -438,15 +545,21 @@ def test_is_log_evidence_extreme_rows(rows, f64):
     (grad,) = torch.autograd.grad(lp.sum(), lw)
     rg = lw64.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(reference.is_log_evidence(rg)[0].sum(), rg)
-    torch.testing.assert_close(grad.double(), want, rtol=1e-6 if not f64 else 1e-14,
-                               atol=1e-30, equal_nan=True)
+    torch.testing.assert_close(
+        grad.double(), want, rtol=1e-6 if not f64 else 1e-14, atol=1e-30, equal_nan=True
+    )
     assert bool(torch.isnan(grad[dead]).all()) and bool(torch.isfinite(grad[live]).all())
 
 
 @given(
-    b=st.integers(1, 3), d=st.sampled_from([1, 2, 9]), ls2=st.floats(-20.0, 20.0),
-    x_exp=st.integers(0, 6), delta_exp=st.integers(-8, 3), lp0=st.floats(-1e30, 700.0),
-    f32=st.booleans(), seed=st.integers(0, 2**16),
+    b=st.integers(1, 3),
+    d=st.sampled_from([1, 2, 9]),
+    ls2=st.floats(-20.0, 20.0),
+    x_exp=st.integers(0, 6),
+    delta_exp=st.integers(-8, 3),
+    lp0=st.floats(-1e30, 700.0),
+    f32=st.booleans(),
+    seed=st.integers(0, 2**16),
 )
 @example(b=1, d=1, ls2=-20.0, x_exp=6, delta_exp=-8, lp0=700.0, f32=True, seed=0)
 @example(b=2, d=9, ls2=20.0, x_exp=6, delta_exp=3, lp0=-1e30, f32=False, seed=1)
@@ -471,8 +584,12 @@ def test_is_accumulator_k1(b, d, ls2, x_exp, delta_exp, lp0, f32, seed):
     log_w = -0.5 * sq * math.exp(-ls2) - 0.5 * d * (LN2PI + ls2) + lp[:, 0] - lq[:, 0]
     np.testing.assert_array_equal(r.ess, np.ones(b))
     eps = np.finfo(np.float64).eps
-    lw_mag = (0.5 * sq * math.exp(-ls2) + 0.5 * d * (LN2PI + abs(ls2)) + np.abs(lp[:, 0])
-              + np.abs(lq[:, 0]))
+    lw_mag = (
+        0.5 * sq * math.exp(-ls2)
+        + 0.5 * d * (LN2PI + abs(ls2))
+        + np.abs(lp[:, 0])
+        + np.abs(lq[:, 0])
+    )
     assert np.all(np.abs(r.log_p - log_w) <= 16 * eps * lw_mag), (r.log_p, log_w)
     # score: (Σ w g / Σ w − x)/σ², exact for K = 1 (the weight cancels)
     np.testing.assert_allclose(r.score, f, rtol=1e-14, atol=0)
@@ -489,8 +606,11 @@ def test_is_accumulator_k1(b, d, ls2, x_exp, delta_exp, lp0, f32, seed):
 
 
 @given(
-    k=st.integers(2, 9), d=st.integers(1, 5), x_exp=st.integers(3, 6),
-    delta_exp=st.integers(-8, -2), seed=st.integers(0, 2**16),
+    k=st.integers(2, 9),
+    d=st.integers(1, 5),
+    x_exp=st.integers(3, 6),
+    delta_exp=st.integers(-8, -2),
+    seed=st.integers(0, 2**16),
 )
 def test_is_accumulator_score_precise_for_large_data(k, d, x_exp, delta_exp, seed):
     """K > 1 samples, |x| up to 1e6 and decoder means g_k = x + δ_k with |δ| down to 1e-8: the
@@ -515,8 +635,11 @@ def test_is_accumulator_score_precise_for_large_data(k, d, x_exp, delta_exp, see
     twin = ISAccumulatorNumpy(x, 0.0)
     twin.add(g, zeros, zeros)
     for name, score in (("rust", rust.result().score), ("numpy", twin.result()[2])):
-        assert np.all(np.abs(score - want) <= 64 * np.finfo(np.float64).eps * mag), (name, score,
-                                                                                      want)
+        assert np.all(np.abs(score - want) <= 64 * np.finfo(np.float64).eps * mag), (
+            name,
+            score,
+            want,
+        )
 
 
 def test_numpy_twin_all_minus_inf_rows_match_rust():

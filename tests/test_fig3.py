@@ -40,8 +40,9 @@ def test_convergence_drifting_sigma2_or_loss_does_not_converge():
     # σ² shrinking 5 % over the last 10 % of iterations: not converged at tol 1 %
     s2 = 0.01 * np.exp(-0.05 * it / (0.1 * n))
     res = fig3.convergence(flat, s2, tol_sigma2=0.01)
-    assert not res["converged"] and res["sigma2_change"] == pytest.approx(1 - math.exp(-0.05),
-                                                                          rel=0.02)
+    assert not res["converged"] and res["sigma2_change"] == pytest.approx(
+        1 - math.exp(-0.05), rel=0.02
+    )
     assert fig3.convergence(flat, s2, tol_sigma2=0.06)["converged"]
     # a noiseless decoder loss falling 3 % between the window's halves: not converged at 1 %
     loss = -100 - 3.0 * it / (0.05 * n)
@@ -79,20 +80,30 @@ def test_paired_statistics_by_hand():
 
 
 def _p(lo: float, hi: float, *, n: int = 5, div: int = 0) -> C.Paired:
-    return C.Paired(n=n, mean=(lo + hi) / 2, se=(hi - lo) / 5, lo=lo, hi=hi, n_a_diverged=div,
-                    n_seeds=n + div)
+    return C.Paired(
+        n=n, mean=(lo + hi) / 2, se=(hi - lo) / 5, lo=lo, hi=hi, n_a_diverged=div, n_seeds=n + div
+    )
 
 
-@pytest.mark.parametrize(("kind", "lo", "hi", "want"), [
-    ("equal", -0.05, 0.08, "holds"), ("equal", 0.15, 0.3, "fails"),
-    ("equal", -0.3, -0.2, "fails"), ("equal", -0.05, 0.2, "inconclusive"),
-    ("better", 0.01, 0.3, "holds"), ("better", -0.2, 0.05, "fails"),
-    ("better", -0.1, 0.3, "inconclusive"),
-    ("slightly_worse", 0.05, 0.3, "holds"), ("slightly_worse", -0.05, 0.05, "fails"),
-    ("slightly_worse", 0.6, 0.9, "fails"), ("slightly_worse", -0.05, 0.3, "inconclusive"),
-    ("much_worse", 0.6, 80.0, "holds"), ("much_worse", -0.3, 0.2, "fails"),
-    ("much_worse", 0.2, 0.9, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    ("kind", "lo", "hi", "want"),
+    [
+        ("equal", -0.05, 0.08, "holds"),
+        ("equal", 0.15, 0.3, "fails"),
+        ("equal", -0.3, -0.2, "fails"),
+        ("equal", -0.05, 0.2, "inconclusive"),
+        ("better", 0.01, 0.3, "holds"),
+        ("better", -0.2, 0.05, "fails"),
+        ("better", -0.1, 0.3, "inconclusive"),
+        ("slightly_worse", 0.05, 0.3, "holds"),
+        ("slightly_worse", -0.05, 0.05, "fails"),
+        ("slightly_worse", 0.6, 0.9, "fails"),
+        ("slightly_worse", -0.05, 0.3, "inconclusive"),
+        ("much_worse", 0.6, 80.0, "holds"),
+        ("much_worse", -0.3, 0.2, "fails"),
+        ("much_worse", 0.2, 0.9, "inconclusive"),
+    ],
+)
 def test_outcome_table(kind, lo, hi, want):
     assert C.outcome(kind, _p(lo, hi), C.Thresholds(eq_tol=0.1, fail_margin=0.5)) == want
 
@@ -114,10 +125,18 @@ def test_verdicts():
     assert C.verdict({"vsm": "fails", "paper": "holds"}) == "depends on the estimator"
     assert C.verdict({"vsm": "inconclusive", "paper": "holds"}) == "inconclusive"
     assert C.verdict({"vsm": "holds"}) == "agrees"
-    assert C.overall({"a": {"vsm": "fails", "paper": "holds"},
-                      "b": {"vsm": "fails", "paper": "holds"}}) == "depends on the estimator"
-    assert C.overall({"a": {"vsm": "holds", "paper": "holds"},
-                      "b": {"vsm": "fails", "paper": "fails"}}) == "depends on the data set"
+    assert (
+        C.overall(
+            {"a": {"vsm": "fails", "paper": "holds"}, "b": {"vsm": "fails", "paper": "holds"}}
+        )
+        == "depends on the estimator"
+    )
+    assert (
+        C.overall(
+            {"a": {"vsm": "holds", "paper": "holds"}, "b": {"vsm": "fails", "paper": "fails"}}
+        )
+        == "depends on the data set"
+    )
     assert C.overall({"a": {"vsm": "holds"}, "b": {"vsm": "holds"}}) == "agrees"
 
 
@@ -130,24 +149,38 @@ def _synthetic_runs() -> list[dict]:
     runs = []
     for v in ("vsm", "paper"):
         for obj, nll in base.items():
-            for k in ((1,) if obj == "kl-elbo" else (1, 10)):
+            for k in (1,) if obj == "kl-elbo" else (1, 10):
                 for s in range(5):
                     val = nll + offset[s] + rng.normal(0, 0.01)
                     if obj == "kl-m3" and v == "paper":
                         val += 80.0
                     if obj != "kl-elbo" and k == 1:
                         val += 0.3
-                    runs.append({"variant": v, "dataset": "mixture", "objective": obj,
-                                 "k_enc": k, "seed": s, "is_nll": val, "sm_loss": 10 * val,
-                                 "diverged": False, "converged": True, "iterations": 100,
-                                 "sigma2": 0.01, "active_dims": 2, "post_sd": [0.1, 0.2],
-                                 "mu_spread": [0.9, 1.0]})
+                    runs.append(
+                        {
+                            "variant": v,
+                            "dataset": "mixture",
+                            "objective": obj,
+                            "k_enc": k,
+                            "seed": s,
+                            "is_nll": val,
+                            "sm_loss": 10 * val,
+                            "diverged": False,
+                            "converged": True,
+                            "iterations": 100,
+                            "sigma2": 0.01,
+                            "active_dims": 2,
+                            "post_sd": [0.1, 0.2],
+                            "mu_spread": [0.9, 1.0],
+                        }
+                    )
     return runs
 
 
 def test_judge_on_a_synthetic_sweep():
-    cfg = fig3.Fig3Config(datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1",
-                                                             "kl-m3", "fae"))
+    cfg = fig3.Fig3Config(
+        datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1", "kl-m3", "fae")
+    )
     rows = {r["claim"]: r for r in fig3.judge(_synthetic_runs(), cfg)}
     assert set(rows) == {"elbo-m1", "k-enc", "fd-m1", "kl-m3", "fae"}  # m2 was not run
     assert rows["elbo-m1"]["verdict"] == "agrees"
@@ -161,11 +194,16 @@ def test_judge_on_a_synthetic_sweep():
     assert rows["fae"]["verdict"] == "agrees"
     verdicts = {v["claim"]: v["verdict"] for v in fig3.overall_verdicts(list(rows.values()))}
     assert verdicts["kl-m3"] == "depends on the estimator"
-    results = {"config": dataclasses.asdict(cfg), "runs": _synthetic_runs(),
-               "thresholds": cfg.thresholds().as_dict(), "claims": list(rows.values()),
-               "verdicts": fig3.overall_verdicts(list(rows.values())),
-               "table": fig3.table(_synthetic_runs(), cfg), "variants_run": ["vsm", "paper"],
-               "seconds": 1.0}
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "runs": _synthetic_runs(),
+        "thresholds": cfg.thresholds().as_dict(),
+        "claims": list(rows.values()),
+        "verdicts": fig3.overall_verdicts(list(rows.values())),
+        "table": fig3.table(_synthetic_runs(), cfg),
+        "variants_run": ["vsm", "paper"],
+        "seconds": 1.0,
+    }
     md = fig3.markdown(results)
     assert md.startswith(fig3.BEGIN) and md.rstrip().endswith(fig3.END)
     assert "**depends on the estimator**" in md and "| kl-m3 | mixture |" in md
@@ -185,8 +223,9 @@ def test_shared_prior_is_matches_a_direct_computation():
     model = MLPVAE((2,), 2, 6).double()
     x = torch.randn(7, 2, dtype=torch.float64) * 0.5
     res = fig3.evaluate_model(model, x, n_is=300, seed=3)
-    z = torch.randn(300, 2, generator=torch.Generator().manual_seed(fig3.EVAL_SEED + 3),
-                    dtype=torch.float64)
+    z = torch.randn(
+        300, 2, generator=torch.Generator().manual_seed(fig3.EVAL_SEED + 3), dtype=torch.float64
+    )
     with torch.no_grad():
         g = model.decode(z)  # (K, 2)
         s2 = float(torch.exp(model.log_sigma2))
@@ -195,7 +234,7 @@ def test_shared_prior_is_matches_a_direct_computation():
         w = torch.softmax(logp, 1)
         f = (g[None] - x[:, None]) / s2
         score = (w[..., None] * f).sum(1)
-        sm = (w * ((f ** 2).sum(-1) - 2 / s2)).sum(1) - 0.5 * (score ** 2).sum(-1)
+        sm = (w * ((f**2).sum(-1) - 2 / s2)).sum(1) - 0.5 * (score**2).sum(-1)
         mu, logvar = model.encode(x)
     assert res["is_nll"] == pytest.approx(float(-log_px.mean()), rel=1e-9)
     assert res["sm_loss"] == pytest.approx(float(sm.mean()), rel=1e-8)
@@ -210,10 +249,16 @@ def test_an_iteration_is_k_enc_encoder_updates_then_one_decoder_update():
     cfg = fig3.Fig3Config(seeds=(0, 1), batch_size=16, width_mixture=4, n_test=16)
     tcfg = fig3.train_config("vsm", "mixture", "kl-m1", 3, cfg.seeds, cfg)
     assert (tcfg.enc_optimizer, tcfg.enc_lr, tcfg.dec_lr, tcfg.n_samples) == ("sgd", 1e-2, 1e-4, 3)
-    assert fig3.optimiser_settings("kl-elbo", cfg) == {"enc_optimizer": "adam", "enc_lr": 1e-4,
-                                                       "dec_lr": 1e-4}
-    assert fig3.optimiser_settings("fae", cfg) == {"enc_optimizer": "adam", "enc_lr": 1e-4,
-                                                   "dec_lr": 1e-4}
+    assert fig3.optimiser_settings("kl-elbo", cfg) == {
+        "enc_optimizer": "adam",
+        "enc_lr": 1e-4,
+        "dec_lr": 1e-4,
+    }
+    assert fig3.optimiser_settings("fae", cfg) == {
+        "enc_optimizer": "adam",
+        "enc_lr": 1e-4,
+        "dec_lr": 1e-4,
+    }
     assert fig3.optimiser_settings("fd-m3", cfg)["enc_lr"] == 1e-3
     trainer = Trainer(tcfg, progress=False)
     drv = fig3._Driver(trainer, cfg.seeds)
@@ -231,7 +276,12 @@ def test_settings_and_modes():
     assert cfg.k_encs_of("kl-m3") == (1,) and cfg.k_encs_of("kl-elbo") == (1,)
     full = fig3.Fig3Config.full()
     assert (full.batch_size, full.dec_lr, full.enc_lr_kl, full.enc_lr_fd, full.elbo_lr) == (
-        1000, 1e-4, 1e-2, 1e-3, 1e-4)
+        1000,
+        1e-4,
+        1e-2,
+        1e-3,
+        1e-4,
+    )
     assert (full.width("sparse"), full.width("mixture"), full.max_iters) == (100, 30, 100_000)
     assert full.k_encs_of("fd-m3") == (1, 10) and len(full.seeds) >= 5
     sweep = fig3.settings(full)
@@ -246,10 +296,20 @@ def test_settings_and_modes():
 
 
 def _tiny(**kw) -> fig3.Fig3Config:
-    base = {"variants": ("vsm",), "datasets": ("mixture",),
-            "objectives": ("kl-elbo", "kl-m1", "kl-m3"), "k_encs": (1, 2), "seeds": (0, 1),
-            "max_iters": 12, "min_iters": 4, "check_every": 4, "batch_size": 32,
-            "width_mixture": 4, "n_test": 48, "n_is": 64}
+    base = {
+        "variants": ("vsm",),
+        "datasets": ("mixture",),
+        "objectives": ("kl-elbo", "kl-m1", "kl-m3"),
+        "k_encs": (1, 2),
+        "seeds": (0, 1),
+        "max_iters": 12,
+        "min_iters": 4,
+        "check_every": 4,
+        "batch_size": 32,
+        "width_mixture": 4,
+        "n_test": 48,
+        "n_is": 64,
+    }
     return fig3.Fig3Config(**{**base, **kw})
 
 
@@ -269,28 +329,48 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
     # one seed at a time gives the same numbers as the batched run (to rounding)
     one = fig3.run(tmp_path / "u", _tiny(batched=False, objectives=("kl-m1",), k_encs=(2,)))
     for r in one["runs"]:
-        (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
-                == (r["objective"], r["k_enc"], r["seed"])]
+        (b,) = [
+            x
+            for x in res["runs"]
+            if (x["objective"], x["k_enc"], x["seed"]) == (r["objective"], r["k_enc"], r["seed"])
+        ]
         assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
     # two worker processes (pure-torch path there too) give the same numbers
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     pool = fig3.run(tmp_path / "w", _tiny(objectives=("kl-m1", "kl-m3"), k_encs=(2,), workers=2))
     assert [(r["objective"], r["seed"]) for r in pool["runs"]] == [
-        ("kl-m1", 0), ("kl-m1", 1), ("kl-m3", 0), ("kl-m3", 1)]
+        ("kl-m1", 0),
+        ("kl-m1", 1),
+        ("kl-m3", 0),
+        ("kl-m3", 1),
+    ]
     for r in pool["runs"]:
-        (b,) = [x for x in res["runs"] if (x["objective"], x["k_enc"], x["seed"])
-                == (r["objective"], r["k_enc"], r["seed"])]
+        (b,) = [
+            x
+            for x in res["runs"]
+            if (x["objective"], x["k_enc"], x["seed"]) == (r["objective"], r["k_enc"], r["seed"])
+        ]
         assert r["is_nll"] == pytest.approx(b["is_nll"], rel=1e-4, abs=1e-4)
     # both estimator families side by side
-    both = fig3.run(tmp_path / "p", _tiny(variants=("vsm", "paper"), objectives=("kl-m1", "kl-m3"),
-                                          k_encs=(1,)))
+    both = fig3.run(
+        tmp_path / "p", _tiny(variants=("vsm", "paper"), objectives=("kl-m1", "kl-m3"), k_encs=(1,))
+    )
     assert both["variants_run"] == ["vsm", "paper"]
     assert {r["variant"] for r in both["runs"]} == {"vsm", "paper"}
     (m3,) = [c for c in both["claims"] if c["claim"] == "kl-m3"]
     assert set(m3["variants"]) == {"vsm", "paper"}
     assert "NLL diff paper" in (tmp_path / "p" / "fig3.md").read_text()
     # a loose tolerance converges at the first check after min_iters
-    loose = fig3.run(tmp_path / "c", _tiny(objectives=("kl-m1",), k_encs=(1,), tol_sigma2=1.0,
-                                           tol_loss=100.0, max_iters=60, min_iters=40,
-                                           check_every=20))
+    loose = fig3.run(
+        tmp_path / "c",
+        _tiny(
+            objectives=("kl-m1",),
+            k_encs=(1,),
+            tol_sigma2=1.0,
+            tol_loss=100.0,
+            max_iters=60,
+            min_iters=40,
+            check_every=20,
+        ),
+    )
     assert all(r["converged"] and r["iterations"] == 40 for r in loose["runs"])

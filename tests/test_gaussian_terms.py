@@ -110,8 +110,10 @@ def test_hand_derived_gradients():
     """The formulas in the kernel docstring, against autograd of the reference."""
     x, xm, ls = _inputs(4, 3, 6, torch.float64, requires_grad=True, log_sigma2=-0.4)
     gen = torch.Generator().manual_seed(5)
-    a, c = torch.randn(3, generator=gen, dtype=torch.float64), torch.randn(3, generator=gen,
-                                                                          dtype=torch.float64)
+    a, c = (
+        torch.randn(3, generator=gen, dtype=torch.float64),
+        torch.randn(3, generator=gen, dtype=torch.float64),
+    )
     with vsm.backend("triton"):
         t = vsm.gaussian_terms(x, xm, ls)
     dx, dxm, dls = torch.autograd.grad((a * t.sq_mean + c * t.mean_sq).sum(), (x, xm, ls))
@@ -203,8 +205,11 @@ def test_fake_impl_and_autograd_registration():
     x, xm, ls = _inputs(2, 3, 4, torch.float64, requires_grad=True)
     from vsm.ops.gaussian_terms import _gt_op
 
-    torch.library.opcheck(_gt_op, (x, xm, ls), test_utils=("test_schema", "test_faketensor",
-                                                            "test_autograd_registration"))
+    torch.library.opcheck(
+        _gt_op,
+        (x, xm, ls),
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+    )
 
 
 @pytest.mark.parametrize("output", ["sq_mean", "mean_sq"])
@@ -214,8 +219,11 @@ def test_backward_with_one_output_used(output):
     with vsm.backend("triton"):
         out = getattr(vsm.gaussian_terms(*args), output)
     ref = getattr(reference.gaussian_terms(*args), output)
-    for g, rg in zip(torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args), strict=True):
+    for g, rg in zip(
+        torch.autograd.grad(out.sum(), args), torch.autograd.grad(ref.sum(), args), strict=True
+    ):
         torch.testing.assert_close(g, rg)
+
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
 # Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
@@ -225,14 +233,24 @@ BAD_INPUT = [
     ("gt-ndarray", "type", C.gt, lambda: {"x_mean": np.zeros((N, B, D))}, TE("x_mean")),
     ("gt-float", "type", C.gt, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
     ("gt-int", "dtype", C.gt, lambda: {"x": torch.zeros(B, D, dtype=torch.int32)}, TE("x")),
-    ("gt-dtype-mix", "dtype", C.gt, lambda: {"log_sigma2": t(dtype=torch.float32)},
-     TE("log_sigma2")),
+    (
+        "gt-dtype-mix",
+        "dtype",
+        C.gt,
+        lambda: {"log_sigma2": t(dtype=torch.float32)},
+        TE("log_sigma2"),
+    ),
     ("gt-shape", "shape", C.gt, lambda: {"x_mean": t(N, B, D + 1)}, VE("x_mean")),
     ("gt-rank", "shape", C.gt, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
     ("gt-empty", "empty", C.gt, lambda: {"x": t(0, D), "x_mean": t(N, 0, D)}, VE("x")),
     ("gt-device", "device", C.gt, lambda: {"x_mean": t(N, B, D, device=META)}, VE("x_mean")),
-    ("gt-dtype-mix-xm", "dtype", C.gt, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-     TE("x_mean")),
+    (
+        "gt-dtype-mix-xm",
+        "dtype",
+        C.gt,
+        lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+        TE("x_mean"),
+    ),
     ("gt-rank-x", "shape", C.gt, lambda: {"x": t(D)}, VE("x")),
     ("gt-rank-xm", "shape", C.gt, lambda: {"x_mean": t(1, N, B, D)}, VE("x_mean")),
     ("gt-shape-B", "shape", C.gt, lambda: {"x_mean": t(N, B - 1, D)}, VE("x_mean")),

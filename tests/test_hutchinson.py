@@ -41,10 +41,12 @@ def test_unbiased_on_linear_map(backend, dist):
     b, d, n_probes, n_seeds = 256, 6, 4, 8
     a, x, y = _linear_case(b, d)
     with vsm.backend(backend):
-        est = torch.stack([
-            vsm.hutchinson_trace(y, x, n_probes=n_probes, dist=dist, seed=1000 + s)
-            for s in range(n_seeds)
-        ])
+        est = torch.stack(
+            [
+                vsm.hutchinson_trace(y, x, n_probes=n_probes, dist=dist, seed=1000 + s)
+                for s in range(n_seeds)
+            ]
+        )
     assert est.shape == (n_seeds, b)
     n = n_seeds * b * n_probes  # independent single-probe draws
     stderr = math.sqrt(_single_probe_variance(a, dist) / n)
@@ -129,8 +131,14 @@ def test_outputs_independent_of_inputs_give_zero():
 dims = st.one_of(st.integers(1, 9), st.sampled_from([16, 255, 256, 257, 300]))
 
 
-@given(p=st.integers(1, 3), b=dims, d=dims, dist=st.sampled_from(DISTS), f64=st.booleans(),
-       seed=st.integers(0, 2**62))
+@given(
+    p=st.integers(1, 3),
+    b=dims,
+    d=dims,
+    dist=st.sampled_from(DISTS),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**62),
+)
 def test_kernels_match_torch_given_kernel_probes(p, b, d, dist, f64, seed):
     dtype = torch.float64 if f64 else torch.float32
     like = torch.empty(b, d, dtype=dtype)
@@ -153,8 +161,12 @@ def test_kernels_match_torch_given_kernel_probes(p, b, d, dist, f64, seed):
     torch.testing.assert_close(du, go[..., None] * v, **tol)
 
 
-@given(p=st.integers(1, 3), b=st.integers(1, 6), d=st.sampled_from([1, 3, 64, 257]),
-       dist=st.sampled_from(DISTS))
+@given(
+    p=st.integers(1, 3),
+    b=st.integers(1, 6),
+    d=st.sampled_from([1, 3, 64, 257]),
+    dist=st.sampled_from(DISTS),
+)
 def test_triton_trace_equals_torch_formula_with_kernel_probes(p, b, d, dist):
     gen = torch.Generator().manual_seed(b * 1000 + d)
     x = torch.randn(b, d, generator=gen, dtype=torch.float64).requires_grad_(True)
@@ -163,9 +175,12 @@ def test_triton_trace_equals_torch_formula_with_kernel_probes(p, b, d, dist):
     with vsm.backend("triton"):
         est = vsm.hutchinson_trace(y, x, n_probes=p, dist=dist, seed=99)
         v = H.hutchinson_probes(x, p, 99, dist)
-    want = sum(
-        (v[i] * torch.autograd.grad(y, x, v[i], retain_graph=True)[0]).sum(-1) for i in range(p)
-    ) / p
+    want = (
+        sum(
+            (v[i] * torch.autograd.grad(y, x, v[i], retain_graph=True)[0]).sum(-1) for i in range(p)
+        )
+        / p
+    )
     torch.testing.assert_close(est.detach(), want)
 
 
@@ -196,23 +211,48 @@ def test_reference_probes_reproducible_and_distributed():
     g = reference.hutchinson_probes(x, 2, 5, "gaussian").double()
     assert abs(g.var().item() - 1) < 5 * math.sqrt(2 / g.numel())
 
+
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
 # Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
     ("hutch-ok", "valid", C.hutch, dict, OK),
     ("hutch-list", "type", C.hutch, lambda: {"outputs": [[1.0] * D] * B}, TE("outputs")),
-    ("hutch-int", "dtype", C.hutch, lambda: {"inputs": torch.zeros(B, D, dtype=torch.int64)},
-     TE("inputs")),
-    ("hutch-dtype-mix", "dtype", C.hutch,
-     lambda: {"outputs": t(B, D, dtype=torch.float32).requires_grad_(True)}, TE("outputs")),
-    ("hutch-shape", "shape", C.hutch, lambda: {"outputs": t(B, D + 1).requires_grad_(True)},
-     VE("outputs")),
-    ("hutch-rank", "shape", C.hutch, lambda: C.hutch_io(t(B, D, 1), lambda i: i.squeeze(-1) * 2.0),
-     VE("inputs")),
-    ("hutch-empty", "empty", C.hutch, lambda: C.hutch_io(t(0, D), lambda i: i * 2.0),
-     VE("inputs")),
-    ("hutch-device", "device", C.hutch,
-     lambda: {"outputs": t(B, D, device=META).requires_grad_(True)}, VE("outputs")),
+    (
+        "hutch-int",
+        "dtype",
+        C.hutch,
+        lambda: {"inputs": torch.zeros(B, D, dtype=torch.int64)},
+        TE("inputs"),
+    ),
+    (
+        "hutch-dtype-mix",
+        "dtype",
+        C.hutch,
+        lambda: {"outputs": t(B, D, dtype=torch.float32).requires_grad_(True)},
+        TE("outputs"),
+    ),
+    (
+        "hutch-shape",
+        "shape",
+        C.hutch,
+        lambda: {"outputs": t(B, D + 1).requires_grad_(True)},
+        VE("outputs"),
+    ),
+    (
+        "hutch-rank",
+        "shape",
+        C.hutch,
+        lambda: C.hutch_io(t(B, D, 1), lambda i: i.squeeze(-1) * 2.0),
+        VE("inputs"),
+    ),
+    ("hutch-empty", "empty", C.hutch, lambda: C.hutch_io(t(0, D), lambda i: i * 2.0), VE("inputs")),
+    (
+        "hutch-device",
+        "device",
+        C.hutch,
+        lambda: {"outputs": t(B, D, device=META).requires_grad_(True)},
+        VE("outputs"),
+    ),
     ("hutch-nograd", "option", C.hutch, lambda: {"inputs": t(B, D)}, VE("inputs")),
     ("hutch-probes0", "option", C.hutch, lambda: {"n_probes": 0}, VE("n_probes")),
     ("hutch-probes-neg", "option", C.hutch, lambda: {"n_probes": -3}, VE("n_probes")),
@@ -221,13 +261,15 @@ BAD_INPUT = [
     ("hutch-seed-neg", "option", C.hutch, lambda: {"seed": -1}, VE("seed")),
     ("hutch-seed-float", "option", C.hutch, lambda: {"seed": 1.5}, TE("seed")),
     ("hutch-seed-big", "option", C.hutch, lambda: {"seed": 2**63}, VE("seed")),
-    ("hutch-list-inputs", "type", C.hutch,
-     lambda: {"inputs": [[1.0] * D] * B, "outputs": t(B, D).requires_grad_(True)},
-     TE("inputs")),
-    ("hutch-rank-1d", "shape", C.hutch, lambda: C.hutch_io(t(D), lambda i: i * 2.0),
-     VE("outputs")),
-    ("hutch-outputs-nograd", "option", C.hutch, lambda: {"outputs": t(B, D)},
-     VE("outputs")),
+    (
+        "hutch-list-inputs",
+        "type",
+        C.hutch,
+        lambda: {"inputs": [[1.0] * D] * B, "outputs": t(B, D).requires_grad_(True)},
+        TE("inputs"),
+    ),
+    ("hutch-rank-1d", "shape", C.hutch, lambda: C.hutch_io(t(D), lambda i: i * 2.0), VE("outputs")),
+    ("hutch-outputs-nograd", "option", C.hutch, lambda: {"outputs": t(B, D)}, VE("outputs")),
     *C.dtype_rows("hutch", C.hutch, "outputs", (B, D)),
 ]
 test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
@@ -260,4 +302,3 @@ def _x_hutch(e):
 
 EXPANDED_ROWS = {"hutch": _x_hutch}
 test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
-

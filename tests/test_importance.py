@@ -153,8 +153,12 @@ def test_chunked_matches_direct_and_twin(B, D, chunks, ls2, seed, f32):
         k0 += c
     assert acc.n_samples == K
     r = acc.result()
-    for got, want, tw in zip((r.log_p, r.ess, r.score, r.sm_loss),
-                             direct(x, ls2, xm.astype(np.float64), lp, lq), twin.result(), strict=True):
+    for got, want, tw in zip(
+        (r.log_p, r.ess, r.score, r.sm_loss),
+        direct(x, ls2, xm.astype(np.float64), lp, lq),
+        twin.result(),
+        strict=True,
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(got, tw, rtol=1e-9, atol=1e-9)
 
@@ -205,7 +209,9 @@ class LinearVAE(torch.nn.Module):
         self.latent_dim = self.W.shape[1]
         self.data_shape = (self.W.shape[0],)
         s2 = sigma**2
-        self.C = torch.linalg.inv(torch.eye(self.latent_dim, dtype=torch.float64) + self.W.T @ self.W / s2)
+        self.C = torch.linalg.inv(
+            torch.eye(self.latent_dim, dtype=torch.float64) + self.W.T @ self.W / s2
+        )
         self.s2 = s2
 
     def encode(self, x):
@@ -294,8 +300,14 @@ def test_is_evaluate_accepts_numpy_ints_and_every_proposal():
     model = LinearVAE(W, BIAS, SIGMA)
     x = torch.zeros(2, 3, dtype=torch.float64)
     for proposal in vsm.importance.IS_PROPOSALS:
-        r = vsm.is_evaluate(model, x, n_samples=np.int64(20), chunk=np.int32(7), proposal=proposal,
-                            generator=torch.Generator().manual_seed(0))
+        r = vsm.is_evaluate(
+            model,
+            x,
+            n_samples=np.int64(20),
+            chunk=np.int32(7),
+            proposal=proposal,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert r.log_p.shape == (2,)
 
 
@@ -312,10 +324,12 @@ def test_is_evaluate_with_mlp_vae_float32():
     assert torch.isfinite(r1.log_p).all() and torch.isfinite(r1.sm_loss).all()
     assert torch.equal(r1.log_p, r2.log_p)  # reproducible from the generator
     assert ((r1.ess >= 1) & (r1.ess <= 300)).all()
-    rp = vsm.is_evaluate(model, x, n_samples=3000, proposal="prior",
-                         generator=torch.Generator().manual_seed(4))
+    rp = vsm.is_evaluate(
+        model, x, n_samples=3000, proposal="prior", generator=torch.Generator().manual_seed(4)
+    )
     # Both proposals estimate the same log p(x) (loose: a few nats for an untrained model).
     assert (rp.log_p - r1.log_p).abs().max() < 3.0
+
 
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
 # Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
@@ -331,29 +345,45 @@ _ISLE_BAD_INPUT = [
     ("isle-ok", "valid", C.isle, dict, OK),
     ("isle-np-ok", "valid", C.isle, lambda: {"log_w": np.zeros((B, 5))}, OK),
     ("isle-list", "type", C.isle, lambda: {"log_w": [[0.0, 1.0]]}, TE("log_w")),
-    ("isle-int", "dtype", C.isle, lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)},
-     TE("log_w")),
-    ("isle-np-int", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), dtype=np.int32)},
-     TE("log_w")),
+    (
+        "isle-int",
+        "dtype",
+        C.isle,
+        lambda: {"log_w": torch.zeros(B, 5, dtype=torch.int64)},
+        TE("log_w"),
+    ),
+    (
+        "isle-np-int",
+        "dtype",
+        C.isle,
+        lambda: {"log_w": np.zeros((B, 5), dtype=np.int32)},
+        TE("log_w"),
+    ),
     ("isle-rank", "shape", C.isle, lambda: {"log_w": t(5)}, VE("log_w")),
     ("isle-empty-B", "empty", C.isle, lambda: {"log_w": t(0, 5)}, VE("log_w")),
     ("isle-empty-K", "empty", C.isle, lambda: {"log_w": np.zeros((B, 0))}, VE("log_w")),
-    ("isle-nan", "non-finite", C.isle, lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)},
-     VE("log_w")),
-    ("isle-inf", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, math.inf]])},
-     VE("log_w")),
+    (
+        "isle-nan",
+        "non-finite",
+        C.isle,
+        lambda: {"log_w": torch.tensor([[0.0, NAN]], dtype=F64)},
+        VE("log_w"),
+    ),
+    ("isle-inf", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, math.inf]])}, VE("log_w")),
     ("isle-meta", "device", C.isle, lambda: {"log_w": t(B, 5, device=META)}, VE("log_w")),
-    ("isle-np-f16", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), np.float16)},
-     TE("log_w")),
-    ("isle-np-complex", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), complex)},
-     TE("log_w")),
+    ("isle-np-f16", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), np.float16)}, TE("log_w")),
+    ("isle-np-complex", "dtype", C.isle, lambda: {"log_w": np.zeros((B, 5), complex)}, TE("log_w")),
     ("isle-np-rank", "shape", C.isle, lambda: {"log_w": np.zeros((B, 5, 1))}, VE("log_w")),
     ("isle-np-empty-B", "empty", C.isle, lambda: {"log_w": np.zeros((0, 5))}, VE("log_w")),
     ("isle-torch-empty-K", "empty", C.isle, lambda: {"log_w": t(B, 0)}, VE("log_w")),
-    ("isle-torch-inf", "non-finite", C.isle,
-     lambda: {"log_w": torch.full((B, 5), math.inf, dtype=F64)}, VE("log_w")),
-    ("isle-np-nan", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, NAN]])},
-     VE("log_w")),
+    (
+        "isle-torch-inf",
+        "non-finite",
+        C.isle,
+        lambda: {"log_w": torch.full((B, 5), math.inf, dtype=F64)},
+        VE("log_w"),
+    ),
+    ("isle-np-nan", "non-finite", C.isle, lambda: {"log_w": np.array([[0.0, NAN]])}, VE("log_w")),
     ("isle-np-rank1", "shape", C.isle, lambda: {"log_w": np.zeros(3)}, VE("log_w")),
     *C.dtype_rows("isle", C.isle, "log_w", (B, 5)),
 ]
@@ -394,67 +424,136 @@ BAD_INPUT = [
     # ---------------------------------------------------------------- ISAccumulator(x, log_sigma2)
     ("isacc-ok", "valid", C.isacc, dict, OK),
     ("isacc-x-list", "type", C.isacc, lambda: {"x": [[0.0] * D]}, TE("x")),
-    ("isacc-x-int", "dtype", C.isacc, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
-     TE("x")),
+    ("isacc-x-int", "dtype", C.isacc, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
     ("isacc-x-rank", "shape", C.isacc, lambda: {"x": t(B, D, 1)}, VE("x")),
     ("isacc-x-empty", "empty", C.isacc, lambda: {"x": t(0, D)}, VE("x")),
-    ("isacc-x-nan", "non-finite", C.isacc, lambda: {"x": torch.full((B, D), NAN, dtype=F64)},
-     VE("x")),
+    (
+        "isacc-x-nan",
+        "non-finite",
+        C.isacc,
+        lambda: {"x": torch.full((B, D), NAN, dtype=F64)},
+        VE("x"),
+    ),
     ("isacc-ls2-nan", "non-finite", C.isacc, lambda: {"log_sigma2": NAN}, VE("log_sigma2")),
     ("isacc-ls2-str", "option", C.isacc, lambda: {"log_sigma2": "0"}, TE("log_sigma2")),
-    ("isacc-ls2-vec", "option", C.isacc, lambda: {"log_sigma2": torch.zeros(2)},
-     VE("log_sigma2")),
-    ("isacc-ls2-int", "dtype", C.isacc, lambda: {"log_sigma2": torch.tensor(0)},
-     TE("log_sigma2")),
+    ("isacc-ls2-vec", "option", C.isacc, lambda: {"log_sigma2": torch.zeros(2)}, VE("log_sigma2")),
+    ("isacc-ls2-int", "dtype", C.isacc, lambda: {"log_sigma2": torch.tensor(0)}, TE("log_sigma2")),
     ("isacc-x-meta", "device", C.isacc, lambda: {"x": t(B, D, device=META)}, VE("x")),
-    ("isacc-ls2-meta", "device", C.isacc, lambda: {"log_sigma2": torch.tensor(0.0, device=META)},
-     VE("log_sigma2")),
+    (
+        "isacc-ls2-meta",
+        "device",
+        C.isacc,
+        lambda: {"log_sigma2": torch.tensor(0.0, device=META)},
+        VE("log_sigma2"),
+    ),
     ("isacc-x-complex", "dtype", C.isacc, lambda: {"x": np.zeros((B, D), complex)}, TE("x")),
     ("isacc-x-empty-D", "empty", C.isacc, lambda: {"x": np.zeros((B, 0))}, VE("x")),
     ("isacc-x-inf", "non-finite", C.isacc, lambda: {"x": np.full((B, D), math.inf)}, VE("x")),
-    ("isacc-ls2-inf", "non-finite", C.isacc, lambda: {"log_sigma2": math.inf},
-     VE("log_sigma2")),
+    ("isacc-ls2-inf", "non-finite", C.isacc, lambda: {"log_sigma2": math.inf}, VE("log_sigma2")),
     ("isacc-ls2-bool", "option", C.isacc, lambda: {"log_sigma2": True}, TE("log_sigma2")),
-    ("isacc-ls2-ndarray-vec", "option", C.isacc, lambda: {"log_sigma2": np.zeros(2)},
-     VE("log_sigma2")),
+    (
+        "isacc-ls2-ndarray-vec",
+        "option",
+        C.isacc,
+        lambda: {"log_sigma2": np.zeros(2)},
+        VE("log_sigma2"),
+    ),
     ("isacc-x-rank1", "shape", C.isacc, lambda: {"x": np.zeros(D)}, VE("x")),
     *C.dtype_rows("isacc", C.isacc, "x", (B, D)),
     # ---------------------------------------------------------------- ISAccumulator.add
     ("isadd-ok", "valid", C.isadd, dict, OK),
-    ("isadd-meta", "device", C.isadd, lambda: {"x_mean": t(B, 5, D, device=META)},
-     VE("x_mean")),
-    ("isadd-np-f16", "dtype", C.isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.float16)},
-     TE("x_mean")),
+    ("isadd-meta", "device", C.isadd, lambda: {"x_mean": t(B, 5, D, device=META)}, VE("x_mean")),
+    (
+        "isadd-np-f16",
+        "dtype",
+        C.isadd,
+        lambda: {"x_mean": np.zeros((B, 5, D), np.float16)},
+        TE("x_mean"),
+    ),
     ("isadd-list", "type", C.isadd, lambda: {"x_mean": t(B, 5, D).tolist()}, TE("x_mean")),
-    ("isadd-int", "dtype", C.isadd,
-     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)}, TE("log_prior")),
+    (
+        "isadd-int",
+        "dtype",
+        C.isadd,
+        lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.int64)},
+        TE("log_prior"),
+    ),
     ("isadd-shape-D", "shape", C.isadd, lambda: {"x_mean": t(B, 5, D + 1)}, VE("x_mean")),
-    ("isadd-shape-B", "shape", C.isadd, lambda: {"log_proposal": t(B + 1, 5)},
-     VE("log_proposal")),
+    ("isadd-shape-B", "shape", C.isadd, lambda: {"log_proposal": t(B + 1, 5)}, VE("log_proposal")),
     ("isadd-shape-K", "shape", C.isadd, lambda: {"log_prior": t(B, 4)}, VE("log_prior")),
     ("isadd-rank", "shape", C.isadd, lambda: {"x_mean": t(B, D)}, VE("x_mean")),
-    ("isadd-empty-K", "empty", C.isadd, lambda: {"x_mean": t(B, 0, D), "log_prior": t(B, 0),
-                                                 "log_proposal": t(B, 0)}, VE("x_mean")),
-    ("isadd-complex-prior", "dtype", C.isadd,
-     lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.complex128)}, TE("log_prior")),
-    ("isadd-empty-B", "empty", C.isadd, lambda: {"x_mean": t(0, 5, D), "log_prior": t(0, 5),
-                                                 "log_proposal": t(0, 5)}, VE("x_mean")),
-    ("isadd-xm-inf", "non-finite", C.isadd,
-     lambda: {"x_mean": torch.full((B, 5, D), math.inf, dtype=F64)}, VE("x_mean")),
-    ("isadd-prior-posinf", "non-finite", C.isadd,
-     lambda: {"log_prior": torch.full((B, 5), math.inf, dtype=F64)}, VE("log_prior")),
-    ("isadd-nan", "non-finite", C.isadd,
-     lambda: {"log_proposal": torch.full((B, 5), NAN, dtype=F64)}, VE("log_proposal")),
-    ("isadd-int-xm", "dtype", C.isadd, lambda: {"x_mean": np.zeros((B, 5, D), np.int64)},
-     TE("x_mean")),
+    (
+        "isadd-empty-K",
+        "empty",
+        C.isadd,
+        lambda: {"x_mean": t(B, 0, D), "log_prior": t(B, 0), "log_proposal": t(B, 0)},
+        VE("x_mean"),
+    ),
+    (
+        "isadd-complex-prior",
+        "dtype",
+        C.isadd,
+        lambda: {"log_prior": torch.zeros(B, 5, dtype=torch.complex128)},
+        TE("log_prior"),
+    ),
+    (
+        "isadd-empty-B",
+        "empty",
+        C.isadd,
+        lambda: {"x_mean": t(0, 5, D), "log_prior": t(0, 5), "log_proposal": t(0, 5)},
+        VE("x_mean"),
+    ),
+    (
+        "isadd-xm-inf",
+        "non-finite",
+        C.isadd,
+        lambda: {"x_mean": torch.full((B, 5, D), math.inf, dtype=F64)},
+        VE("x_mean"),
+    ),
+    (
+        "isadd-prior-posinf",
+        "non-finite",
+        C.isadd,
+        lambda: {"log_prior": torch.full((B, 5), math.inf, dtype=F64)},
+        VE("log_prior"),
+    ),
+    (
+        "isadd-nan",
+        "non-finite",
+        C.isadd,
+        lambda: {"log_proposal": torch.full((B, 5), NAN, dtype=F64)},
+        VE("log_proposal"),
+    ),
+    (
+        "isadd-int-xm",
+        "dtype",
+        C.isadd,
+        lambda: {"x_mean": np.zeros((B, 5, D), np.int64)},
+        TE("x_mean"),
+    ),
     ("isadd-shape-B-xm", "shape", C.isadd, lambda: {"x_mean": t(B + 1, 5, D)}, VE("x_mean")),
     ("isadd-rank-lq", "shape", C.isadd, lambda: {"log_proposal": t(5)}, VE("log_proposal")),
-    ("isadd-xm-one-nan", "non-finite", C.isadd, lambda: {"x_mean": _one(NAN, B, 5, D)},
-     VE("x_mean")),
-    ("isadd-prior-nan", "non-finite", C.isadd, lambda: {"log_prior": np.full((B, 5), NAN)},
-     VE("log_prior")),
-    ("isadd-lq-neginf", "non-finite", C.isadd, lambda: {"log_proposal": np.full((B, 5), -math.inf)},
-     VE("log_proposal")),
+    (
+        "isadd-xm-one-nan",
+        "non-finite",
+        C.isadd,
+        lambda: {"x_mean": _one(NAN, B, 5, D)},
+        VE("x_mean"),
+    ),
+    (
+        "isadd-prior-nan",
+        "non-finite",
+        C.isadd,
+        lambda: {"log_prior": np.full((B, 5), NAN)},
+        VE("log_prior"),
+    ),
+    (
+        "isadd-lq-neginf",
+        "non-finite",
+        C.isadd,
+        lambda: {"log_proposal": np.full((B, 5), -math.inf)},
+        VE("log_proposal"),
+    ),
     *C.dtype_rows("isadd", C.isadd, "log_proposal", (B, 5)),
     # ---------------------------------------------------------------- ISAccumulator.result
     ("isres-ok", "valid", C.isadd, dict, OK),  # result() after one add()
@@ -466,8 +565,11 @@ test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 def _l_isacc(lay, to=lambda a: a):
     acc = vsm.ISAccumulator(lay(to(seeded(1, B, D))), 0.2)
     for k in range(2):
-        acc.add(lay(to(seeded(10 + k, B, 5, D))), lay(to(seeded(20 + k, B, 5))),
-                lay(to(seeded(30 + k, B, 5))))
+        acc.add(
+            lay(to(seeded(10 + k, B, 5, D))),
+            lay(to(seeded(20 + k, B, 5))),
+            lay(to(seeded(30 + k, B, 5))),
+        )
     return acc.result()
 
 

@@ -23,8 +23,22 @@ from vsm import cli
 from vsm.data import load_dataset
 from vsm.train import TrainConfig, Trainer, load_checkpoint, num_threads
 
-TRAIN = ["train", "--objective", "kl-m2", "--dataset", "mixture", "--width", "4",
-         "--batch-size", "32", "--n-samples", "2", "--n-test", "64", "--quiet"]
+TRAIN = [
+    "train",
+    "--objective",
+    "kl-m2",
+    "--dataset",
+    "mixture",
+    "--width",
+    "4",
+    "--batch-size",
+    "32",
+    "--n-samples",
+    "2",
+    "--n-test",
+    "64",
+    "--quiet",
+]
 
 
 def _env() -> dict[str, str]:
@@ -33,12 +47,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _signal_after(args: list[str], pattern: str, sig: int, *, stream: str = "stdout",
-                  timeout: float = 120.0) -> tuple[int, str, str]:
+def _signal_after(
+    args: list[str], pattern: str, sig: int, *, stream: str = "stdout", timeout: float = 120.0
+) -> tuple[int, str, str]:
     """Start ``python -m vsm ARGS``, send ``sig`` once a line of ``stream`` matches ``pattern``;
     returns (exit status, stdout, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "vsm", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vsm", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     seen: list[str] = []
     try:
         for line in getattr(proc, stream):
@@ -54,8 +74,11 @@ def _signal_after(args: list[str], pattern: str, sig: int, *, stream: str = "std
             proc.kill()
             proc.wait()
     joined = "".join(seen)
-    return proc.returncode, (joined if stream == "stdout" else "") + out, (
-        joined if stream == "stderr" else "") + err
+    return (
+        proc.returncode,
+        (joined if stream == "stdout" else "") + out,
+        (joined if stream == "stderr" else "") + err,
+    )
 
 
 def _assert_one_line(err: str, signame: str) -> str:
@@ -67,8 +90,11 @@ def _assert_one_line(err: str, signame: str) -> str:
 
 def test_sigint_writes_checkpoint_and_resume_is_exact(reference_backend, tmp_path):
     out = tmp_path / "run"
-    rc, _, err = _signal_after([*TRAIN, "--steps", "100000", "--log-every", "5", "--out",
-                                str(out)], r"^step (1\d|[2-9]\d)/", signal.SIGINT)
+    rc, _, err = _signal_after(
+        [*TRAIN, "--steps", "100000", "--log-every", "5", "--out", str(out)],
+        r"^step (1\d|[2-9]\d)/",
+        signal.SIGINT,
+    )
     assert rc == 130
     line = _assert_one_line(err, "SIGINT")
     ckpt = out / "checkpoint.pt"
@@ -93,8 +119,7 @@ def test_sigint_writes_checkpoint_and_resume_is_exact(reference_backend, tmp_pat
 
 def test_sigterm_with_periodic_checkpoints(tmp_path):
     out = tmp_path / "run"
-    args = [*TRAIN, "--steps", "100000", "--log-every", "4", "--save-every", "4", "--out",
-            str(out)]
+    args = [*TRAIN, "--steps", "100000", "--log-every", "4", "--save-every", "4", "--out", str(out)]
     rc, text, err = _signal_after(args, r"^step (1[2-9]|[2-9]\d)/", signal.SIGTERM)
     assert rc == 143
     _assert_one_line(err, "SIGTERM")
@@ -105,8 +130,16 @@ def test_sigterm_with_periodic_checkpoints(tmp_path):
 def test_save_every_is_independent_of_evaluation(reference_backend, tmp_path, monkeypatch):
     saved: list[int] = []
     monkeypatch.setattr(Trainer, "save", lambda self, path: saved.append(self.step))
-    cfg = TrainConfig(objective="kl-m1", dataset="mixture", width=4, batch_size=16, n_test=32,
-                      steps=7, save_every=3, log_every=100)
+    cfg = TrainConfig(
+        objective="kl-m1",
+        dataset="mixture",
+        width=4,
+        batch_size=16,
+        n_test=32,
+        steps=7,
+        save_every=3,
+        log_every=100,
+    )
     Trainer(cfg, data=load_dataset("mixture", n_test=32), out_dir=str(tmp_path)).run()
     assert saved == [3, 6, 7]
     with pytest.raises(ValueError, match="^save_every"):
@@ -125,10 +158,21 @@ def test_threads_are_applied_during_the_run_and_restored(reference_backend, monk
 
     before = torch.get_num_threads()
     during: list[int] = []
-    cfg = TrainConfig(objective="kl-m1", dataset="mixture", width=4, batch_size=16, n_test=32,
-                      steps=2, log_every=1, threads=before + 2)
-    Trainer(cfg, data=load_dataset("mixture", n_test=32),
-            log=lambda msg: during.append(torch.get_num_threads())).run()
+    cfg = TrainConfig(
+        objective="kl-m1",
+        dataset="mixture",
+        width=4,
+        batch_size=16,
+        n_test=32,
+        steps=2,
+        log_every=1,
+        threads=before + 2,
+    )
+    Trainer(
+        cfg,
+        data=load_dataset("mixture", n_test=32),
+        log=lambda msg: during.append(torch.get_num_threads()),
+    ).run()
     assert during and set(during) == {before + 2}
     assert torch.get_num_threads() == before
 
@@ -136,8 +180,9 @@ def test_threads_are_applied_during_the_run_and_restored(reference_backend, monk
 def test_cli_threads_option(reference_backend, tmp_path, monkeypatch):
     seen: list[int] = []
     real = Trainer.train_step
-    monkeypatch.setattr(Trainer, "train_step",
-                        lambda self: seen.append(torch.get_num_threads()) or real(self))
+    monkeypatch.setattr(
+        Trainer, "train_step", lambda self: seen.append(torch.get_num_threads()) or real(self)
+    )
     assert cli.main([*TRAIN, "--steps", "2", "--threads", "3", "--out", str(tmp_path)]) == 0
     assert seen == [3, 3]
     assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["config"]["threads"] == 3
@@ -147,10 +192,24 @@ def test_reproduce_sigterm_then_resume_skips_recorded_runs(reference_backend, tm
     from vsm.reproduce import fig3
     from vsm.reproduce import run as reproduce
 
-    sets = ["variants=vsm", "datasets=mixture", "objectives=kl-elbo,fd-m1", "k_encs=1", "seeds=0",
-            "max_iters=400", "batch_size=100", "n_test=100", "n_is=100"]
-    args = ["reproduce", "fig3", "--out", str(tmp_path / "o"), *[a for s in sets
-                                                                  for a in ("--set", s)]]
+    sets = [
+        "variants=vsm",
+        "datasets=mixture",
+        "objectives=kl-elbo,fd-m1",
+        "k_encs=1",
+        "seeds=0",
+        "max_iters=400",
+        "batch_size=100",
+        "n_test=100",
+        "n_is=100",
+    ]
+    args = [
+        "reproduce",
+        "fig3",
+        "--out",
+        str(tmp_path / "o"),
+        *[a for s in sets for a in ("--set", s)],
+    ]
     rc, _, err = _signal_after(args, r"^fig3: mixture kl-elbo", signal.SIGTERM, stream="stderr")
     assert rc == 143 and "Traceback" not in err
     assert "SIGTERM" in err.splitlines()[-1] and "--resume" in err.splitlines()[-1]
@@ -158,8 +217,14 @@ def test_reproduce_sigterm_then_resume_skips_recorded_runs(reference_backend, tm
     assert partial["complete"] is False
     assert [r["objective"] for r in partial["runs"]] == ["kl-elbo"]
 
-    proc = subprocess.run([sys.executable, "-m", "vsm", *args, "--resume"], env=_env(),
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vsm", *args, "--resume"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "kl-elbo K_enc=1 [vsm]: recorded" in proc.stderr
     final = json.loads((tmp_path / "o" / "results.json").read_text())

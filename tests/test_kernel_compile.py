@@ -33,7 +33,9 @@ DTYPES = ("*fp32", "*fp64")
 def report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("aot") / "report.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "0")  # launches set it explicitly; silences the warning
+    env.setdefault(
+        "TRITON_DEFAULT_FP_FUSION", "0"
+    )  # launches set it explicitly; silences the warning
     src = str(Path(__file__).resolve().parents[1] / "python")
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     cmd = [sys.executable, "-m", "vsm.kernels._aot", "--json", str(out)]
@@ -52,23 +54,38 @@ def test_every_kernel_is_covered(report):
     helpers = report["helpers_called"]
     assert launched | set(helpers) == kernels
     uncalled = [name for name, called in helpers.items() if not called]
-    assert not uncalled, f"device helpers neither launched nor called by a launched kernel: {uncalled}"
+    assert not uncalled, (
+        f"device helpers neither launched nor called by a launched kernel: {uncalled}"
+    )
     for name in launched:
         for arch in ARCHS:
             for dtype in DTYPES:
-                assert any(r["kernel"] == name and r["arch"] == arch and r["dtype"] == dtype
-                           for r in report["rows"]), (name, arch, dtype)
+                assert any(
+                    r["kernel"] == name and r["arch"] == arch and r["dtype"] == dtype
+                    for r in report["rows"]
+                ), (name, arch, dtype)
 
 
 def test_everything_compiles(report):
-    errors = [(r["kernel"], r["arch"], r["constexprs"], r["error"]) for r in report["rows"] if r["error"]]
+    errors = [
+        (r["kernel"], r["arch"], r["constexprs"], r["error"]) for r in report["rows"] if r["error"]
+    ]
     assert not errors
 
 
 def test_no_spills_and_registers_within_the_cap(report):
     bad = [
-        (r["kernel"], r["arch"], r["dtype"], r["constexprs"], r["num_warps"], r["regs"],
-         r["spill_stores"], r["spill_loads"], r["cases"][0])
+        (
+            r["kernel"],
+            r["arch"],
+            r["dtype"],
+            r["constexprs"],
+            r["num_warps"],
+            r["regs"],
+            r["spill_stores"],
+            r["spill_loads"],
+            r["cases"][0],
+        )
         for r in report["rows"]
         if not r["error"] and (r["spill_stores"] or r["spill_loads"] or r["regs"] > 255)
     ]

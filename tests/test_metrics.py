@@ -30,14 +30,20 @@ def test_mmd_matches_double_loop(n, m, L):
 
 
 def test_mmd_unbiased_and_detects_difference():
-    same = torch.stack([M.mmd2_cubic(torch.randn(40, 2, dtype=torch.float64),
-                                     torch.randn(40, 2, dtype=torch.float64))
-                        for _ in range(400)])
+    same = torch.stack(
+        [
+            M.mmd2_cubic(
+                torch.randn(40, 2, dtype=torch.float64), torch.randn(40, 2, dtype=torch.float64)
+            )
+            for _ in range(400)
+        ]
+    )
     se = float(same.std()) / 20
     assert abs(float(same.mean())) < 4 * se
     # a shifted distribution: MMD² far above the n = 40 null spread (which is larger than n = 400's)
-    diff = M.mmd2_cubic(torch.randn(400, 2, dtype=torch.float64),
-                        1.0 + torch.randn(400, 2, dtype=torch.float64))
+    diff = M.mmd2_cubic(
+        torch.randn(400, 2, dtype=torch.float64), 1.0 + torch.randn(400, 2, dtype=torch.float64)
+    )
     assert float(diff) > 10 * float(same.std())
 
 

@@ -58,8 +58,9 @@ def test_bad_inputs_name_argument():
         from_spec({"kind": "transformer"})
 
 
-@pytest.mark.parametrize("model", [MLPVAE((40,), latent_dim=3, width=5),
-                                   ConvVAE(nc=3, latent_dim=2, ngf=2, ndf=3)])
+@pytest.mark.parametrize(
+    "model", [MLPVAE((40,), latent_dim=3, width=5), ConvVAE(nc=3, latent_dim=2, ngf=2, ndf=3)]
+)
 def test_spec_round_trip(model):
     clone = from_spec(model.spec())
     clone.load_state_dict(model.state_dict())

@@ -263,8 +263,7 @@ def test_fae_matches_closed_form(backend):
     with vsm.backend(backend):
         torch.testing.assert_close(O.fae(m.x, z, xm, m.log_sigma2, mu, logvar, psi, gz), expected)
         torch.testing.assert_close(
-            O.fae_loss(m.x, m.encode, m.decode, m.log_sigma2, n_samples=16, reparam=False,
-                       eps=eps),
+            O.fae_loss(m.x, m.encode, m.decode, m.log_sigma2, n_samples=16, reparam=False, eps=eps),
             expected,
         )
 
@@ -281,9 +280,7 @@ def test_single_sample_edge_cases():
     for backend in BACKENDS:
         with vsm.backend(backend):
             torch.testing.assert_close(O.m2(m.x, xm, m.log_sigma2), O.m1(m.x, xm, m.log_sigma2))
-            torch.testing.assert_close(
-                O.m1(m.x, xm, m.log_sigma2), 0.5 * (f**2).sum(-1) - m.D / s2
-            )
+            torch.testing.assert_close(O.m1(m.x, xm, m.log_sigma2), 0.5 * (f**2).sum(-1) - m.D / s2)
             torch.testing.assert_close(
                 O.m3(m.x, xm[0], m.log_sigma2, psi[0]),
                 0.5 * (f**2).sum(-1) + (f * psi[0]).sum(-1) - m.D / s2,
@@ -356,8 +353,16 @@ def _pfd_loss_and_closed_form(m, backend, *, reparam):
     returns (loss, closed form, (mu, logvar, W, b, log_sigma2))."""
     mu, logvar, W, b, ls, eps = _pfd_inputs(m)
     with vsm.backend(backend):
-        loss = O.posterior_fd_loss(m.x, lambda z: z @ W.T + b, mu, logvar, ls,
-                                   n_samples=eps.shape[0], reparam=reparam, eps=eps)
+        loss = O.posterior_fd_loss(
+            m.x,
+            lambda z: z @ W.T + b,
+            mu,
+            logvar,
+            ls,
+            n_samples=eps.shape[0],
+            reparam=reparam,
+            eps=eps,
+        )
     cf = _cf_pfd(W, b, m.x, ls, mu, logvar)
     torch.testing.assert_close(loss, cf)
     return loss, cf, (mu, logvar, W, b, ls)
@@ -372,7 +377,8 @@ def test_posterior_fd_loss_value_and_unbiased_gradients(backend):
         ("mu", "logvar", "W", "b", "log_sigma2"),
         torch.autograd.grad(loss.sum(), params),
         torch.autograd.grad(cf.sum(), params),
-     strict=True):
+        strict=True,
+    ):
         torch.testing.assert_close(g, rg, msg=lambda s, n=name: f"{n}: {s}")
 
 
@@ -394,8 +400,11 @@ def test_posterior_fd_loss_biased_gradients(backend):
     mu2, lv2 = mu.detach().requires_grad_(True), logvar.detach().requires_grad_(True)
     dm = mu2 - post_mean
     kl = 0.5 * (
-        (torch.diag(P) * torch.exp(lv2)).sum(-1) + ((dm @ P) * dm).sum(-1) - P.shape[0]
-        - torch.logdet(P) - lv2.sum(-1)
+        (torch.diag(P) * torch.exp(lv2)).sum(-1)
+        + ((dm @ P) * dm).sum(-1)
+        - P.shape[0]
+        - torch.logdet(P)
+        - lv2.sum(-1)
     )
     kmu, klv = torch.autograd.grad(kl.sum(), (mu2, lv2))
     torch.testing.assert_close(gmu, 2 * torch.exp(-logvar.detach()) * kmu)
@@ -412,11 +421,18 @@ def test_posterior_fd_loss_random_draws_converge():
     gen = torch.Generator().manual_seed(1)
     with vsm.backend("reference"):
         est = O.posterior_fd_loss(
-            m.x, m.decode, mu, logvar, m.log_sigma2, n_samples=20000, reparam=False,
+            m.x,
+            m.decode,
+            mu,
+            logvar,
+            m.log_sigma2,
+            n_samples=20000,
+            reparam=False,
             generator=gen,
         )
-    torch.testing.assert_close(est, _cf_pfd(m.W, m.b, m.x, m.log_sigma2, mu, logvar), rtol=0.05,
-                               atol=0)
+    torch.testing.assert_close(
+        est, _cf_pfd(m.W, m.b, m.x, m.log_sigma2, mu, logvar), rtol=0.05, atol=0
+    )
 
 
 def test_posterior_fd_loss_gradcheck_through_kernels():
@@ -440,8 +456,14 @@ def test_posterior_fd_loss_under_no_grad_and_image_decoder():
     eps = _white_eps(4, 2, 2)
     with torch.no_grad():
         out = O.posterior_fd_loss(
-            m.x, lambda z: m.decode(z).reshape(*z.shape[:-1], 1, 2, 2), mu, logvar,
-            m.log_sigma2, n_samples=4, reparam=True, eps=eps,
+            m.x,
+            lambda z: m.decode(z).reshape(*z.shape[:-1], 1, 2, 2),
+            mu,
+            logvar,
+            m.log_sigma2,
+            n_samples=4,
+            reparam=True,
+            eps=eps,
         )
     assert not out.requires_grad
     torch.testing.assert_close(out, _cf_pfd(m.W, m.b, m.x, m.log_sigma2, mu, logvar))
@@ -505,18 +527,31 @@ BAD_INPUT = [
     ("elbo-ok", "valid", C.elbo, dict, OK),
     ("elbo-list", "type", C.elbo, lambda: {"x": t(B, D).tolist()}, TE("x")),
     ("elbo-ndarray", "type", C.elbo, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
-    ("elbo-int", "dtype", C.elbo, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
-     TE("logvar")),
-    ("elbo-dtype-mix", "dtype", C.elbo, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-     TE("x_mean")),
+    (
+        "elbo-int",
+        "dtype",
+        C.elbo,
+        lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+        TE("logvar"),
+    ),
+    (
+        "elbo-dtype-mix",
+        "dtype",
+        C.elbo,
+        lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+        TE("x_mean"),
+    ),
     ("elbo-shape", "shape", C.elbo, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
-    ("elbo-batch", "shape", C.elbo, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
-     VE("mu")),
+    ("elbo-batch", "shape", C.elbo, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)}, VE("mu")),
     ("elbo-rank", "shape", C.elbo, lambda: {"x": t(B, D, 1)}, VE("x")),
-    ("elbo-empty", "empty", C.elbo,
-     lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "mu": t(0, L), "logvar": t(0, L)}, VE("x")),
-    ("elbo-device", "device", C.elbo, lambda: {"log_sigma2": t(device=META)},
-     VE("log_sigma2")),
+    (
+        "elbo-empty",
+        "empty",
+        C.elbo,
+        lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "mu": t(0, L), "logvar": t(0, L)},
+        VE("x"),
+    ),
+    ("elbo-device", "device", C.elbo, lambda: {"log_sigma2": t(device=META)}, VE("log_sigma2")),
     *C.dtype_rows("elbo", C.elbo, "mu", (B, L)),
     # ---------------------------------------------------------------- m1 / m2
     *[
@@ -524,19 +559,37 @@ BAD_INPUT = [
         for name, fn in (("m1", O.m1), ("m2", O.m2))
         for row in (
             (f"{name}-ok", "valid", C.m(fn), dict, OK),
-            (f"{name}-list", "type", C.m(fn), lambda: {"x_mean": t(N, B, D).tolist()},
-             TE("x_mean")),
-            (f"{name}-int", "dtype", C.m(fn), lambda: {"x": torch.ones(B, D, dtype=torch.int64)},
-             TE("x")),
-            (f"{name}-dtype-mix", "dtype", C.m(fn),
-             lambda: {"x_mean": t(N, B, D, dtype=torch.float32)}, TE("x_mean")),
-            (f"{name}-shape", "shape", C.m(fn), lambda: {"x_mean": t(N, B + 1, D)},
-             VE("x_mean")),
-            (f"{name}-rank", "shape", C.m(fn), lambda: {"log_sigma2": t(B)},
-             VE("log_sigma2")),
+            (
+                f"{name}-list",
+                "type",
+                C.m(fn),
+                lambda: {"x_mean": t(N, B, D).tolist()},
+                TE("x_mean"),
+            ),
+            (
+                f"{name}-int",
+                "dtype",
+                C.m(fn),
+                lambda: {"x": torch.ones(B, D, dtype=torch.int64)},
+                TE("x"),
+            ),
+            (
+                f"{name}-dtype-mix",
+                "dtype",
+                C.m(fn),
+                lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+                TE("x_mean"),
+            ),
+            (f"{name}-shape", "shape", C.m(fn), lambda: {"x_mean": t(N, B + 1, D)}, VE("x_mean")),
+            (f"{name}-rank", "shape", C.m(fn), lambda: {"log_sigma2": t(B)}, VE("log_sigma2")),
             (f"{name}-empty", "empty", C.m(fn), lambda: {"x_mean": t(0, B, D)}, VE("x_mean")),
-            (f"{name}-device", "device", C.m(fn), lambda: {"x_mean": t(N, B, D, device=META)},
-             VE("x_mean")),
+            (
+                f"{name}-device",
+                "device",
+                C.m(fn),
+                lambda: {"x_mean": t(N, B, D, device=META)},
+                VE("x_mean"),
+            ),
         )
     ],
     ("m1-rank-x", "shape", C.m(O.m1), lambda: {"x": t(B, D, 1)}, VE("x")),
@@ -546,50 +599,73 @@ BAD_INPUT = [
     # ---------------------------------------------------------------- m3
     ("m3-ok", "valid", C.m3, dict, OK),
     ("m3-ndarray", "type", C.m3, lambda: {"psi": np.zeros((N, B, D))}, TE("psi")),
-    ("m3-int", "dtype", C.m3, lambda: {"psi": torch.zeros(N, B, D, dtype=torch.int64)},
-     TE("psi")),
-    ("m3-dtype-mix", "dtype", C.m3, lambda: {"psi": t(N, B, D, dtype=torch.float32)},
-     TE("psi")),
+    ("m3-int", "dtype", C.m3, lambda: {"psi": torch.zeros(N, B, D, dtype=torch.int64)}, TE("psi")),
+    ("m3-dtype-mix", "dtype", C.m3, lambda: {"psi": t(N, B, D, dtype=torch.float32)}, TE("psi")),
     ("m3-shape", "shape", C.m3, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
     ("m3-rank", "shape", C.m3, lambda: {"psi": t(D)}, VE("psi")),
-    ("m3-empty", "empty", C.m3, lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "psi": t(N, 0, D)},
-     VE("x")),
+    (
+        "m3-empty",
+        "empty",
+        C.m3,
+        lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "psi": t(N, 0, D)},
+        VE("x"),
+    ),
     ("m3-device", "device", C.m3, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
     *C.dtype_rows("m3", C.m3, "x_mean", (N, B, D)),
     # ---------------------------------------------------------------- posterior_fd_loss
     ("pfdl-ok", "valid", C.pfdl, dict, OK),
     ("pfdl-list", "type", C.pfdl, lambda: {"mu": t(B, L).tolist()}, TE("mu")),
-    ("pfdl-int", "dtype", C.pfdl, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)},
-     TE("x")),
-    ("pfdl-dtype-mix", "dtype", C.pfdl, lambda: {"logvar": t(B, L, dtype=torch.float32)},
-     TE("logvar")),
+    ("pfdl-int", "dtype", C.pfdl, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
+    (
+        "pfdl-dtype-mix",
+        "dtype",
+        C.pfdl,
+        lambda: {"logvar": t(B, L, dtype=torch.float32)},
+        TE("logvar"),
+    ),
     ("pfdl-shape", "shape", C.pfdl, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
     ("pfdl-rank", "shape", C.pfdl, lambda: {"mu": t(B), "logvar": t(B)}, VE("mu")),
-    ("pfdl-empty", "empty", C.pfdl, lambda: {"x": t(0, D), "mu": t(0, L), "logvar": t(0, L)},
-     VE("x")),
+    (
+        "pfdl-empty",
+        "empty",
+        C.pfdl,
+        lambda: {"x": t(0, D), "mu": t(0, L), "logvar": t(0, L)},
+        VE("x"),
+    ),
     ("pfdl-device", "device", C.pfdl, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
     ("pfdl-n0", "option", C.pfdl, lambda: {"n_samples": 0}, VE("n_samples")),
     ("pfdl-nfloat", "option", C.pfdl, lambda: {"n_samples": 1.0}, TE("n_samples")),
     ("pfdl-reparam", "option", C.pfdl, lambda: {"reparam": "yes"}, TE("reparam")),
     ("pfdl-nbool", "option", C.pfdl, lambda: {"n_samples": True}, TE("n_samples")),
     ("pfdl-decoder-call", "type", C.pfdl, lambda: {"decoder": 3}, TE("decoder")),
-    ("pfdl-decoder-list", "type", C.pfdl, lambda: {"decoder": lambda z: [0.0]},
-     TE("decoder")),
-    ("pfdl-decoder-shape", "shape", C.pfdl, lambda: {"decoder": lambda z: z},
-     VE("decoder")),
+    ("pfdl-decoder-list", "type", C.pfdl, lambda: {"decoder": lambda z: [0.0]}, TE("decoder")),
+    ("pfdl-decoder-shape", "shape", C.pfdl, lambda: {"decoder": lambda z: z}, VE("decoder")),
     ("pfdl-nneg", "option", C.pfdl, lambda: {"n_samples": -2}, VE("n_samples")),
     ("pfdl-ls2-float", "type", C.pfdl, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
     ("pfdl-ls2-rank", "shape", C.pfdl, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
-    ("pfdl-decoder-dtype", "dtype", C.pfdl, lambda: {"decoder": lambda z: C.tanh_decoder(z).float()},
-     TE("decoder")),
-    ("pfdl-decoder-device", "device", C.pfdl,
-     lambda: {"decoder": lambda z: C.tanh_decoder(z).to(META)},
-     VE("decoder")),
+    (
+        "pfdl-decoder-dtype",
+        "dtype",
+        C.pfdl,
+        lambda: {"decoder": lambda z: C.tanh_decoder(z).float()},
+        TE("decoder"),
+    ),
+    (
+        "pfdl-decoder-device",
+        "device",
+        C.pfdl,
+        lambda: {"decoder": lambda z: C.tanh_decoder(z).to(META)},
+        VE("decoder"),
+    ),
     ("pfdl-eps-shape", "shape", C.pfdl, lambda: {"eps": t(3, B, L)}, VE("eps")),
-    ("pfdl-eps-dtype-mix", "dtype", C.pfdl, lambda: {"eps": t(2, B, L, dtype=torch.float32)},
-     TE("eps")),
-    ("pfdl-eps-device", "device", C.pfdl, lambda: {"eps": t(2, B, L, device=META)},
-     VE("eps")),
+    (
+        "pfdl-eps-dtype-mix",
+        "dtype",
+        C.pfdl,
+        lambda: {"eps": t(2, B, L, dtype=torch.float32)},
+        TE("eps"),
+    ),
+    ("pfdl-eps-device", "device", C.pfdl, lambda: {"eps": t(2, B, L, device=META)}, VE("eps")),
     ("pfdl-generator", "option", C.pfdl, lambda: {"generator": 3}, TE("generator")),
     *C.dtype_rows("pfdl", C.pfdl, "logvar", (B, L)),
     # ---------------------------------------------------------------- fae
@@ -597,59 +673,117 @@ BAD_INPUT = [
     ("fae-list", "type", C.fae, lambda: {"x": t(B, D).tolist()}, TE("x")),
     ("fae-ndarray", "type", C.fae, lambda: {"z": np.zeros((N, B, L))}, TE("z")),
     ("fae-ls2-float", "type", C.fae, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
-    ("fae-int", "dtype", C.fae, lambda: {"mu": torch.zeros(B, L, dtype=torch.int64)},
-     TE("mu")),
-    ("fae-dtype-mix", "dtype", C.fae, lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-     TE("x_mean")),
-    ("fae-dtype-mix-g", "dtype", C.fae, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
-     TE("grad_loglik_z")),
-    ("fae-dtype-mix-ls2", "dtype", C.fae, lambda: {"log_sigma2": t(dtype=torch.float32)},
-     TE("log_sigma2")),
+    ("fae-int", "dtype", C.fae, lambda: {"mu": torch.zeros(B, L, dtype=torch.int64)}, TE("mu")),
+    (
+        "fae-dtype-mix",
+        "dtype",
+        C.fae,
+        lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+        TE("x_mean"),
+    ),
+    (
+        "fae-dtype-mix-g",
+        "dtype",
+        C.fae,
+        lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+        TE("grad_loglik_z"),
+    ),
+    (
+        "fae-dtype-mix-ls2",
+        "dtype",
+        C.fae,
+        lambda: {"log_sigma2": t(dtype=torch.float32)},
+        TE("log_sigma2"),
+    ),
     ("fae-shape-psi", "shape", C.fae, lambda: {"psi": t(N, B, D + 1)}, VE("psi")),
     ("fae-shape-psi-N", "shape", C.fae, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
-    ("fae-shape-g", "shape", C.fae, lambda: {"grad_loglik_z": t(N, B, L + 1)},
-     VE("grad_loglik_z")),
+    ("fae-shape-g", "shape", C.fae, lambda: {"grad_loglik_z": t(N, B, L + 1)}, VE("grad_loglik_z")),
     ("fae-shape-z", "shape", C.fae, lambda: {"z": t(N, B, L + 1)}, VE("z")),
     ("fae-shape-logvar", "shape", C.fae, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
-    ("fae-batch", "shape", C.fae, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)},
-     VE("mu")),
-    ("fae-samples", "shape", C.fae, lambda: {"z": t(N + 1, B, L), "grad_loglik_z": t(N + 1, B, L)},
-     VE("z")),
+    ("fae-batch", "shape", C.fae, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)}, VE("mu")),
+    (
+        "fae-samples",
+        "shape",
+        C.fae,
+        lambda: {"z": t(N + 1, B, L), "grad_loglik_z": t(N + 1, B, L)},
+        VE("z"),
+    ),
     ("fae-rank", "shape", C.fae, lambda: {"x": t(B, D, 1)}, VE("x")),
     ("fae-rank-ls2", "shape", C.fae, lambda: {"log_sigma2": t(1)}, VE("log_sigma2")),
-    ("fae-rank-g", "shape", C.fae, lambda: {"grad_loglik_z": t(1, N, B, L)},
-     VE("grad_loglik_z")),
-    ("fae-empty", "empty", C.fae,
-     lambda: {"x": t(0, D), "z": t(N, 0, L), "x_mean": t(N, 0, D), "mu": t(0, L),
-              "logvar": t(0, L), "psi": t(N, 0, D), "grad_loglik_z": t(N, 0, L)}, VE("x")),
-    ("fae-empty-N", "empty", C.fae,
-     lambda: {"z": t(0, B, L), "x_mean": t(0, B, D), "psi": t(0, B, D),
-              "grad_loglik_z": t(0, B, L)}, VE("x_mean")),
+    ("fae-rank-g", "shape", C.fae, lambda: {"grad_loglik_z": t(1, N, B, L)}, VE("grad_loglik_z")),
+    (
+        "fae-empty",
+        "empty",
+        C.fae,
+        lambda: {
+            "x": t(0, D),
+            "z": t(N, 0, L),
+            "x_mean": t(N, 0, D),
+            "mu": t(0, L),
+            "logvar": t(0, L),
+            "psi": t(N, 0, D),
+            "grad_loglik_z": t(N, 0, L),
+        },
+        VE("x"),
+    ),
+    (
+        "fae-empty-N",
+        "empty",
+        C.fae,
+        lambda: {
+            "z": t(0, B, L),
+            "x_mean": t(0, B, D),
+            "psi": t(0, B, D),
+            "grad_loglik_z": t(0, B, L),
+        },
+        VE("x_mean"),
+    ),
     ("fae-device-psi", "device", C.fae, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
-    ("fae-device-g", "device", C.fae, lambda: {"grad_loglik_z": t(N, B, L, device=META)},
-     VE("grad_loglik_z")),
+    (
+        "fae-device-g",
+        "device",
+        C.fae,
+        lambda: {"grad_loglik_z": t(N, B, L, device=META)},
+        VE("grad_loglik_z"),
+    ),
     ("fae-device-z", "device", C.fae, lambda: {"z": t(N, B, L, device=META)}, VE("z")),
-    ("fae-shape-gN", "shape", C.fae, lambda: {"grad_loglik_z": t(N - 1, B, L)},
-     VE("grad_loglik_z")),
+    (
+        "fae-shape-gN",
+        "shape",
+        C.fae,
+        lambda: {"grad_loglik_z": t(N - 1, B, L)},
+        VE("grad_loglik_z"),
+    ),
     *C.dtype_rows("fae", C.fae, "grad_loglik_z", (N, B, L)),
     # ---------------------------------------------------------------- fae_loss (fae's model-level
     # form)
     ("faeloss-ok", "valid", C.fae_loss, dict, OK),
     ("faeloss-list", "type", C.fae_loss, lambda: {"x": t(B, D).tolist()}, TE("x")),
-    ("faeloss-encode-not-callable", "type", C.fae_loss, lambda: {"encode": 3},
-     TE("encode")),
-    ("faeloss-decoder-not-callable", "type", C.fae_loss, lambda: {"decoder": None},
-     TE("decoder")),
-    ("faeloss-encode-not-pair", "type", C.fae_loss, lambda: {"encode": lambda x: x},
-     TE("encode")),
-    ("faeloss-encode-dtype", "dtype", C.fae_loss,
-     lambda: {"encode": lambda x: tuple(o.float() for o in C.linear_encode(x))}, TE("encode")),
-    ("faeloss-encode-batch", "shape", C.fae_loss,
-     lambda: {"encode": lambda x: C.linear_encode(x[:-1])},
-     VE("encode")),
+    ("faeloss-encode-not-callable", "type", C.fae_loss, lambda: {"encode": 3}, TE("encode")),
+    ("faeloss-decoder-not-callable", "type", C.fae_loss, lambda: {"decoder": None}, TE("decoder")),
+    ("faeloss-encode-not-pair", "type", C.fae_loss, lambda: {"encode": lambda x: x}, TE("encode")),
+    (
+        "faeloss-encode-dtype",
+        "dtype",
+        C.fae_loss,
+        lambda: {"encode": lambda x: tuple(o.float() for o in C.linear_encode(x))},
+        TE("encode"),
+    ),
+    (
+        "faeloss-encode-batch",
+        "shape",
+        C.fae_loss,
+        lambda: {"encode": lambda x: C.linear_encode(x[:-1])},
+        VE("encode"),
+    ),
     ("faeloss-ls2-float", "type", C.fae_loss, lambda: {"log_sigma2": 0.5}, TE("log_sigma2")),
-    ("faeloss-ls2-device", "device", C.fae_loss, lambda: {"log_sigma2": t(device=META)},
-     VE("log_sigma2")),
+    (
+        "faeloss-ls2-device",
+        "device",
+        C.fae_loss,
+        lambda: {"log_sigma2": t(device=META)},
+        VE("log_sigma2"),
+    ),
     ("faeloss-empty", "empty", C.fae_loss, lambda: {"x": t(0, D)}, VE("x")),
     ("faeloss-n0", "option", C.fae_loss, lambda: {"n_samples": 0}, VE("n_samples")),
     ("faeloss-reparam", "option", C.fae_loss, lambda: {"reparam": "yes"}, TE("reparam")),
@@ -674,60 +808,118 @@ def _nf_m3(v):
 
 def _nf_fae(v):
     g = C.bad_datum(seeded(8, N, B, L), v, 1)
-    return O.fae(seeded(1, B, D), seeded(2, N, B, L), seeded(3, N, B, D), seeded(4),
-                 seeded(5, B, L), seeded(6, B, L), seeded(7, N, B, D), g)
+    return O.fae(
+        seeded(1, B, D),
+        seeded(2, N, B, L),
+        seeded(3, N, B, D),
+        seeded(4),
+        seeded(5, B, L),
+        seeded(6, B, L),
+        seeded(7, N, B, D),
+        g,
+    )
 
 
 def _nf_pfdl(v):
     x = C.bad_datum(seeded(1, B, D), v)
-    return O.posterior_fd_loss(x, C.tanh_decoder, seeded(2, B, L), seeded(3, B, L), seeded(4),
-                               n_samples=2, reparam=True, eps=seeded(5, 2, B, L))
+    return O.posterior_fd_loss(
+        x,
+        C.tanh_decoder,
+        seeded(2, B, L),
+        seeded(3, B, L),
+        seeded(4),
+        n_samples=2,
+        reparam=True,
+        eps=seeded(5, 2, B, L),
+    )
 
 
 def _nf_fae_loss(v):
     x = C.bad_datum(seeded(1, B, D), v)
-    return O.fae_loss(x, C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2, reparam=True,
-                      eps=seeded(3, 2, B, L))
+    return O.fae_loss(
+        x,
+        C.linear_encode,
+        C.tanh_decoder,
+        seeded(2),
+        n_samples=2,
+        reparam=True,
+        eps=seeded(3, 2, B, L),
+    )
 
 
 NONFINITE_ROWS = {
-    "elbo": _nf_elbo, "m1": _nf_m(O.m1), "m2": _nf_m(O.m2), "m3": _nf_m3, "fae": _nf_fae,
-    "fae_loss": _nf_fae_loss, "posterior_fd_loss": _nf_pfdl,
+    "elbo": _nf_elbo,
+    "m1": _nf_m(O.m1),
+    "m2": _nf_m(O.m2),
+    "m3": _nf_m3,
+    "fae": _nf_fae,
+    "fae_loss": _nf_fae_loss,
+    "posterior_fd_loss": _nf_pfdl,
 }
 test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
 def _l_elbo(lay):
-    return O.elbo(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3), lay(seeded(4, B, L)),
-                  lay(seeded(5, B, L)))
+    return O.elbo(
+        lay(seeded(1, B, D)),
+        lay(seeded(2, N, B, D)),
+        seeded(3),
+        lay(seeded(4, B, L)),
+        lay(seeded(5, B, L)),
+    )
 
 
 def _l_m3(lay):
-    return O.m3(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3),
-                lay(seeded(4, N, B, D)))
+    return O.m3(lay(seeded(1, B, D)), lay(seeded(2, N, B, D)), seeded(3), lay(seeded(4, N, B, D)))
 
 
 def _l_pfdl(lay):
     torch.manual_seed(11)
-    return O.posterior_fd_loss(lay(seeded(1, B, D)), C.tanh_decoder, lay(seeded(2, B, L)),
-                               lay(seeded(3, B, L)), seeded(4), n_samples=2, reparam=True)
+    return O.posterior_fd_loss(
+        lay(seeded(1, B, D)),
+        C.tanh_decoder,
+        lay(seeded(2, B, L)),
+        lay(seeded(3, B, L)),
+        seeded(4),
+        n_samples=2,
+        reparam=True,
+    )
 
 
 def _l_fae(lay):
-    return O.fae(lay(seeded(1, B, D)), lay(seeded(2, N, B, L)), lay(seeded(3, N, B, D)),
-                 seeded(4), lay(seeded(5, B, L)), lay(seeded(6, B, L)), lay(seeded(7, N, B, D)),
-                 lay(seeded(8, N, B, L)))
+    return O.fae(
+        lay(seeded(1, B, D)),
+        lay(seeded(2, N, B, L)),
+        lay(seeded(3, N, B, D)),
+        seeded(4),
+        lay(seeded(5, B, L)),
+        lay(seeded(6, B, L)),
+        lay(seeded(7, N, B, D)),
+        lay(seeded(8, N, B, L)),
+    )
 
 
 def _l_fae_loss(lay):
     torch.manual_seed(11)
-    return O.fae_loss(lay(seeded(1, B, D)), C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2,
-                      reparam=True, eps=lay(seeded(3, 2, B, L)))
+    return O.fae_loss(
+        lay(seeded(1, B, D)),
+        C.linear_encode,
+        C.tanh_decoder,
+        seeded(2),
+        n_samples=2,
+        reparam=True,
+        eps=lay(seeded(3, 2, B, L)),
+    )
 
 
 LAYOUT_ROWS = {
-    "elbo": _l_elbo, "m1": C.gaussian_args_layout(O.m1), "m2": C.gaussian_args_layout(O.m2),
-    "m3": _l_m3, "posterior_fd_loss": _l_pfdl, "fae": _l_fae, "fae_loss": _l_fae_loss,
+    "elbo": _l_elbo,
+    "m1": C.gaussian_args_layout(O.m1),
+    "m2": C.gaussian_args_layout(O.m2),
+    "m3": _l_m3,
+    "posterior_fd_loss": _l_pfdl,
+    "fae": _l_fae,
+    "fae_loss": _l_fae_loss,
 }
 test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
 
@@ -739,33 +931,64 @@ def _x_m3(e):
 
 def _x_elbo(e):
     lv = torch.zeros(1, 1, dtype=F64).expand(B, L)
-    return O.elbo(seeded(1, B, D), seeded(2, N, B, D), seeded(3), seeded(4, B, L),
-                  lv if e else lv.contiguous())
+    return O.elbo(
+        seeded(1, B, D),
+        seeded(2, N, B, D),
+        seeded(3),
+        seeded(4, B, L),
+        lv if e else lv.contiguous(),
+    )
 
 
 def _x_fae(e):
     z, g = seeded(2, 1, B, L).expand(N, B, L), seeded(8, B, 1).expand(N, B, L)
     c = (lambda a: a) if e else torch.Tensor.contiguous
-    return O.fae(seeded(1, B, D), c(z), seeded(3, N, B, D), seeded(4), seeded(5, B, L),
-                 seeded(6, B, L), seeded(7, N, B, D), c(g))
+    return O.fae(
+        seeded(1, B, D),
+        c(z),
+        seeded(3, N, B, D),
+        seeded(4),
+        seeded(5, B, L),
+        seeded(6, B, L),
+        seeded(7, N, B, D),
+        c(g),
+    )
 
 
 def _x_fae_loss(e):
     x = seeded(1, 1, D).expand(B, D)
-    return O.fae_loss(x if e else x.contiguous(), C.linear_encode, C.tanh_decoder, seeded(2),
-                      n_samples=2, reparam=False, eps=seeded(3, 2, B, L))
+    return O.fae_loss(
+        x if e else x.contiguous(),
+        C.linear_encode,
+        C.tanh_decoder,
+        seeded(2),
+        n_samples=2,
+        reparam=False,
+        eps=seeded(3, 2, B, L),
+    )
 
 
 def _x_pfdl(e):
     mu = seeded(2, 1, L).expand(B, L)
     torch.manual_seed(3)
-    return O.posterior_fd_loss(seeded(1, B, D), C.tanh_decoder, mu if e else mu.contiguous(),
-                               seeded(3, B, L), seeded(4), n_samples=2, reparam=False)
+    return O.posterior_fd_loss(
+        seeded(1, B, D),
+        C.tanh_decoder,
+        mu if e else mu.contiguous(),
+        seeded(3, B, L),
+        seeded(4),
+        n_samples=2,
+        reparam=False,
+    )
 
 
 EXPANDED_ROWS = {
-    "m1": C.gaussian_args_expanded(O.m1, "x_mean"), "m2": C.gaussian_args_expanded(O.m2, "x"),
-    "m3": _x_m3, "elbo": _x_elbo, "fae": _x_fae, "fae_loss": _x_fae_loss, "pfdl": _x_pfdl,
+    "m1": C.gaussian_args_expanded(O.m1, "x_mean"),
+    "m2": C.gaussian_args_expanded(O.m2, "x"),
+    "m3": _x_m3,
+    "elbo": _x_elbo,
+    "fae": _x_fae,
+    "fae_loss": _x_fae_loss,
+    "pfdl": _x_pfdl,
 }
 test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
-

@@ -38,7 +38,9 @@ def test_extension_is_abi3_and_inside_the_package():
 
 
 def test_python_dash_m_and_console_script():
-    out = subprocess.run([sys.executable, "-m", "vsm", "--help"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "vsm", "--help"], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0 and "train" in out.stdout
     exe = shutil.which("vsm")
     if exe is not None:  # present when installed into the running environment's bin

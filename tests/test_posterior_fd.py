@@ -62,10 +62,13 @@ def test_gradcheck_through_triton_kernels(shape, batched):
         assert torch.autograd.gradcheck(vsm.posterior_fd, args, fast_mode=shape[-1] > 128)
 
 
-@pytest.mark.parametrize("backend, check", [
-    ("triton", torch.autograd.gradgradcheck),  # second order (create_graph=True backward)
-    ("reference", torch.autograd.gradcheck),
-])
+@pytest.mark.parametrize(
+    "backend, check",
+    [
+        ("triton", torch.autograd.gradgradcheck),  # second order (create_graph=True backward)
+        ("reference", torch.autograd.gradcheck),
+    ],
+)
 def test_gradchecks_of_other_paths(backend, check):
     args = _inputs(2, 3, 4, torch.float64, requires_grad=True)
     with vsm.backend(backend):
@@ -97,8 +100,9 @@ def test_dispatch_uses_rust_without_interpreter(monkeypatch):
     calls = []
     real, real_rust = reference.posterior_fd, _rust.posterior_fd.forward
     monkeypatch.setattr(reference, "posterior_fd", lambda *a: calls.append("ref") or real(*a))
-    monkeypatch.setattr(_rust.posterior_fd, "forward",
-                        lambda *a: calls.append("rust") or real_rust(*a))
+    monkeypatch.setattr(
+        _rust.posterior_fd, "forward", lambda *a: calls.append("rust") or real_rust(*a)
+    )
     args = _inputs(2, 3, 4, torch.float32)
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # changing the environment now changes nothing
     vsm.posterior_fd(*args)
@@ -186,32 +190,50 @@ def test_zero_for_exact_posterior_with_diagonal_precision():
         pfd = vsm.posterior_fd(z, m[None], logvar, _decoder_vjp(z, W, b, x, sigma2))
     assert pfd.abs().max() < 1e-10
 
+
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
 # Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
     ("pfd-ok", "valid", C.pfd, dict, OK),
     ("pfd-list", "type", C.pfd, lambda: {"z": t(B, L).tolist()}, TE("z")),
     ("pfd-ndarray", "type", C.pfd, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
-    ("pfd-int", "dtype", C.pfd, lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
-     TE("logvar")),
-    ("pfd-dtype-mix", "dtype", C.pfd, lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
-     TE("grad_loglik_z")),
+    (
+        "pfd-int",
+        "dtype",
+        C.pfd,
+        lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
+        TE("logvar"),
+    ),
+    (
+        "pfd-dtype-mix",
+        "dtype",
+        C.pfd,
+        lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
+        TE("grad_loglik_z"),
+    ),
     ("pfd-shape", "shape", C.pfd, lambda: {"mu": t(B + 1, L)}, VE("mu")),
-    ("pfd-shape-g", "shape", C.pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)},
-     VE("grad_loglik_z")),
+    ("pfd-shape-g", "shape", C.pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)}, VE("grad_loglik_z")),
     ("pfd-rank", "shape", C.pfd, lambda: {"logvar": t(1, B, L)}, VE("logvar")),
     ("pfd-rank-z", "shape", C.pfd, lambda: {"z": t(1, N, B, L)}, VE("z")),
-    ("pfd-empty", "empty", C.pfd, lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L),
-                                           "grad_loglik_z": t(N, 0, L)}, VE("z")),
+    (
+        "pfd-empty",
+        "empty",
+        C.pfd,
+        lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L), "grad_loglik_z": t(N, 0, L)},
+        VE("z"),
+    ),
     ("pfd-device", "device", C.pfd, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
-    ("pfd-int-z", "dtype", C.pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)},
-     TE("z")),
-    ("pfd-dtype-mix-mu", "dtype", C.pfd, lambda: {"mu": t(B, L, dtype=torch.float32)},
-     TE("mu")),
+    ("pfd-int-z", "dtype", C.pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)}, TE("z")),
+    ("pfd-dtype-mix-mu", "dtype", C.pfd, lambda: {"mu": t(B, L, dtype=torch.float32)}, TE("mu")),
     ("pfd-shape-L", "shape", C.pfd, lambda: {"z": t(N, B, L + 1)}, VE("mu")),
     ("pfd-shape-logvar", "shape", C.pfd, lambda: {"logvar": t(B - 1, L)}, VE("logvar")),
-    ("pfd-shape-gN", "shape", C.pfd, lambda: {"grad_loglik_z": t(N - 1, B, L)},
-     VE("grad_loglik_z")),
+    (
+        "pfd-shape-gN",
+        "shape",
+        C.pfd,
+        lambda: {"grad_loglik_z": t(N - 1, B, L)},
+        VE("grad_loglik_z"),
+    ),
     ("pfd-rank-z1", "shape", C.pfd, lambda: {"z": t(L)}, VE("z")),
     ("pfd-rank-mu", "shape", C.pfd, lambda: {"mu": t(1, B, L)}, VE("mu")),
     *C.dtype_rows("pfd", C.pfd, "z", (N, B, L)),
@@ -229,13 +251,15 @@ test_non_finite_datum_stays_in_its_row = C.non_finite_test(NONFINITE_ROWS)
 
 
 def _l_pfd(lay):
-    return vsm.posterior_fd(lay(seeded(1, N, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)),
-                            lay(seeded(4, N, B, L)))
+    return vsm.posterior_fd(
+        lay(seeded(1, N, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)), lay(seeded(4, N, B, L))
+    )
 
 
 def _l_pfd2(lay):
-    return vsm.posterior_fd(lay(seeded(1, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)),
-                            lay(seeded(4, B, L)))
+    return vsm.posterior_fd(
+        lay(seeded(1, B, L)), lay(seeded(2, B, L)), lay(seeded(3, B, L)), lay(seeded(4, B, L))
+    )
 
 
 LAYOUT_ROWS = {"posterior_fd": _l_pfd, "posterior_fd-2d": _l_pfd2}
@@ -244,14 +268,16 @@ test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROW
 
 def _x_pfd(e):
     mu = seeded(2, 1, L).expand(B, L)
-    return vsm.posterior_fd(seeded(1, N, B, L), mu if e else mu.contiguous(), seeded(3, B, L),
-                            seeded(4, N, B, L))
+    return vsm.posterior_fd(
+        seeded(1, N, B, L), mu if e else mu.contiguous(), seeded(3, B, L), seeded(4, N, B, L)
+    )
 
 
 def _x_pfd_z(e):
     z = seeded(1, B, L).expand(N, B, L)
-    return vsm.posterior_fd(z if e else z.contiguous(), seeded(2, B, L), seeded(3, B, L),
-                            seeded(4, N, B, L))
+    return vsm.posterior_fd(
+        z if e else z.contiguous(), seeded(2, B, L), seeded(3, B, L), seeded(4, N, B, L)
+    )
 
 
 EXPANDED_ROWS = {"pfd": _x_pfd, "pfd_z": _x_pfd_z}
@@ -259,4 +285,6 @@ test_expanded_inputs_give_the_contiguous_result = C.expanded_test(EXPANDED_ROWS)
 
 
 # Backward through the kernels with non-contiguous leaves equals the contiguous one.
-test_non_contiguous_gradients = C.layout_gradients_test(vsm.posterior_fd, ((N, B, L), (B, L), (B, L), (N, B, L)))
+test_non_contiguous_gradients = C.layout_gradients_test(
+    vsm.posterior_fd, ((N, B, L), (B, L), (B, L), (N, B, L))
+)

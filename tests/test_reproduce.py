@@ -124,8 +124,17 @@ def test_fig2_kld_fit_is_a_local_minimum_of_the_exact_kl():
 def test_images_tiny_run(tmp_path):
     from vsm.reproduce import images
 
-    cfg = images.ImagesConfig(objectives=("kl-elbo", "fd-m1"), steps=4, eval_every=2,
-                              latent_dim=4, ngf=4, ndf=4, n_samples=1, k_enc=1, batch_size=20)
+    cfg = images.ImagesConfig(
+        objectives=("kl-elbo", "fd-m1"),
+        steps=4,
+        eval_every=2,
+        latent_dim=4,
+        ngf=4,
+        ndf=4,
+        n_samples=1,
+        k_enc=1,
+        batch_size=20,
+    )
     res = images.run(tmp_path, cfg)
     data = json.loads((tmp_path / "results.json").read_text())
     for name in ("images_metrics.png", "images_sd_hist.png", "images_samples.png"):
@@ -146,19 +155,36 @@ def test_images_epochs_and_posterior_sd_shares(tmp_path):
 
     full = images.ImagesConfig.full()  # the paper's image setting (MATH.md §9)
     assert (full.lr, full.n_samples, full.k_enc, full.batch_size, full.epochs) == (
-        1e-4, 5, 5, 100, 1000)
+        1e-4,
+        5,
+        5,
+        100,
+        1000,
+    )
     assert (full.latent_dim, full.ngf, full.ndf) == (100, 64, 64)
-    cfg = images.ImagesConfig(objectives=("kl-m1",), epochs=1, steps=10**6, eval_every=7,
-                              latent_dim=3, ngf=4, ndf=4, n_samples=1, k_enc=1, batch_size=500)
+    cfg = images.ImagesConfig(
+        objectives=("kl-m1",),
+        epochs=1,
+        steps=10**6,
+        eval_every=7,
+        latent_dim=3,
+        ngf=4,
+        ndf=4,
+        n_samples=1,
+        k_enc=1,
+        batch_size=500,
+    )
     res = images.run(tmp_path, cfg)
     assert res["objectives"]["kl-m1"]["curves"]["step"] == [2]  # 1497 // 500 = 2 iterations
     (row,) = res["table"]
     assert 0.0 <= row["sd_share_low"] <= 1.0 and 0.0 <= row["sd_share_high"] <= 1.0
-    shares = images.sd_shares({"sd_hist": [3, 0, 0, 0, 1] + [0] * 25, "sd_bins":
-                               np.linspace(0, 1.5, 31).tolist()})
+    shares = images.sd_shares(
+        {"sd_hist": [3, 0, 0, 0, 1] + [0] * 25, "sd_bins": np.linspace(0, 1.5, 31).tolist()}
+    )
     assert shares == {"sd_share_low": 0.75, "sd_share_high": 0.0}
-    shares = images.sd_shares({"sd_hist": [0] * 16 + [2, 2] + [0] * 12, "sd_bins":
-                               np.linspace(0, 1.5, 31).tolist()})
+    shares = images.sd_shares(
+        {"sd_hist": [0] * 16 + [2, 2] + [0] * 12, "sd_bins": np.linspace(0, 1.5, 31).tolist()}
+    )
     assert shares == {"sd_share_low": 0.0, "sd_share_high": 1.0}
 
 

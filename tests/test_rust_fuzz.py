@@ -33,8 +33,7 @@ def arrays(draw, shape=None, dtypes=DTYPES, min_dims=0, max_dims=4):
     """A possibly bad array: random dtype/shape, NaN/inf injected, random memory layout."""
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     if shape is None:
-        shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0,
-                                      max_side=5))
+        shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0, max_side=5))
     a = draw(hnp.arrays(dtype, shape, elements=_elements(dtype)))
     if dtype.kind in "fc" and a.size and draw(st.integers(0, 4)) == 4:
         flat = a.reshape(-1)
@@ -66,8 +65,9 @@ def _elements(dtype):
 
 
 def _layout(draw, a):
-    kind = draw(st.sampled_from(["plain", "strided", "transposed", "reversed", "broadcast",
-                                 "torch"]))
+    kind = draw(
+        st.sampled_from(["plain", "strided", "transposed", "reversed", "broadcast", "torch"])
+    )
     if kind == "strided" and a.ndim:
         buf = np.zeros((*a.shape[:-1], 2 * a.shape[-1]), dtype=a.dtype)
         buf[..., ::2] = a
@@ -79,8 +79,11 @@ def _layout(draw, a):
     if kind == "broadcast" and a.ndim and a.shape[0] == 1:
         return np.broadcast_to(a, (3, *a.shape[1:]))
     if kind == "torch" and a.dtype != np.float16:
-        return torch.from_numpy(np.ascontiguousarray(a)).transpose(0, -1) if a.ndim > 1 else (
-            torch.from_numpy(np.ascontiguousarray(a)))
+        return (
+            torch.from_numpy(np.ascontiguousarray(a)).transpose(0, -1)
+            if a.ndim > 1
+            else (torch.from_numpy(np.ascontiguousarray(a)))
+        )
     return a
 
 
@@ -113,14 +116,23 @@ def _isle_valid(a) -> bool:
     else:
         ok = a.dtype in (np.float32, np.float64)
     v = _np(a)
-    return (ok and v.ndim == 2 and v.shape[0] > 0 and v.shape[1] > 0
-            and not np.isnan(v).any() and not np.isposinf(v).any())
+    return (
+        ok
+        and v.ndim == 2
+        and v.shape[0] > 0
+        and v.shape[1] > 0
+        and not np.isnan(v).any()
+        and not np.isposinf(v).any()
+    )
 
 
 @FUZZ
-@given(st.one_of(arrays(max_dims=3),
-                 hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6).flatmap(
-                     near_valid)))
+@given(
+    st.one_of(
+        arrays(max_dims=3),
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6).flatmap(near_valid),
+    )
+)
 def test_is_log_evidence_fuzz(a):
     out = _call(vsm.is_log_evidence, a)
     assert (out is not None) == _isle_valid(a), f"accepted={out is not None} for {a!r}"
@@ -141,8 +153,14 @@ def test_is_log_evidence_fuzz(a):
 
 
 @FUZZ
-@given(st.one_of(arrays(max_dims=3), st.tuples(st.integers(0, 4), st.integers(0, 4)).flatmap(
-    lambda s: arrays(shape=s, dtypes=[np.float64]))))
+@given(
+    st.one_of(
+        arrays(max_dims=3),
+        st.tuples(st.integers(0, 4), st.integers(0, 4)).flatmap(
+            lambda s: arrays(shape=s, dtypes=[np.float64])
+        ),
+    )
+)
 def test_core_is_log_evidence_fuzz(a):
     """The raw extension: only C-order float64 2-D finite input may succeed."""
     out = _call(_core.is_log_evidence, a)
@@ -198,10 +216,14 @@ def axes(draw):
 
 
 @FUZZ
-@given(ax=st.sampled_from([1, 2, 1, 2, 0, 3]).flatmap(lambda k: st.lists(axes(), min_size=k,
-                                                                          max_size=k)),
-       batch=st.sampled_from([1, 2, 0]), raw=st.booleans(),
-       data=st.data())
+@given(
+    ax=st.sampled_from([1, 2, 1, 2, 0, 3]).flatmap(
+        lambda k: st.lists(axes(), min_size=k, max_size=k)
+    ),
+    batch=st.sampled_from([1, 2, 0]),
+    raw=st.booleans(),
+    data=st.data(),
+)
 def test_grid_posterior_fuzz(ax, batch, raw, data):
     grid = tuple(np.shape(a)[0] if np.ndim(a) else 1 for a in ax)
     lj = data.draw(maybe_bad((batch, *grid) if not raw else (batch, math.prod(grid))))
@@ -223,10 +245,14 @@ def test_grid_posterior_fuzz(ax, batch, raw, data):
 @FUZZ
 @given(
     model=st.sampled_from(["sym", "soft", "relu", "bias", "linear", "nope", ""]),
-    x=st.one_of(arrays(max_dims=3), st.integers(1, 3).flatmap(lambda b: near_valid((b,))),
-                st.integers(1, 3).flatmap(lambda b: near_valid((b, 1)))),
-    n=st.one_of(st.integers(3, 12), st.integers(3, 12), st.integers(-2, 2),
-                st.sampled_from([2.5, True])),
+    x=st.one_of(
+        arrays(max_dims=3),
+        st.integers(1, 3).flatmap(lambda b: near_valid((b,))),
+        st.integers(1, 3).flatmap(lambda b: near_valid((b, 1))),
+    ),
+    n=st.one_of(
+        st.integers(3, 12), st.integers(3, 12), st.integers(-2, 2), st.sampled_from([2.5, True])
+    ),
     sigma=st.one_of(st.none(), st.floats(0.1, 3), st.floats(-1, 3), st.sampled_from(SPECIALS)),
     lohi=st.one_of(st.just((-3.0, 3.0)), st.tuples(st.floats(-4, 4), st.floats(-4, 4))),
 )

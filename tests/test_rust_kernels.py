@@ -48,8 +48,10 @@ TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-5}, torch.float64: {"rtol": 1e-1
 #: Agreement with the Triton twins: same formulas and order, so only exp rounding (numpy's exp in
 #: the interpreter vs libm: 1 ulp of e, amplified where z − (z − mu)·e − g cancels, hence an
 #: absolute tolerance of a few ulps of the O(10) terms) and the in-tile reduction order differ.
-TWIN_TOL = {torch.float32: {"rtol": 1e-5, "atol": 2e-5},
-            torch.float64: {"rtol": 1e-13, "atol": 4e-14}}
+TWIN_TOL = {
+    torch.float32: {"rtol": 1e-5, "atol": 2e-5},
+    torch.float64: {"rtol": 1e-13, "atol": 4e-14},
+}
 
 dims = st.one_of(st.integers(1, 9), st.sampled_from([16, 31, 33, 127, 128, 129, 200]))
 big_dims = st.one_of(dims, st.sampled_from([255, 257, 784, 1024, 3001]))
@@ -98,9 +100,7 @@ def _spec_probes(shape, seed: int, dist: int, dtype: torch.dtype) -> torch.Tenso
         return out
     per_row = math.ceil(d / (128 if dist == 0 else 4))
     block = 256
-    _spec_probes_kernel[(triton.cdiv(m, block),)](
-        out, seed, m, d, per_row, DIST=dist, BLOCK=block
-    )
+    _spec_probes_kernel[(triton.cdiv(m, block),)](out, seed, m, d, per_row, DIST=dist, BLOCK=block)
     return out
 
 
@@ -129,8 +129,14 @@ def test_gaussian_probes_match_triton_randn4x(p, b, d, seed, f64):
     torch.testing.assert_close(got, want, rtol=4e-7, atol=4e-7)
 
 
-@given(p=st.integers(1, 3), b=st.integers(1, 4), d=dims, dist=st.sampled_from([0, 1]), seed=seeds,
-       f64=st.booleans())
+@given(
+    p=st.integers(1, 3),
+    b=st.integers(1, 4),
+    d=dims,
+    dist=st.sampled_from([0, 1]),
+    seed=seeds,
+    f64=st.booleans(),
+)
 @example(p=2, b=3, d=129, dist=0, seed=2**63 - 1, f64=False)
 def test_hutchinson_launchers_match_triton_twins(p, b, d, dist, seed, f64):
     """Same stream as vsm.kernels.hutchinson: Rademacher probes and go·v bit-identical; Gaussian
@@ -138,10 +144,14 @@ def test_hutchinson_launchers_match_triton_twins(p, b, d, dist, seed, f64):
     dtype = _dtype(f64)
     gen = torch.Generator().manual_seed(d)
     u, go = _randn(gen, dtype, p, b, d), _randn(gen, dtype, p, b)
-    pairs = [(R.hutchinson_probes((p, b, d), seed, dist, dtype, "cpu"),
-              KH.probes((p, b, d), seed, dist, dtype, torch.device("cpu"))),
-             (R.hutchinson_dot_backward(go, seed, dist, d), KH.dot_backward(go, seed, dist, d)),
-             (R.hutchinson_dot(u, seed, dist), KH.dot(u, seed, dist))]
+    pairs = [
+        (
+            R.hutchinson_probes((p, b, d), seed, dist, dtype, "cpu"),
+            KH.probes((p, b, d), seed, dist, dtype, torch.device("cpu")),
+        ),
+        (R.hutchinson_dot_backward(go, seed, dist, d), KH.dot_backward(go, seed, dist, d)),
+        (R.hutchinson_dot(u, seed, dist), KH.dot(u, seed, dist)),
+    ]
     for k, (got, want) in enumerate(pairs):
         if dist == 0 and k < 2:
             assert torch.equal(got, want)
@@ -166,8 +176,14 @@ def test_probes_independent_of_dtype_and_threads():
         torch.set_num_threads(old)
 
 
-@given(p=st.integers(1, 3), b=st.integers(1, 4), d=big_dims, dist=st.sampled_from([0, 1]),
-       seed=seeds, f64=st.booleans())
+@given(
+    p=st.integers(1, 3),
+    b=st.integers(1, 4),
+    d=big_dims,
+    dist=st.sampled_from([0, 1]),
+    seed=seeds,
+    f64=st.booleans(),
+)
 def test_dot_and_dot_backward_regenerate_the_probes(p, b, d, dist, seed, f64):
     dtype = _dtype(f64)
     gen = torch.Generator().manual_seed(d)
@@ -214,21 +230,25 @@ def test_posterior_fd_launchers_match_reference(n, b, l, f64):
     assert out.shape == (n, b) and out.dtype == dtype
     torch.testing.assert_close(out, ref.detach(), **TOL[dtype])
     grads = R.posterior_fd_backward(go, z, mu, lv, g)
-    for name, got, want in zip(("dz", "dmu", "dlogvar", "dg"), grads,
-                               torch.autograd.grad(ref, args, go), strict=True):
+    for name, got, want in zip(
+        ("dz", "dmu", "dlogvar", "dg"), grads, torch.autograd.grad(ref, args, go), strict=True
+    ):
         assert got.shape == want.shape and got.dtype == dtype, name
         torch.testing.assert_close(got, want, **TOL[dtype], msg=lambda m, k=name: f"{k}: {m}")
 
 
-@given(n=st.integers(1, 3), b=st.integers(1, 6), l=st.sampled_from([1, 3, 16, 130]),
-       f64=st.booleans())
+@given(
+    n=st.integers(1, 3), b=st.integers(1, 6), l=st.sampled_from([1, 3, 16, 130]), f64=st.booleans()
+)
 def test_posterior_fd_launchers_match_triton_twins(n, b, l, f64):
     dtype = _dtype(f64)
     z, mu, lv, g, go = _pfd_args(n, b, l, dtype, seed=7)
-    torch.testing.assert_close(R.posterior_fd_forward(z, mu, lv, g), KP.forward(z, mu, lv, g),
-                               **TWIN_TOL[dtype])
-    for got, want in zip(R.posterior_fd_backward(go, z, mu, lv, g),
-                         KP.backward(go, z, mu, lv, g), strict=True):
+    torch.testing.assert_close(
+        R.posterior_fd_forward(z, mu, lv, g), KP.forward(z, mu, lv, g), **TWIN_TOL[dtype]
+    )
+    for got, want in zip(
+        R.posterior_fd_backward(go, z, mu, lv, g), KP.backward(go, z, mu, lv, g), strict=True
+    ):
         torch.testing.assert_close(got, want, **TWIN_TOL[dtype])
 
 
@@ -260,15 +280,17 @@ def test_gaussian_terms_launchers_match_reference(n, b, d, f64):
     torch.testing.assert_close(dxm, want_dxm, **TOL[dtype])
 
 
-@given(n=st.integers(1, 3), b=st.integers(1, 5), d=st.sampled_from([1, 7, 128, 300]),
-       f64=st.booleans())
+@given(
+    n=st.integers(1, 3), b=st.integers(1, 5), d=st.sampled_from([1, 7, 128, 300]), f64=st.booleans()
+)
 def test_gaussian_terms_launchers_match_triton_twins(n, b, d, f64):
     dtype = _dtype(f64)
     x, xm, ls, ga, gc = _gt_args(n, b, d, dtype, seed=3)
     for got, want in zip(R.gaussian_terms_forward(x, xm, ls), KG.forward(x, xm, ls), strict=True):
         torch.testing.assert_close(got, want, **TWIN_TOL[dtype])
-    for got, want in zip(R.gaussian_terms_backward(ga, gc, x, xm, ls),
-                         KG.backward(ga, gc, x, xm, ls), strict=True):
+    for got, want in zip(
+        R.gaussian_terms_backward(ga, gc, x, xm, ls), KG.backward(ga, gc, x, xm, ls), strict=True
+    ):
         torch.testing.assert_close(got, want, **TWIN_TOL[dtype])
 
 
@@ -304,13 +326,21 @@ def test_results_independent_of_thread_count(threads):
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        want = (R.posterior_fd_forward(z, mu, lv, g), *R.posterior_fd_backward(go, z, mu, lv, g),
-                *R.gaussian_terms_forward(x, xm, ls), *R.gaussian_terms_backward(ga, gc, x, xm, ls),
-                R.hutchinson_dot(xm, 5, 1))
+        want = (
+            R.posterior_fd_forward(z, mu, lv, g),
+            *R.posterior_fd_backward(go, z, mu, lv, g),
+            *R.gaussian_terms_forward(x, xm, ls),
+            *R.gaussian_terms_backward(ga, gc, x, xm, ls),
+            R.hutchinson_dot(xm, 5, 1),
+        )
         torch.set_num_threads(threads)
-        got = (R.posterior_fd_forward(z, mu, lv, g), *R.posterior_fd_backward(go, z, mu, lv, g),
-               *R.gaussian_terms_forward(x, xm, ls), *R.gaussian_terms_backward(ga, gc, x, xm, ls),
-               R.hutchinson_dot(xm, 5, 1))
+        got = (
+            R.posterior_fd_forward(z, mu, lv, g),
+            *R.posterior_fd_backward(go, z, mu, lv, g),
+            *R.gaussian_terms_forward(x, xm, ls),
+            *R.gaussian_terms_backward(ga, gc, x, xm, ls),
+            R.hutchinson_dot(xm, 5, 1),
+        )
     finally:
         torch.set_num_threads(old)
     for a, b in zip(got, want, strict=True):
@@ -334,10 +364,15 @@ def test_dispatch_selects_rust_for_cpu_and_reference_still_reachable():
 
 def test_public_ops_run_the_rust_kernels(monkeypatch):
     calls = []
-    for ns, name in ((R.posterior_fd, "forward"), (R.posterior_fd, "backward"),
-                     (R.gaussian_terms, "forward"), (R.gaussian_terms, "backward"),
-                     (R.hutchinson, "probes"), (R.hutchinson, "dot"),
-                     (R.hutchinson, "dot_backward")):
+    for ns, name in (
+        (R.posterior_fd, "forward"),
+        (R.posterior_fd, "backward"),
+        (R.gaussian_terms, "forward"),
+        (R.gaussian_terms, "backward"),
+        (R.hutchinson, "probes"),
+        (R.hutchinson, "dot"),
+        (R.hutchinson, "dot_backward"),
+    ):
         real = getattr(ns, name)
         monkeypatch.setattr(ns, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     z, mu, lv, g, _ = (t.requires_grad_(True) for t in _pfd_args(2, 3, 4, torch.float64))
@@ -347,8 +382,7 @@ def test_public_ops_run_the_rust_kernels(monkeypatch):
         vsm.gaussian_terms(x, xm, ls).sq_mean.sum().backward()
         y = torch.tanh(x) * x
         vsm.hutchinson_trace(y, x, n_probes=2, seed=3).sum().backward()
-    assert calls == ["forward", "backward", "forward", "backward", "probes", "dot",
-                     "dot_backward"]
+    assert calls == ["forward", "backward", "forward", "backward", "probes", "dot", "dot_backward"]
 
 
 @given(n=st.integers(1, 4), b=dims, l=dims, batched=st.booleans(), f64=st.booleans())
@@ -461,8 +495,10 @@ def test_opcheck_on_rust(case):
 def test_non_finite_inputs_behave_like_the_reference(value, f64):
     """A NaN/±inf anywhere gives NaN/inf exactly where the reference's forward has them."""
     dtype = _dtype(f64)
-    ops = ((vsm.posterior_fd, reference.posterior_fd, _pfd_args, 4),
-           (vsm.gaussian_terms, reference.gaussian_terms, _gt_args, 3))
+    ops = (
+        (vsm.posterior_fd, reference.posterior_fd, _pfd_args, 4),
+        (vsm.gaussian_terms, reference.gaussian_terms, _gt_args, 3),
+    )
     for fused, twin, make_args, n_args in ops:
         for which in range(n_args):
             args = list(make_args(3, 4, 5, dtype, seed=which)[:n_args])
@@ -489,8 +525,10 @@ def test_bad_input_same_errors_on_rust(row):
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf], ids=["nan", "inf"])
-@pytest.mark.parametrize("row", ["posterior_fd", "gaussian_terms", "hutchinson_trace", "m1",
-                                 "m2", "m3", "elbo", "sliced_sm"])
+@pytest.mark.parametrize(
+    "row",
+    ["posterior_fd", "gaussian_terms", "hutchinson_trace", "m1", "m2", "m3", "elbo", "sliced_sm"],
+)
 def test_non_finite_datum_stays_in_its_row_on_rust(row, value):
     with vsm.backend("rust"):
         out = TB.NONFINITE_ROWS[row](value)
@@ -537,7 +575,14 @@ def test_without_interpreter_cpu_runs_rust_eager_and_compiled(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     paths = (pathlib.Path(__file__).parent, pathlib.Path(vsm.__file__).parents[1])  # this vsm
     env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", _COMPILED_BUILD_SCRIPT], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _COMPILED_BUILD_SCRIPT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")

@@ -31,8 +31,15 @@ from vsm.train import (
 )
 from vsm.train.replicas import StackedVAE
 
-TINY = {"dataset": "mixture", "width": 6, "batch_size": 12, "n_test": 24, "log_every": 1000,
-        "dtype": "float64", "n_samples": 2}
+TINY = {
+    "dataset": "mixture",
+    "width": 6,
+    "batch_size": 12,
+    "n_test": 24,
+    "log_every": 1000,
+    "dtype": "float64",
+    "n_samples": 2,
+}
 SEEDS = (0, 1, 2)
 TOL = {"rtol": 1e-9, "atol": 1e-12}
 
@@ -63,8 +70,9 @@ def _assert_replica_equals(st: SeedsTrainer, seed: int, single: Trainer) -> None
         assert got[opt]["param_groups"] == want["param_groups"]
         for idx, state in want["state"].items():
             for key, value in state.items():
-                torch.testing.assert_close(got[opt]["state"][idx][key], value, **TOL,
-                                           msg=f"{opt} state {idx}.{key}")
+                torch.testing.assert_close(
+                    got[opt]["state"][idx][key], value, **TOL, msg=f"{opt} state {idx}.{key}"
+                )
     assert len(st.history[seed]) == len(single.history)
     for a, b in zip(st.history[seed], single.history, strict=True):
         assert a.keys() == b.keys()
@@ -88,8 +96,10 @@ def test_replicas_equal_separate_runs(reference_backend, mixture, objective, set
     assert not torch.equal(w[0], w[1])
 
 
-@pytest.mark.parametrize("objective, extra", [("fd-m3", {}), ("fae", {"k_bi": 1}),
-                                              ("kl-m2", {"k_bi": 1, "fd_reparam": True})])
+@pytest.mark.parametrize(
+    "objective, extra",
+    [("fd-m3", {}), ("fae", {"k_bi": 1}), ("kl-m2", {"k_bi": 1, "fd_reparam": True})],
+)
 def test_replicas_on_the_fused_triton_path(mixture, objective, extra):
     """The fused ops (Triton kernels under the interpreter) on replica slices, also inside the
     bi-level variant's double differentiation."""
@@ -102,8 +112,13 @@ def test_replicas_on_the_fused_triton_path(mixture, objective, extra):
 
 
 def test_sgd_encoder_and_float32(reference_backend, mixture):
-    cfg = TrainConfig(objective="fd-m1", seeds=(0, 4), enc_optimizer="sgd", enc_lr=1e-2,
-                      **{**TINY, "dtype": "float32"})
+    cfg = TrainConfig(
+        objective="fd-m1",
+        seeds=(0, 4),
+        enc_optimizer="sgd",
+        enc_lr=1e-2,
+        **{**TINY, "dtype": "float32"},
+    )
     st = SeedsTrainer(cfg, data=mixture)
     for _ in range(3):
         st.train_step()
@@ -119,9 +134,20 @@ def test_conv_replicas_through_vmap(reference_backend):
     g = torch.Generator().manual_seed(0)
     imgs = torch.rand(20, 1, 32, 32, generator=g)
     data = Dataset("images", (1, 32, 32), imgs[:4], train=imgs[4:])
-    cfg = TrainConfig(objective="fae", dataset="digits", seeds=(0, 1), model="conv", ngf=2, ndf=2,
-                      latent_dim=2, batch_size=4, n_test=4, dtype="float64", k_bi=1,
-                      log_every=1000)
+    cfg = TrainConfig(
+        objective="fae",
+        dataset="digits",
+        seeds=(0, 1),
+        model="conv",
+        ngf=2,
+        ndf=2,
+        latent_dim=2,
+        batch_size=4,
+        n_test=4,
+        dtype="float64",
+        k_bi=1,
+        log_every=1000,
+    )
     st = SeedsTrainer(cfg, data=data)
     assert st.replicas._enc_plan is None and st.replicas._dec_plan is None
     for _ in range(2):
@@ -287,20 +313,33 @@ def test_replicas_get_their_own_data(reference_backend):
 # ----------------------------------------------------------------------------- --seeds parsing
 
 
-@pytest.mark.parametrize("text, want", [
-    ("0-9", tuple(range(10))), ("0,3,7", (0, 3, 7)), ("4", (4,)), (" 0 - 2 , 5", (0, 1, 2, 5)),
-    ("7-7", (7,)), ("3,1", (3, 1)),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("0-9", tuple(range(10))),
+        ("0,3,7", (0, 3, 7)),
+        ("4", (4,)),
+        (" 0 - 2 , 5", (0, 1, 2, 5)),
+        ("7-7", (7,)),
+        ("3,1", (3, 1)),
+    ],
+)
 def test_parse_seeds(text, want):
     assert parse_seeds(text) == want
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", "expected non-negative ints"), ("a-b", "expected non-negative ints"),
-    ("-1", "expected non-negative ints"), ("1.5", "expected non-negative ints"),
-    ("3-1", "empty range"), ("1,2,1", r"seed\(s\) \[1\] given more than once"),
-    ("0-3,2", "more than once"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "expected non-negative ints"),
+        ("a-b", "expected non-negative ints"),
+        ("-1", "expected non-negative ints"),
+        ("1.5", "expected non-negative ints"),
+        ("3-1", "empty range"),
+        ("1,2,1", r"seed\(s\) \[1\] given more than once"),
+        ("0-3,2", "more than once"),
+    ],
+)
 def test_parse_seeds_errors(text, match):
     with pytest.raises(ValueError, match=f"^seeds: .*{match}"):
         parse_seeds(text)
@@ -327,9 +366,28 @@ def test_config_seeds_validation():
 
 def test_cli_seeds(reference_backend, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--seeds", "0,2", "--dataset", "mixture", "--steps", "3", "--width", "4",
-               "--batch-size", "8", "--n-test", "16", "--device", "cpu", "--out", str(out),
-               "--quiet"])
+    rc = main(
+        [
+            "train",
+            "--seeds",
+            "0,2",
+            "--dataset",
+            "mixture",
+            "--steps",
+            "3",
+            "--width",
+            "4",
+            "--batch-size",
+            "8",
+            "--n-test",
+            "16",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert '"seeds": [\n  0,\n  2\n ]' in printed and "posterior_sd_" not in printed
@@ -346,9 +404,29 @@ def test_cli_seeds(reference_backend, tmp_path, capsys):
 
 def test_cli_default_out_dir_names_the_seeds(reference_backend, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    rc = main(["train", "--seeds", "0-2", "--dataset", "mixture", "--steps", "1", "--width", "3",
-               "--batch-size", "4", "--n-test", "8", "--device", "cpu", "--quiet"])
+    rc = main(
+        [
+            "train",
+            "--seeds",
+            "0-2",
+            "--dataset",
+            "mixture",
+            "--steps",
+            "1",
+            "--width",
+            "3",
+            "--batch-size",
+            "4",
+            "--n-test",
+            "8",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert rc == 0 and (tmp_path / "runs" / "kl-m1-mixture-s0-2" / "metrics.json").exists()
-    assert not math.isnan(json.loads(
-        (tmp_path / "runs" / "kl-m1-mixture-s0-2" / "metrics.json").read_text()
-    )["summary"]["mse"]["mean"])
+    assert not math.isnan(
+        json.loads((tmp_path / "runs" / "kl-m1-mixture-s0-2" / "metrics.json").read_text())[
+            "summary"
+        ]["mse"]["mean"]
+    )

@@ -22,8 +22,9 @@ def gauss_kl(m1, S1, m2, S2):
     L = len(m1)
     P2 = np.linalg.inv(S2)
     d = m2 - m1
-    return 0.5 * (np.trace(P2 @ S1) + d @ P2 @ d - L + np.linalg.slogdet(S2)[1]
-                  - np.linalg.slogdet(S1)[1])
+    return 0.5 * (
+        np.trace(P2 @ S1) + d @ P2 @ d - L + np.linalg.slogdet(S2)[1] - np.linalg.slogdet(S1)[1]
+    )
 
 
 def gauss_fd(m1, S1, m2, S2):
@@ -119,7 +120,9 @@ def test_scores_are_gradients(model):
     for a in range(2):
         e = np.zeros(2)
         e[a] = h
-        fd = (vsm.toy.log_joint(model, x, z + e)[0] - vsm.toy.log_joint(model, x, z - e)[0]) / (2 * h)
+        fd = (vsm.toy.log_joint(model, x, z + e)[0] - vsm.toy.log_joint(model, x, z - e)[0]) / (
+            2 * h
+        )
         np.testing.assert_allclose(sc[..., a], fd, rtol=1e-6, atol=1e-6)
 
 
@@ -127,7 +130,9 @@ def test_soft_likelihood_values():
     z = np.array([[3.0, 0.5], [-3.0, 0.5], [0.0, 2.0]])
     lj, _ = vsm.toy.log_joint("soft", 1.0, z)
     g = np.array([3.0 * 0.5, 0.0, np.log(2) / 10 * 2.0])
-    want = -0.5 * (1.0 - g) ** 2 - 0.5 * np.log(2 * np.pi) - 0.5 * (z**2).sum(-1) - np.log(2 * np.pi)
+    want = (
+        -0.5 * (1.0 - g) ** 2 - 0.5 * np.log(2 * np.pi) - 0.5 * (z**2).sum(-1) - np.log(2 * np.pi)
+    )
     np.testing.assert_allclose(lj, want, rtol=1e-14)
 
 
@@ -187,6 +192,7 @@ def test_grid_posterior_matches_twin(bshape, n1, n2, seed):
     np.testing.assert_allclose(kl, kl_t, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(post.fd_from(qm, qc).reshape(-1), fd_t, rtol=1e-9, atol=1e-10)
 
+
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
 # Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
@@ -196,8 +202,13 @@ BAD_INPUT = [
     ("toy-x-str", "dtype", C.toy, lambda: {"x": np.array(["a"])}, TE("x")),
     ("toy-x-nan", "non-finite", C.toy, lambda: {"x": np.array([NAN])}, VE("x")),
     ("toy-x-empty", "empty", C.toy, lambda: {"x": np.zeros(0)}, VE("x")),
-    ("toy-x-shape", "shape", C.toy,
-     lambda: {"model": "linear", "W": np.ones((2, 1)), "x": np.zeros((3, 3))}, VE("x")),
+    (
+        "toy-x-shape",
+        "shape",
+        C.toy,
+        lambda: {"model": "linear", "W": np.ones((2, 1)), "x": np.zeros((3, 3))},
+        VE("x"),
+    ),
     ("toy-n-small", "option", C.toy, lambda: {"n": 2}, VE("n")),
     ("toy-n-float", "option", C.toy, lambda: {"n": 20.0}, TE("n")),
     ("toy-lohi", "option", C.toy, lambda: {"lo": 1.0, "hi": -1.0}, VE("lo")),
@@ -206,18 +217,30 @@ BAD_INPUT = [
     ("toy-sigma-nan", "non-finite", C.toy, lambda: {"sigma": NAN}, VE("sigma")),
     ("toy-param", "option", C.toy, lambda: {"gamma": 1.0}, VE("gamma")),
     ("toy-sigma-str", "option", C.toy, lambda: {"sigma": "a"}, TE("sigma")),
-    ("toy-alpha-nan", "non-finite", C.toy, lambda: {"model": "soft", "alpha": NAN},
-     VE("alpha")),
+    ("toy-alpha-nan", "non-finite", C.toy, lambda: {"model": "soft", "alpha": NAN}, VE("alpha")),
     ("toy-x-meta", "device", C.toy, lambda: {"x": torch.zeros(2, device=META)}, VE("x")),
-    ("toy-b-len", "shape", C.toy,
-     lambda: {"model": "linear", "W": np.ones((2, 1)), "b": np.ones(3), "x": np.zeros((3, 2))},
-     VE("b")),
-    ("toy-W-nan", "non-finite", C.toy, lambda: {"model": "linear", "W": np.full((1, 1), NAN)},
-     VE("W")),
-    ("toy-W-empty", "empty", C.toy,
-     lambda: {"model": "linear", "W": np.ones((0, 1)), "x": np.zeros(1)}, VE("W")),
-    ("toy-b-nan", "non-finite", C.toy, lambda: {"model": "linear", "b": np.array([NAN])},
-     VE("b")),
+    (
+        "toy-b-len",
+        "shape",
+        C.toy,
+        lambda: {"model": "linear", "W": np.ones((2, 1)), "b": np.ones(3), "x": np.zeros((3, 2))},
+        VE("b"),
+    ),
+    (
+        "toy-W-nan",
+        "non-finite",
+        C.toy,
+        lambda: {"model": "linear", "W": np.full((1, 1), NAN)},
+        VE("W"),
+    ),
+    (
+        "toy-W-empty",
+        "empty",
+        C.toy,
+        lambda: {"model": "linear", "W": np.ones((0, 1)), "x": np.zeros(1)},
+        VE("W"),
+    ),
+    ("toy-b-nan", "non-finite", C.toy, lambda: {"model": "linear", "b": np.array([NAN])}, VE("b")),
     ("toy-x-complex", "dtype", C.toy, lambda: {"x": np.zeros(2, complex)}, TE("x")),
     ("toy-x-f16", "dtype", C.toy, lambda: {"x": np.zeros(2, np.float16)}, TE("x")),
     ("toy-x-list", "type", C.toy, lambda: {"x": [object()]}, TE("x")),
@@ -226,113 +249,267 @@ BAD_INPUT = [
     ("toy-hi-inf", "non-finite", C.toy, lambda: {"hi": math.inf}, VE("lo")),
     ("toy-n-huge", "option", C.toy, lambda: {"n": 10**6}, VE("n")),
     ("toy-n-bool", "option", C.toy, lambda: {"n": True}, TE("n")),
-    ("toy-alpha-bool", "option", C.toy, lambda: {"model": "soft", "alpha": True},
-     TE("alpha")),
+    ("toy-alpha-bool", "option", C.toy, lambda: {"model": "soft", "alpha": True}, TE("alpha")),
     ("toy-alpha-neg", "option", C.toy, lambda: {"model": "soft", "alpha": -1.0}, VE("alpha")),
     ("toy-sigma-zero", "option", C.toy, lambda: {"sigma": 0.0}, VE("sigma")),
-    ("toy-W-rank", "shape", C.toy,
-     lambda: {"model": "linear", "W": np.ones((1, 1, 1)), "x": np.zeros(1)}, VE("W")),
+    (
+        "toy-W-rank",
+        "shape",
+        C.toy,
+        lambda: {"model": "linear", "W": np.ones((1, 1, 1)), "x": np.zeros(1)},
+        VE("W"),
+    ),
     ("toy-alpha-sym", "option", C.toy, lambda: {"alpha": 2.0}, VE("alpha")),
-    ("toy-W-latent", "shape", C.toy,
-     lambda: {"model": "linear", "W": np.ones((2, 3)), "x": np.array([1.0, 2.0])}, VE("W")),
+    (
+        "toy-W-latent",
+        "shape",
+        C.toy,
+        lambda: {"model": "linear", "W": np.ones((2, 3)), "x": np.array([1.0, 2.0])},
+        VE("W"),
+    ),
     *C.dtype_rows("toy", C.toy, "x", (2,)),
     # ---------------------------------------------------------------- toy.grid_posterior
     ("grid-ok", "valid", C.grid, dict, OK),
     ("grid-axes-type", "type", C.grid, lambda: {"axes": 1.0}, TE("axes")),
     ("grid-axes-count", "shape", C.grid, lambda: {"axes": ()}, VE("axes")),
-    ("grid-axes-empty", "empty", C.grid,
-     lambda: {"axes": (np.zeros(0),), "log_joint": np.zeros((2, 0))}, VE("axes")),
-    ("grid-axes-meta", "device", C.grid, lambda: {"axes": (torch.zeros(11, device=META),)},
-     VE("axes")),
-    ("grid-lj-bool", "dtype", C.grid, lambda: {"log_joint": np.zeros((2, 11), bool)},
-     TE("log_joint")),
-    ("grid-lj-f16", "dtype", C.grid, lambda: {"log_joint": np.zeros((2, 11), np.float16)},
-     TE("log_joint")),
+    (
+        "grid-axes-empty",
+        "empty",
+        C.grid,
+        lambda: {"axes": (np.zeros(0),), "log_joint": np.zeros((2, 0))},
+        VE("axes"),
+    ),
+    (
+        "grid-axes-meta",
+        "device",
+        C.grid,
+        lambda: {"axes": (torch.zeros(11, device=META),)},
+        VE("axes"),
+    ),
+    (
+        "grid-lj-bool",
+        "dtype",
+        C.grid,
+        lambda: {"log_joint": np.zeros((2, 11), bool)},
+        TE("log_joint"),
+    ),
+    (
+        "grid-lj-f16",
+        "dtype",
+        C.grid,
+        lambda: {"log_joint": np.zeros((2, 11), np.float16)},
+        TE("log_joint"),
+    ),
     ("grid-lj-list", "type", C.grid, lambda: {"log_joint": [object()] * 11}, TE("log_joint")),
     ("grid-lj-0d", "shape", C.grid, lambda: {"log_joint": np.float64(0.0)}, VE("log_joint")),
     ("grid-axes-decreasing", "option", C.grid, lambda: {"axes": (C.AX[::-1],)}, VE("axes")),
     ("grid-axes-rank", "shape", C.grid, lambda: {"axes": (np.zeros((3, 3)),)}, VE("axes")),
-    ("grid-axes-nonuniform", "option", C.grid, lambda: {"axes": (np.r_[C.AX[:-1], 10.0],)},
-     VE("axes")),
-    ("grid-axes-short", "shape", C.grid,
-     lambda: {"axes": (C.AX[:2],), "log_joint": np.zeros((2, 2))}, VE("axes")),
-    ("grid-lj-shape", "shape", C.grid, lambda: {"log_joint": np.zeros((2, 12))},
-     VE("log_joint")),
-    ("grid-lj-str", "dtype", C.grid, lambda: {"log_joint": np.array(["a"] * 11)},
-     TE("log_joint")),
-    ("grid-lj-nan", "non-finite", C.grid, lambda: {"log_joint": np.full((2, 11), NAN)},
-     VE("log_joint")),
-    ("grid-lj-allneginf", "non-finite", C.grid, lambda: {"log_joint": np.full((2, 11), -math.inf)},
-     VE("log_joint")),
+    (
+        "grid-axes-nonuniform",
+        "option",
+        C.grid,
+        lambda: {"axes": (np.r_[C.AX[:-1], 10.0],)},
+        VE("axes"),
+    ),
+    (
+        "grid-axes-short",
+        "shape",
+        C.grid,
+        lambda: {"axes": (C.AX[:2],), "log_joint": np.zeros((2, 2))},
+        VE("axes"),
+    ),
+    ("grid-lj-shape", "shape", C.grid, lambda: {"log_joint": np.zeros((2, 12))}, VE("log_joint")),
+    ("grid-lj-str", "dtype", C.grid, lambda: {"log_joint": np.array(["a"] * 11)}, TE("log_joint")),
+    (
+        "grid-lj-nan",
+        "non-finite",
+        C.grid,
+        lambda: {"log_joint": np.full((2, 11), NAN)},
+        VE("log_joint"),
+    ),
+    (
+        "grid-lj-allneginf",
+        "non-finite",
+        C.grid,
+        lambda: {"log_joint": np.full((2, 11), -math.inf)},
+        VE("log_joint"),
+    ),
     ("grid-axes-three", "shape", C.grid, lambda: {"axes": (C.AX,) * 3}, VE("axes")),
-    ("grid-axes-nan", "non-finite", C.grid, lambda: {"axes": (np.r_[C.AX[:-1], NAN],)},
-     VE("axes")),
-    ("grid-lj-complex", "dtype", C.grid, lambda: {"log_joint": np.zeros((2, 11), complex)},
-     TE("log_joint")),
-    ("grid-lj-meta", "device", C.grid, lambda: {"log_joint": torch.zeros(2, 11, device=META)},
-     VE("log_joint")),
-    ("grid-lj-empty", "empty", C.grid, lambda: {"log_joint": np.zeros((0, 11))},
-     VE("log_joint")),
-    ("grid-lj-posinf", "non-finite", C.grid, lambda: {"log_joint": np.full((2, 11), math.inf)},
-     VE("log_joint")),
+    ("grid-axes-nan", "non-finite", C.grid, lambda: {"axes": (np.r_[C.AX[:-1], NAN],)}, VE("axes")),
+    (
+        "grid-lj-complex",
+        "dtype",
+        C.grid,
+        lambda: {"log_joint": np.zeros((2, 11), complex)},
+        TE("log_joint"),
+    ),
+    (
+        "grid-lj-meta",
+        "device",
+        C.grid,
+        lambda: {"log_joint": torch.zeros(2, 11, device=META)},
+        VE("log_joint"),
+    ),
+    ("grid-lj-empty", "empty", C.grid, lambda: {"log_joint": np.zeros((0, 11))}, VE("log_joint")),
+    (
+        "grid-lj-posinf",
+        "non-finite",
+        C.grid,
+        lambda: {"log_joint": np.full((2, 11), math.inf)},
+        VE("log_joint"),
+    ),
     *C.dtype_rows("grid", C.grid, "log_joint", (2, 11)),
     # ---------------------------------------------------------------- Posterior.kl_from / fd_from
     *[
         row
-        for name, call in (("kl", C.div("kl_from")), ("fd", C.div("fd_from")),
-                           ("kl-grid", C.div("kl_from", "grid")),
-                           ("fd-grid", C.div("fd_from", "grid")))
+        for name, call in (
+            ("kl", C.div("kl_from")),
+            ("fd", C.div("fd_from")),
+            ("kl-grid", C.div("kl_from", "grid")),
+            ("fd-grid", C.div("fd_from", "grid")),
+        )
         for row in (
             (f"{name}-ok", "valid", call, dict, OK),
-            (f"{name}-qm-obj", "type", call, lambda: {"q_mean": [object(), object()]},
-             TE("q_mean")),
+            (
+                f"{name}-qm-obj",
+                "type",
+                call,
+                lambda: {"q_mean": [object(), object()]},
+                TE("q_mean"),
+            ),
             (f"{name}-qc-none", "type", call, lambda: {"q_cov": None}, TE("q_cov")),
-            (f"{name}-qm-str", "dtype", call, lambda: {"q_mean": np.array(["a", "b"])},
-             TE("q_mean")),
-            (f"{name}-qm-complex", "dtype", call, lambda: {"q_mean": np.zeros(2, complex)},
-             TE("q_mean")),
-            (f"{name}-qc-f16", "dtype", call, lambda: {"q_cov": np.eye(2, dtype=np.float16)},
-             TE("q_cov")),
-            (f"{name}-qw-bool", "dtype", call,
-             lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [True]},
-              TE("q_weights")),
+            (
+                f"{name}-qm-str",
+                "dtype",
+                call,
+                lambda: {"q_mean": np.array(["a", "b"])},
+                TE("q_mean"),
+            ),
+            (
+                f"{name}-qm-complex",
+                "dtype",
+                call,
+                lambda: {"q_mean": np.zeros(2, complex)},
+                TE("q_mean"),
+            ),
+            (
+                f"{name}-qc-f16",
+                "dtype",
+                call,
+                lambda: {"q_cov": np.eye(2, dtype=np.float16)},
+                TE("q_cov"),
+            ),
+            (
+                f"{name}-qw-bool",
+                "dtype",
+                call,
+                lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [True]},
+                TE("q_weights"),
+            ),
             (f"{name}-qm-shape", "shape", call, lambda: {"q_mean": np.zeros(3)}, VE("q_mean")),
             (f"{name}-qc-shape", "shape", call, lambda: {"q_cov": np.eye(3)}, VE("q_cov")),
-            (f"{name}-qm-batch", "shape", call, lambda: {"q_mean": np.zeros((3, 2))},
-             VE("q_mean")),
-            (f"{name}-qc-batch", "shape", call, lambda: {"q_cov": np.stack([np.eye(2)] * 3)},
-             VE("q_cov")),
-            (f"{name}-qw-shape", "shape", call,
-             lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None],
-                      "q_weights": [1.0, 1.0]}, VE("q_weights")),
-            (f"{name}-q-empty", "empty", call,
-             lambda: {"q_mean": np.zeros((0, 2)), "q_cov": np.zeros((0, 2, 2)),
-                      "q_weights": np.zeros(0)}, VE("q_weights")),
-            (f"{name}-qm-meta", "device", call, lambda: {"q_mean": torch.zeros(2, device=META)},
-             VE("q_mean")),
-            (f"{name}-qm-nan", "non-finite", call, lambda: {"q_mean": np.array([0.0, NAN])},
-             VE("q_mean")),
-            (f"{name}-qc-inf", "non-finite", call, lambda: {"q_cov": np.full((2, 2), math.inf)},
-             VE("q_cov")),
-            (f"{name}-qw-nan", "non-finite", call,
-             lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [NAN]},
-              VE("q_weights")),
+            (f"{name}-qm-batch", "shape", call, lambda: {"q_mean": np.zeros((3, 2))}, VE("q_mean")),
+            (
+                f"{name}-qc-batch",
+                "shape",
+                call,
+                lambda: {"q_cov": np.stack([np.eye(2)] * 3)},
+                VE("q_cov"),
+            ),
+            (
+                f"{name}-qw-shape",
+                "shape",
+                call,
+                lambda: {
+                    "q_mean": np.zeros((1, 2)),
+                    "q_cov": np.eye(2)[None],
+                    "q_weights": [1.0, 1.0],
+                },
+                VE("q_weights"),
+            ),
+            (
+                f"{name}-q-empty",
+                "empty",
+                call,
+                lambda: {
+                    "q_mean": np.zeros((0, 2)),
+                    "q_cov": np.zeros((0, 2, 2)),
+                    "q_weights": np.zeros(0),
+                },
+                VE("q_weights"),
+            ),
+            (
+                f"{name}-qm-meta",
+                "device",
+                call,
+                lambda: {"q_mean": torch.zeros(2, device=META)},
+                VE("q_mean"),
+            ),
+            (
+                f"{name}-qm-nan",
+                "non-finite",
+                call,
+                lambda: {"q_mean": np.array([0.0, NAN])},
+                VE("q_mean"),
+            ),
+            (
+                f"{name}-qc-inf",
+                "non-finite",
+                call,
+                lambda: {"q_cov": np.full((2, 2), math.inf)},
+                VE("q_cov"),
+            ),
+            (
+                f"{name}-qw-nan",
+                "non-finite",
+                call,
+                lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [NAN]},
+                VE("q_weights"),
+            ),
             (f"{name}-qc-notpd", "option", call, lambda: {"q_cov": -np.eye(2)}, VE("q_cov")),
-            (f"{name}-qc-asym", "option", call, lambda: {"q_cov": np.array([[1.0, 0.5], [0.0, 1.0]])},
-             VE("q_cov")),
-            (f"{name}-qw-neg", "option", call,
-             lambda: {"q_mean": np.zeros((2, 2)), "q_cov": np.stack([np.eye(2)] * 2),
-                      "q_weights": [1.0, -0.5]}, VE("q_weights")),
-            (f"{name}-qw-zero", "option", call,
-             lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [0.0]},
-              VE("q_weights")),
+            (
+                f"{name}-qc-asym",
+                "option",
+                call,
+                lambda: {"q_cov": np.array([[1.0, 0.5], [0.0, 1.0]])},
+                VE("q_cov"),
+            ),
+            (
+                f"{name}-qw-neg",
+                "option",
+                call,
+                lambda: {
+                    "q_mean": np.zeros((2, 2)),
+                    "q_cov": np.stack([np.eye(2)] * 2),
+                    "q_weights": [1.0, -0.5],
+                },
+                VE("q_weights"),
+            ),
+            (
+                f"{name}-qw-zero",
+                "option",
+                call,
+                lambda: {"q_mean": np.zeros((1, 2)), "q_cov": np.eye(2)[None], "q_weights": [0.0]},
+                VE("q_weights"),
+            ),
         )
     ],
-    ("kl-grid-neginf", "non-finite", lambda **kw: C.grid(
-        log_joint=np.where(np.abs(C.AX) > 2.0, -math.inf, -0.5 * C.AX**2)).kl_from([0.0], [[1.0]]),
-     dict, VE("log_joint")),
-    ("kl-grid-q-unresolved", "option", C.div("kl_from", "grid"),
-     lambda: {"q_mean": np.full(2, 1e6), "q_cov": 1e-6 * np.eye(2)}, VE("q_mean")),
+    (
+        "kl-grid-neginf",
+        "non-finite",
+        lambda **kw: C.grid(
+            log_joint=np.where(np.abs(C.AX) > 2.0, -math.inf, -0.5 * C.AX**2)
+        ).kl_from([0.0], [[1.0]]),
+        dict,
+        VE("log_joint"),
+    ),
+    (
+        "kl-grid-q-unresolved",
+        "option",
+        C.div("kl_from", "grid"),
+        lambda: {"q_mean": np.full(2, 1e6), "q_cov": 1e-6 * np.eye(2)},
+        VE("q_mean"),
+    ),
 ]
 test_bad_input_raises_naming_argument = C.raises_test(BAD_INPUT)
 
@@ -362,9 +539,12 @@ def _l_grid(lay):
 
 
 LAYOUT_ROWS = {
-    "toy.posterior": _l_toy, "toy.posterior-linear": _l_toy_linear,
-    "toy.grid_posterior": _l_grid, "kl_from": _l_div("kl_from", "toy"),
-    "fd_from": _l_div("fd_from", "toy"), "kl_from-grid": _l_div("kl_from", "grid"),
+    "toy.posterior": _l_toy,
+    "toy.posterior-linear": _l_toy_linear,
+    "toy.grid_posterior": _l_grid,
+    "kl_from": _l_div("kl_from", "toy"),
+    "fd_from": _l_div("fd_from", "toy"),
+    "kl_from-grid": _l_div("kl_from", "grid"),
     "fd_from-grid": _l_div("fd_from", "grid"),
 }
 test_non_contiguous_inputs_give_the_contiguous_result = C.layout_test(LAYOUT_ROWS)
@@ -407,12 +587,39 @@ def test_toy_core_direct_bad():
     _raises(ValueError, "axes", _core.toy_posterior, "sym", np.zeros((1, 1)), ax[:1])
     _raises(ValueError, "x", _core.toy_posterior, "sym", np.zeros((1, 2)), ax)
     _raises(ValueError, "z", _core.toy_log_joint, "sym", np.zeros((1, 1)), np.zeros((3, 1)))
-    _raises(ValueError, "log_z", _core.toy_divergences, "sym", np.zeros((2, 1)), np.zeros(3),
-            np.ones((2, 1)), np.zeros((2, 1, 2)), np.ones((2, 1, 2, 2)))
-    _raises(ValueError, "q_cov", _core.toy_divergences, "sym", np.zeros((1, 1)), np.zeros(1),
-            np.ones((1, 1)), np.zeros((1, 1, 2)), np.ones((1, 1, 2, 2)))
-    _raises(ValueError, "q_mean", _core.toy_divergences, "sym", np.zeros((1, 1)), np.zeros(1),
-            np.ones((1, 1)), np.zeros((1, 1, 3)), np.ones((1, 1, 3, 3)))
+    _raises(
+        ValueError,
+        "log_z",
+        _core.toy_divergences,
+        "sym",
+        np.zeros((2, 1)),
+        np.zeros(3),
+        np.ones((2, 1)),
+        np.zeros((2, 1, 2)),
+        np.ones((2, 1, 2, 2)),
+    )
+    _raises(
+        ValueError,
+        "q_cov",
+        _core.toy_divergences,
+        "sym",
+        np.zeros((1, 1)),
+        np.zeros(1),
+        np.ones((1, 1)),
+        np.zeros((1, 1, 2)),
+        np.ones((1, 1, 2, 2)),
+    )
+    _raises(
+        ValueError,
+        "q_mean",
+        _core.toy_divergences,
+        "sym",
+        np.zeros((1, 1)),
+        np.zeros(1),
+        np.ones((1, 1)),
+        np.zeros((1, 1, 3)),
+        np.ones((1, 1, 3, 3)),
+    )
 
 
 def test_toy_accepts_non_contiguous_read_only_and_torch():

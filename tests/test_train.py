@@ -107,7 +107,9 @@ def test_resume_reproduces_uninterrupted_run(reference_backend, mixture, tmp_pat
     resumed = Trainer.from_checkpoint(ckpt, data=mixture)
     assert resumed.step == 3
     train_steps(resumed, 3)
-    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+    for a, b in zip(
+        full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert full.history == resumed.history
 
@@ -137,13 +139,28 @@ def test_config_validation():
 def test_conv_run_with_eval_writes_outputs(reference_backend, tmp_path):
     data = load_dataset("digits")
     data.train, data.test = data.train[:40], data.test[:12]
-    cfg = TrainConfig(objective="fd-m3", dataset="digits", steps=2, batch_size=8, latent_dim=3,
-                      ngf=2, ndf=2, n_samples=2, eval_every=1, log_every=1)
+    cfg = TrainConfig(
+        objective="fd-m3",
+        dataset="digits",
+        steps=2,
+        batch_size=8,
+        latent_dim=3,
+        ngf=2,
+        ndf=2,
+        n_samples=2,
+        eval_every=1,
+        log_every=1,
+    )
     lines = []
     tr = Trainer(cfg, data=data, out_dir=str(tmp_path), progress=False, log=lines.append)
     res = tr.run()
     assert res["step"] == 2 and res["n_test"] == 12
-    for name in ("checkpoint.pt", "metrics.json", "history.json", "loss.png",
-                 os.path.join("metrics", "step_0000001.json")):
+    for name in (
+        "checkpoint.pt",
+        "metrics.json",
+        "history.json",
+        "loss.png",
+        os.path.join("metrics", "step_0000001.json"),
+    ):
         assert (tmp_path / name).exists(), name
     assert any(line.startswith("step 1/2") for line in lines)

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("triton")
 
-SCRIPT = r'''
+SCRIPT = r"""
 import torch, vsm
 from vsm import _dispatch
 from functorch.compile import aot_function
@@ -44,7 +44,7 @@ u = torch.randn(2, 4, 300, device="meta")
 code = capture(lambda u: H._dot_op(u, 5, "rademacher") * 2, u)
 assert "triton_kernel_wrapper_functional" in code and "hutchinson_dot" not in code, code
 print("OK")
-'''
+"""
 
 
 def test_ops_trace_into_triton_kernels_when_compiled():
@@ -52,6 +52,12 @@ def test_ops_trace_into_triton_kernels_when_compiled():
     env["TRITON_DEFAULT_FP_FUSION"] = "0"
     src = str(Path(__file__).resolve().parents[1] / "python")
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], check=False, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-4000:]

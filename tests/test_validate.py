@@ -17,9 +17,18 @@ def test_positive_int_accepts_ints(v):
 
 @pytest.mark.parametrize(
     "v, exc",
-    [(0, ValueError), (-2, ValueError), (np.int64(0), ValueError), (True, TypeError),
-     (False, TypeError), (np.bool_(True), TypeError), (1.0, TypeError), ("3", TypeError),
-     (None, TypeError), (torch.tensor(3), TypeError)],
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        (np.int64(0), ValueError),
+        (True, TypeError),
+        (False, TypeError),
+        (np.bool_(True), TypeError),
+        (1.0, TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+        (torch.tensor(3), TypeError),
+    ],
 )
 def test_positive_int_contract(v, exc):
     with pytest.raises(exc, match="^n: "):
@@ -42,8 +51,14 @@ def test_seed_accepts(v):
 
 @pytest.mark.parametrize(
     "v, exc",
-    [(-1, ValueError), (V.SEED_BOUND, ValueError), (2**64, ValueError), (1.0, TypeError),
-     (True, TypeError), ("0", TypeError)],
+    [
+        (-1, ValueError),
+        (V.SEED_BOUND, ValueError),
+        (2**64, ValueError),
+        (1.0, TypeError),
+        (True, TypeError),
+        ("0", TypeError),
+    ],
 )
 def test_seed_contract(v, exc):
     with pytest.raises(exc, match="^seed: "):

@@ -57,14 +57,17 @@ def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]
 def _same_loss(got: torch.Tensor, want: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
     _close(got.detach(), want.detach(), "value")
     names = list(params)
-    for name, a, b in zip(names, _grads(got, list(params.values())),
-                          _grads(want, list(params.values())), strict=True):
+    for name, a, b in zip(
+        names, _grads(got, list(params.values())), _grads(want, list(params.values())), strict=True
+    ):
         _close(a, b, f"gradient w.r.t. {name}")
 
 
 def _theta(model) -> dict[str, torch.Tensor]:
-    return {**{f"decoder.{k}": p for k, p in model.decoder.named_parameters()},
-            model.noise_param: model.noise_parameter}
+    return {
+        **{f"decoder.{k}": p for k, p in model.decoder.named_parameters()},
+        model.noise_param: model.noise_parameter,
+    }
 
 
 def _all_params(model) -> dict[str, torch.Tensor]:
@@ -127,8 +130,9 @@ def authors_2d_marginal_score(model, x, eps):
     g = model.decoder(z)
     s = _sigma(model) * torch.ones_like(g)
     f = -(x - g) / s**2
-    return (-0.5 * f.mean(0).square().sum(-1) + f.square().sum(-1).mean(0)
-            - (1 / s**2).mean(0).sum(-1)).mean()
+    return (
+        -0.5 * f.mean(0).square().sum(-1) + f.square().sum(-1).mean(0) - (1 / s**2).mean(0).sum(-1)
+    ).mean()
 
 
 def _authors_bad_marginal_score_at(model, x, q, z):
@@ -138,8 +142,9 @@ def _authors_bad_marginal_score_at(model, x, q, z):
     s = _sigma(model) * torch.ones_like(g)
     f = -(x - g) / s**2
     (psi,) = torch.autograd.grad(q.log_prob(z).sum(), [x], create_graph=True)
-    return (0.5 * f.mean(0).square().sum(-1) + (f * psi).sum(-1).mean(0)
-            - (1 / s**2).mean(0).sum(-1)).mean()
+    return (
+        0.5 * f.mean(0).square().sum(-1) + (f * psi).sum(-1).mean(0) - (1 / s**2).mean(0).sum(-1)
+    ).mean()
 
 
 def authors_2d_bad_marginal_score(model, x, eps):
@@ -199,18 +204,23 @@ def authors_image_joint_score(model, x, eps, reparam: bool = True):
     (dzlogpx,) = torch.autograd.grad(logpx.sum(), [z], create_graph=True)
     s = _sigma(model) * torch.ones_like(g)
     dxlogpx = -(xr - g) / s**2
-    return (0.5 * (dzlogq - dzlogpx + z).square().sum(-1)
-            + (0.5 * dxlogpx.square() - 1 / s**2 + 0.5 * dxlogq.square()).sum(-1)).mean()
+    return (
+        0.5 * (dzlogq - dzlogpx + z).square().sum(-1)
+        + (0.5 * dxlogpx.square() - 1 / s**2 + 0.5 * dxlogq.square()).sum(-1)
+    ).mean()
 
 
 # --------------------------------------------------------------------- vsm vs the authors (2-D)
 
 
-@pytest.mark.parametrize("objective, authors", [
-    ("kl-m2", authors_2d_marginal_score),
-    ("fd-m3", authors_2d_bad_marginal_score),
-    ("kl-m1", None),
-])
+@pytest.mark.parametrize(
+    "objective, authors",
+    [
+        ("kl-m2", authors_2d_marginal_score),
+        ("fd-m3", authors_2d_bad_marginal_score),
+        ("kl-m1", None),
+    ],
+)
 def test_2d_learning_losses_equal_the_authors(reference_backend, sparse, objective, authors):
     """vsm's learning step under the 2-D paper variant = bilevels.py's loss, value and θ-grad."""
     model, x = _paper_2d_model(), _x2d()
@@ -229,10 +239,13 @@ def test_2d_learning_losses_equal_the_authors(reference_backend, sparse, objecti
     _same_loss(got, want, _theta(model))
 
 
-@pytest.mark.parametrize("objective, authors", [
-    ("fd-m1", authors_2d_f_encoder_loss),
-    ("kl-m1", authors_2d_neg_elbo),
-])
+@pytest.mark.parametrize(
+    "objective, authors",
+    [
+        ("fd-m1", authors_2d_f_encoder_loss),
+        ("kl-m1", authors_2d_neg_elbo),
+    ],
+)
 def test_2d_inference_losses_equal_the_authors(reference_backend, sparse, objective, authors):
     """The encoder steps (bilevels.py ``f_encoder`` / ``kl_encoder``) through the softplus SD head
     and log σ: value and gradient w.r.t. every parameter."""
@@ -248,8 +261,10 @@ def test_2d_learning_losses_on_the_fused_path(sparse):
     """The same equality with the fused ops (Triton kernels under the interpreter)."""
     model, x = _paper_2d_model(), _x2d()
     opts = variant_options("paper", sparse)
-    for objective, authors in (("kl-m2", authors_2d_marginal_score),
-                               ("kl-m3", authors_2d_bad_marginal_score)):
+    for objective, authors in (
+        ("kl-m2", authors_2d_marginal_score),
+        ("kl-m3", authors_2d_bad_marginal_score),
+    ):
         torch.manual_seed(13)
         got = learning_loss(model, x, objective=objective, options=opts)
         torch.manual_seed(13)
@@ -268,8 +283,9 @@ def test_image_bad_marginal_score_equals_the_authors(reference_backend, n):
     x = data.train[:5].to(F64)
     eta = 0.1
     torch.manual_seed(21)
-    got = learning_loss(model, x, objective="kl-m3", n_samples=n, eta=eta,
-                        options=variant_options("paper", data))
+    got = learning_loss(
+        model, x, objective="kl-m3", n_samples=n, eta=eta, options=variant_options("paper", data)
+    )
     torch.manual_seed(21)
     xt = x + eta * torch.randn_like(x)
     eps = torch.randn((n, 5, model.latent_dim), dtype=F64)
@@ -284,8 +300,9 @@ def test_fae_encoder_step_equals_the_authors(reference_backend, n):
     model = _paper_image_like_model()
     x = data.train[:4].to(F64)
     torch.manual_seed(22)
-    got = inference_loss(model, x, objective="fae", n_samples=n, eta=0.1,
-                         options=variant_options("paper", data))
+    got = inference_loss(
+        model, x, objective="fae", n_samples=n, eta=0.1, options=variant_options("paper", data)
+    )
     torch.manual_seed(22)
     xt = x + 0.1 * torch.randn_like(x)
     eps = torch.randn((n, 4, model.latent_dim), dtype=F64)
@@ -298,8 +315,9 @@ def test_fae_decoder_step_equals_the_authors(reference_backend):
     model = _paper_image_like_model()
     x = data.train[:4].to(F64)
     torch.manual_seed(23)
-    got = learning_loss(model, x, objective="fae", n_samples=2,
-                        options=variant_options("paper", data))
+    got = learning_loss(
+        model, x, objective="fae", n_samples=2, options=variant_options("paper", data)
+    )
     torch.manual_seed(23)
     eps = torch.randn((2, 4, model.latent_dim), dtype=F64)
     want = authors_image_joint_score(model, x, eps, reparam=False)
@@ -342,11 +360,15 @@ def test_m2_minibatch_formula(reference_backend):
     # N = 1: the batch mean is bilevels.py's mean_b‖f_b‖² − ½‖mean_b f_b‖² − D/σ²
     f1 = f[:1]
     one = O.m2(x, xm[:1], ls, estimator="minibatch").mean()
-    _close(one.detach(), (f1.pow(2).sum(-1).mean() - 0.5 * f1[0].mean(0).pow(2).sum()
-                          - x.shape[1] / s2).detach())
+    _close(
+        one.detach(),
+        (f1.pow(2).sum(-1).mean() - 0.5 * f1[0].mean(0).pow(2).sum() - x.shape[1] / s2).detach(),
+    )
     # the default is unchanged
-    _close(O.m2(x, xm, ls).detach(),
-           (f.pow(2).sum(-1).mean(0) - 0.5 * f.mean(0).pow(2).sum(-1) - x.shape[1] / s2).detach())
+    _close(
+        O.m2(x, xm, ls).detach(),
+        (f.pow(2).sum(-1).mean(0) - 0.5 * f.mean(0).pow(2).sum(-1) - x.shape[1] / s2).detach(),
+    )
 
 
 @pytest.mark.parametrize("estimator", ["samples", "minibatch"])
@@ -356,8 +378,9 @@ def test_m3_formulas(reference_backend, estimator, cross):
     s2 = ls.exp()
     f = (xm - x) / s2
     n, d = xm.shape[0], x.shape[1]
-    half = 0.5 * (f.mean(0).pow(2).sum(-1) if estimator == "samples"
-                  else f.mean((0, 1)).pow(2).sum())
+    half = 0.5 * (
+        f.mean(0).pow(2).sum(-1) if estimator == "samples" else f.mean((0, 1)).pow(2).sum()
+    )
     if cross == "per-sample":
         cr = (f * psi).sum(-1).mean(0)
     else:  # mean_n f_n·Σ_m ψ_m = N f̄·ψ̄
@@ -373,14 +396,16 @@ def test_option_errors():
         O.m2(x, xm, ls, estimator="batch")
     with pytest.raises(ValueError, match="^cross"):
         O.m3(x, xm, ls, psi, cross="sum")
+
     def enc(v):
         return v[:, :2], v[:, 2:]
 
     with pytest.raises(ValueError, match="^derivative"):
         O.encoder_x_score(enc, x, torch.zeros(3, 5, 2, dtype=F64), derivative="full")
     with pytest.raises(ValueError, match="^psi_derivative"):
-        O.fae_loss(x, enc, lambda z: z.repeat(1, 2), ls, n_samples=1, reparam=True,
-                   psi_derivative="full")
+        O.fae_loss(
+            x, enc, lambda z: z.repeat(1, 2), ls, n_samples=1, reparam=True, psi_derivative="full"
+        )
 
 
 def _linear_encoder(d=4, latent=2, seed=1):
@@ -437,11 +462,15 @@ def test_total_psi_equals_autograd_through_the_reparametrised_sample():
     got = O.encoder_x_score(lambda v: model.encode(v), x, z, derivative="total")[0]
     xr = x.clone().requires_grad_(True)
     m, std = _enc_2d(model, xr)
-    (want,) = torch.autograd.grad(Normal(m, std).log_prob(m + std * eps[0]).sum(), [xr],
-                                  create_graph=True)
+    (want,) = torch.autograd.grad(
+        Normal(m, std).log_prob(m + std * eps[0]).sum(), [xr], create_graph=True
+    )
     w = torch.randn_like(want)
-    _same_loss((got * w).sum(), (want * w).sum(),
-               {f"encoder.{k}": p for k, p in model.encoder.named_parameters()})
+    _same_loss(
+        (got * w).sum(),
+        (want * w).sum(),
+        {f"encoder.{k}": p for k, p in model.encoder.named_parameters()},
+    )
 
 
 def test_summed_cross_term_is_unbiased_for_L_B():
@@ -493,8 +522,10 @@ def test_log_sigma_parametrisation():
     assert moves["log_sigma"] == pytest.approx(2e-3, rel=1e-4)
 
 
-@pytest.mark.parametrize("head, sd", [("logvar", lambda h: torch.exp(0.5 * h)),
-                                      ("softplus", F.softplus), ("logsd", torch.exp)])
+@pytest.mark.parametrize(
+    "head, sd",
+    [("logvar", lambda h: torch.exp(0.5 * h)), ("softplus", F.softplus), ("logsd", torch.exp)],
+)
 def test_sd_heads(head, sd):
     torch.manual_seed(0)
     m = MLPVAE(sd_head=head).to(F64)
@@ -538,11 +569,18 @@ def test_paper_initialisation_2d(sparse):
 
 
 def test_specs_round_trip_and_defaults_are_unchanged():
-    assert MLPVAE().spec() == {"kind": "mlp", "data_shape": [2], "latent_dim": 2, "width": 30,
-                               "n_hidden": 2}
+    assert MLPVAE().spec() == {
+        "kind": "mlp",
+        "data_shape": [2],
+        "latent_dim": 2,
+        "width": 30,
+        "n_hidden": 2,
+    }
     assert "noise_param" not in ConvVAE().spec()
-    for m in (MLPVAE(noise_param="log_sigma", sd_head="softplus"),
-              ConvVAE(latent_dim=3, ngf=2, ndf=2, noise_param="log_sigma", sd_head="logsd")):
+    for m in (
+        MLPVAE(noise_param="log_sigma", sd_head="softplus"),
+        ConvVAE(latent_dim=3, ngf=2, ndf=2, noise_param="log_sigma", sd_head="logsd"),
+    ):
         r = from_spec(m.spec())
         r.load_state_dict(m.state_dict())
         assert (r.noise_param, r.sd_head) == (m.noise_param, m.sd_head)
@@ -582,13 +620,36 @@ def test_variant_options(sparse):
     assert variant_options("vsm", sparse) == VariantOptions()
     assert variant_options("vsm", _flat_data()) == VariantOptions()
     p2 = variant_options("paper", sparse)
-    assert (p2.m2_estimator, p2.m3_estimator, p2.m3_cross, p2.m3_psi, p2.fae_encoder_psi,
-            p2.noise_param, p2.sd_head, p2.epoch_size) == (
-        "minibatch", "minibatch", "per-sample", "total", "total", "log_sigma", "softplus", 100_000)
+    assert (
+        p2.m2_estimator,
+        p2.m3_estimator,
+        p2.m3_cross,
+        p2.m3_psi,
+        p2.fae_encoder_psi,
+        p2.noise_param,
+        p2.sd_head,
+        p2.epoch_size,
+    ) == (
+        "minibatch",
+        "minibatch",
+        "per-sample",
+        "total",
+        "total",
+        "log_sigma",
+        "softplus",
+        100_000,
+    )
     pi = variant_options("paper", _flat_data())
-    assert (pi.m2_estimator, pi.m3_estimator, pi.m3_cross, pi.m3_psi, pi.fae_encoder_psi,
-            pi.noise_param, pi.sd_head, pi.epoch_size) == (
-        "samples", "samples", "summed", "partial", "total", "log_sigma", "logsd", None)
+    assert (
+        pi.m2_estimator,
+        pi.m3_estimator,
+        pi.m3_cross,
+        pi.m3_psi,
+        pi.fae_encoder_psi,
+        pi.noise_param,
+        pi.sd_head,
+        pi.epoch_size,
+    ) == ("samples", "samples", "summed", "partial", "total", "log_sigma", "logsd", None)
     with pytest.raises(ValueError, match="^variant"):
         variant_options("authors", sparse)
     with pytest.raises(ValueError, match="^variant"):
@@ -612,9 +673,31 @@ def test_default_variant_is_vsm(reference_backend, sparse):
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_cli_train_paper_variant_on_sparse(reference_backend, tmp_path, objective, capsys):
     out = tmp_path / objective
-    rc = main(["train", "--objective", objective, "--dataset", "sparse", "--steps", "6",
-               "--batch-size", "64", "--width", "8", "--variant", "paper", "--n-test", "32",
-               "--log-every", "3", "--device", "cpu", "--out", str(out)])
+    rc = main(
+        [
+            "train",
+            "--objective",
+            objective,
+            "--dataset",
+            "sparse",
+            "--steps",
+            "6",
+            "--batch-size",
+            "64",
+            "--width",
+            "8",
+            "--variant",
+            "paper",
+            "--n-test",
+            "32",
+            "--log-every",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc in (0, None)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variant"] == "paper"
@@ -630,8 +713,9 @@ def test_cli_train_paper_variant_on_sparse(reference_backend, tmp_path, objectiv
 
 def test_paper_run_resumes_exactly(reference_backend, sparse, tmp_path):
     """Epoch pools and the log σ parameter survive a checkpoint: resume = uninterrupted run."""
-    cfg = TrainConfig(objective="kl-m2", variant="paper", steps=6, batch_size=32, width=5,
-                      n_test=16)
+    cfg = TrainConfig(
+        objective="kl-m2", variant="paper", steps=6, batch_size=32, width=5, n_test=16
+    )
     full = train_steps(Trainer(cfg, data=sparse), 6)
     half = train_steps(Trainer(cfg, data=sparse), 3)
     path = tmp_path / "c.pt"
@@ -644,13 +728,21 @@ def test_paper_run_resumes_exactly(reference_backend, sparse, tmp_path):
 # --------------------------------------------------------------------------- batched seeds
 
 
-@pytest.mark.parametrize("objective, extra", [
-    ("kl-m3", {}), ("fd-m2", {"k_enc": 2}), ("fae", {}), ("kl-m3", {"k_bi": 1}),
-])
-def test_seeds_replicas_equal_single_runs_under_paper_2d(reference_backend, sparse, objective,
-                                                         extra):
-    cfg = TrainConfig(objective=objective, seeds=SEEDS, variant="paper",
-                      **{**TINY, "batch_size": 24}, **extra)
+@pytest.mark.parametrize(
+    "objective, extra",
+    [
+        ("kl-m3", {}),
+        ("fd-m2", {"k_enc": 2}),
+        ("fae", {}),
+        ("kl-m3", {"k_bi": 1}),
+    ],
+)
+def test_seeds_replicas_equal_single_runs_under_paper_2d(
+    reference_backend, sparse, objective, extra
+):
+    cfg = TrainConfig(
+        objective=objective, seeds=SEEDS, variant="paper", **{**TINY, "batch_size": 24}, **extra
+    )
     st = Trainer(cfg, data=sparse)
     assert isinstance(st, SeedsTrainer)
     assert st.replicas.noise_param == "log_sigma"
@@ -663,8 +755,18 @@ def test_seeds_replicas_equal_single_runs_under_paper_2d(reference_backend, spar
 @pytest.mark.parametrize("objective", ["kl-m3", "fae"])
 def test_seeds_replicas_equal_single_runs_under_paper_images(reference_backend, objective):
     data = _flat_data()
-    cfg = TrainConfig(objective=objective, seeds=SEEDS, variant="paper", steps=3, batch_size=8,
-                      width=6, latent_dim=2, n_samples=2, eta=0.1, dtype="float64")
+    cfg = TrainConfig(
+        objective=objective,
+        seeds=SEEDS,
+        variant="paper",
+        steps=3,
+        batch_size=8,
+        width=6,
+        latent_dim=2,
+        n_samples=2,
+        eta=0.1,
+        dtype="float64",
+    )
     st = Trainer(cfg, data=data)
     assert st.replicas.template.sd_head == "logsd"
     for _ in range(3):

@@ -76,12 +76,16 @@ def _mismatch(t: torch.Tensor, build: KernelBuild) -> str:
     if build == "missing":
         return f"the triton package is not installed (tensor on {t.device})"
     if build == "interpreted":
-        return (f"vsm's Triton kernels were built for Triton's interpreter (TRITON_INTERPRET was "
-                f"set when vsm.kernels was imported), which cannot run {t.device} tensors at GPU "
-                "speed; unset TRITON_INTERPRET before importing vsm, or use CPU tensors")
-    return (f"vsm's Triton kernels were compiled for the GPU (TRITON_INTERPRET was not set when "
-            f"vsm.kernels was imported) and cannot run {t.device} tensors; set TRITON_INTERPRET=1 "
-            "before importing vsm to run them in the interpreter on CPU")
+        return (
+            f"vsm's Triton kernels were built for Triton's interpreter (TRITON_INTERPRET was "
+            f"set when vsm.kernels was imported), which cannot run {t.device} tensors at GPU "
+            "speed; unset TRITON_INTERPRET before importing vsm, or use CPU tensors"
+        )
+    return (
+        f"vsm's Triton kernels were compiled for the GPU (TRITON_INTERPRET was not set when "
+        f"vsm.kernels was imported) and cannot run {t.device} tensors; set TRITON_INTERPRET=1 "
+        "before importing vsm to run them in the interpreter on CPU"
+    )
 
 
 def select(t: torch.Tensor) -> str:

@@ -92,15 +92,26 @@ def _argparse_type(parse: Any) -> Any:
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     from .train import TrainConfig
 
-    p = sub.add_parser("train", help="train a Gaussian VAE (Algorithm 1 / bi-level)",
-                       description="Train a Gaussian VAE. Every option but the last four is a "
-                       "field of vsm.train.TrainConfig (dashes → underscores).")
+    p = sub.add_parser(
+        "train",
+        help="train a Gaussian VAE (Algorithm 1 / bi-level)",
+        description="Train a Gaussian VAE. Every option but the last four is a "
+        "field of vsm.train.TrainConfig (dashes → underscores).",
+    )
     add_config_options(p, TrainConfig)
-    p.add_argument("--out", default=None, help="output folder (default: runs/<objective>-<data>"
-                   "-s<seed>, or the checkpoint's folder with --resume)")
-    p.add_argument("--resume", default=None, metavar="CKPT",
-                   help="continue from a checkpoint, exactly (the options given override its "
-                   "config, e.g. --steps)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: runs/<objective>-<data>"
+        "-s<seed>, or the checkpoint's folder with --resume)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="CKPT",
+        help="continue from a checkpoint, exactly (the options given override its "
+        "config, e.g. --steps)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -116,8 +127,9 @@ def _without_histograms(res: Any) -> Any:
     """``res`` without its ``posterior_sd_*`` entries, at any depth (a many-seeds result nests
     one result per replica)."""
     if isinstance(res, dict):
-        return {k: _without_histograms(v) for k, v in res.items()
-                if not k.startswith("posterior_sd_")}
+        return {
+            k: _without_histograms(v) for k, v in res.items() if not k.startswith("posterior_sd_")
+        }
     if isinstance(res, list):
         return [_without_histograms(v) for v in res]
     return res
@@ -135,8 +147,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out = args.out or os.path.dirname(os.path.abspath(args.resume))
         if "steps" in given:  # --steps replaces the checkpoint's length, even if it was epochs
             given.setdefault("epochs", None)
-        trainer = Trainer.from_checkpoint(args.resume, overrides=given, out_dir=out,
-                                          progress=progress, log=log)
+        trainer = Trainer.from_checkpoint(
+            args.resume, overrides=given, out_dir=out, progress=progress, log=log
+        )
         if trainer.rank == 0:
             print(f"resumed {args.resume} at step {trainer.step}", flush=True)
     else:
@@ -181,8 +194,14 @@ def _eval_one(state: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
             is_proposal=args.is_proposal or trainer.cfg.is_proposal,
             histograms=not args.no_hist,
         )
-    return {"checkpoint": args.checkpoint, "step": trainer.step, "objective": cfg.objective,
-            "dataset": cfg.dataset, "seed": cfg.seed, **res}
+    return {
+        "checkpoint": args.checkpoint,
+        "step": trainer.step,
+        "objective": cfg.objective,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        **res,
+    }
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -192,8 +211,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if "replicas" in state:  # a many-seeds checkpoint (vsm train --seeds): every replica, or one
         seeds = sorted(state["replicas"]) if args.replica is None else [args.replica]
         reps = {str(s): _eval_one(replica_checkpoint(state, s), args) for s in seeds}
-        res: dict[str, Any] = reps[str(seeds[0])] if args.replica is not None else {
-            "checkpoint": args.checkpoint, "replicas": reps}
+        res: dict[str, Any] = (
+            reps[str(seeds[0])]
+            if args.replica is not None
+            else {"checkpoint": args.checkpoint, "replicas": reps}
+        )
     elif args.replica is not None:
         raise SystemExit(f"vsm eval: --replica: {args.checkpoint} is a single-run checkpoint")
     else:
@@ -229,13 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-test", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-hist", action="store_true", help="omit the posterior-SD histograms")
-    e.add_argument("--replica", type=int, default=None, metavar="SEED",
-                   help="of a many-seeds checkpoint (vsm train --seeds), evaluate only this "
-                        "replica (default: every replica)")
+    e.add_argument(
+        "--replica",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="of a many-seeds checkpoint (vsm train --seeds), evaluate only this "
+        "replica (default: every replica)",
+    )
     e.add_argument("--out", default=None, help="also write the JSON here")
     sub.add_parser("reproduce", help="paper figures (vsm.reproduce)", add_help=False)
-    sub.add_parser("bench", help="benchmark table; --check: the acceptance run (vsm.bench)",
-                   add_help=False)
+    sub.add_parser(
+        "bench", help="benchmark table; --check: the acceptance run (vsm.bench)", add_help=False
+    )
     return parser
 
 

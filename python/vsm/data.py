@@ -71,9 +71,9 @@ def _sparse(n: int, g: torch.Generator) -> torch.Tensor:
 
 def _mixture(n: int, g: torch.Generator) -> torch.Tensor:
     half = n // 2
-    centres = torch.cat(
-        [torch.full((half, 2), -0.5), torch.full((n - half, 2), 0.5)]
-    ).to(torch.float64)
+    centres = torch.cat([torch.full((half, 2), -0.5), torch.full((n - half, 2), 0.5)]).to(
+        torch.float64
+    )
     x = centres + 0.2 * torch.randn(n, 2, generator=g, dtype=torch.float64)
     return x[torch.randperm(n, generator=g)]
 
@@ -198,9 +198,7 @@ def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(padded, k, mode="valid")
 
 
-def mnist1d(
-    n: int = 5000, *, seed: int = 42, length: int = 40
-) -> tuple[np.ndarray, np.ndarray]:
+def mnist1d(n: int = 5000, *, seed: int = 42, length: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Generate MNIST-1D sequences following Greydanus (2020)'s recipe.
 
     Each sequence takes one of 10 templates (length 12), pads it with 36–60 zeros, dilates it to
@@ -343,8 +341,9 @@ class Dataset:
             return 100 if epoch_size is None else max(1, epoch_size // batch_size)
         return max(1, self.train.shape[0] // batch_size)
 
-    def batch(self, step: int, batch_size: int, seed: int, *,
-              epoch_size: int | None = None) -> torch.Tensor:
+    def batch(
+        self, step: int, batch_size: int, seed: int, *, epoch_size: int | None = None
+    ) -> torch.Tensor:
         """The training minibatch of iteration ``step`` (a pure function of step, size and seed).
 
         Toys draw ``batch_size`` fresh points; fixed sets walk an epoch-wise random permutation
@@ -363,8 +362,9 @@ class Dataset:
                 raise ValueError(f"epoch_size: only for generated (toy) data, not {self.name!r}")
             epoch_size = V.positive_int("epoch_size", epoch_size)
             if epoch_size < batch_size:
-                raise ValueError(f"epoch_size: {epoch_size} points cannot fill a minibatch of "
-                                 f"{batch_size}")
+                raise ValueError(
+                    f"epoch_size: {epoch_size} points cannot fill a minibatch of {batch_size}"
+                )
             return self._pool_batch(step, batch_size, seed, epoch_size)
         if self.train is None:
             assert self.sampler is not None

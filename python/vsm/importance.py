@@ -239,8 +239,11 @@ def is_evaluate(
         x_mean = model.decode(z).reshape(B, kc, D)
         z64 = z.double()  # log densities in float64 (they enter the weights exponentiated)
         log_prior = _log_normal(z64, torch.zeros_like(z64), torch.zeros_like(z64))
-        log_prop = log_prior if proposal == "prior" else _log_normal(
-            z64, mu[:, None].double(), logvar[:, None].double())
+        log_prop = (
+            log_prior
+            if proposal == "prior"
+            else _log_normal(z64, mu[:, None].double(), logvar[:, None].double())
+        )
         acc.add(x_mean, log_prior, log_prop)
     return acc.result()
 

@@ -125,8 +125,9 @@ def mean_posterior_fd(
     with torch.no_grad():
         xt = add_input_noise(x, eta).reshape(x.shape[0], -1)
         mu, logvar = model.encode(xt.reshape(x.shape))
-        return O.posterior_fd_loss(xt, model.decode, mu, logvar, model.log_sigma2,
-                                   n_samples=n_samples, reparam=False)
+        return O.posterior_fd_loss(
+            xt, model.decode, mu, logvar, model.log_sigma2, n_samples=n_samples, reparam=False
+        )
 
 
 @torch.no_grad()

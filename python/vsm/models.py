@@ -30,8 +30,16 @@ from torch import nn
 
 from . import _validate as V
 
-__all__ = ["MLPVAE", "NOISE_PARAMS", "SD_HEADS", "ConvVAE", "GaussianVAE", "GaussianVAELike",
-           "from_spec", "log_softplus"]
+__all__ = [
+    "MLPVAE",
+    "NOISE_PARAMS",
+    "SD_HEADS",
+    "ConvVAE",
+    "GaussianVAE",
+    "GaussianVAELike",
+    "from_spec",
+    "log_softplus",
+]
 
 NOISE_PARAMS: tuple[str, ...] = ("log_sigma2", "log_sigma")
 """The learned noise parameter: log σ² (vsm) or log σ (the authors' code)."""
@@ -99,8 +107,15 @@ class GaussianVAE(nn.Module, abc.ABC):
     encoder: nn.Module
     decoder: nn.Module
 
-    def __init__(self, latent_dim: int, data_shape: tuple[int, ...], log_sigma2_init: float,
-                 *, noise_param: str = "log_sigma2", sd_head: str = "logvar"):
+    def __init__(
+        self,
+        latent_dim: int,
+        data_shape: tuple[int, ...],
+        log_sigma2_init: float,
+        *,
+        noise_param: str = "log_sigma2",
+        sd_head: str = "logvar",
+    ):
         super().__init__()
         latent_dim = V.positive_int("latent_dim", latent_dim)
         if not data_shape or any(int(s) < 1 for s in data_shape):
@@ -109,7 +124,9 @@ class GaussianVAE(nn.Module, abc.ABC):
         self.sd_head = V.choice("sd_head", sd_head, SD_HEADS)
         self.latent_dim = int(latent_dim)
         self.data_shape = tuple(int(s) for s in data_shape)
-        init = float(log_sigma2_init) if noise_param == "log_sigma2" else 0.5 * float(log_sigma2_init)
+        init = (
+            float(log_sigma2_init) if noise_param == "log_sigma2" else 0.5 * float(log_sigma2_init)
+        )
         # Registered straight into _parameters: the class property ``log_sigma2`` would make
         # nn.Module.register_parameter refuse the name.
         self._parameters[noise_param] = nn.Parameter(torch.tensor(init))
@@ -223,12 +240,15 @@ class MLPVAE(GaussianVAE):
         noise_param: str = "log_sigma2",
         sd_head: str = "logvar",
     ):
-        super().__init__(latent_dim, tuple(data_shape), log_sigma2_init,
-                         noise_param=noise_param, sd_head=sd_head)
+        super().__init__(
+            latent_dim, tuple(data_shape), log_sigma2_init, noise_param=noise_param, sd_head=sd_head
+        )
         self.width = width = V.positive_int("width", width)
         self.n_hidden = n_hidden = V.positive_int("n_hidden", n_hidden)
         d = self.data_dim
-        self.encoder = nn.Sequential(nn.Flatten(), _mlp([d] + [width] * n_hidden + [2 * latent_dim]))
+        self.encoder = nn.Sequential(
+            nn.Flatten(), _mlp([d] + [width] * n_hidden + [2 * latent_dim])
+        )
         self.decoder = _mlp([latent_dim] + [width] * n_hidden + [d])
         with torch.no_grad():
             for m in self.encoder.modules():
@@ -280,8 +300,9 @@ class ConvVAE(GaussianVAE):
         noise_param: str = "log_sigma2",
         sd_head: str = "logvar",
     ):
-        super().__init__(latent_dim, (nc, 32, 32), log_sigma2_init, noise_param=noise_param,
-                         sd_head=sd_head)
+        super().__init__(
+            latent_dim, (nc, 32, 32), log_sigma2_init, noise_param=noise_param, sd_head=sd_head
+        )
         self.nc, self.ngf, self.ndf = int(nc), int(ngf), int(ndf)
         self.encoder = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1),

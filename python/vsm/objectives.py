@@ -137,10 +137,15 @@ def _bool(name: str, v: object) -> bool:
 
 def _encoder_pair(out: object) -> tuple[torch.Tensor, torch.Tensor]:
     """What an ``encode`` callable returned, checked to be a (mu, logvar) pair of tensors."""
-    if (not isinstance(out, tuple | list) or len(out) != 2
-            or not all(isinstance(o, torch.Tensor) for o in out)):
-        raise TypeError(f"encode: expected it to return a (mu, logvar) pair of tensors, got "
-                        f"{type(out).__name__}")
+    if (
+        not isinstance(out, tuple | list)
+        or len(out) != 2
+        or not all(isinstance(o, torch.Tensor) for o in out)
+    ):
+        raise TypeError(
+            f"encode: expected it to return a (mu, logvar) pair of tensors, got "
+            f"{type(out).__name__}"
+        )
     return out[0], out[1]
 
 
@@ -207,7 +212,10 @@ def _minibatch_mean_f(x: torch.Tensor, xm: torch.Tensor, log_sigma2: torch.Tenso
 
 
 def m2(
-    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor, *,
+    x: torch.Tensor,
+    x_mean: torch.Tensor,
+    log_sigma2: torch.Tensor,
+    *,
     estimator: Estimator = "samples",
 ) -> torch.Tensor:
     """Swersky's L_S per datum (plug-in estimator): mean_n ‖f_n‖² − ½‖mean_n f_n‖² − D/σ².
@@ -234,8 +242,13 @@ def m2(
 
 
 def m3(
-    x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor, psi: torch.Tensor, *,
-    estimator: Estimator = "samples", cross: CrossTerm = "per-sample",
+    x: torch.Tensor,
+    x_mean: torch.Tensor,
+    log_sigma2: torch.Tensor,
+    psi: torch.Tensor,
+    *,
+    estimator: Estimator = "samples",
+    cross: CrossTerm = "per-sample",
 ) -> torch.Tensor:
     """Bao's L_B per datum: ½‖mean_n f_n‖² + mean_n f_n·ψ_n − D/σ².
 
@@ -386,13 +399,15 @@ def decoder_vjp(
         zz = z if z.requires_grad else z.detach().requires_grad_(True)
         x_mean = decoder(zz)
         if not isinstance(x_mean, torch.Tensor):
-            raise TypeError(f"decoder: expected it to return a torch.Tensor, got "
-                            f"{type(x_mean).__name__}")
+            raise TypeError(
+                f"decoder: expected it to return a torch.Tensor, got {type(x_mean).__name__}"
+            )
         if x_mean.dtype != x.dtype:
             raise TypeError(f"decoder: returned dtype {x_mean.dtype}, expected x's dtype {x.dtype}")
         if x_mean.device != x.device:
-            raise ValueError(f"decoder: returned device {x_mean.device}, expected x's device "
-                             f"{x.device}")
+            raise ValueError(
+                f"decoder: returned device {x_mean.device}, expected x's device {x.device}"
+            )
         x_mean = x_mean.reshape(*zz.shape[:-1], -1)
         if x_mean.shape[-2:] != x.shape:
             raise ValueError(
@@ -402,8 +417,9 @@ def decoder_vjp(
         resid = (x - x_mean) * torch.exp(-log_sigma2)
         gz = None
         if x_mean.requires_grad:
-            (gz,) = torch.autograd.grad(x_mean, zz, grad_outputs=resid, create_graph=create_graph,
-                                        allow_unused=True)
+            (gz,) = torch.autograd.grad(
+                x_mean, zz, grad_outputs=resid, create_graph=create_graph, allow_unused=True
+            )
         if gz is None:  # a decoder that does not depend on z: ∇_z log p(x|z) = 0
             gz = torch.zeros_like(zz)
     if not create_graph:
@@ -411,9 +427,14 @@ def decoder_vjp(
     return x_mean, gz
 
 
-def encoder_x_score(encode: Encoder, x: torch.Tensor, z: torch.Tensor, *,
-                    create_graph: bool | None = None,
-                    derivative: PsiDerivative = "partial") -> torch.Tensor:
+def encoder_x_score(
+    encode: Encoder,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    create_graph: bool | None = None,
+    derivative: PsiDerivative = "partial",
+) -> torch.Tensor:
     """ψ_n = ∇_x log q(z_n|x) at fixed z_n, by autograd through the encoder, shape (N, B, D).
 
     log q(z|x) = −½ Σ_l [(z_l − μ_l(x))² e^{−logvar_l(x)} + logvar_l(x) + log 2π].

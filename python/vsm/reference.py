@@ -112,7 +112,11 @@ def hutchinson_trace(
     total = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
     for p in range(n_probes):
         (u,) = torch.autograd.grad(
-            outputs, inputs, v[p], create_graph=torch.is_grad_enabled(), retain_graph=True,
+            outputs,
+            inputs,
+            v[p],
+            create_graph=torch.is_grad_enabled(),
+            retain_graph=True,
             allow_unused=True,
         )
         if u is not None:

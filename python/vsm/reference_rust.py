@@ -137,8 +137,9 @@ def toy_posterior(
     return grid_summary(lj, axes)
 
 
-def mixture_log_pdf_and_score(z: np.ndarray, weights: np.ndarray, means: np.ndarray,
-                              covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mixture_log_pdf_and_score(
+    z: np.ndarray, weights: np.ndarray, means: np.ndarray, covs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """z (P, L); weights (C,), means (C, L), covs (C, L, L) → log q (P,), ∇ log q (P, L)."""
     L = z.shape[1]
     prec = np.linalg.inv(covs)
@@ -239,7 +240,9 @@ class ISAccumulatorNumpy:
         xm = x_mean.astype(np.float64, copy=False)  # same semantics as Rust: float64 sums
         diff = xm - self.x[:, None, :]
         sq = np.einsum("bkd,bkd->bk", diff, diff)
-        lw = -0.5 * D * (LN_2PI + self.ls2) - 0.5 * sq * np.exp(-self.ls2) + log_prior - log_proposal
+        lw = (
+            -0.5 * D * (LN_2PI + self.ls2) - 0.5 * sq * np.exp(-self.ls2) + log_prior - log_proposal
+        )
         m_new = np.maximum(self.m, lw.max(1))
         live = np.isfinite(m_new)  # a datum whose weights all vanished so far stays at zero
         shift = np.where(live, m_new, 0.0)

@@ -133,7 +133,10 @@ def exact_sm(score_fn: ScoreFn, x: torch.Tensor) -> torch.Tensor:
     if s.requires_grad:
         for d in range(x.shape[1]):
             (g,) = torch.autograd.grad(
-                s[:, d].sum(), xr, create_graph=torch.is_grad_enabled(), retain_graph=True,
+                s[:, d].sum(),
+                xr,
+                create_graph=torch.is_grad_enabled(),
+                retain_graph=True,
                 allow_unused=True,
             )
             if g is not None:
@@ -186,7 +189,9 @@ def sliced_sm(
     return trace + 0.5 * (proj * proj).mean(0)
 
 
-def dsm(score_fn: ScoreFn, x: torch.Tensor, sigma: float, *, seed: int | None = None) -> torch.Tensor:
+def dsm(
+    score_fn: ScoreFn, x: torch.Tensor, sigma: float, *, seed: int | None = None
+) -> torch.Tensor:
     """Denoising score matching per datum: ½‖s(x̃) + (x̃ − x)/σ²‖², x̃ = x + σε, ε ~ N(0, I).
 
     Args:
@@ -209,8 +214,11 @@ def dsm(score_fn: ScoreFn, x: torch.Tensor, sigma: float, *, seed: int | None = 
 
 
 def multiscale_dsm(
-    score_fn: NoiseScoreFn, x: torch.Tensor, sigmas: Sequence[float] | torch.Tensor,
-    *, seed: int | None = None,
+    score_fn: NoiseScoreFn,
+    x: torch.Tensor,
+    sigmas: Sequence[float] | torch.Tensor,
+    *,
+    seed: int | None = None,
 ) -> torch.Tensor:
     """Multi-scale DSM (NCSN) per datum: (1/L) Σ_i λ(σ_i) ‖s(x + σ_i ε_i, σ_i) + ε_i/σ_i‖², λ(σ)=σ².
 

@@ -77,8 +77,11 @@ class Posterior:
             raise ValueError(f"q_cov: expected shape (..., [C,] {L}, {L}), got {np.shape(q_cov)}")
         C = m.shape[-2]
         out = []
-        for name, a, tail in (("q_mean", m, (C, L)), ("q_cov", c, (C, L, L)),
-                              ("q_weights", w, (C,))):
+        for name, a, tail in (
+            ("q_mean", m, (C, L)),
+            ("q_cov", c, (C, L, L)),
+            ("q_weights", w, (C,)),
+        ):
             try:
                 out.append(np.ascontiguousarray(np.broadcast_to(a, (*bs, *tail)).reshape(B, *tail)))
             except ValueError as e:
@@ -168,13 +171,19 @@ def grid_posterior(log_joint: Any, axes: Any) -> Posterior:
     L = len(ax)
     shape = tuple(len(a) for a in ax)
     if lj.ndim < L or lj.shape[lj.ndim - L :] != shape:
-        raise ValueError(f"log_joint: expected shape (*batch, {', '.join(map(str, shape))}), got {lj.shape}")
+        raise ValueError(
+            f"log_joint: expected shape (*batch, {', '.join(map(str, shape))}), got {lj.shape}"
+        )
     bs = lj.shape[: lj.ndim - L]
     flat = lj.reshape(-1, int(np.prod(shape)))
     log_z, mean, cov, dens = _core.grid_summary(flat, ax)
     return Posterior(
-        log_z.reshape(bs), mean.reshape(*bs, L), cov.reshape(*bs, L, L),
-        dens.reshape(*bs, *shape), tuple(ax), _log_joint=flat,
+        log_z.reshape(bs),
+        mean.reshape(*bs, L),
+        cov.reshape(*bs, L, L),
+        dens.reshape(*bs, *shape),
+        tuple(ax),
+        _log_joint=flat,
     )
 
 
@@ -223,8 +232,9 @@ def _x_batch(x: Any, D: int) -> tuple[np.ndarray, tuple[int, ...]]:
     return np.ascontiguousarray(xa.reshape(-1, D)), bs
 
 
-def posterior(model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int = 100,
-              **params: Any) -> Posterior:
+def posterior(
+    model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int = 100, **params: Any
+) -> Posterior:
     """Grid posterior of a built-in toy model with prior N(0, I).
 
     Models (σ the observation SD): "sym" x ~ N(z1·z2, σ²), σ=0.5; "soft" x ~ N(softplus_α(z1)·z2,
@@ -262,8 +272,14 @@ def posterior(model: str, x: Any, *, lo: float = -3.0, hi: float = 3.0, n: int =
     log_z, mean, cov, dens = _core.toy_posterior(model, xf, ax, **p)
     shape = (n,) * L
     return Posterior(
-        log_z.reshape(bs), mean.reshape(*bs, L), cov.reshape(*bs, L, L),
-        dens.reshape(*bs, *shape), tuple(ax), _model=model, _params=p, _x=xf,
+        log_z.reshape(bs),
+        mean.reshape(*bs, L),
+        cov.reshape(*bs, L, L),
+        dens.reshape(*bs, *shape),
+        tuple(ax),
+        _model=model,
+        _params=p,
+        _x=xf,
     )
 
 
@@ -282,8 +298,9 @@ def log_joint(model: str, x: Any, z: Any, **params: Any) -> tuple[np.ndarray, np
     return lj.reshape(*bs, -1), sc.reshape(*bs, za.shape[0], -1)
 
 
-def linear_closed_form(x: Any, *, W: Any = None, b: Any = None,
-                       sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def linear_closed_form(
+    x: Any, *, W: Any = None, b: Any = None, sigma: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact (log evidence, posterior mean, posterior covariance) of the "linear" model.
 
     x ~ N(W z + b, σ² I), z ~ N(0, I): log p(x) = log N(x; b, W Wᵀ + σ² I), posterior covariance

@@ -29,7 +29,6 @@ shapes), ``torch.compile(fullgraph=True)`` of a VAE training step against eager,
 writes ``bench.json`` and ``bench.md`` to ``--out`` and exits 1 on any mismatch.
 """
 
-
 import argparse
 import json
 import math
@@ -84,8 +83,9 @@ def _time_ms(f: Callable[[], object], device: torch.device, min_run_time: float)
         import triton.testing
 
         rep = max(10, int(200 * min_run_time))
-        return float(triton.testing.do_bench(f, warmup=max(5, rep // 4), rep=rep,
-                                             return_mode="median"))
+        return float(
+            triton.testing.do_bench(f, warmup=max(5, rep // 4), rep=rep, return_mode="median")
+        )
     from torch.utils import benchmark
 
     f()  # warm-up (and lazy initialisation)
@@ -122,35 +122,57 @@ def parse_threads(text: str) -> list[int]:
     except ValueError:
         vals = []
     if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"--threads: expected positive ints like 1,2, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--threads: expected positive ints like 1,2, got {text!r}"
+        )
     return vals
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``vsm bench``."""
     ap = argparse.ArgumentParser(prog="vsm bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true",
-                    help="acceptance run: ops and a compiled VAE step against the reference, then "
-                         "the table; JSON + markdown to --out; exit 1 on any mismatch")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="acceptance run: ops and a compiled VAE step against the reference, then "
+        "the table; JSON + markdown to --out; exit 1 on any mismatch",
+    )
     ap.add_argument("--quick", action="store_true", help="fewer shapes, shorter timing runs")
     ap.add_argument("--tiny", action="store_true", help="one tiny shape per op (tests)")
     ap.add_argument("--full", action="store_true", help="also the large shapes on CPU")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
-    ap.add_argument("--compile-backend", default="inductor",
-                    help="torch.compile backend of the compile column and of the --check VAE step "
-                         "(default inductor; aot_eager skips code generation)")
+    ap.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend of the compile column and of the --check VAE step "
+        "(default inductor; aot_eager skips code generation)",
+    )
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--op", action="append", choices=OPS, help="only these ops (repeatable)")
-    ap.add_argument("--threads", type=parse_threads, default=None,
-                    help="comma-separated torch thread counts, e.g. 1,2 (default: current)")
-    ap.add_argument("--train-steps", action="store_true",
-                    help="also time end-to-end training steps (MLP VAE D=784 N=5, conv VAE)")
-    ap.add_argument("--budget-s", type=float, default=None,
-                    help="--check: seconds after which the table skips the compile column "
-                         "(default 210 on CUDA, so the run fits 5 minutes; none on CPU)")
-    ap.add_argument("--out", default=None,
-                    help="write bench.json and bench.md here (--check default: vsm-bench-out)")
+    ap.add_argument(
+        "--threads",
+        type=parse_threads,
+        default=None,
+        help="comma-separated torch thread counts, e.g. 1,2 (default: current)",
+    )
+    ap.add_argument(
+        "--train-steps",
+        action="store_true",
+        help="also time end-to-end training steps (MLP VAE D=784 N=5, conv VAE)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="--check: seconds after which the table skips the compile column "
+        "(default 210 on CUDA, so the run fits 5 minutes; none on CPU)",
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="write bench.json and bench.md here (--check default: vsm-bench-out)",
+    )
     return ap
 
 
@@ -166,22 +188,26 @@ def main(argv: list[str] | None = None, ops: tuple[str, ...] | None = None) -> i
     print(f"vsm bench on {machine_description(device)}; dtype {args.dtype}")
     mode = timing_backend(device)
     if device.type == "cpu":
-        print(f"note: on CPU the vsm column runs backend {mode!r}. Peak memory is reported on "
-              "CUDA only; GB/s is against a measured tensor copy at the same thread count.")
+        print(
+            f"note: on CPU the vsm column runs backend {mode!r}. Peak memory is reported on "
+            "CUDA only; GB/s is against a measured tensor copy at the same thread count."
+        )
         if _dispatch.interpret_mode():
-            print("note: TRITON_INTERPRET is set; Triton-interpreter timings are meaningless and "
-                  f"are not taken (vsm column: backend {mode!r}).")
+            print(
+                "note: TRITON_INTERPRET is set; Triton-interpreter timings are meaningless and "
+                f"are not taken (vsm column: backend {mode!r})."
+            )
     rows, header = run_table(args, device, wanted, min_run_time=0.1 if args.quick else 0.5)
     md = format_table(rows, header["bandwidth_gbs"])
     print(md)
     report: dict[str, Any] = {**header, "rows": [r.as_dict() for r in rows]}
-    sections = [f"# vsm bench\n\n{header['machine']}; dtype {args.dtype}; vsm backend {mode}",
-                md]
+    sections = [f"# vsm bench\n\n{header['machine']}; dtype {args.dtype}; vsm backend {mode}", md]
     if args.train_steps:
         from .train_step import format_train_table, run_train_steps
 
-        steps = run_train_steps(device, args.threads or [torch.get_num_threads()],
-                                quick=args.quick or args.tiny)
+        steps = run_train_steps(
+            device, args.threads or [torch.get_num_threads()], quick=args.quick or args.tiny
+        )
         tmd = format_train_table(steps)
         print(tmd)
         report["train_steps"] = [s.as_dict() for s in steps]

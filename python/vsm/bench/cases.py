@@ -42,8 +42,16 @@ def _pfd_case(n: int, b: int, l: int, large: bool = False, paper: bool = False) 
             "grad_loglik_z": _randn(device, dtype, n, b, l, grad=True),
         }
 
-    return Case("posterior_fd", f"N={n} B={b} L={l}", make, vsm.posterior_fd,
-                reference.posterior_fd, ("z", "mu", "logvar", "grad_loglik_z"), large, paper)
+    return Case(
+        "posterior_fd",
+        f"N={n} B={b} L={l}",
+        make,
+        vsm.posterior_fd,
+        reference.posterior_fd,
+        ("z", "mu", "logvar", "grad_loglik_z"),
+        large,
+        paper,
+    )
 
 
 def _gt_case(n: int, b: int, d: int, large: bool = False, paper: bool = False) -> Case:
@@ -60,27 +68,47 @@ def _gt_case(n: int, b: int, d: int, large: bool = False, paper: bool = False) -
         def g(**kw):
             t = f(**kw)
             return torch.stack([t.sq_mean.sum(), t.mean_sq.sum()])
+
         return g
 
-    return Case("gaussian_terms", f"N={n} B={b} D={d}", make, out(vsm.gaussian_terms),
-                out(reference.gaussian_terms), ("x", "x_mean", "log_sigma2"), large, paper)
+    return Case(
+        "gaussian_terms",
+        f"N={n} B={b} D={d}",
+        make,
+        out(vsm.gaussian_terms),
+        out(reference.gaussian_terms),
+        ("x", "x_mean", "log_sigma2"),
+        large,
+        paper,
+    )
 
 
 def _hutch_case(b: int, d: int, p: int, large: bool = False, paper: bool = False) -> Case:
     import vsm
 
     def make(device, dtype):
-        return {"x": _randn(device, dtype, b, d, grad=True),
-                "w": _randn(device, dtype, d, grad=True)}
+        return {
+            "x": _randn(device, dtype, b, d, grad=True),
+            "w": _randn(device, dtype, d, grad=True),
+        }
 
     def wrap(f):
         def g(x, w):  # elementwise map: the probe draws and dots dominate, not the Jacobian
             y = x * w + torch.sin(x)
             return f(y, x, n_probes=p, seed=0)
+
         return g
 
-    return Case("hutchinson_trace", f"B={b} D={d} P={p}", make, wrap(vsm.hutchinson_trace),
-                wrap(reference.hutchinson_trace), ("w",), large, paper)
+    return Case(
+        "hutchinson_trace",
+        f"B={b} D={d} P={p}",
+        make,
+        wrap(vsm.hutchinson_trace),
+        wrap(reference.hutchinson_trace),
+        ("w",),
+        large,
+        paper,
+    )
 
 
 def cases(quick: bool = False, tiny: bool = False) -> list[Case]:
@@ -89,12 +117,16 @@ def cases(quick: bool = False, tiny: bool = False) -> list[Case]:
     if tiny:
         return [_pfd_case(2, 3, 5), _gt_case(2, 3, 7), _hutch_case(3, 6, 1)]
     out = [
-        _pfd_case(5, 100, 2, paper=True), _pfd_case(5, 100, 100, paper=True),  # N·B = 500
-        _pfd_case(4, 1024, 2), _pfd_case(4, 1024, 100),  # N·B = 4096
+        _pfd_case(5, 100, 2, paper=True),
+        _pfd_case(5, 100, 100, paper=True),  # N·B = 500
+        _pfd_case(4, 1024, 2),
+        _pfd_case(4, 1024, 100),  # N·B = 4096
         _pfd_case(5, 4096, 100, large=True),
-        _gt_case(5, 100, 2, paper=True), _gt_case(5, 100, 1024, paper=True),
+        _gt_case(5, 100, 2, paper=True),
+        _gt_case(5, 100, 1024, paper=True),
         _gt_case(5, 4096, 12288, large=True),
-        _hutch_case(100, 1024, 1, paper=True), _hutch_case(100, 1024, 4),
+        _hutch_case(100, 1024, 1, paper=True),
+        _hutch_case(100, 1024, 4),
         _hutch_case(4096, 12288, 1, large=True),
     ]
     if quick:

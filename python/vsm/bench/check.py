@@ -69,12 +69,18 @@ class CheckResult:
     message: str = ""
 
 
-def compare(got: torch.Tensor | None, want: torch.Tensor | None, dtype: torch.dtype
-            ) -> tuple[bool, float, float, str]:
+def compare(
+    got: torch.Tensor | None, want: torch.Tensor | None, dtype: torch.dtype
+) -> tuple[bool, float, float, str]:
     """(ok, max |err|, worst err/allowed, message) of ``got`` against ``want``."""
     if got is None or want is None:
         ok = got is None and want is None
-        return ok, 0.0, 0.0, "" if ok else f"one side is None (got {got is None}, want {want is None})"
+        return (
+            ok,
+            0.0,
+            0.0,
+            "" if ok else f"one side is None (got {got is None}, want {want is None})",
+        )
     if got.shape != want.shape:
         return False, math.inf, math.inf, f"shape {tuple(got.shape)} != {tuple(want.shape)}"
     rtol, atol = TOLERANCES[dtype]
@@ -92,26 +98,35 @@ def compare(got: torch.Tensor | None, want: torch.Tensor | None, dtype: torch.dt
     allowed = rtol * w.abs() + atol * w.abs().max() + torch.finfo(torch.float64).tiny
     ratio = float((err / allowed).max())
     ok = ratio <= 1.0
-    msg = "" if ok else f"max |err| {float(err.max()):.3g}, {ratio:.3g}× the tolerance " \
-                        f"(rtol {rtol:g}, atol {atol:g}·max|want|)"
+    msg = (
+        ""
+        if ok
+        else f"max |err| {float(err.max()):.3g}, {ratio:.3g}× the tolerance "
+        f"(rtol {rtol:g}, atol {atol:g}·max|want|)"
+    )
     return ok, float(err.max()), ratio, msg
 
 
 # --- evaluation of one check: outputs and gradients under a backend ----------------------------
 
 
-def _evaluate(fn: Callable[[], Sequence[torch.Tensor]], wrt: Sequence[torch.Tensor],
-              cotangent_seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+def _evaluate(
+    fn: Callable[[], Sequence[torch.Tensor]], wrt: Sequence[torch.Tensor], cotangent_seed: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """Outputs of ``fn`` and the VJPs of random (seeded) cotangents w.r.t. ``wrt``."""
     outs = list(fn())
     gen = torch.Generator(device="cpu").manual_seed(cotangent_seed)
-    cot = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device, o.dtype)
-           for o in outs]
+    cot = [
+        torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device, o.dtype) for o in outs
+    ]
     diff = [(o, c) for o, c in zip(outs, cot, strict=True) if o.requires_grad]
     grads: list[torch.Tensor | None] = [None] * len(wrt)
     if diff:
-        grads = list(torch.autograd.grad([o for o, _ in diff], list(wrt), [c for _, c in diff],
-                                         allow_unused=True))
+        grads = list(
+            torch.autograd.grad(
+                [o for o, _ in diff], list(wrt), [c for _, c in diff], allow_unused=True
+            )
+        )
     return [o.detach() for o in outs], grads
 
 
@@ -123,10 +138,12 @@ class Spec:
 
     check: str
     shape: str
-    build: Callable[[torch.device, torch.dtype], tuple[Callable[[str, bool],
-                                                                 Sequence[torch.Tensor]],
-                                                        list[torch.Tensor], list[str],
-                                                        list[str]]]
+    build: Callable[
+        [torch.device, torch.dtype],
+        tuple[
+            Callable[[str, bool], Sequence[torch.Tensor]], list[torch.Tensor], list[str], list[str]
+        ],
+    ]
 
 
 def _r(gen: torch.Generator, device, dtype, *shape, scale=1.0, grad=True) -> torch.Tensor:
@@ -149,8 +166,12 @@ def _pfd_spec(n: int | None, b: int, l: int, lv_range: float | None = None) -> S
             u = torch.rand(b, l, generator=gen, dtype=torch.float64)
             lv = ((2 * u - 1) * lv_range).to(device, dtype).requires_grad_(True)
         ins = [z, mu, lv, g]
-        return (lambda _m, _ref: [vsm.posterior_fd(*ins)]), ins, ["pfd"], [
-            "z", "mu", "logvar", "grad_loglik_z"]
+        return (
+            (lambda _m, _ref: [vsm.posterior_fd(*ins)]),
+            ins,
+            ["pfd"],
+            ["z", "mu", "logvar", "grad_loglik_z"],
+        )
 
     extra = f" logvar∈±{lv_range:g}" if lv_range else ""
     return Spec("posterior_fd", f"z {zshape} L={l}{extra}", build)
@@ -210,17 +231,21 @@ def _objective_specs(n: int, b: int, d: int, l: int) -> list[Spec]:
     def setup(device, dtype):
         gen = torch.Generator().manual_seed(n * 100 + b + d + l)
         t = {
-            "x": _r(gen, device, dtype, b, d), "x_mean": _r(gen, device, dtype, n, b, d),
-            "psi": _r(gen, device, dtype, n, b, d), "z": _r(gen, device, dtype, n, b, l),
-            "gz": _r(gen, device, dtype, n, b, l), "mu": _r(gen, device, dtype, b, l),
+            "x": _r(gen, device, dtype, b, d),
+            "x_mean": _r(gen, device, dtype, n, b, d),
+            "psi": _r(gen, device, dtype, n, b, d),
+            "z": _r(gen, device, dtype, n, b, l),
+            "gz": _r(gen, device, dtype, n, b, l),
+            "mu": _r(gen, device, dtype, b, l),
             "logvar": _r(gen, device, dtype, b, l, scale=0.5),
         }
         t["log_sigma2"] = torch.tensor(-0.5, dtype=dtype, device=device, requires_grad=True)
         eps = _r(gen, device, dtype, n, b, l, grad=False)
         torch.manual_seed(0)
         dec = torch.nn.Sequential(torch.nn.Linear(l, 13), torch.nn.Tanh(), torch.nn.Linear(13, d))
-        enc = torch.nn.Sequential(torch.nn.Linear(d, 11), torch.nn.Tanh(),
-                                  torch.nn.Linear(11, 2 * l))
+        enc = torch.nn.Sequential(
+            torch.nn.Linear(d, 11), torch.nn.Tanh(), torch.nn.Linear(11, 2 * l)
+        )
         dec, enc = dec.to(device, dtype), enc.to(device, dtype)
         return t, eps, dec, enc
 
@@ -245,24 +270,51 @@ def _objective_specs(n: int, b: int, d: int, l: int) -> list[Spec]:
     from .. import objectives as O
 
     return [
-        make("m1", lambda t, e, dec, enc: O.m1(t["x"], t["x_mean"], t["log_sigma2"]),
-             ["x", "x_mean", "log_sigma2"]),
-        make("m2", lambda t, e, dec, enc: O.m2(t["x"], t["x_mean"], t["log_sigma2"]),
-             ["x", "x_mean", "log_sigma2"]),
-        make("m3", lambda t, e, dec, enc: O.m3(t["x"], t["x_mean"], t["log_sigma2"], t["psi"]),
-             ["x", "x_mean", "log_sigma2", "psi"]),
-        make("fae", lambda t, e, dec, enc: O.fae(t["x"], t["z"], t["x_mean"], t["log_sigma2"],
-                                                  t["mu"], t["logvar"], t["psi"], t["gz"]),
-             ["x", "z", "x_mean", "log_sigma2", "mu", "logvar", "psi", "gz"]),
-        make("posterior_fd_loss",
-             lambda t, e, dec, enc: O.posterior_fd_loss(t["x"], dec, t["mu"], t["logvar"],
-                                                        t["log_sigma2"], n_samples=n,
-                                                        reparam=True, eps=e),
-             ["x", "mu", "logvar", "log_sigma2"], "dec"),
-        make("fae_loss",
-             lambda t, e, dec, enc: O.fae_loss(t["x"], enc, dec, t["log_sigma2"], n_samples=n,
-                                               reparam=True, eps=e),
-             ["x", "log_sigma2"], "dec+enc"),
+        make(
+            "m1",
+            lambda t, e, dec, enc: O.m1(t["x"], t["x_mean"], t["log_sigma2"]),
+            ["x", "x_mean", "log_sigma2"],
+        ),
+        make(
+            "m2",
+            lambda t, e, dec, enc: O.m2(t["x"], t["x_mean"], t["log_sigma2"]),
+            ["x", "x_mean", "log_sigma2"],
+        ),
+        make(
+            "m3",
+            lambda t, e, dec, enc: O.m3(t["x"], t["x_mean"], t["log_sigma2"], t["psi"]),
+            ["x", "x_mean", "log_sigma2", "psi"],
+        ),
+        make(
+            "fae",
+            lambda t, e, dec, enc: O.fae(
+                t["x"],
+                t["z"],
+                t["x_mean"],
+                t["log_sigma2"],
+                t["mu"],
+                t["logvar"],
+                t["psi"],
+                t["gz"],
+            ),
+            ["x", "z", "x_mean", "log_sigma2", "mu", "logvar", "psi", "gz"],
+        ),
+        make(
+            "posterior_fd_loss",
+            lambda t, e, dec, enc: O.posterior_fd_loss(
+                t["x"], dec, t["mu"], t["logvar"], t["log_sigma2"], n_samples=n, reparam=True, eps=e
+            ),
+            ["x", "mu", "logvar", "log_sigma2"],
+            "dec",
+        ),
+        make(
+            "fae_loss",
+            lambda t, e, dec, enc: O.fae_loss(
+                t["x"], enc, dec, t["log_sigma2"], n_samples=n, reparam=True, eps=e
+            ),
+            ["x", "log_sigma2"],
+            "dec+enc",
+        ),
     ]
 
 
@@ -272,34 +324,48 @@ def specs(small: bool, ops: Sequence[str] | None = None) -> list[Spec]:
     every = _specs(small)
     if ops is None:
         return every
-    uses = {"objectives.m1": {"gaussian_terms"}, "objectives.m2": {"gaussian_terms"},
-            "objectives.m3": {"gaussian_terms"},
-            "objectives.fae": {"gaussian_terms", "posterior_fd"},
-            "objectives.posterior_fd_loss": {"posterior_fd"},
-            "objectives.fae_loss": {"gaussian_terms", "posterior_fd"}}
+    uses = {
+        "objectives.m1": {"gaussian_terms"},
+        "objectives.m2": {"gaussian_terms"},
+        "objectives.m3": {"gaussian_terms"},
+        "objectives.fae": {"gaussian_terms", "posterior_fd"},
+        "objectives.posterior_fd_loss": {"posterior_fd"},
+        "objectives.fae_loss": {"gaussian_terms", "posterior_fd"},
+    }
     return [s for s in every if s.check in ops or uses.get(s.check, set()) & set(ops)]
 
 
 def _specs(small: bool) -> list[Spec]:
     if small:
         return [
-            _pfd_spec(2, 3, 5), _pfd_spec(None, 3, 1), _pfd_spec(2, 3, 7, lv_range=12.0),
-            _gt_spec(2, 3, 5), _gt_spec(None, 3, 6), _gt_spec(1, 1, 1),
-            _hutch_spec(3, 5, 2, "rademacher"), _hutch_spec(2, 7, 1, "gaussian"),
+            _pfd_spec(2, 3, 5),
+            _pfd_spec(None, 3, 1),
+            _pfd_spec(2, 3, 7, lv_range=12.0),
+            _gt_spec(2, 3, 5),
+            _gt_spec(None, 3, 6),
+            _gt_spec(1, 1, 1),
+            _hutch_spec(3, 5, 2, "rademacher"),
+            _hutch_spec(2, 7, 1, "gaussian"),
             *_objective_specs(2, 3, 5, 2),
         ]
     return [
-        _pfd_spec(3, 37, 5), _pfd_spec(5, 129, 100), _pfd_spec(None, 33, 17),
-        _pfd_spec(1, 1, 1), _pfd_spec(2, 65, 33, lv_range=12.0),
-        _gt_spec(3, 37, 5), _gt_spec(5, 100, 784), _gt_spec(None, 19, 1000), _gt_spec(1, 1, 1),
-        _hutch_spec(37, 129, 3, "rademacher"), _hutch_spec(5, 1000, 1, "gaussian"),
+        _pfd_spec(3, 37, 5),
+        _pfd_spec(5, 129, 100),
+        _pfd_spec(None, 33, 17),
+        _pfd_spec(1, 1, 1),
+        _pfd_spec(2, 65, 33, lv_range=12.0),
+        _gt_spec(3, 37, 5),
+        _gt_spec(5, 100, 784),
+        _gt_spec(None, 19, 1000),
+        _gt_spec(1, 1, 1),
+        _hutch_spec(37, 129, 3, "rademacher"),
+        _hutch_spec(5, 1000, 1, "gaussian"),
         _hutch_spec(1, 1, 1, "rademacher"),
         *_objective_specs(3, 37, 129, 5),
     ]
 
 
-def run_spec(spec: Spec, device: torch.device, dtype: torch.dtype, mode: str
-             ) -> list[CheckResult]:
+def run_spec(spec: Spec, device: torch.device, dtype: torch.dtype, mode: str) -> list[CheckResult]:
     """Compare backend ``mode`` with the reference on one spec: one result per output and
     per gradient (an exception is one failed result)."""
     dname = str(dtype).removeprefix("torch.")
@@ -323,8 +389,7 @@ def run_spec(spec: Spec, device: torch.device, dtype: torch.dtype, mode: str
     return out
 
 
-def check_probes(device: torch.device, dtype: torch.dtype, mode: str, n: int
-                 ) -> list[CheckResult]:
+def check_probes(device: torch.device, dtype: torch.dtype, mode: str, n: int) -> list[CheckResult]:
     """The backend's Hutchinson probes: Rademacher exactly ±1 with mean 0 ± 6 s.e.; Gaussian
     finite with mean 0 and variance 1 within 6 standard errors (n elements each)."""
     from ..ops import hutchinson_probes
@@ -339,18 +404,37 @@ def check_probes(device: torch.device, dtype: torch.dtype, mode: str, n: int
         if dist == "rademacher":
             ok = bool(((v == 1) | (v == -1)).all()) and abs(mean) < 6 / math.sqrt(v.numel())
         else:
-            ok = bool(torch.isfinite(v).all()) and abs(mean) < 6 / math.sqrt(v.numel()) \
+            ok = (
+                bool(torch.isfinite(v).all())
+                and abs(mean) < 6 / math.sqrt(v.numel())
                 and abs(var - 1) < 6 * math.sqrt(2 / v.numel())
-        out.append(CheckResult("hutchinson_probes", mode, dname, f"{n} draws", dist, ok, 0.0,
-                               0.0, "" if ok else f"mean {mean:.4g}, variance {var:.4g}"))
+            )
+        out.append(
+            CheckResult(
+                "hutchinson_probes",
+                mode,
+                dname,
+                f"{n} draws",
+                dist,
+                ok,
+                0.0,
+                0.0,
+                "" if ok else f"mean {mean:.4g}, variance {var:.4g}",
+            )
+        )
     return out
 
 
 # --- torch.compile of a VAE training step ------------------------------------------------------
 
 
-def _vae_step(enc: torch.nn.Sequential, dec_layers: list[torch.nn.Linear], x: torch.Tensor,
-              eps: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+def _vae_step(
+    enc: torch.nn.Sequential,
+    dec_layers: list[torch.nn.Linear],
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    log_sigma2: torch.Tensor,
+) -> torch.Tensor:
     """Encoder-and-decoder loss of an MLP VAE with the fused ops: mean PFD (decoder VJP written
     out by hand, ReLU MLP) + mean m2 (gaussian_terms)."""
     import vsm
@@ -376,8 +460,9 @@ def _vae_step(enc: torch.nn.Sequential, dec_layers: list[torch.nn.Linear], x: to
     return (pfd + m2).mean()
 
 
-def check_compile(device: torch.device, dtype: torch.dtype, compile_backend: str, small: bool
-                  ) -> list[CheckResult]:
+def check_compile(
+    device: torch.device, dtype: torch.dtype, compile_backend: str, small: bool
+) -> list[CheckResult]:
     """``torch.compile(fullgraph=True)`` of :func:`_vae_step` vs eager: loss and parameter grads
     (float32 / float64 tolerances of :data:`TOLERANCES`)."""
     dname = str(dtype).removeprefix("torch.")
@@ -394,8 +479,9 @@ def check_compile(device: torch.device, dtype: torch.dtype, compile_backend: str
     eps = torch.randn(n, b, l, device=device, dtype=dtype)
 
     def res(quantity, ok, err=0.0, ratio=0.0, msg=""):
-        return CheckResult("compile VAE step", compile_backend, dname, shape, quantity, ok, err,
-                           ratio, msg)
+        return CheckResult(
+            "compile VAE step", compile_backend, dname, shape, quantity, ok, err, ratio, msg
+        )
 
     try:
         loss = _vae_step(enc, dec, x, eps, log_sigma2)
@@ -424,19 +510,26 @@ def targets(rows: Sequence[Any]) -> list[str]:
             continue
         if r.paper:
             sc = r.speedup_compile
-            lines.append(f"- {r.op} {r.shape} fwd+bwd: {r.speedup_ref:.2f}x eager "
-                         f"({'met' if r.speedup_ref >= 3 else 'NOT met'}: ≥ 3x), "
-                         + ("compile not measured" if sc is None else
-                            f"{sc:.2f}x compile ({'met' if sc >= 1 else 'NOT met'}: ≥ 1x)"))
+            lines.append(
+                f"- {r.op} {r.shape} fwd+bwd: {r.speedup_ref:.2f}x eager "
+                f"({'met' if r.speedup_ref >= 3 else 'NOT met'}: ≥ 3x), "
+                + (
+                    "compile not measured"
+                    if sc is None
+                    else f"{sc:.2f}x compile ({'met' if sc >= 1 else 'NOT met'}: ≥ 1x)"
+                )
+            )
         if r.large and r.gbs is not None and r.limit_gbs:
             frac = r.gbs / r.limit_gbs
-            lines.append(f"- {r.op} {r.shape} fwd+bwd: {100 * frac:.0f}% of {r.limit_gbs:.0f} "
-                         f"GB/s ({'met' if frac >= 0.7 else 'NOT met'}: ≥ 70%)")
+            lines.append(
+                f"- {r.op} {r.shape} fwd+bwd: {100 * frac:.0f}% of {r.limit_gbs:.0f} "
+                f"GB/s ({'met' if frac >= 0.7 else 'NOT met'}: ≥ 70%)"
+            )
     return lines
 
 
 def backends_under_test(device: torch.device) -> list[str]:
-    """"auto", plus "rust" on CPU when it exists and "auto" runs the Triton interpreter there."""
+    """ "auto", plus "rust" on CPU when it exists and "auto" runs the Triton interpreter there."""
     modes = ["auto"]
     from . import has_backend
 
@@ -451,18 +544,24 @@ def _format_checks(results: Sequence[CheckResult]) -> str:
     groups: dict[tuple[str, str, str, str], list[CheckResult]] = {}
     for c in results:
         groups.setdefault((c.check, c.backend, c.dtype, c.shape), []).append(c)
-    lines = ["| check | backend | dtype | shape | quantities | worst (err/tol) | ok |",
-             "|---|---|---|---|---:|---|---|"]
+    lines = [
+        "| check | backend | dtype | shape | quantities | worst (err/tol) | ok |",
+        "|---|---|---|---|---:|---|---|",
+    ]
     for (check, mode, dname, shape), cs in groups.items():
         worst = max(cs, key=lambda c: (not c.ok, c.worst_ratio))
         bad = sum(not c.ok for c in cs)
-        lines.append(f"| {check} | {mode} | {dname} | {shape} | {len(cs)} | {worst.quantity} "
-                     f"({worst.worst_ratio:.3g}) | {'ok' if not bad else f'{bad} FAILED'} |")
+        lines.append(
+            f"| {check} | {mode} | {dname} | {shape} | {len(cs)} | {worst.quantity} "
+            f"({worst.worst_ratio:.3g}) | {'ok' if not bad else f'{bad} FAILED'} |"
+        )
     failed = [c for c in results if not c.ok]
     if failed:
         lines += ["", "Failures:", ""]
-        lines += [f"- {c.check} [{c.backend}, {c.dtype}, {c.shape}] {c.quantity}: {c.message}"
-                  for c in failed]
+        lines += [
+            f"- {c.check} [{c.backend}, {c.dtype}, {c.shape}] {c.quantity}: {c.message}"
+            for c in failed
+        ]
     return "\n".join(lines)
 
 
@@ -477,8 +576,10 @@ def run_check(args: argparse.Namespace, device: torch.device) -> int:
     modes = backends_under_test(device)
     notes = []
     if device.type == "cpu" and not _dispatch.interpret_mode() and modes == ["auto"]:
-        notes.append("note: CPU without TRITON_INTERPRET=1: backend 'auto' is the CPU engine; "
-                     "where that is the reference itself the op comparisons are trivially equal")
+        notes.append(
+            "note: CPU without TRITON_INTERPRET=1: backend 'auto' is the CPU engine; "
+            "where that is the reference itself the op comparisons are trivially equal"
+        )
     if device.type == "cpu" and _dispatch.interpret_mode():
         notes.append("note: TRITON_INTERPRET=1: 'auto' runs the Triton kernels in the interpreter")
     ops = tuple(args.op) if args.op else None
@@ -488,18 +589,30 @@ def run_check(args: argparse.Namespace, device: torch.device) -> int:
         print(note)
     results: list[CheckResult] = []
     if device.type == "cuda" and _dispatch.interpret_mode():
-        results.append(CheckResult(
-            "environment", "auto", "-", "-", "TRITON_INTERPRET", False, math.inf, math.inf,
-            "TRITON_INTERPRET is set on a CUDA run: the kernels would run in Triton's "
-            "interpreter, not compiled; rerun with `env -u TRITON_INTERPRET`"))
+        results.append(
+            CheckResult(
+                "environment",
+                "auto",
+                "-",
+                "-",
+                "TRITON_INTERPRET",
+                False,
+                math.inf,
+                math.inf,
+                "TRITON_INTERPRET is set on a CUDA run: the kernels would run in Triton's "
+                "interpreter, not compiled; rerun with `env -u TRITON_INTERPRET`",
+            )
+        )
     for dtype in (torch.float32, torch.float64):
         for mode in modes:
             if ops is None or "hutchinson_trace" in ops:
                 results += check_probes(device, dtype, mode, 4096 if small else 1 << 20)
             for spec in specs(small, ops):
                 results += run_spec(spec, device, dtype, mode)
-    print(f"op checks: {sum(c.ok for c in results)}/{len(results)} ok "
-          f"({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"op checks: {sum(c.ok for c in results)}/{len(results)} ok "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     if not args.no_compile:
         for dtype in (torch.float32, torch.float64):
             results += check_compile(device, dtype, args.compile_backend, small)
@@ -512,18 +625,36 @@ def run_check(args: argparse.Namespace, device: torch.device) -> int:
         args.tiny = True  # CPU: tiny shapes (the interpreter and a CI machine)
     elif not small and not args.full:
         args.quick = True  # CUDA: the quick shape set (large shapes included) fits 5 minutes
-    budget = args.budget_s if args.budget_s is not None else (
-        210.0 if device.type == "cuda" else None)
-    rows, header = run_table(args, device, ops,
-                             min_run_time=0.1 if device.type == "cuda" else 0.05,
-                             deadline=None if budget is None else t0 + budget)
+    budget = (
+        args.budget_s if args.budget_s is not None else (210.0 if device.type == "cuda" else None)
+    )
+    rows, header = run_table(
+        args,
+        device,
+        ops,
+        min_run_time=0.1 if device.type == "cuda" else 0.05,
+        deadline=None if budget is None else t0 + budget,
+    )
     if header["compile_skipped"]:
-        notes.append(f"note: time budget ({budget:.0f} s) spent: no compile column for "
-                     + "; ".join(header["compile_skipped"]))
+        notes.append(
+            f"note: time budget ({budget:.0f} s) spent: no compile column for "
+            + "; ".join(header["compile_skipped"])
+        )
     for err in header["errors"]:
         op = err.split(" ", 1)[0]
-        results.append(CheckResult(f"benchmark {op}", header["vsm_backend"], args.dtype, "",
-                                   "run", False, math.inf, math.inf, err))
+        results.append(
+            CheckResult(
+                f"benchmark {op}",
+                header["vsm_backend"],
+                args.dtype,
+                "",
+                "run",
+                False,
+                math.inf,
+                math.inf,
+                err,
+            )
+        )
         print(f"MISMATCH benchmark case failed: {err}")
     failed = [c for c in results if not c.ok]
     table = format_table(rows, header["bandwidth_gbs"])
@@ -533,19 +664,40 @@ def run_check(args: argparse.Namespace, device: torch.device) -> int:
         print(line)
     elapsed = time.perf_counter() - t0
     status = "PASSED" if not failed else f"FAILED ({len(failed)} of {len(results)} checks)"
-    md = [f"# vsm bench --check: {status}", "", f"{machine}; {elapsed:.0f} s", *notes, "",
-          "## Checks against the reference", "",
-          "Tolerances (|got − want| ≤ rtol·|want| + atol·max|want|): "
-          + ", ".join(f"{str(k).removeprefix('torch.')} rtol {v[0]:g} atol {v[1]:g}"
-                      for k, v in TOLERANCES.items()), "", _format_checks(results), "",
-          f"## Benchmark ({args.dtype}, vsm backend {header['vsm_backend']})", "", table]
+    md = [
+        f"# vsm bench --check: {status}",
+        "",
+        f"{machine}; {elapsed:.0f} s",
+        *notes,
+        "",
+        "## Checks against the reference",
+        "",
+        "Tolerances (|got − want| ≤ rtol·|want| + atol·max|want|): "
+        + ", ".join(
+            f"{str(k).removeprefix('torch.')} rtol {v[0]:g} atol {v[1]:g}"
+            for k, v in TOLERANCES.items()
+        ),
+        "",
+        _format_checks(results),
+        "",
+        f"## Benchmark ({args.dtype}, vsm backend {header['vsm_backend']})",
+        "",
+        table,
+    ]
     if target_lines:
         md += ["", "## Targets (issue 12; informational)", "", *target_lines]
-    report = {**header, "status": "passed" if not failed else "failed", "elapsed_s": elapsed,
-              "tolerances": {str(k).removeprefix("torch."): {"rtol": v[0], "atol": v[1]}
-                             for k, v in TOLERANCES.items()},
-              "checks": [asdict(c) for c in results], "rows": [r.as_dict() for r in rows],
-              "targets": target_lines}
+    report = {
+        **header,
+        "status": "passed" if not failed else "failed",
+        "elapsed_s": elapsed,
+        "tolerances": {
+            str(k).removeprefix("torch."): {"rtol": v[0], "atol": v[1]}
+            for k, v in TOLERANCES.items()
+        },
+        "checks": [asdict(c) for c in results],
+        "rows": [r.as_dict() for r in rows],
+        "targets": target_lines,
+    }
     write_report(args.out or "vsm-bench-out", report, "\n".join(md))
     print(f"vsm bench --check: {status} in {elapsed:.0f} s")
     return 0 if not failed else 1

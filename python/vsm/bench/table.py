@@ -166,8 +166,9 @@ def timing_backend(device: torch.device) -> str:
     return "auto"
 
 
-def _compile_timings(case: Case, inputs: dict, device: torch.device, min_run_time: float,
-                     compile_backend: str) -> dict[bool, tuple]:
+def _compile_timings(
+    case: Case, inputs: dict, device: torch.device, min_run_time: float, compile_backend: str
+) -> dict[bool, tuple]:
     """``torch.compile`` (fresh dynamo state, fresh inductor cache, ``dynamic=False``) of the
     reference, timed per pass: {bwd: (ms, compile s, peak MB, error)}.
 
@@ -190,13 +191,14 @@ def _compile_timings(case: Case, inputs: dict, device: torch.device, min_run_tim
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 spent += time.perf_counter() - t0
-                out[bwd] = (_time_ms(run, device, min_run_time), spent, _peak_mb(run, device),
-                            None)
+                out[bwd] = (_time_ms(run, device, min_run_time), spent, _peak_mb(run, device), None)
             except Exception as exc:  # noqa: BLE001 - report, keep benchmarking
                 lines = str(exc).strip().splitlines()
                 err = f"{type(exc).__name__}: {lines[0][:120] if lines else ''}"
-                print(f"  [compile failed: {case.op} {case.shape} "
-                      f"{'fwd+bwd' if bwd else 'fwd'}: {err}]")
+                print(
+                    f"  [compile failed: {case.op} {case.shape} "
+                    f"{'fwd+bwd' if bwd else 'fwd'}: {err}]"
+                )
                 out[bwd] = (None, None, None, err)
         torch._dynamo.reset()
     return out
@@ -217,16 +219,28 @@ def compile_warmup(device: torch.device, dtype: torch.dtype, compile_backend: st
     return time.perf_counter() - t0
 
 
-def run_case(case: Case, device: torch.device, dtype: torch.dtype, *, compile_ref: bool,
-             min_run_time: float, threads: int | None = None, vsm_backend: str | None = None,
-             limit_gbs: float | None = None, compile_backend: str = "inductor") -> list[Row]:
+def run_case(
+    case: Case,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    compile_ref: bool,
+    min_run_time: float,
+    threads: int | None = None,
+    vsm_backend: str | None = None,
+    limit_gbs: float | None = None,
+    compile_backend: str = "inductor",
+) -> list[Row]:
     """Time one case, both passes, at the current torch thread count (``threads``: recorded)."""
     threads = threads or torch.get_num_threads()
     mode = vsm_backend or timing_backend(device)
     inputs = case.make(device, dtype)
     none = (None, None, None, None)
-    comp = (_compile_timings(case, inputs, device, min_run_time, compile_backend) if compile_ref
-            else {False: none, True: none})
+    comp = (
+        _compile_timings(case, inputs, device, min_run_time, compile_backend)
+        if compile_ref
+        else {False: none, True: none}
+    )
     rows = []
     for bwd in (False, True):
         with backend("reference"):
@@ -240,9 +254,26 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, *, compile_re
             out = case.vsm_fn(**inputs)
         gbs = _bytes(inputs, out, case.grad_wrt, bwd) / (vsm_ms * 1e-3) / 1e9
         comp_ms, comp_s, comp_peak, err = comp[bwd]
-        rows.append(Row(case.op, case.shape, "fwd+bwd" if bwd else "fwd", threads, ref_ms,
-                        comp_ms, comp_s, vsm_ms, ref_peak, comp_peak, vsm_peak, gbs, limit_gbs,
-                        case.paper, case.large, err))
+        rows.append(
+            Row(
+                case.op,
+                case.shape,
+                "fwd+bwd" if bwd else "fwd",
+                threads,
+                ref_ms,
+                comp_ms,
+                comp_s,
+                vsm_ms,
+                ref_peak,
+                comp_peak,
+                vsm_peak,
+                gbs,
+                limit_gbs,
+                case.paper,
+                case.large,
+                err,
+            )
+        )
     return rows
 
 
@@ -254,13 +285,18 @@ def format_table(rows: Sequence[Row], bandwidth: float | None = None) -> str:
     """Markdown table of the rows (``bandwidth``: a limit shown in the GB/s header when all rows
     share it, e.g. the GPU's)."""
     bw = f" (of {bandwidth:.0f})" if bandwidth else " (% of limit)"
-    head = ("| op | shape | pass | threads | reference ms | compile ms | compile-time s | vsm ms | "
-            f"speed-up vs reference | speed-up vs compile | peak MB ref/compile/vsm | GB/s{bw} |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = (
+        "| op | shape | pass | threads | reference ms | compile ms | compile-time s | vsm ms | "
+        f"speed-up vs reference | speed-up vs compile | peak MB ref/compile/vsm | GB/s{bw} |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
     lines = [head]
     for r in rows:
-        peak = "-" if r.vsm_peak_mb is None else "/".join(
-            _fmt(v, ".1f") for v in (r.ref_peak_mb, r.compile_peak_mb, r.vsm_peak_mb))
+        peak = (
+            "-"
+            if r.vsm_peak_mb is None
+            else "/".join(_fmt(v, ".1f") for v in (r.ref_peak_mb, r.compile_peak_mb, r.vsm_peak_mb))
+        )
         gbs = _fmt(r.gbs, ".3g")
         if r.gbs is not None and r.limit_gbs:
             gbs += f" ({100 * r.gbs / r.limit_gbs:.0f}%)"
@@ -276,14 +312,21 @@ def machine_description(device: torch.device) -> str:
     """One line: device, CPU, threads, torch version, load average, date."""
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU)"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{dev}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch threads; torch {torch.__version__}; load average "
-            f"{load:.1f}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    return (
+        f"{dev}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads; torch {torch.__version__}; load average "
+        f"{load:.1f}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
 
 
-def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str] | None,
-              *, min_run_time: float, deadline: float | None = None
-              ) -> tuple[list[Row], dict[str, Any]]:
+def run_table(
+    args: argparse.Namespace,
+    device: torch.device,
+    ops: Sequence[str] | None,
+    *,
+    min_run_time: float,
+    deadline: float | None = None,
+) -> tuple[list[Row], dict[str, Any]]:
     """Time the selected cases at every thread count; returns the rows and the report header
     (a case that raises is skipped and listed in ``header["errors"]``; once
     ``time.perf_counter()`` passes ``deadline`` the remaining cases skip the compile column,
@@ -308,8 +351,9 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
             torch.set_num_threads(t)
             limit = bandwidth
             if device.type == "cpu":
-                limit = cpu_copy_bandwidth_gbs(2**24 if args.quick or args.tiny else 2**28,
-                                               min_run_time)
+                limit = cpu_copy_bandwidth_gbs(
+                    2**24 if args.quick or args.tiny else 2**28, min_run_time
+                )
             limits[t] = limit
             for case in selected:
                 compile_ref = not args.no_compile
@@ -318,12 +362,21 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
                     skipped.append(f"{case.op} {case.shape} threads {t}")
                     print(f"  [time budget spent: no compile column for {skipped[-1]}]")
                 try:
-                    rows += run_case(case, device, dtype, compile_ref=compile_ref,
-                                     min_run_time=min_run_time, threads=t, vsm_backend=mode,
-                                     limit_gbs=limit, compile_backend=args.compile_backend)
+                    rows += run_case(
+                        case,
+                        device,
+                        dtype,
+                        compile_ref=compile_ref,
+                        min_run_time=min_run_time,
+                        threads=t,
+                        vsm_backend=mode,
+                        limit_gbs=limit,
+                        compile_backend=args.compile_backend,
+                    )
                 except Exception as exc:  # noqa: BLE001 - report the case, keep benchmarking
-                    errors.append(f"{case.op} {case.shape} threads {t}: "
-                                  f"{type(exc).__name__}: {exc}"[:300])
+                    errors.append(
+                        f"{case.op} {case.shape} threads {t}: {type(exc).__name__}: {exc}"[:300]
+                    )
                     print(f"  [case failed: {errors[-1]}]")
     finally:
         torch.set_num_threads(original)
@@ -335,7 +388,8 @@ def run_table(args: argparse.Namespace, device: torch.device, ops: Sequence[str]
         "compile_backend": None if args.no_compile else args.compile_backend,
         "bandwidth_gbs": bandwidth,
         "limit_gbs_by_threads": limits,
-        "limit_kind": "datasheet DRAM bandwidth" if device.type == "cuda"
+        "limit_kind": "datasheet DRAM bandwidth"
+        if device.type == "cuda"
         else "measured float32 copy (read + write)",
         "errors": errors,
         "compile_skipped": skipped,

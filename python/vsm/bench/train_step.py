@@ -52,28 +52,44 @@ def _models(quick: bool) -> list[tuple[str, tuple[int, ...], dict[str, Any]]]:
     """(label, data shape, TrainConfig overrides) of the timed models."""
     n = 4 if quick else BATCH
     return [
-        (f"MLP VAE D=784 N={N_SAMPLES} width 100 B={n}", (784,),
-         {"model": "mlp", "width": 100, "batch_size": n}),
-        (f"conv VAE 1x32x32 L=16 N={N_SAMPLES} B={n}", (1, 32, 32),
-         {"model": "conv", "latent_dim": 16, "batch_size": n}),
+        (
+            f"MLP VAE D=784 N={N_SAMPLES} width 100 B={n}",
+            (784,),
+            {"model": "mlp", "width": 100, "batch_size": n},
+        ),
+        (
+            f"conv VAE 1x32x32 L=16 N={N_SAMPLES} B={n}",
+            (1, 32, 32),
+            {"model": "conv", "latent_dim": 16, "batch_size": n},
+        ),
     ]
 
 
-def _trainer(shape: tuple[int, ...], overrides: dict[str, Any],
-             device: torch.device) -> Trainer:
+def _trainer(shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device) -> Trainer:
     from ..data import Dataset
     from ..train import TrainConfig, Trainer
 
     gen = torch.Generator().manual_seed(0)
     train = torch.rand(10 * overrides["batch_size"], *shape, generator=gen)
     data = Dataset("bench-synthetic", shape, test=train[:16], train=train)
-    cfg = TrainConfig(objective="fd-m2", dataset="bench-synthetic", n_samples=N_SAMPLES,
-                      device=str(device), steps=10**9, **overrides)
+    cfg = TrainConfig(
+        objective="fd-m2",
+        dataset="bench-synthetic",
+        n_samples=N_SAMPLES,
+        device=str(device),
+        steps=10**9,
+        **overrides,
+    )
     return Trainer(cfg, data=data, progress=False)
 
 
-def time_train_step(shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device,
-                    mode: str, min_run_time: float) -> float:
+def time_train_step(
+    shape: tuple[int, ...],
+    overrides: dict[str, Any],
+    device: torch.device,
+    mode: str,
+    min_run_time: float,
+) -> float:
     """Median ms of one training step with backend ``mode`` (after a warm-up step)."""
     from . import _time_ms
 
@@ -82,8 +98,9 @@ def time_train_step(shape: tuple[int, ...], overrides: dict[str, Any], device: t
         return _time_ms(trainer.train_step, device, min_run_time)
 
 
-def run_train_steps(device: torch.device, threads: Sequence[int], *, quick: bool = False,
-                    mode: str | None = None) -> list[TrainRow]:
+def run_train_steps(
+    device: torch.device, threads: Sequence[int], *, quick: bool = False, mode: str | None = None
+) -> list[TrainRow]:
     """Training-step rows for both models at each thread count (``mode``: the vsm backend,
     default :func:`vsm.bench.timing_backend`)."""
     from . import timing_backend
@@ -100,10 +117,10 @@ def run_train_steps(device: torch.device, threads: Sequence[int], *, quick: bool
                 # initialisation (first conv, allocator growth) alone
                 ref, fast = math.inf, math.inf
                 for _ in range(2):
-                    ref = min(ref, time_train_step(shape, overrides, device, "reference",
-                                                   min_run_time))
-                    fast = min(fast, time_train_step(shape, overrides, device, mode,
-                                                     min_run_time))
+                    ref = min(
+                        ref, time_train_step(shape, overrides, device, "reference", min_run_time)
+                    )
+                    fast = min(fast, time_train_step(shape, overrides, device, mode, min_run_time))
                 rows.append(TrainRow(label, t, mode, ref, fast))
     finally:
         torch.set_num_threads(original)
@@ -112,9 +129,13 @@ def run_train_steps(device: torch.device, threads: Sequence[int], *, quick: bool
 
 def format_train_table(rows: Sequence[TrainRow]) -> str:
     """Markdown table of the training-step rows."""
-    lines = ["| training step (fd-m2) | threads | vsm backend | reference ms | vsm ms | speed-up |",
-             "|---|---:|---|---:|---:|---:|"]
+    lines = [
+        "| training step (fd-m2) | threads | vsm backend | reference ms | vsm ms | speed-up |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r.model} | {r.threads} | {r.backend} | {r.reference_ms:.2f} | "
-                     f"{r.vsm_ms:.2f} | {r.speedup:.2f}x |")
+        lines.append(
+            f"| {r.model} | {r.threads} | {r.backend} | {r.reference_ms:.2f} | "
+            f"{r.vsm_ms:.2f} | {r.speedup:.2f}x |"
+        )
     return "\n".join(lines)

@@ -40,8 +40,11 @@ import torch
 
 #: The full shape table (issue 12): posterior_fd (N, B, L), gaussian_terms (N, B, D), Hutchinson (P, B, D).
 FULL = {
-    "N": (1, 5, 16), "B": (1, 100, 1000, 4096), "L": (2, 16, 32, 64, 100, 256),
-    "D": (2, 784, 1024, 3072, 12288), "P": (1, 4),
+    "N": (1, 5, 16),
+    "B": (1, 100, 1000, 4096),
+    "L": (2, 16, 32, 64, 100, 256),
+    "D": (2, 784, 1024, 3072, 12288),
+    "P": (1, 4),
 }
 #: The default (CI) subset, ~56 distinct binaries per target: the paper's B = 100 and the large
 #: B = 4096; N = 1 and 5 (the posterior_fd backward with and without the split over samples);
@@ -54,7 +57,9 @@ DTYPES = (torch.float32, torch.float64)
 def _modules() -> list[Any]:
     import vsm.kernels as pkg
 
-    return [importlib.import_module(f"vsm.kernels.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+    return [
+        importlib.import_module(f"vsm.kernels.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)
+    ]
 
 
 def discover() -> dict[str, Any]:
@@ -116,8 +121,17 @@ def specialise(kernel: Any, args: tuple, kwargs: dict, arch: int) -> tuple[Any, 
     binder = create_function_from_signature(kernel.signature, kernel.params, backend)
     bound, spec, options = binder(*args, **kw)
     options, signature, constexprs, attrs = kernel._pack_args(backend, kw, bound, spec, options)
-    key = repr((kernel.fn.__qualname__, sorted(signature.items()), sorted(constexprs.items()),
-                sorted(attrs.items()), options.num_warps, options.enable_fp_fusion, arch))
+    key = repr(
+        (
+            kernel.fn.__qualname__,
+            sorted(signature.items()),
+            sorted(constexprs.items()),
+            sorted(attrs.items()),
+            options.num_warps,
+            options.enable_fp_fusion,
+            arch,
+        )
+    )
     return ASTSource(kernel, signature, constexprs, attrs), options, key
 
 
@@ -136,8 +150,16 @@ def _ptxas_usage(ptx: str, arch: int, fp_fusion: bool, cache_key: str) -> dict[s
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        cmd = [get_ptxas(arch).path, "-v", "--regAllocOptLevel=2", *([] if fp_fusion else ["--fmad=false"]),
-               f"--gpu-name={sm_arch_from_capability(arch)}", src, "-o", os.path.join(tmp, "k.o")]
+        cmd = [
+            get_ptxas(arch).path,
+            "-v",
+            "--regAllocOptLevel=2",
+            *([] if fp_fusion else ["--fmad=false"]),
+            f"--gpu-name={sm_arch_from_capability(arch)}",
+            src,
+            "-o",
+            os.path.join(tmp, "k.o"),
+        ]
         log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
 
     def grab(pattern: str) -> int:
@@ -172,12 +194,20 @@ def run(table: dict[str, tuple[int, ...]], archs: tuple[int, ...]) -> dict[str, 
             row = rows.get(key)
             if row is None:
                 row = rows[key] = {
-                    "kernel": by_id.get(id(kernel), kernel.fn.__qualname__), "arch": arch,
+                    "kernel": by_id.get(id(kernel), kernel.fn.__qualname__),
+                    "arch": arch,
                     "dtype": next(str(v) for v in src.signature.values() if str(v).startswith("*")),
-                    "constexprs": {kernel.arg_names[k[0]]: v for k, v in src.constants.items()
-                                   if isinstance(v, (bool, int, float))},
-                    "num_warps": options.num_warps, "fp_fusion": options.enable_fp_fusion,
-                    "cases": [], "grids": [], "_src": src, "_options": options,
+                    "constexprs": {
+                        kernel.arg_names[k[0]]: v
+                        for k, v in src.constants.items()
+                        if isinstance(v, (bool, int, float))
+                    },
+                    "num_warps": options.num_warps,
+                    "fp_fusion": options.enable_fp_fusion,
+                    "cases": [],
+                    "grids": [],
+                    "_src": src,
+                    "_options": options,
                 }
             row["cases"].append(case)
             row["grids"].append(grid[0])
@@ -185,10 +215,16 @@ def run(table: dict[str, tuple[int, ...]], archs: tuple[int, ...]) -> dict[str, 
     for row in rows.values():
         src, options = row.pop("_src"), row.pop("_options")
         try:
-            ck = triton.compile(src, target=triton.backends.compiler.GPUTarget("cuda", row["arch"], 32),
-                                options=options.__dict__)
-            row.update(_ptxas_usage(ck.asm["ptx"], row["arch"], options.enable_fp_fusion,
-                                    f"{ck.hash}-{row['arch']}"))
+            ck = triton.compile(
+                src,
+                target=triton.backends.compiler.GPUTarget("cuda", row["arch"], 32),
+                options=options.__dict__,
+            )
+            row.update(
+                _ptxas_usage(
+                    ck.asm["ptx"], row["arch"], options.enable_fp_fusion, f"{ck.hash}-{row['arch']}"
+                )
+            )
             row["error"] = None
         except Exception as e:  # noqa: BLE001 -- any compile failure is reported; the test fails on it
             row["error"] = f"{type(e).__name__}: {e}"
@@ -200,20 +236,28 @@ def run(table: dict[str, tuple[int, ...]], archs: tuple[int, ...]) -> dict[str, 
             called.update(fn.fn.__code__.co_names)
     helpers = {name: name.rsplit(".", 1)[-1] in called for name in kernels if name not in launched}
     return {
-        "kernels": sorted(kernels), "launched": launched, "helpers_called": helpers,
-        "n_launches": len(launches), "rows": list(rows.values()), "seconds": time.time() - t0,
+        "kernels": sorted(kernels),
+        "launched": launched,
+        "helpers_called": helpers,
+        "n_launches": len(launches),
+        "rows": list(rows.values()),
+        "seconds": time.time() - t0,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="the full shape table (slow)")
-    parser.add_argument("--arch", type=int, action="append", help="compute capability (default 80, 90)")
+    parser.add_argument(
+        "--arch", type=int, action="append", help="compute capability (default 80, 90)"
+    )
     parser.add_argument("--json", help="write the report here (default: stdout)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("vsm.kernels._aot: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)",
-              file=sys.stderr)
+        print(
+            "vsm.kernels._aot: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)",
+            file=sys.stderr,
+        )
         return 2
     report = run(FULL if args.full else DEFAULT, tuple(args.arch or (80, 90)))
     text = json.dumps(report, indent=1)

@@ -100,8 +100,10 @@ def check_contiguous(**tensors: torch.Tensor) -> None:
     """Raise ValueError naming the first non-contiguous tensor (kernels assume row-major)."""
     for name, t in tensors.items():
         if not t.is_contiguous():
-            raise ValueError(f"{name}: the Triton kernels need a contiguous tensor "
-                             f"(shape {tuple(t.shape)}, strides {t.stride()})")
+            raise ValueError(
+                f"{name}: the Triton kernels need a contiguous tensor "
+                f"(shape {tuple(t.shape)}, strides {t.stride()})"
+            )
 
 
 def launch(kernel: Any, n_programs: int, *args: Any, num_warps: int, **constexprs: Any) -> None:
@@ -149,7 +151,8 @@ def jit_functions(module: Any) -> dict[str, Callable]:
     from triton.runtime.jit import JITFunction
 
     return {
-        name: obj for name, obj in vars(module).items()
+        name: obj
+        for name, obj in vars(module).items()
         if isinstance(obj, (JITFunction, InterpretedFunction))
         and getattr(getattr(obj, "fn", None), "__module__", None) == module.__name__
     }

@@ -32,8 +32,9 @@ from ._launch import _exp, check_contiguous, launch, rows_per_tile, warps_for
 
 
 @triton.jit
-def _tile(x_ptr, ls_ptr, B, D, N_BT, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr,
-          PRECISE: tl.constexpr):
+def _tile(
+    x_ptr, ls_ptr, B, D, N_BT, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, PRECISE: tl.constexpr
+):
     """This program's (BLOCK_B, BLOCK_D) tile of the (B, D) data, shared by both kernels:
     its D-tile index, B as int64 (n·B must not wrap in int32), row and column indices, row and
     element masks, offsets into x, 1/σ² and the tile of x."""
@@ -53,12 +54,22 @@ def _tile(x_ptr, ls_ptr, B, D, N_BT, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexp
 
 @triton.jit(do_not_specialize=["N", "B", "N_BT"])
 def _gt_fwd_kernel(
-    x_ptr, xm_ptr, ls_ptr, sq_ptr, msq_ptr,
-    N, B, D, N_BT,
-    BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, PRECISE: tl.constexpr,
+    x_ptr,
+    xm_ptr,
+    ls_ptr,
+    sq_ptr,
+    msq_ptr,
+    N,
+    B,
+    D,
+    N_BT,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISE: tl.constexpr,
 ):
     pid_d, B64, bs, cols, b_ok, mask, _off, inv, x = _tile(
-        x_ptr, ls_ptr, B, D, N_BT, BLOCK_B, BLOCK_D, PRECISE)
+        x_ptr, ls_ptr, B, D, N_BT, BLOCK_B, BLOCK_D, PRECISE
+    )
     acc_f = tl.zeros((BLOCK_B, BLOCK_D), dtype=x_ptr.dtype.element_ty)
     acc_sq = tl.zeros((BLOCK_B, BLOCK_D), dtype=x_ptr.dtype.element_ty)
     for n in range(N):
@@ -77,12 +88,24 @@ def _gt_fwd_kernel(
 
 @triton.jit(do_not_specialize=["N", "B", "N_BT"])
 def _gt_bwd_kernel(
-    ga_ptr, gc_ptr, x_ptr, xm_ptr, ls_ptr, dx_ptr, dxm_ptr,
-    N, B, D, N_BT,
-    BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, PRECISE: tl.constexpr,
+    ga_ptr,
+    gc_ptr,
+    x_ptr,
+    xm_ptr,
+    ls_ptr,
+    dx_ptr,
+    dxm_ptr,
+    N,
+    B,
+    D,
+    N_BT,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISE: tl.constexpr,
 ):
     _pid_d, B64, bs, cols, b_ok, mask, off, inv, x = _tile(
-        x_ptr, ls_ptr, B, D, N_BT, BLOCK_B, BLOCK_D, PRECISE)
+        x_ptr, ls_ptr, B, D, N_BT, BLOCK_B, BLOCK_D, PRECISE
+    )
     a = tl.load(ga_ptr + bs, mask=b_ok, other=0.0)[:, None]
     c = tl.load(gc_ptr + bs, mask=b_ok, other=0.0)[:, None]
     acc_f = tl.zeros((BLOCK_B, BLOCK_D), dtype=x_ptr.dtype.element_ty)
@@ -126,8 +149,20 @@ def forward(
     sq = torch.empty((n_dt, B), dtype=x.dtype, device=x.device)
     msq = torch.empty((n_dt, B), dtype=x.dtype, device=x.device)
     launch(
-        _gt_fwd_kernel, n_bt * n_dt, x, x_mean, log_sigma2, sq, msq, N, B, D, n_bt,
-        num_warps=warps_for(block_b * block_d), BLOCK_B=block_b, BLOCK_D=block_d,
+        _gt_fwd_kernel,
+        n_bt * n_dt,
+        x,
+        x_mean,
+        log_sigma2,
+        sq,
+        msq,
+        N,
+        B,
+        D,
+        n_bt,
+        num_warps=warps_for(block_b * block_d),
+        BLOCK_B=block_b,
+        BLOCK_D=block_d,
     )
     return sq.sum(0), msq.sum(0)
 
@@ -143,8 +178,13 @@ def backward(
 
     The log σ² gradient needs no kernel: it is −2 Σ_b (a·sq_mean + c·mean_sq) (module docstring).
     """
-    check_contiguous(grad_sq_mean=grad_sq_mean, grad_mean_sq=grad_mean_sq, x=x, x_mean=x_mean,
-                     log_sigma2=log_sigma2)
+    check_contiguous(
+        grad_sq_mean=grad_sq_mean,
+        grad_mean_sq=grad_mean_sq,
+        x=x,
+        x_mean=x_mean,
+        log_sigma2=log_sigma2,
+    )
     N, B, D = x_mean.shape
     dx = torch.empty_like(x)
     dxm = torch.empty_like(x_mean)
@@ -153,8 +193,21 @@ def backward(
     block_b, block_d = _blocks(B, D)
     n_bt, n_dt = triton.cdiv(B, block_b), triton.cdiv(D, block_d)
     launch(
-        _gt_bwd_kernel, n_bt * n_dt,
-        grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2, dx, dxm, N, B, D, n_bt,
-        num_warps=warps_for(block_b * block_d), BLOCK_B=block_b, BLOCK_D=block_d,
+        _gt_bwd_kernel,
+        n_bt * n_dt,
+        grad_sq_mean,
+        grad_mean_sq,
+        x,
+        x_mean,
+        log_sigma2,
+        dx,
+        dxm,
+        N,
+        B,
+        D,
+        n_bt,
+        num_warps=warps_for(block_b * block_d),
+        BLOCK_B=block_b,
+        BLOCK_D=block_d,
     )
     return dx, dxm

@@ -69,8 +69,9 @@ def _probe_tile(seed, rows, grp, NG, BJ: tl.constexpr, DIST: tl.constexpr):
 
 
 @triton.jit
-def _tile_index(R, D, N_RT, BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr,
-                GROUP: tl.constexpr):
+def _tile_index(
+    R, D, N_RT, BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr
+):
     """Program id → (rows, groups, element offsets, mask) of its (BLOCK_R, NC, BJ) tile."""
     pid = tl.program_id(0).to(tl.int64)
     pid_r = pid % N_RT
@@ -85,8 +86,16 @@ def _tile_index(R, D, N_RT, BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.cons
 
 @triton.jit(do_not_specialize=["seed", "R", "NG", "N_RT"])
 def _probes_kernel(
-    out_ptr, seed, R, D, NG, N_RT,
-    BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr,
+    out_ptr,
+    seed,
+    R,
+    D,
+    NG,
+    N_RT,
+    BLOCK_R: tl.constexpr,
+    NC: tl.constexpr,
+    BJ: tl.constexpr,
+    GROUP: tl.constexpr,
     DIST: tl.constexpr,
 ):
     _, rows, grp, off, mask = _tile_index(R, D, N_RT, BLOCK_R, NC, BJ, GROUP)
@@ -96,8 +105,17 @@ def _probes_kernel(
 
 @triton.jit(do_not_specialize=["seed", "R", "NG", "N_RT"])
 def _dot_kernel(
-    u_ptr, part_ptr, seed, R, D, NG, N_RT,
-    BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr,
+    u_ptr,
+    part_ptr,
+    seed,
+    R,
+    D,
+    NG,
+    N_RT,
+    BLOCK_R: tl.constexpr,
+    NC: tl.constexpr,
+    BJ: tl.constexpr,
+    GROUP: tl.constexpr,
     DIST: tl.constexpr,
 ):
     pid_c, rows, grp, off, mask = _tile_index(R, D, N_RT, BLOCK_R, NC, BJ, GROUP)
@@ -109,8 +127,17 @@ def _dot_kernel(
 
 @triton.jit(do_not_specialize=["seed", "R", "NG", "N_RT"])
 def _scale_kernel(
-    go_ptr, out_ptr, seed, R, D, NG, N_RT,
-    BLOCK_R: tl.constexpr, NC: tl.constexpr, BJ: tl.constexpr, GROUP: tl.constexpr,
+    go_ptr,
+    out_ptr,
+    seed,
+    R,
+    D,
+    NG,
+    N_RT,
+    BLOCK_R: tl.constexpr,
+    NC: tl.constexpr,
+    BJ: tl.constexpr,
+    GROUP: tl.constexpr,
     DIST: tl.constexpr,
 ):
     _, rows, grp, off, mask = _tile_index(R, D, N_RT, BLOCK_R, NC, BJ, GROUP)
@@ -180,5 +207,7 @@ def dot_backward(go: torch.Tensor, seed: int, dist: int, D: int) -> torch.Tensor
     if out.numel() == 0:
         return out
     meta, ng, n_rt, n_ct = _plan(R, D, dist)
-    launch(_scale_kernel, n_rt * n_ct, go, out, seed, R, D, ng, n_rt, num_warps=_warps(meta), **meta)
+    launch(
+        _scale_kernel, n_rt * n_ct, go, out, seed, R, D, ng, n_rt, num_warps=_warps(meta), **meta
+    )
     return out

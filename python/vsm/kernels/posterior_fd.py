@@ -33,9 +33,17 @@ from ._launch import TARGET_PROGRAMS, _exp, check_contiguous, launch, rows_per_t
 
 @triton.jit(do_not_specialize=["M"])
 def _pfd_fwd_kernel(
-    z_ptr, mu_ptr, lv_ptr, g_ptr, out_ptr,
-    M, B, L,
-    BLOCK_M: tl.constexpr, BLOCK_L: tl.constexpr, PRECISE: tl.constexpr,
+    z_ptr,
+    mu_ptr,
+    lv_ptr,
+    g_ptr,
+    out_ptr,
+    M,
+    B,
+    L,
+    BLOCK_M: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    PRECISE: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -58,10 +66,25 @@ def _pfd_fwd_kernel(
 
 @triton.jit(do_not_specialize=["N", "B", "N_BT", "N_LT", "CHUNK"])
 def _pfd_bwd_kernel(
-    go_ptr, z_ptr, mu_ptr, lv_ptr, g_ptr,
-    dz_ptr, dmu_ptr, dlv_ptr, dg_ptr,
-    N, B, L, N_BT, N_LT, CHUNK,
-    BLOCK_B: tl.constexpr, BLOCK_L: tl.constexpr, PARTIAL: tl.constexpr, PRECISE: tl.constexpr,
+    go_ptr,
+    z_ptr,
+    mu_ptr,
+    lv_ptr,
+    g_ptr,
+    dz_ptr,
+    dmu_ptr,
+    dlv_ptr,
+    dg_ptr,
+    N,
+    B,
+    L,
+    N_BT,
+    N_LT,
+    CHUNK,
+    BLOCK_B: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    PARTIAL: tl.constexpr,
+    PRECISE: tl.constexpr,
 ):
     # program id -> (chunk of samples, B tile, L tile); 1-D grid of n_chunks·N_BT·N_LT programs
     pid = tl.program_id(0).to(tl.int64)
@@ -106,9 +129,15 @@ def _pfd_bwd_kernel(
 
 @triton.jit(do_not_specialize=["C"])
 def _pfd_bwd_reduce_kernel(
-    pmu_ptr, plv_ptr, lv_ptr, dmu_ptr, dlv_ptr,
-    C, BL,
-    BLOCK: tl.constexpr, PRECISE: tl.constexpr,
+    pmu_ptr,
+    plv_ptr,
+    lv_ptr,
+    dmu_ptr,
+    dlv_ptr,
+    C,
+    BL,
+    BLOCK: tl.constexpr,
+    PRECISE: tl.constexpr,
 ):
     # dmu = e · Σ_c pmu[c], dlogvar = e · Σ_c plv[c], chunks added in order (deterministic)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -133,7 +162,9 @@ def _block_l(L: int) -> int:
     return min(triton.next_power_of_2(max(L, 1)), MAX_BLOCK_L)
 
 
-def forward(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def forward(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor
+) -> torch.Tensor:
     """PFD per row. ``z``, ``g``: contiguous (N, B, L); ``mu``, ``logvar``: contiguous (B, L)."""
     check_contiguous(z=z, mu=mu, logvar=logvar, g=g)
     N, B, L = z.shape
@@ -146,8 +177,19 @@ def forward(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Te
     block_l = _block_l(L)
     block_m = rows_per_tile(M, block_l)
     launch(
-        _pfd_fwd_kernel, triton.cdiv(M, block_m), z, mu, logvar, g, out, M, B, L,
-        num_warps=warps_for(block_m * block_l), BLOCK_M=block_m, BLOCK_L=block_l,
+        _pfd_fwd_kernel,
+        triton.cdiv(M, block_m),
+        z,
+        mu,
+        logvar,
+        g,
+        out,
+        M,
+        B,
+        L,
+        num_warps=warps_for(block_m * block_l),
+        BLOCK_M=block_m,
+        BLOCK_L=block_l,
     )
     return out
 
@@ -179,15 +221,42 @@ def backward(
     else:
         pmu, plv = dmu, dlv
     launch(
-        _pfd_bwd_kernel, n_chunks * n_bt * n_lt,
-        go, z, mu, logvar, g, dz, pmu, plv, dg, N, B, L, n_bt, n_lt, chunk,
-        num_warps=warps_for(block_b * block_l), BLOCK_B=block_b, BLOCK_L=block_l, PARTIAL=partial,
+        _pfd_bwd_kernel,
+        n_chunks * n_bt * n_lt,
+        go,
+        z,
+        mu,
+        logvar,
+        g,
+        dz,
+        pmu,
+        plv,
+        dg,
+        N,
+        B,
+        L,
+        n_bt,
+        n_lt,
+        chunk,
+        num_warps=warps_for(block_b * block_l),
+        BLOCK_B=block_b,
+        BLOCK_L=block_l,
+        PARTIAL=partial,
     )
     if partial:
         bl = B * L
         block = rows_per_tile(bl, 1)
         launch(
-            _pfd_bwd_reduce_kernel, triton.cdiv(bl, block), pmu, plv, logvar, dmu, dlv,
-            n_chunks, bl, num_warps=warps_for(block), BLOCK=block,
+            _pfd_bwd_reduce_kernel,
+            triton.cdiv(bl, block),
+            pmu,
+            plv,
+            logvar,
+            dmu,
+            dlv,
+            n_chunks,
+            bl,
+            num_warps=warps_for(block),
+            BLOCK=block,
         )
     return dz, dmu, dlv, dg

@@ -48,8 +48,9 @@ def fused_op(
 
     def register(fn: Callable[..., object]) -> torch.library.CustomOpDef:
         if kernel_build() == "compiled":
-            op = typing.cast(torch.library.CustomOpDef,
-                             torch.library.triton_op(name, fn, mutates_args=()))
+            op = typing.cast(
+                torch.library.CustomOpDef, torch.library.triton_op(name, fn, mutates_args=())
+            )
             from torch._library import triton as _lt
 
             if hasattr(_lt, "triton_ops_to_kernels"):
@@ -87,8 +88,9 @@ def _decompose_off_cpu(
 
     decompose = op._torch_dispatch_fns.get(FunctionalTensorMode)
 
-    def functional(mode: Any, func: Any, types: Any, args: tuple[object, ...],
-                   kwargs: dict[str, object]) -> object:
+    def functional(
+        mode: Any, func: Any, types: Any, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> object:
         if decompose is not None and not _on_cpu(args, kwargs):
             return decompose(mode, func, types, args, kwargs)
         return mode.__torch_dispatch__(func, types, args, kwargs)

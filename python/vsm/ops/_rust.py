@@ -84,9 +84,7 @@ def posterior_fd_backward(
     go: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dz, dmu, dlogvar, dg) given ``go`` = dLoss/dPFD of shape (N, B)."""
-    grads = _core.posterior_fd_backward(
-        _np(go), _np(z), _np(mu), _np(logvar), _np(g), _threads()
-    )
+    grads = _core.posterior_fd_backward(_np(go), _np(z), _np(mu), _np(logvar), _np(g), _threads())
     dz, dmu, dlv, dg = (torch.from_numpy(a) for a in grads)
     return dz, dmu, dlv, dg
 
@@ -95,9 +93,7 @@ def gaussian_terms_forward(
     x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sq_mean, mean_sq), each (B,). ``x`` (B, D), ``x_mean`` (N, B, D), ``log_sigma2`` 0-dim."""
-    sq, msq = _core.gaussian_terms_forward(
-        _np(x), _np(x_mean), float(log_sigma2), _threads()
-    )
+    sq, msq = _core.gaussian_terms_forward(_np(x), _np(x_mean), float(log_sigma2), _threads())
     return torch.from_numpy(sq), torch.from_numpy(msq)
 
 
@@ -110,7 +106,11 @@ def gaussian_terms_backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx (B, D), dx_mean (N, B, D)) given the (B,) gradients of sq_mean and mean_sq."""
     dx, dxm = _core.gaussian_terms_backward(
-        _np(grad_sq_mean), _np(grad_mean_sq), _np(x), _np(x_mean), float(log_sigma2),
+        _np(grad_sq_mean),
+        _np(grad_mean_sq),
+        _np(x),
+        _np(x_mean),
+        float(log_sigma2),
         _threads(),
     )
     return torch.from_numpy(dx), torch.from_numpy(dxm)

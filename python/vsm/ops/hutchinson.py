@@ -33,6 +33,8 @@ from ._register import fused_op
 from ._rust import cpu_launchers
 
 DISTS = reference.HUTCHINSON_DISTS
+
+
 def _dist_id(dist: str) -> int:
     return DISTS.index(dist)
 
@@ -198,7 +200,11 @@ def hutchinson_trace(
     us = []
     for p in range(n_probes):
         (u,) = torch.autograd.grad(
-            outputs, inputs, v[p], create_graph=torch.is_grad_enabled(), retain_graph=True,
+            outputs,
+            inputs,
+            v[p],
+            create_graph=torch.is_grad_enabled(),
+            retain_graph=True,
             allow_unused=True,
         )
         us.append(torch.zeros_like(inputs) if u is None else u)

@@ -32,7 +32,9 @@ def _pfd_fake(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.
 
 
 @fused_op("vsm::posterior_fd", _pfd_fake, _kernels)
-def _pfd_op(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def _pfd_op(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor
+) -> torch.Tensor:
     from ..kernels import posterior_fd as K
 
     return K.forward(z, mu, logvar, g)

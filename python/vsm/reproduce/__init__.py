@@ -32,21 +32,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", choices=FIGURES, help="which figure to reproduce")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="small settings, minutes on a CPU "
-                      "(the default)")
-    mode.add_argument("--medium", action="store_true", help="between the two: fig3's claims "
-                      "in about 30 minutes on a quiet 2-core CPU (fig3 only)")
+    mode.add_argument(
+        "--quick", action="store_true", help="small settings, minutes on a CPU (the default)"
+    )
+    mode.add_argument(
+        "--medium",
+        action="store_true",
+        help="between the two: fig3's claims in about 30 minutes on a quiet 2-core CPU (fig3 only)",
+    )
     mode.add_argument("--full", action="store_true", help="paper-like settings (slow)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="intra-op CPU threads (default: 1; images: every core, or "
-                   "OMP_NUM_THREADS if set; 0: every core)")
-    p.add_argument("--resume", action="store_true", help="skip the runs already recorded in "
-                   "--out's results.json and continue an interrupted run from its checkpoint")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a field of the figure's config, e.g. --set steps=200 or "
-                   "--set seeds=0,1,2 (tuples comma-separated); repeatable")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="intra-op CPU threads (default: 1; images: every core, or "
+        "OMP_NUM_THREADS if set; 0: every core)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the runs already recorded in "
+        "--out's results.json and continue an interrupted run from its checkpoint",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a field of the figure's config, e.g. --set steps=200 or "
+        "--set seeds=0,1,2 (tuples comma-separated); repeatable",
+    )
     return p
 
 
@@ -85,8 +103,17 @@ def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
         setattr(cfg, name, value)
 
 
-def run(name: str, out: str, *, full: bool = False, medium: bool = False, seed: int = 0,
-        threads: int | None = None, resume: bool = False, overrides: Sequence[str] = ()) -> dict:
+def run(
+    name: str,
+    out: str,
+    *,
+    full: bool = False,
+    medium: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+) -> dict:
     """Run figure ``name`` in quick (default), medium (figures that have one) or full mode into
     folder ``out``; return results.
 
@@ -131,13 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with catch_signals(defer=False):
-            results = run(args.name, args.out, full=args.full, medium=args.medium, seed=args.seed,
-                          threads=args.threads, resume=args.resume, overrides=args.set)
+            results = run(
+                args.name,
+                args.out,
+                full=args.full,
+                medium=args.medium,
+                seed=args.seed,
+                threads=args.threads,
+                resume=args.resume,
+                overrides=args.set,
+            )
     except TrainingInterrupted as e:
         again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])
         again += "" if args.resume else " --resume"
-        print(f"vsm reproduce: {e}; finished runs are in {args.out}/results.json; continue "
-              f"with: {again}", file=sys.stderr)
+        print(
+            f"vsm reproduce: {e}; finished runs are in {args.out}/results.json; continue "
+            f"with: {again}",
+            file=sys.stderr,
+        )
         return e.exit_code
     summary = {k: v for k, v in results.items() if k in ("figure", "seconds", "summary")}
     print(json.dumps(summary, indent=1, default=str))

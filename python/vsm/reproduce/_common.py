@@ -90,16 +90,20 @@ def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | No
         return None
     prev = json.loads(path.read_text())
     if prev.get("figure") != figure:
-        raise ValueError(f"out: {path} holds results of {prev.get('figure')!r}, not {figure!r}; "
-                         "choose another --out or drop --resume")
+        raise ValueError(
+            f"out: {path} holds results of {prev.get('figure')!r}, not {figure!r}; "
+            "choose another --out or drop --resume"
+        )
     if "config" in prev and config is not None:
         free = ("threads", "workers")
         want = {k: v for k, v in to_jsonable(vars(config)).items() if k not in free}
         have = {k: v for k, v in prev["config"].items() if k not in free}
         if want != have:
             diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-            raise ValueError(f"out: {path} was made with other settings ({', '.join(diff)}); "
-                             "choose another --out or drop --resume")
+            raise ValueError(
+                f"out: {path} was made with other settings ({', '.join(diff)}); "
+                "choose another --out or drop --resume"
+            )
     return prev
 
 

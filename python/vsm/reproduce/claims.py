@@ -63,8 +63,10 @@ class Thresholds:
         if not (self.eq_tol > 0 and math.isfinite(self.eq_tol)):
             raise ValueError(f"eq_tol: expected a positive finite number, got {self.eq_tol}")
         if not (self.fail_margin > self.eq_tol and math.isfinite(self.fail_margin)):
-            raise ValueError(f"fail_margin: expected a finite number > eq_tol = {self.eq_tol}, "
-                             f"got {self.fail_margin}")
+            raise ValueError(
+                f"fail_margin: expected a finite number > eq_tol = {self.eq_tol}, "
+                f"got {self.fail_margin}"
+            )
         if not 0.5 <= self.level < 1:
             raise ValueError(f"level: expected a confidence level in [0.5, 1), got {self.level}")
 
@@ -105,19 +107,24 @@ def _t_quantile(level: float, dof: int) -> float:
     return float(t.ppf(0.5 + level / 2, dof))
 
 
-def paired(a: Mapping[int, float | None], b: Mapping[int, float | None], *,
-           level: float = 0.95) -> Paired:
+def paired(
+    a: Mapping[int, float | None], b: Mapping[int, float | None], *, level: float = 0.95
+) -> Paired:
     """Paired summary of ``a[s] − b[s]`` over the seeds s of ``a``.
 
     ``a``, ``b``: {seed: value}; None or a non-finite value marks a diverged run. A seed missing
     from ``b`` (or diverged there) is left out of the pairs.
     """
+
     def ok(v: float | None) -> bool:
         return v is not None and math.isfinite(v)
 
     n_a_div = sum(1 for v in a.values() if not ok(v))
-    d = [float(a[s]) - float(b[s]) for s in a  # type: ignore[arg-type]
-         if ok(a[s]) and ok(b.get(s))]
+    d = [
+        float(a[s]) - float(b[s])  # type: ignore[arg-type]
+        for s in a
+        if ok(a[s]) and ok(b.get(s))
+    ]
     n = len(d)
     if n == 0:
         nan = float("nan")
@@ -133,7 +140,7 @@ def paired(a: Mapping[int, float | None], b: Mapping[int, float | None], *,
 
 
 def outcome(kind: str, p: Paired, th: Thresholds) -> Outcome:
-    """"holds" / "fails" / "inconclusive" for a claim of ``kind`` on the paired summary ``p``
+    """ "holds" / "fails" / "inconclusive" for a claim of ``kind`` on the paired summary ``p``
     (module docstring's table)."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -200,7 +207,7 @@ def overall(per_dataset: Mapping[str, Mapping[str, str]]) -> str:
 
 
 def fmt_pm(mean: float, se: float, digits: int = 3) -> str:
-    """"mean ± se" for a table ("—" for NaN, "mean" alone when se is NaN)."""
+    """ "mean ± se" for a table ("—" for NaN, "mean" alone when se is NaN)."""
     if not math.isfinite(mean):
         return "—" if math.isnan(mean) else f"{mean}"
     if not math.isfinite(se):

@@ -120,9 +120,10 @@ def jfd_parts(theta, phi, theta_star: float, alpha: float, sigma2: float = 1.0):
     s2 = theta_star**2 + sigma2
     c = _c(theta, alpha, sigma2)
     lam = 1.0 + theta**2 / sigma2
-    x_part = 0.5 * s2 * ((1.0 / sigma2 - 1.0 / s2) - theta * phi / sigma2) ** 2 + 0.5 * c * (
-        phi / c - theta / sigma2
-    ) ** 2
+    x_part = (
+        0.5 * s2 * ((1.0 / sigma2 - 1.0 / s2) - theta * phi / sigma2) ** 2
+        + 0.5 * c * (phi / c - theta / sigma2) ** 2
+    )
     post = 0.5 * s2 * (lam * phi - theta / sigma2) ** 2 + 0.5 * c * (lam - 1.0 / c) ** 2
     return x_part, post
 
@@ -177,16 +178,18 @@ def fit_closed_form(
         raise ValueError("theta_star must be >= 0 and alpha, sigma2 > 0")
 
     def prof(t):
-        return objective(method, t, best_phi(method, t, theta_star, alpha, sigma2), theta_star,
-                         alpha, sigma2)
+        return objective(
+            method, t, best_phi(method, t, theta_star, alpha, sigma2), theta_star, alpha, sigma2
+        )
 
     grid = np.linspace(0.0, 3.0 * theta_star + 5.0, grid_points)
     vals = prof(grid)
     i = int(np.argmin(vals))
     lo = grid[max(i - 1, 0)]
     hi = grid[min(i + 1, grid_points - 1)]
-    res = minimize_scalar(lambda t: float(prof(t)), bounds=(lo, hi), method="bounded",
-                          options={"xatol": 1e-12})
+    res = minimize_scalar(
+        lambda t: float(prof(t)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}
+    )
     theta_hat = float(res.x) if res.fun <= vals[i] else float(grid[i])
     phi_hat = float(best_phi(method, theta_hat, theta_star, alpha, sigma2))
     return {
@@ -213,8 +216,15 @@ def marginal_fd(theta: float, theta_star: float, sigma2: float = 1.0) -> float:
 # ----------------------------------------------------------------------------- Monte Carlo
 
 
-def _mc_losses(theta: torch.Tensor, phi: torch.Tensor, theta_star: torch.Tensor,
-               alpha: torch.Tensor, sigma2: float, n: int, gen: torch.Generator):
+def _mc_losses(
+    theta: torch.Tensor,
+    phi: torch.Tensor,
+    theta_star: torch.Tensor,
+    alpha: torch.Tensor,
+    sigma2: float,
+    n: int,
+    gen: torch.Generator,
+):
     """Reparametrised Monte-Carlo (JKLD, JFD), each of shape (C,), for C cases at once.
 
     x = s·ε_x (a leaf: p_d has no parameters) and z = φ·s·ε_x + √c·ε_z built from a separate copy
@@ -230,10 +240,21 @@ def _mc_losses(theta: torch.Tensor, phi: torch.Tensor, theta_star: torch.Tensor,
     if not z.requires_grad:  # parameters without gradients (evaluation only)
         z = z.requires_grad_(True)
     half_log2pi = 0.5 * math.log(2.0 * math.pi)
-    log_q = (-0.5 * x**2 / s2 - 0.5 * torch.log(s2) - half_log2pi
-             - 0.5 * (z - phi * x) ** 2 / c - 0.5 * torch.log(c) - half_log2pi)
-    log_p = (-0.5 * z**2 - half_log2pi
-             - 0.5 * (x - theta * z) ** 2 / sigma2 - 0.5 * math.log(sigma2) - half_log2pi)
+    log_q = (
+        -0.5 * x**2 / s2
+        - 0.5 * torch.log(s2)
+        - half_log2pi
+        - 0.5 * (z - phi * x) ** 2 / c
+        - 0.5 * torch.log(c)
+        - half_log2pi
+    )
+    log_p = (
+        -0.5 * z**2
+        - half_log2pi
+        - 0.5 * (x - theta * z) ** 2 / sigma2
+        - 0.5 * math.log(sigma2)
+        - half_log2pi
+    )
     kl = (log_q - log_p).mean(0)
     gq = torch.autograd.grad(log_q.sum(), (x, z), create_graph=True)
     gp = torch.autograd.grad(log_p.sum(), (x, z), create_graph=True)
@@ -303,8 +324,9 @@ def _gauss_contours(ax, cov: np.ndarray, color: str, label: str, lim: float) -> 
     ax.plot([], [], color=color, label=label)
 
 
-def joint_covariances(theta: float, phi: float, theta_star: float, alpha: float,
-                      sigma2: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def joint_covariances(
+    theta: float, phi: float, theta_star: float, alpha: float, sigma2: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Covariances in (x, z) of the data joint p_d(x)q_φ(z|x) and the model joint p_θ(x,z)."""
     s2 = theta_star**2 + sigma2
     c = alpha * sigma2 / (theta**2 + sigma2)
@@ -327,14 +349,22 @@ def run(out: str | Path, config: Fig1Config | None = None) -> dict[str, Any]:
                 fit = fit_closed_form(method, ts, alpha, cfg.sigma2, grid_points=cfg.grid_points)
                 row.append(fit["theta_hat"])
                 x_part, post = jfd_parts(fit["theta_hat"], fit["phi_hat"], ts, alpha, cfg.sigma2)
-                table.append({
-                    "method": method, "theta_star": ts, "alpha": alpha, **fit,
-                    "jkld": float(jkld(fit["theta_hat"], fit["phi_hat"], ts, alpha, cfg.sigma2)),
-                    "jfd": float(x_part + post), "jfd_x_part": float(x_part),
-                    "jfd_posterior_fd": float(post),
-                    "marginal_kl": marginal_kl(fit["theta_hat"], ts, cfg.sigma2),
-                    "marginal_fd": marginal_fd(fit["theta_hat"], ts, cfg.sigma2),
-                })
+                table.append(
+                    {
+                        "method": method,
+                        "theta_star": ts,
+                        "alpha": alpha,
+                        **fit,
+                        "jkld": float(
+                            jkld(fit["theta_hat"], fit["phi_hat"], ts, alpha, cfg.sigma2)
+                        ),
+                        "jfd": float(x_part + post),
+                        "jfd_x_part": float(x_part),
+                        "jfd_posterior_fd": float(post),
+                        "marginal_kl": marginal_kl(fit["theta_hat"], ts, cfg.sigma2),
+                        "marginal_fd": marginal_fd(fit["theta_hat"], ts, cfg.sigma2),
+                    }
+                )
             theta_hat[method].append(row)
 
     # example joints
@@ -360,16 +390,24 @@ def run(out: str | Path, config: Fig1Config | None = None) -> dict[str, Any]:
 
     if cfg.mc_steps > 0:
         cases = [(m, ts, al) for m in METHODS for al in cfg.alphas for ts in cfg.theta_stars]
-        mc = mc_fit(cases, sigma2=cfg.sigma2, steps=cfg.mc_steps, batch=cfg.mc_batch,
-                    seed=cfg.seed)
+        mc = mc_fit(cases, sigma2=cfg.sigma2, steps=cfg.mc_steps, batch=cfg.mc_batch, seed=cfg.seed)
         closed = {(r["method"], r["theta_star"], r["alpha"]): r["theta_hat"] for r in table}
         rows: list[dict[str, Any]] = []
         for (m, ts, al), r in zip(cases, mc, strict=True):
-            rows.append({"method": m, "theta_star": ts, "alpha": al,
-                         "theta_hat_mc": r["theta_hat"], "phi_hat_mc": r["phi_hat"],
-                         "theta_hat_closed": closed[(m, ts, al)]})
+            rows.append(
+                {
+                    "method": m,
+                    "theta_star": ts,
+                    "alpha": al,
+                    "theta_hat_mc": r["theta_hat"],
+                    "phi_hat_mc": r["phi_hat"],
+                    "theta_hat_closed": closed[(m, ts, al)],
+                }
+            )
         results["mc_check"] = {
-            "steps": cfg.mc_steps, "batch": cfg.mc_batch, "rows": rows,
+            "steps": cfg.mc_steps,
+            "batch": cfg.mc_batch,
+            "rows": rows,
             "max_abs_diff": max(abs(r["theta_hat_mc"] - r["theta_hat_closed"]) for r in rows),
         }
 
@@ -379,8 +417,9 @@ def run(out: str | Path, config: Fig1Config | None = None) -> dict[str, Any]:
     return results
 
 
-def _plot(path: Path, cfg: Fig1Config, theta_hat: dict[str, list[list[float]]],
-          example: dict[str, Any]) -> None:
+def _plot(
+    path: Path, cfg: Fig1Config, theta_hat: dict[str, list[list[float]]], example: dict[str, Any]
+) -> None:
     """θ̂ vs θ* per method and α (left); fitted joints for the example case (middle, right)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
     ax = axes[0]
@@ -389,8 +428,9 @@ def _plot(path: Path, cfg: Fig1Config, theta_hat: dict[str, list[list[float]]],
     ax.plot([0, ts.max()], [0, ts.max()], color="0.7", lw=1, zorder=0, label="θ̂ = θ*")
     for j, alpha in enumerate(cfg.alphas):
         ax.plot(ts, theta_hat["jkld"][j], "o-", color=colors[j], label=f"JKLD, α={alpha:g}")
-        ax.plot(ts, theta_hat["jfd"][j], "s--", color=colors[j], mfc="none",
-                label=f"JFD, α={alpha:g}")
+        ax.plot(
+            ts, theta_hat["jfd"][j], "s--", color=colors[j], mfc="none", label=f"JFD, α={alpha:g}"
+        )
     ax.set_xlabel("true θ*")
     ax.set_ylabel("estimated θ̂")
     ax.set_title("parameter recovery (σ²=1)")
@@ -399,15 +439,19 @@ def _plot(path: Path, cfg: Fig1Config, theta_hat: dict[str, list[list[float]]],
     lim = 3.2 * math.sqrt(ts_ex**2 + cfg.sigma2)
     for ax, method in zip(axes[1:], METHODS, strict=True):
         fit = example[method]
-        data_cov, model_cov = joint_covariances(fit["theta_hat"], fit["phi_hat"], ts_ex, al_ex,
-                                                cfg.sigma2)
+        data_cov, model_cov = joint_covariances(
+            fit["theta_hat"], fit["phi_hat"], ts_ex, al_ex, cfg.sigma2
+        )
         _gauss_contours(ax, data_cov, "tab:blue", "data joint p_d(x) q(z|x)", lim)
         _gauss_contours(ax, model_cov, "tab:red", "model joint p_θ̂(x,z)", lim)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim / 2, lim / 2)
         ax.set_xlabel("x")
         ax.set_ylabel("z")
-        ax.set_title(f"{method.upper()} fit, θ*={ts_ex:g}, α={al_ex:g}: θ̂={fit['theta_hat']:.3f}\n"
-                     f"JKLD={fit['jkld']:.3f}, JFD={fit['jfd']:.3f}", fontsize=9)
+        ax.set_title(
+            f"{method.upper()} fit, θ*={ts_ex:g}, α={al_ex:g}: θ̂={fit['theta_hat']:.3f}\n"
+            f"JKLD={fit['jkld']:.3f}, JFD={fit['jfd']:.3f}",
+            fontsize=9,
+        )
         ax.legend(fontsize=7, loc="upper left")
     save_figure(fig, path)

@@ -76,8 +76,15 @@ class Fig2Config(FigureConfig):
     @classmethod
     def full(cls) -> Fig2Config:
         """Closer to the paper: finer grid, 10× more steps, A.5.2's lr 1e-3 × 5000 steps."""
-        return cls(grid=7, init_range=2.5, steps=200000, lr_sgd=1e-4, lr_adam=1e-3,
-                   mix_steps=5000, mix_lr=1e-3)
+        return cls(
+            grid=7,
+            init_range=2.5,
+            steps=200000,
+            lr_sgd=1e-4,
+            lr_adam=1e-3,
+            mix_steps=5000,
+            mix_lr=1e-3,
+        )
 
 
 # ----------------------------------------------------------------------------- model
@@ -123,12 +130,16 @@ def fit_gaussians(model: str, cfg: Fig2Config, *, record_every: int = 0) -> dict
     half = R // 2  # first half SGD, second half Adam
     m0 = starts.repeat(len(OPTIMISERS) * len(METHODS), 1)
     params = {
-        op: (m0[k * half:(k + 1) * half].clone().requires_grad_(True),
-             torch.zeros(half, 2, dtype=torch.float64, requires_grad=True))
+        op: (
+            m0[k * half : (k + 1) * half].clone().requires_grad_(True),
+            torch.zeros(half, 2, dtype=torch.float64, requires_grad=True),
+        )
         for k, op in enumerate(OPTIMISERS)
     }
-    opts = [torch.optim.SGD(params["sgd"], lr=cfg.lr_sgd),
-            torch.optim.Adam(params["adam"], lr=cfg.lr_adam)]
+    opts = [
+        torch.optim.SGD(params["sgd"], lr=cfg.lr_sgd),
+        torch.optim.Adam(params["adam"], lr=cfg.lr_adam),
+    ]
     meth = torch.tensor([METHODS.index(r[0]) for r in runs])
     repar = (meth != METHODS.index("fd_norepar")).unsqueeze(-1)
     is_fd = meth != METHODS.index("kld")
@@ -159,8 +170,13 @@ def fit_gaussians(model: str, cfg: Fig2Config, *, record_every: int = 0) -> dict
         if (step + 1) % record_every == 0:
             traj.append(torch.cat([params[op][0] for op in OPTIMISERS]).detach().clone())
     n_avg = cfg.steps - avg_from
-    return {"runs": runs, "m": (sum_m / n_avg).numpy(), "log_sd": (sum_s / n_avg).numpy(),
-            "traj": torch.stack(traj).numpy(), "starts": starts.numpy()}
+    return {
+        "runs": runs,
+        "m": (sum_m / n_avg).numpy(),
+        "log_sd": (sum_s / n_avg).numpy(),
+        "traj": torch.stack(traj).numpy(),
+        "starts": starts.numpy(),
+    }
 
 
 def fit_mixtures(model: str, cfg: Fig2Config) -> dict[str, np.ndarray]:
@@ -196,8 +212,12 @@ def fit_mixtures(model: str, cfg: Fig2Config) -> dict[str, np.ndarray]:
         loss.sum().backward()
         opt.step()
         losses.append(loss.detach().mean().item())
-    return {"weights": torch.softmax(logits, -1).detach().numpy(), "means": means.detach().numpy(),
-            "log_sd": log_sd.detach().numpy(), "loss": np.array(losses)}
+    return {
+        "weights": torch.softmax(logits, -1).detach().numpy(),
+        "means": means.detach().numpy(),
+        "log_sd": log_sd.detach().numpy(),
+        "loss": np.array(losses),
+    }
 
 
 # ----------------------------------------------------------------------------- run
@@ -229,8 +249,10 @@ def _summaries(model: str, post: Any, fit: dict[str, Any]) -> dict[str, Any]:
                 continue
             out[f"{me}/{op}"] = {
                 "frac_diverged": float(1.0 - sel.sum() / sel_all.sum()),
-                "kl_median": float(np.median(kl[sel])), "kl_mean": float(np.mean(kl[sel])),
-                "fd_median": float(np.median(fd[sel])), "fd_mean": float(np.mean(fd[sel])),
+                "kl_median": float(np.median(kl[sel])),
+                "kl_mean": float(np.mean(kl[sel])),
+                "fd_median": float(np.median(fd[sel])),
+                "fd_mean": float(np.mean(fd[sel])),
                 "frac_low_density": float(np.mean(near[sel])),
                 "rel_log_density_at_mean_median": float(np.median(rel_log_dens[sel])),
                 "n_runs": int(sel_all.sum()),
@@ -244,16 +266,24 @@ def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
     out = prepare_out(out)
     timer = Timer()
     torch.manual_seed(cfg.seed)
-    results: dict[str, Any] = {"figure": "fig2", "x": X_OBS, "config": vars(cfg).copy(),
-                               "low_density_radius": LOW_DENSITY_RADIUS}
+    results: dict[str, Any] = {
+        "figure": "fig2",
+        "x": X_OBS,
+        "config": vars(cfg).copy(),
+        "low_density_radius": LOW_DENSITY_RADIUS,
+    }
     posts, fits, mixes = {}, {}, {}
     for model in LIKELIHOODS:
         p = toy.posterior(model, X_OBS, lo=-cfg.quad_lim, hi=cfg.quad_lim, n=cfg.quad_n)
         g = np.linspace(-cfg.quad_lim, cfg.quad_lim, cfg.quad_n)
         zz = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
         lj, _ = toy.log_joint(model, X_OBS, zz)
-        posts[model] = {"post": p, "lim": cfg.quad_lim, "n": cfg.quad_n,
-                        "max_log_joint": float(lj.max())}
+        posts[model] = {
+            "post": p,
+            "lim": cfg.quad_lim,
+            "n": cfg.quad_n,
+            "max_log_joint": float(lj.max()),
+        }
         # the best single Gaussian by KL from the exact moments is not unique for "sym"; report
         # the moment-matched Gaussian's divergences as a reference point
         fits[model] = fit_gaussians(model, cfg)
@@ -264,8 +294,9 @@ def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
         var = np.exp(2 * mix["log_sd"])
         mcov = np.zeros((R, cfg.mix_components, 2, 2))
         mcov[..., 0, 0], mcov[..., 1, 1] = var[..., 0], var[..., 1]
-        bpost = toy.posterior(model, np.full(R, X_OBS), lo=-cfg.quad_lim, hi=cfg.quad_lim,
-                              n=cfg.quad_n)
+        bpost = toy.posterior(
+            model, np.full(R, X_OBS), lo=-cfg.quad_lim, hi=cfg.quad_lim, n=cfg.quad_n
+        )
         mix_fd = bpost.fd_from(mix["means"], mcov, mix["weights"])
         mix_kl = bpost.kl_from(mix["means"], mcov, mix["weights"])
         # weight of the mixture on the z1 > 0 half-plane (for "sym": mode balance; exact = 0.5)
@@ -274,8 +305,10 @@ def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
             "posterior": {"log_z": float(p.log_z), "mean": p.mean, "cov": p.cov},
             "gaussian": summ["per_method"],
             "mixture": {
-                "fd_per_restart": mix_fd, "kl_per_restart": mix_kl,
-                "fd_median": float(np.median(mix_fd)), "kl_median": float(np.median(mix_kl)),
+                "fd_per_restart": mix_fd,
+                "kl_per_restart": mix_kl,
+                "fd_median": float(np.median(mix_fd)),
+                "kl_median": float(np.median(mix_kl)),
                 "final_loss_mean": float(mix["loss"][-50:].mean()),
                 "weight_z1_positive": w_pos,
             },
@@ -312,8 +345,13 @@ def _finish(fig: Any, path: Path, title: str, *, fontsize: int) -> None:
     save_figure(fig, path)
 
 
-def _plot_trajectories(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]],
-                       fits: dict[str, dict[str, Any]], results: dict[str, Any]) -> None:
+def _plot_trajectories(
+    path: Path,
+    cfg: Fig2Config,
+    posts: dict[str, dict[str, Any]],
+    fits: dict[str, dict[str, Any]],
+    results: dict[str, Any],
+) -> None:
     fig, axes = plt.subplots(4, 3, figsize=(11, 14.5))
     lim = cfg.init_range + 0.8
     for i, model in enumerate(LIKELIHOODS):
@@ -325,27 +363,39 @@ def _plot_trajectories(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, A
                 _contour(ax, posts[model])
                 sel = [n for n, r in enumerate(fit["runs"]) if r[0] == me and r[1] == op]
                 for n in sel:
-                    ax.plot(traj[:, n, 0], traj[:, n, 1], "-", color="tab:blue", lw=0.7,
-                            alpha=0.8)
+                    ax.plot(traj[:, n, 0], traj[:, n, 1], "-", color="tab:blue", lw=0.7, alpha=0.8)
                 ax.plot(traj[0, sel, 0], traj[0, sel, 1], "o", color="tab:orange", ms=3)
                 ax.plot(fit["m"][sel, 0], fit["m"][sel, 1], "x", color="tab:red", ms=5)
-                ax.add_patch(plt.Circle((0, 0), LOW_DENSITY_RADIUS, fill=False, ls=":",
-                                        color="tab:red"))
+                ax.add_patch(
+                    plt.Circle((0, 0), LOW_DENSITY_RADIUS, fill=False, ls=":", color="tab:red")
+                )
                 s = results[model]["gaussian"][f"{me}/{op}"]
                 if "kl_median" in s:
-                    title = (f"median KL={s['kl_median']:.2f} FD={s['fd_median']:.2f}, "
-                             f"‖m‖<{LOW_DENSITY_RADIUS}: {s['frac_low_density']:.0%}")
+                    title = (
+                        f"median KL={s['kl_median']:.2f} FD={s['fd_median']:.2f}, "
+                        f"‖m‖<{LOW_DENSITY_RADIUS}: {s['frac_low_density']:.0%}"
+                    )
                 else:
                     title = "all runs diverged"
                 if s.get("frac_diverged", 0.0) > 0:
                     title += f", diverged {s['frac_diverged']:.0%}"
                 _square_panel(ax, lim, f"{model}, {me}, {op}\n{title}")
-    _finish(fig, path, "Gaussian q fitted to toy posteriors (x=2): mean trajectories from orange "
-            "starts to red crosses", fontsize=10)
+    _finish(
+        fig,
+        path,
+        "Gaussian q fitted to toy posteriors (x=2): mean trajectories from orange "
+        "starts to red crosses",
+        fontsize=10,
+    )
 
 
-def _plot_mixtures(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]],
-                   mixes: dict[str, Any], results: dict[str, Any]) -> None:
+def _plot_mixtures(
+    path: Path,
+    cfg: Fig2Config,
+    posts: dict[str, dict[str, Any]],
+    mixes: dict[str, Any],
+    results: dict[str, Any],
+) -> None:
     n_show = min(cfg.mix_restarts, 4)
     fig, axes = plt.subplots(2, n_show, figsize=(3.2 * n_show, 6.6), squeeze=False)
     lim = 3.5
@@ -365,5 +415,10 @@ def _plot_mixtures(path: Path, cfg: Fig2Config, posts: dict[str, dict[str, Any]]
             ax.contour(g, g, dens.T, levels=6, colors="tab:blue", linewidths=0.8)
             fd = results[model]["mixture"]["fd_per_restart"][r]
             _square_panel(ax, lim, f"{model}, restart {r}: FD={fd:.3f}")
-    _finish(fig, path, "10-component mixture q by FD without reparametrisation (A.5.2): "
-            "posterior (grey) and q (blue)", fontsize=9)
+    _finish(
+        fig,
+        path,
+        "10-component mixture q by FD without reparametrisation (A.5.2): "
+        "posterior (grey) and q (blue)",
+        fontsize=9,
+    )

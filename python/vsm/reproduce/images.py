@@ -79,12 +79,22 @@ class ImagesConfig(FigureConfig):
         for both groups, N = 5, K_enc = 5, η = 0.1, L = 100, ngf = ndf = 64; on the offline
         digits that is 14 000 iterations per objective (module docstring: the time it takes).
         ``--set dataset=mnist --set data_dir=DIR`` runs it on MNIST IDX files instead."""
-        return cls(epochs=1000, eval_every=1400, latent_dim=100, ngf=64, ndf=64, n_samples=5,
-                   k_enc=5, lr=1e-4, batch_size=100)
+        return cls(
+            epochs=1000,
+            eval_every=1400,
+            latent_dim=100,
+            ngf=64,
+            ndf=64,
+            n_samples=5,
+            k_enc=5,
+            lr=1e-4,
+            batch_size=100,
+        )
 
 
-def train_one(objective: Objective, cfg: ImagesConfig,
-              checkpoint: Path | None = None) -> dict[str, Any]:
+def train_one(
+    objective: Objective, cfg: ImagesConfig, checkpoint: Path | None = None
+) -> dict[str, Any]:
     """Train the conv VAE with ``objective``; returns metric curves, final metrics, samples.
 
     With ``checkpoint``: written at every evaluation and on SIGINT/SIGTERM; a run whose
@@ -92,13 +102,27 @@ def train_one(objective: Objective, cfg: ImagesConfig,
     """
     from ..train import TrainConfig, Trainer, TrainingDiverged
 
-    tcfg = TrainConfig(objective=objective, dataset=cfg.dataset, steps=cfg.steps,
-                       epochs=cfg.epochs if cfg.epochs > 0 else None,
-                       data_dir=cfg.data_dir or None, variant=cfg.variant,
-                       batch_size=cfg.batch_size, n_samples=cfg.n_samples, k_enc=cfg.k_enc,
-                       latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf, enc_lr=cfg.lr,
-                       dec_lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every,
-                       log_every=10**9, n_is=0, threads=cfg.threads)
+    tcfg = TrainConfig(
+        objective=objective,
+        dataset=cfg.dataset,
+        steps=cfg.steps,
+        epochs=cfg.epochs if cfg.epochs > 0 else None,
+        data_dir=cfg.data_dir or None,
+        variant=cfg.variant,
+        batch_size=cfg.batch_size,
+        n_samples=cfg.n_samples,
+        k_enc=cfg.k_enc,
+        latent_dim=cfg.latent_dim,
+        ngf=cfg.ngf,
+        ndf=cfg.ndf,
+        enc_lr=cfg.lr,
+        dec_lr=cfg.lr,
+        seed=cfg.seed,
+        eval_every=cfg.eval_every,
+        log_every=10**9,
+        n_is=0,
+        threads=cfg.threads,
+    )
     path = None if checkpoint is None else str(checkpoint)
     if path is not None and os.path.isfile(path):
         trainer = Trainer.from_checkpoint(path, progress=False, checkpoint=path)
@@ -120,7 +144,8 @@ def train_one(objective: Objective, cfg: ImagesConfig,
         "final": {k: float(final[k]) for k in (*METRICS, "sigma2") if k in final},
         "curves": curves,
         "sd_hist": np.asarray(final.get("posterior_sd_hist", [])).sum(0).tolist()
-        if "posterior_sd_hist" in final else [],
+        if "posterior_sd_hist" in final
+        else [],
         "sd_bins": final.get("posterior_sd_bins", []),
         "diverged": diverged,
         "wall_time_s": float(trainer.wall_time),
@@ -128,8 +153,9 @@ def train_one(objective: Objective, cfg: ImagesConfig,
     return out | {"_samples": samples}
 
 
-def run(out: str | Path, config: ImagesConfig | None = None, *,
-        resume: bool = False) -> dict[str, Any]:
+def run(
+    out: str | Path, config: ImagesConfig | None = None, *, resume: bool = False
+) -> dict[str, Any]:
     """Train every objective and write ``images_metrics.png``, ``images_sd_hist.png``,
     ``images_samples.png`` and ``results.json`` into ``out``.
 
@@ -162,8 +188,10 @@ def run(out: str | Path, config: ImagesConfig | None = None, *,
         write_results(out, {**results, "complete": False, "seconds": seconds + timer.elapsed()})
         ckpt.unlink(missing_ok=True)
         print(f"images: {obj}: final {r['final']}", file=sys.stderr, flush=True)
-    results["table"] = [{"objective": o, **per[o]["final"], **sd_shares(per[o]),
-                         "diverged": per[o]["diverged"]} for o in cfg.objectives]
+    results["table"] = [
+        {"objective": o, **per[o]["final"], **sd_shares(per[o]), "diverged": per[o]["diverged"]}
+        for o in cfg.objectives
+    ]
     results["complete"] = True
     _plot_metrics(out / "images_metrics.png", cfg, per)
     _plot_hist(out / "images_sd_hist.png", cfg, per)
@@ -181,15 +209,21 @@ def sd_shares(run: dict[str, Any], low: float = 0.2, high: float = 0.8) -> dict[
     if h.size == 0 or h.sum() == 0:
         return {"sd_share_low": float("nan"), "sd_share_high": float("nan")}
     left, right = b[:-1], b[1:]
-    return {"sd_share_low": float(h[right <= low + 1e-9].sum() / h.sum()),
-            "sd_share_high": float(h[left >= high - 1e-9].sum() / h.sum())}
+    return {
+        "sd_share_low": float(h[right <= low + 1e-9].sum() / h.sum()),
+        "sd_share_high": float(h[left >= high - 1e-9].sum() / h.sum()),
+    }
 
 
 def _plot_metrics(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     colors = plt.cm.tab10(np.arange(len(cfg.objectives)))
-    names = {"neg_elbo": "test −ELBO (nats/image)", "mse": "recon. MSE", "mmd2": "latent MMD²",
-             "posterior_fd": "posterior FD (no ½)"}
+    names = {
+        "neg_elbo": "test −ELBO (nats/image)",
+        "mse": "recon. MSE",
+        "mmd2": "latent MMD²",
+        "posterior_fd": "posterior FD (no ½)",
+    }
     for ax, key in zip(axes, METRICS, strict=True):
         for c, obj in zip(colors, cfg.objectives, strict=True):
             cur = per[obj]["curves"]
@@ -207,8 +241,9 @@ def _plot_metrics(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
 
 def _plot_hist(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
     n = len(cfg.objectives)
-    fig, axes = plt.subplots(2, math.ceil(n / 2), figsize=(3.2 * math.ceil(n / 2), 5.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2, math.ceil(n / 2), figsize=(3.2 * math.ceil(n / 2), 5.5), squeeze=False
+    )
     # a 2 × ⌈n/2⌉ grid: one panel is left over when n is odd
     for ax, obj in zip(axes.ravel(), cfg.objectives, strict=False):
         h, b = per[obj]["sd_hist"], per[obj]["sd_bins"]
@@ -223,8 +258,9 @@ def _plot_hist(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
 
 def _plot_samples(path: Path, cfg: ImagesConfig, samples: dict[str, np.ndarray]) -> None:
     n = len(cfg.objectives)
-    fig, axes = plt.subplots(2, math.ceil(n / 2), figsize=(2.6 * math.ceil(n / 2), 6.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2, math.ceil(n / 2), figsize=(2.6 * math.ceil(n / 2), 6.4), squeeze=False
+    )
     # a 2 × ⌈n/2⌉ grid: one panel is left over when n is odd
     for ax, obj in zip(axes.ravel(), cfg.objectives, strict=False):
         s = samples[obj]

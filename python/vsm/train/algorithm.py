@@ -124,11 +124,19 @@ def inference_loss(
         loss = O.elbo(xt, _decode(model, z), model.log_sigma2, mu, logvar)
     elif inference == "fd":
         mu, logvar = encode(xt)
-        loss = O.posterior_fd_loss(xt, model.decode, mu, logvar, model.log_sigma2,
-                                   n_samples=n_samples, reparam=fd_reparam)
+        loss = O.posterior_fd_loss(
+            xt, model.decode, mu, logvar, model.log_sigma2, n_samples=n_samples, reparam=fd_reparam
+        )
     else:
-        loss = O.fae_loss(xt, encode, model.decode, model.log_sigma2, n_samples=n_samples,
-                          reparam=True, psi_derivative=opt.fae_encoder_psi)
+        loss = O.fae_loss(
+            xt,
+            encode,
+            model.decode,
+            model.log_sigma2,
+            n_samples=n_samples,
+            reparam=True,
+            psi_derivative=opt.fae_encoder_psi,
+        )
     return loss.mean()
 
 
@@ -154,8 +162,9 @@ def learning_loss(
     xt = _noisy(x, eta)
     encode = _encoder(model, phi)
     if learning == "fae":
-        loss = O.fae_loss(xt, encode, model.decode, model.log_sigma2, n_samples=n_samples,
-                          reparam=bilevel)
+        loss = O.fae_loss(
+            xt, encode, model.decode, model.log_sigma2, n_samples=n_samples, reparam=bilevel
+        )
         return loss.mean()
     with torch.set_grad_enabled(bilevel or learning == "elbo"):
         mu, logvar = encode(xt)
@@ -171,8 +180,9 @@ def learning_loss(
         loss = O.m2(xt, x_mean, model.log_sigma2, estimator=opt.m2_estimator)
     else:
         psi = O.encoder_x_score(encode, xt, z, create_graph=bilevel, derivative=opt.m3_psi)
-        loss = O.m3(xt, x_mean, model.log_sigma2, psi, estimator=opt.m3_estimator,
-                    cross=opt.m3_cross)
+        loss = O.m3(
+            xt, x_mean, model.log_sigma2, psi, estimator=opt.m3_estimator, cross=opt.m3_cross
+        )
     return loss.mean()
 
 
@@ -214,8 +224,13 @@ def bilevel_learning_loss(
     def inner(phi: Params) -> torch.Tensor:
         return inference_loss(model, x, fd_reparam=fd_reparam, phi=phi, **kw)
 
-    phi, bad = unroll(dict(model.encoder.named_parameters()), inner, k_bi=k_bi, bi_lr=bi_lr,
-                      n_bad=x.new_zeros((), dtype=torch.float64))
+    phi, bad = unroll(
+        dict(model.encoder.named_parameters()),
+        inner,
+        k_bi=k_bi,
+        bi_lr=bi_lr,
+        n_bad=x.new_zeros((), dtype=torch.float64),
+    )
     return Unrolled(learning_loss(model, x, phi=phi, **kw), phi, bad)
 
 
@@ -256,8 +271,9 @@ def group_backward(loss: torch.Tensor, params: list[nn.Parameter]) -> None:
             p.grad = torch.zeros_like(p)
 
 
-def _step(opt: torch.optim.Optimizer, params: list[nn.Parameter],
-          loss_fn: Callable[[], torch.Tensor]) -> float:
+def _step(
+    opt: torch.optim.Optimizer, params: list[nn.Parameter], loss_fn: Callable[[], torch.Tensor]
+) -> float:
     opt.zero_grad(set_to_none=True)
     loss = loss_fn()
     group_backward(loss, params)
@@ -287,8 +303,13 @@ def iteration(
     ``enc_loss`` and (if θ was updated) ``dec_loss``.
     """
     kw = Settings(objective=objective, n_samples=n_samples, eta=eta, options=options)
-    out = {"enc_loss": _step(enc_opt, model.encoder_parameters(),
-                             lambda: inference_loss(model, x, fd_reparam=fd_reparam, **kw))}
+    out = {
+        "enc_loss": _step(
+            enc_opt,
+            model.encoder_parameters(),
+            lambda: inference_loss(model, x, fd_reparam=fd_reparam, **kw),
+        )
+    }
     if not update_decoder:
         return out
 

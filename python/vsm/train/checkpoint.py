@@ -27,8 +27,14 @@ from .config import TrainConfig
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["FORMAT", "atomic_torch_save", "load_checkpoint", "model_from_checkpoint",
-           "replica_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "atomic_torch_save",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "replica_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = "vsm-checkpoint-1"
 
@@ -106,8 +112,9 @@ def replica_checkpoint(state: dict[str, Any], seed: int) -> dict[str, Any]:
     if seed not in replicas:
         dropped = [d["seed"] for d in state.get("diverged", [])]
         why = " (it diverged and was dropped)" if seed in dropped else ""
-        raise ValueError(f"seed: no replica {seed} in the checkpoint{why}; it holds "
-                         f"{sorted(replicas)}")
+        raise ValueError(
+            f"seed: no replica {seed} in the checkpoint{why}; it holds {sorted(replicas)}"
+        )
     return replicas[seed]
 
 
@@ -123,8 +130,9 @@ def model_from_checkpoint(path: str, seed: int | None = None) -> tuple[GaussianV
     state = load_checkpoint(path)
     if "replicas" in state:
         if seed is None:
-            raise ValueError(f"seed: {path} holds replicas for seeds {sorted(state['replicas'])};"
-                             " say which one")
+            raise ValueError(
+                f"seed: {path} holds replicas for seeds {sorted(state['replicas'])}; say which one"
+            )
         state = replica_checkpoint(state, seed)
     cfg = TrainConfig.from_dict(state["config"])
     model = from_spec(state["model_spec"]).to(getattr(torch, cfg.dtype))

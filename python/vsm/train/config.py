@@ -25,13 +25,23 @@ from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
 from ..objectives import CrossTerm, Estimator, PsiDerivative
 
-__all__ = ["OBJECTIVES", "VARIANTS", "ResolvedConfig", "TrainConfig", "VariantOptions", "build_model",
-           "format_seeds", "num_threads", "parse_seeds", "split_objective", "variant_options"]
+__all__ = [
+    "OBJECTIVES",
+    "VARIANTS",
+    "ResolvedConfig",
+    "TrainConfig",
+    "VariantOptions",
+    "build_model",
+    "format_seeds",
+    "num_threads",
+    "parse_seeds",
+    "split_objective",
+    "variant_options",
+]
 
 Objective = Literal["kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae"]
 OBJECTIVES: tuple[Objective, ...] = typing.get_args(Objective)
 """Objective names, "<inference>-<learning>" (MATH.md Part I), plus the Fisher autoencoder."""
-
 
 
 def split_objective(objective: str) -> tuple[str, str]:
@@ -102,12 +112,17 @@ def variant_options(variant: str, data: Dataset) -> VariantOptions:
         return VariantOptions()
     if tuple(data.data_shape) == (2,):
         return VariantOptions(
-            m2_estimator="minibatch", m3_estimator="minibatch", m3_psi="total",
-            fae_encoder_psi="total", noise_param="log_sigma", sd_head="softplus",
+            m2_estimator="minibatch",
+            m3_estimator="minibatch",
+            m3_psi="total",
+            fae_encoder_psi="total",
+            noise_param="log_sigma",
+            sd_head="softplus",
             epoch_size=PAPER_EPOCH_SIZE if data.train is None else None,
         )
-    return VariantOptions(m3_cross="summed", fae_encoder_psi="total", noise_param="log_sigma",
-                          sd_head="logsd")
+    return VariantOptions(
+        m3_cross="summed", fae_encoder_psi="total", noise_param="log_sigma", sd_head="logsd"
+    )
 
 
 def _meta(help: str, **meta: Any) -> dict[str, Any]:
@@ -127,8 +142,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             A ≤ B, or a seed given twice (the message starts with "seeds").
     """
     if not isinstance(text, str):
-        raise TypeError(f"seeds: expected a string like '0-9' or '0,3,7', got "
-                        f"{type(text).__name__}")
+        raise TypeError(
+            f"seeds: expected a string like '0-9' or '0,3,7', got {type(text).__name__}"
+        )
     out: list[int] = []
     for part in text.split(","):
         m = _SEED_PART.fullmatch(part)
@@ -147,8 +163,9 @@ def _checked_seeds(seeds: object) -> tuple[int, ...]:
     if isinstance(seeds, str):
         return parse_seeds(seeds)
     if not isinstance(seeds, tuple | list | range):
-        raise TypeError(f"seeds: expected a tuple of ints or a string like '0-9', got "
-                        f"{type(seeds).__name__}")
+        raise TypeError(
+            f"seeds: expected a tuple of ints or a string like '0-9', got {type(seeds).__name__}"
+        )
     out = tuple(seeds)
     for s in out:
         if isinstance(s, bool) or not isinstance(s, int):
@@ -198,69 +215,117 @@ class TrainConfig:
     replica s is the run with ``seed=s`` and ``seeds=None``, and ``seed`` itself is then unused.
     """
 
-    objective: Objective = field(default="kl-m1", metadata=_meta(
-        "training objective: <inference>-<learning>, or fae"))
+    objective: Objective = field(
+        default="kl-m1", metadata=_meta("training objective: <inference>-<learning>, or fae")
+    )
     dataset: str = field(default="sparse", metadata=_meta("data set", choices=DATASETS))
-    steps: int = field(default=1000, metadata=_meta(
-        "iterations (minibatches) of the run", group="length"))
-    epochs: int | None = field(default=None, metadata=_meta(
-        "epochs instead of --steps (toys: 100 iterations each)", group="length"))
-    batch_size: int | None = field(default=None, metadata=_meta(
-        "minibatch size (default: 1000 for 2-D toys, else 100)"))
+    steps: int = field(
+        default=1000, metadata=_meta("iterations (minibatches) of the run", group="length")
+    )
+    epochs: int | None = field(
+        default=None,
+        metadata=_meta("epochs instead of --steps (toys: 100 iterations each)", group="length"),
+    )
+    batch_size: int | None = field(
+        default=None, metadata=_meta("minibatch size (default: 1000 for 2-D toys, else 100)")
+    )
     n_samples: int = field(default=1, metadata=_meta("posterior samples N per datum"))
     k_enc: int = field(default=1, metadata=_meta("encoder updates per decoder update (K_enc)"))
-    k_bi: int = field(default=0, metadata=_meta(
-        "unrolled (bi-level) encoder SGD steps per decoder update (0: Algorithm 1)"))
-    bi_lr: float | None = field(default=None, metadata=_meta(
-        "SGD rate of the unrolled steps (default: 1e-2 for kl inference, else 1e-3)"))
-    eta: float | None = field(default=None, metadata=_meta(
-        "input-noise SD η (default: 0 for 2-D toys, else 0.1)"))
-    fd_reparam: bool = field(default=False, metadata=_meta(
-        "reparametrised samples in the FD inference step (the paper: detached)"))
-    variant: Variant = field(default="vsm", metadata=_meta(
-        "estimators and parametrisation: vsm's, or the paper code's (2-D data: minibatch L_S/L_B "
-        "with a total-derivative ψ, log σ, softplus SD, 100000 fresh points per epoch; images: "
-        "L_B cross term f_n·Σ_m ψ_m, log σ, exp SD head; FAE encoder step with the "
-        "total-derivative ψ)"))
-    model: Literal["mlp", "conv"] | None = field(default=None, metadata=_meta(
-        "architecture (default: conv for 32×32 images, else mlp)"))
-    latent_dim: int | None = field(default=None, metadata=_meta(
-        "latent size L (default: 2 for 2-D toys, 16 for images, 8 for MNIST-1D)"))
+    k_bi: int = field(
+        default=0,
+        metadata=_meta("unrolled (bi-level) encoder SGD steps per decoder update (0: Algorithm 1)"),
+    )
+    bi_lr: float | None = field(
+        default=None,
+        metadata=_meta(
+            "SGD rate of the unrolled steps (default: 1e-2 for kl inference, else 1e-3)"
+        ),
+    )
+    eta: float | None = field(
+        default=None, metadata=_meta("input-noise SD η (default: 0 for 2-D toys, else 0.1)")
+    )
+    fd_reparam: bool = field(
+        default=False,
+        metadata=_meta("reparametrised samples in the FD inference step (the paper: detached)"),
+    )
+    variant: Variant = field(
+        default="vsm",
+        metadata=_meta(
+            "estimators and parametrisation: vsm's, or the paper code's (2-D data: minibatch L_S/L_B "
+            "with a total-derivative ψ, log σ, softplus SD, 100000 fresh points per epoch; images: "
+            "L_B cross term f_n·Σ_m ψ_m, log σ, exp SD head; FAE encoder step with the "
+            "total-derivative ψ)"
+        ),
+    )
+    model: Literal["mlp", "conv"] | None = field(
+        default=None, metadata=_meta("architecture (default: conv for 32×32 images, else mlp)")
+    )
+    latent_dim: int | None = field(
+        default=None,
+        metadata=_meta("latent size L (default: 2 for 2-D toys, 16 for images, 8 for MNIST-1D)"),
+    )
     width: int = field(default=30, metadata=_meta("MLP hidden width"))
     ngf: int = field(default=16, metadata=_meta("conv decoder base width"))
     ndf: int = field(default=16, metadata=_meta("conv encoder base width"))
-    enc_optimizer: Literal["adam", "sgd"] = field(default="adam", metadata=_meta(
-        "encoder optimiser"))
+    enc_optimizer: Literal["adam", "sgd"] = field(
+        default="adam", metadata=_meta("encoder optimiser")
+    )
     enc_lr: float = field(default=1e-3, metadata=_meta("encoder learning rate"))
     dec_lr: float = field(default=1e-3, metadata=_meta("decoder (and log σ²) Adam learning rate"))
     seed: int = field(default=0, metadata=_meta("random seed (initialisation, minibatches, noise)"))
-    seeds: tuple[int, ...] | None = field(default=None, metadata=_meta(
-        "train one replica per seed, all together in one batched run: A-B (inclusive) or a,b,c "
-        "(replaces --seed; each replica equals the run with that --seed)",
-        parse=parse_seeds, metavar="A-B|a,b,c"))
-    dtype: Literal["float32", "float64"] = field(default="float32", metadata=_meta(
-        "parameter and data dtype"))
-    device: str = field(default="cpu", metadata=_meta(
-        "cpu, cuda or cuda:K", cli_default="cuda if available, else cpu"))
+    seeds: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_meta(
+            "train one replica per seed, all together in one batched run: A-B (inclusive) or a,b,c "
+            "(replaces --seed; each replica equals the run with that --seed)",
+            parse=parse_seeds,
+            metavar="A-B|a,b,c",
+        ),
+    )
+    dtype: Literal["float32", "float64"] = field(
+        default="float32", metadata=_meta("parameter and data dtype")
+    )
+    device: str = field(
+        default="cpu",
+        metadata=_meta("cpu, cuda or cuda:K", cli_default="cuda if available, else cpu"),
+    )
     n_test: int = field(default=5000, metadata=_meta("test-set size of the 2-D toys"))
-    data_dir: str | None = field(default=None, metadata=_meta(
-        "folder of MNIST/Fashion-MNIST IDX files"))
-    eval_every: int = field(default=0, metadata=_meta(
-        "evaluate (no IS) and checkpoint every N iterations (0: only at the end)"))
-    n_is: int = field(default=0, metadata=_meta(
-        "importance samples per test datum in the final evaluation (0: no IS)"))
-    is_proposal: ISProposal | None = field(default=None, metadata=_meta(
-        "IS proposal (default: prior for 2-D toys, else q)"))
+    data_dir: str | None = field(
+        default=None, metadata=_meta("folder of MNIST/Fashion-MNIST IDX files")
+    )
+    eval_every: int = field(
+        default=0,
+        metadata=_meta("evaluate (no IS) and checkpoint every N iterations (0: only at the end)"),
+    )
+    n_is: int = field(
+        default=0,
+        metadata=_meta("importance samples per test datum in the final evaluation (0: no IS)"),
+    )
+    is_proposal: ISProposal | None = field(
+        default=None, metadata=_meta("IS proposal (default: prior for 2-D toys, else q)")
+    )
     log_every: int = field(default=50, metadata=_meta("print the mean losses every N iterations"))
-    save_every: int = field(default=0, metadata=_meta(
-        "also write the checkpoint every N iterations (0: only at evaluations, at the end and "
-        "on SIGINT/SIGTERM)"))
-    threads: int | None = field(default=None, metadata=_meta(
-        "intra-op CPU threads during the run (torch.set_num_threads); 0: every core, or "
-        "OMP_NUM_THREADS if set (default: 1 for MLP models, 0 for conv models)"))
-    ddp_find_unused: bool = field(default=False, metadata=_meta(
-        "DDP find_unused_parameters under torchrun (for a custom model whose losses skip a "
-        "parameter)"))
+    save_every: int = field(
+        default=0,
+        metadata=_meta(
+            "also write the checkpoint every N iterations (0: only at evaluations, at the end and "
+            "on SIGINT/SIGTERM)"
+        ),
+    )
+    threads: int | None = field(
+        default=None,
+        metadata=_meta(
+            "intra-op CPU threads during the run (torch.set_num_threads); 0: every core, or "
+            "OMP_NUM_THREADS if set (default: 1 for MLP models, 0 for conv models)"
+        ),
+    )
+    ddp_find_unused: bool = field(
+        default=False,
+        metadata=_meta(
+            "DDP find_unused_parameters under torchrun (for a custom model whose losses skip a "
+            "parameter)"
+        ),
+    )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -311,8 +376,7 @@ class TrainConfig:
         for f in dataclasses.fields(c):
             allowed = choices(hints[f.name])
             if allowed and getattr(c, f.name) not in allowed:
-                raise ValueError(f"{f.name}: expected one of {allowed}, got "
-                                 f"{getattr(c, f.name)!r}")
+                raise ValueError(f"{f.name}: expected one of {allowed}, got {getattr(c, f.name)!r}")
         return typing.cast("ResolvedConfig", c)
 
 
@@ -361,17 +425,29 @@ def num_threads(threads: int) -> int:
         return os.cpu_count() or 1
 
 
-def build_model(cfg: ResolvedConfig, data_shape: tuple[int, ...],
-                options: VariantOptions | None = None) -> GaussianVAE:
+def build_model(
+    cfg: ResolvedConfig, data_shape: tuple[int, ...], options: VariantOptions | None = None
+) -> GaussianVAE:
     """The model of a resolved config for data of ``data_shape`` (uses the global torch RNG),
     with the parametrisation of ``options`` (default: vsm's; see :func:`variant_options`)."""
     opt = options if options is not None else VariantOptions()
     if cfg.model == "conv":
         if len(data_shape) != 3 or tuple(data_shape[1:]) != (32, 32):
             raise ValueError(f"model: 'conv' needs (C, 32, 32) data, got {data_shape}")
-        return ConvVAE(nc=data_shape[0], latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf,
-                       noise_param=opt.noise_param, sd_head=opt.sd_head)
+        return ConvVAE(
+            nc=data_shape[0],
+            latent_dim=cfg.latent_dim,
+            ngf=cfg.ngf,
+            ndf=cfg.ndf,
+            noise_param=opt.noise_param,
+            sd_head=opt.sd_head,
+        )
     init = math.log(0.01) if tuple(data_shape) == (2,) else 0.0
-    return MLPVAE(data_shape, cfg.latent_dim, cfg.width, log_sigma2_init=init,
-                  noise_param=opt.noise_param, sd_head=opt.sd_head)
-
+    return MLPVAE(
+        data_shape,
+        cfg.latent_dim,
+        cfg.width,
+        log_sigma2_init=init,
+        noise_param=opt.noise_param,
+        sd_head=opt.sd_head,
+    )

@@ -31,8 +31,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["average_", "gather_objects", "init_distributed", "reduce_stats", "reseed_rank",
-           "wrap_group"]
+__all__ = [
+    "average_",
+    "gather_objects",
+    "init_distributed",
+    "reduce_stats",
+    "reseed_rank",
+    "wrap_group",
+]
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -74,8 +80,14 @@ class GroupObjective(nn.Module):
         return self.loss_fn(x)
 
 
-def wrap_group(params: list[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor], *,
-               world_size: int, device: torch.device, find_unused: bool) -> nn.Module:
+def wrap_group(
+    params: list[nn.Parameter],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    world_size: int,
+    device: torch.device,
+    find_unused: bool,
+) -> nn.Module:
     """The group's objective module, wrapped in DDP when data-parallel (which broadcasts rank 0's
     parameters at construction)."""
     module = GroupObjective(params, loss_fn)

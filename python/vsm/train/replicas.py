@@ -62,7 +62,14 @@ _VSM = VariantOptions()
 
 # Modules applied elementwise: on (S, M, F) exactly as on (M, F), replica by replica.
 _ELEMENTWISE: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Identity, nn.Softplus, nn.ELU, nn.LeakyReLU, nn.SiLU,
+    nn.ReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.Softplus,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.SiLU,
     nn.GELU,
 )
 
@@ -87,8 +94,9 @@ def _plan(module: nn.Module, prefix: str = "") -> list[tuple[Any, ...]] | None:
     return None
 
 
-def _run_plan(plan: list[tuple[Any, ...]], params: Mapping[str, torch.Tensor],
-              h: torch.Tensor) -> torch.Tensor:
+def _run_plan(
+    plan: list[tuple[Any, ...]], params: Mapping[str, torch.Tensor], h: torch.Tensor
+) -> torch.Tensor:
     """Apply a :func:`_plan` to a stacked input h (S, M, ...) with stacked parameters."""
     for step in plan:
         if step[0] == "linear":
@@ -178,26 +186,34 @@ class StackedVAE:
 
     # ------------------------------------------------------------------ networks
 
-    def _forward(self, module: nn.Module, plan: list[tuple[Any, ...]] | None,
-                 params: Mapping[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self,
+        module: nn.Module,
+        plan: list[tuple[Any, ...]] | None,
+        params: Mapping[str, torch.Tensor],
+        h: torch.Tensor,
+    ) -> torch.Tensor:
         if plan is not None:
             return _run_plan(plan, params, h)
         return vmap(lambda p, v: functional_call(module, p, (v,)))(params, h)
 
-    def encode(self, x: torch.Tensor, phi: Params | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, phi: Params | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (S, M, ...) (flat or ``data_shape``) → (mu, logvar), each (S, M, L), with the
         stacked encoder parameters ``phi`` (default: :attr:`enc`)."""
         v = x.reshape(x.shape[0], -1, *self.data_shape)
-        h = self._forward(self.template.encoder, self._enc_plan,
-                          self.enc if phi is None else phi, v)
+        h = self._forward(
+            self.template.encoder, self._enc_plan, self.enc if phi is None else phi, v
+        )
         return self.template.split(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (S, ..., L) → decoder means (S, ..., D), flattened."""
         lead = z.shape[:-1]
-        out = self._forward(self.template.decoder, self._dec_plan, self.dec,
-                            z.reshape(z.shape[0], -1, z.shape[-1]))
+        out = self._forward(
+            self.template.decoder, self._dec_plan, self.dec, z.reshape(z.shape[0], -1, z.shape[-1])
+        )
         return out.reshape(*lead, -1)
 
     # ------------------------------------------------------------------ replicas
@@ -237,8 +253,9 @@ class StackedVAE:
                 p.grad = p.grad[idx]
 
 
-def slice_optimizer_state(opt: torch.optim.Optimizer, old_shapes: dict[int, torch.Size],
-                          index: torch.Tensor) -> None:
+def slice_optimizer_state(
+    opt: torch.optim.Optimizer, old_shapes: dict[int, torch.Size], index: torch.Tensor
+) -> None:
     """Slice an optimiser's per-parameter state after :meth:`StackedVAE.keep`.
 
     ``old_shapes`` maps ``id(param)`` to the parameter's shape before slicing. State tensors of
@@ -259,7 +276,8 @@ def slice_optimizer_state(opt: torch.optim.Optimizer, old_shapes: dict[int, torc
                 if value.shape != old_shapes[id(p)]:
                     raise NotImplementedError(
                         f"opt: state {key!r} of shape {tuple(value.shape)} is not elementwise; "
-                        f"replicas need elementwise optimisers (Adam, SGD)")
+                        f"replicas need elementwise optimisers (Adam, SGD)"
+                    )
                 state[key] = value[index.to(value.device)]
 
 
@@ -273,12 +291,17 @@ class ReplicaNoise:
     def __init__(self, generators: Sequence[torch.Generator]):
         self.generators = list(generators)
 
-    def randn(self, shape: Sequence[int], *, dtype: torch.dtype,
-              device: torch.device) -> torch.Tensor:
+    def randn(
+        self, shape: Sequence[int], *, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
         """(S, *shape) standard-normal draws, row r from replica r's generator (the draw
         ``torch.randn(shape)`` makes in the single run)."""
-        return torch.stack([torch.randn(tuple(shape), generator=g, dtype=dtype, device=device)
-                            for g in self.generators])
+        return torch.stack(
+            [
+                torch.randn(tuple(shape), generator=g, dtype=dtype, device=device)
+                for g in self.generators
+            ]
+        )
 
     def keep(self, index: Sequence[int]) -> None:
         """Keep only the generators of the replicas ``index``, in that order."""
@@ -302,8 +325,9 @@ def _noisy(x: torch.Tensor, eta: float, noise: ReplicaNoise) -> torch.Tensor:
     return x
 
 
-def _sample(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, noise: ReplicaNoise, *,
-            reparam: bool) -> torch.Tensor:
+def _sample(
+    mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, noise: ReplicaNoise, *, reparam: bool
+) -> torch.Tensor:
     """z (S, N, B, L) = mu + e^{logvar/2} ε per replica (:func:`vsm.objectives.sample_posterior`)."""
     eps = noise.randn((n_samples, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
     z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
@@ -315,8 +339,9 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def decoder_vjp(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
-                create_graph: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def decoder_vjp(
+    model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *, create_graph: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched :func:`vsm.objectives.decoder_vjp`: x (S, B, D), z (S, N, B, L) →
     (x_mean (S, N, B, D), ∇_z log p(x|z) (S, N, B, L)), one VJP for all replicas."""
     create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
@@ -326,8 +351,9 @@ def decoder_vjp(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
         resid = (x.unsqueeze(1) - x_mean) * _bcast(torch.exp(-model.log_sigma2), x_mean)
         gz = None
         if x_mean.requires_grad:
-            (gz,) = torch.autograd.grad(x_mean, zz, grad_outputs=resid,
-                                        create_graph=create_graph, allow_unused=True)
+            (gz,) = torch.autograd.grad(
+                x_mean, zz, grad_outputs=resid, create_graph=create_graph, allow_unused=True
+            )
         if gz is None:
             gz = torch.zeros_like(zz)
     if not create_graph and not torch.is_grad_enabled():
@@ -335,9 +361,15 @@ def decoder_vjp(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
     return x_mean, gz
 
 
-def encoder_x_score(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
-                    phi: Params | None = None, create_graph: bool | None = None,
-                    derivative: str = "partial") -> torch.Tensor:
+def encoder_x_score(
+    model: StackedVAE,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    phi: Params | None = None,
+    create_graph: bool | None = None,
+    derivative: str = "partial",
+) -> torch.Tensor:
     """Batched :func:`vsm.objectives.encoder_x_score`: ψ (S, N, B, D) = ∇_x log q(z_n|x) at
     fixed z (S, N, B, L), through the encoder with stacked parameters ``phi``; with
     ``derivative="total"`` the authors' −½∇_x Σ_l logvar_l(x) for every sample."""
@@ -359,9 +391,16 @@ def encoder_x_score(model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *,
     return psi.reshape(s, n, b, -1)
 
 
-def _fae_losses(model: StackedVAE, xt: torch.Tensor, noise: ReplicaNoise, *, n_samples: int,
-                reparam: bool, phi: Params | None, psi_derivative: str = "partial"
-                ) -> torch.Tensor:
+def _fae_losses(
+    model: StackedVAE,
+    xt: torch.Tensor,
+    noise: ReplicaNoise,
+    *,
+    n_samples: int,
+    reparam: bool,
+    phi: Params | None,
+    psi_derivative: str = "partial",
+) -> torch.Tensor:
     """(S,) batch means of :func:`vsm.objectives.fae_loss` (same steps, networks batched)."""
     mu, logvar = model.encode(xt, phi)
     z = _sample(mu, logvar, n_samples, noise, reparam=reparam)
@@ -392,8 +431,15 @@ def inference_losses(
     inference = split_objective(objective)[0]
     xt = _noisy(x, eta, noise)
     if inference == "fae":
-        return _fae_losses(model, xt, noise, n_samples=n_samples, reparam=True, phi=phi,
-                           psi_derivative=opt.fae_encoder_psi)
+        return _fae_losses(
+            model,
+            xt,
+            noise,
+            n_samples=n_samples,
+            reparam=True,
+            phi=phi,
+            psi_derivative=opt.fae_encoder_psi,
+        )
     mu, logvar = model.encode(xt, phi)
     if inference == "kl":
         z = _sample(mu, logvar, n_samples, noise, reparam=True)
@@ -439,7 +485,8 @@ def learning_losses(
         return _per_replica(lambda *a: O.m2(*a, estimator=opt.m2_estimator), xt, x_mean, ls)
     psi = encoder_x_score(model, xt, z, phi=phi, create_graph=bilevel, derivative=opt.m3_psi)
     return _per_replica(
-        lambda *a: O.m3(*a, estimator=opt.m3_estimator, cross=opt.m3_cross), xt, x_mean, ls, psi)
+        lambda *a: O.m3(*a, estimator=opt.m3_estimator, cross=opt.m3_cross), xt, x_mean, ls, psi
+    )
 
 
 @dataclass
@@ -480,6 +527,11 @@ def bilevel_learning_losses(
         return inference_losses(model, x, noise, fd_reparam=fd_reparam, phi=phi, **kw)
 
     # the sum's gradient w.r.t. replica r's φ is replica r's own gradient
-    phi, bad = unroll(dict(model.enc), inner, k_bi=k_bi, bi_lr=bi_lr,
-                      n_bad=torch.zeros(model.n_replicas, dtype=torch.float64, device=x.device))
+    phi, bad = unroll(
+        dict(model.enc),
+        inner,
+        k_bi=k_bi,
+        bi_lr=bi_lr,
+        n_bad=torch.zeros(model.n_replicas, dtype=torch.float64, device=x.device),
+    )
     return StackedUnrolled(learning_losses(model, x, noise, phi=phi, **kw), phi, bad)

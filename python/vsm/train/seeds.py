@@ -67,24 +67,27 @@ __all__ = ["SeedsTrainer"]
 _SEEDED_DATA = (*TOY_DATASETS, "mnist1d")
 
 
-def _datasets(cfg: TrainConfig, seeds: Sequence[int],
-              data: Dataset | Sequence[Dataset] | None) -> list[Dataset]:
+def _datasets(
+    cfg: TrainConfig, seeds: Sequence[int], data: Dataset | Sequence[Dataset] | None
+) -> list[Dataset]:
     """One data set per replica (own permutation cache; tensors shared where they are equal)."""
     if isinstance(data, Dataset):
         data = [data] * len(seeds)
     if data is not None:
         data = list(data)
         if len(data) != len(seeds):
-            raise ValueError(f"data: expected one Dataset or {len(seeds)} (one per seed), got "
-                             f"{len(data)}")
+            raise ValueError(
+                f"data: expected one Dataset or {len(seeds)} (one per seed), got {len(data)}"
+            )
         if not all(isinstance(d, Dataset) for d in data):
             raise TypeError("data: expected vsm.data.Dataset objects")
     elif cfg.dataset in _SEEDED_DATA:
-        data = [load_dataset(cfg.dataset, seed=s, n_test=cfg.n_test, data_dir=cfg.data_dir)
-                for s in seeds]
+        data = [
+            load_dataset(cfg.dataset, seed=s, n_test=cfg.n_test, data_dir=cfg.data_dir)
+            for s in seeds
+        ]
     else:
-        shared = load_dataset(cfg.dataset, seed=seeds[0], n_test=cfg.n_test,
-                              data_dir=cfg.data_dir)
+        shared = load_dataset(cfg.dataset, seed=seeds[0], n_test=cfg.n_test, data_dir=cfg.data_dir)
         data = [shared] * len(seeds)
     # Dataset.batch caches one epoch permutation: a copy per replica keeps each cache warm
     return [dataclasses.replace(d, _perm_cache={}) for d in data]
@@ -108,8 +111,11 @@ def _stack_opt_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"param_groups": first["param_groups"], "state": {}}
     for idx, st in first["state"].items():
         out["state"][idx] = {
-            k: (torch.stack([s["state"][idx][k] for s in states])
-                if isinstance(v, torch.Tensor) and k not in _SHARED_STATE else v)
+            k: (
+                torch.stack([s["state"][idx][k] for s in states])
+                if isinstance(v, torch.Tensor) and k not in _SHARED_STATE
+                else v
+            )
             for k, v in st.items()
         }
     return out
@@ -121,7 +127,8 @@ def _unstack_opt_state(state: dict[str, Any], r: int) -> dict[str, Any]:
     for idx, st in state["state"].items():
         out["state"][idx] = {
             k: (v.clone() if k in _SHARED_STATE else v[r].clone())
-            if isinstance(v, torch.Tensor) else v
+            if isinstance(v, torch.Tensor)
+            else v
             for k, v in st.items()
         }
     return out
@@ -157,12 +164,13 @@ class SeedsTrainer(Trainer):
         checkpoint: str | None = None,
     ):
         if cfg.seeds is None:
-            raise ValueError("cfg: SeedsTrainer needs TrainConfig.seeds (use Trainer for one "
-                             "seed)")
+            raise ValueError("cfg: SeedsTrainer needs TrainConfig.seeds (use Trainer for one seed)")
         seeds = _checked_seeds(cfg.seeds)
         if _under_torchrun():
-            raise ValueError("seeds: replicas train together in one process; run without "
-                             "torchrun, or without seeds")
+            raise ValueError(
+                "seeds: replicas train together in one process; run without "
+                "torchrun, or without seeds"
+            )
         self.datasets = _datasets(cfg, seeds, data)
         self.data = self.datasets[0]
         self.cfg = cfg.resolved(self.data)
@@ -222,8 +230,9 @@ class SeedsTrainer(Trainer):
 
     @property
     def model(self) -> Any:  # type: ignore[override]
-        raise AttributeError("model: a SeedsTrainer holds one model per seed; use "
-                             "model_of(seed) (or .replicas)")
+        raise AttributeError(
+            "model: a SeedsTrainer holds one model per seed; use model_of(seed) (or .replicas)"
+        )
 
     def model_of(self, seed: int) -> Any:
         """A stand-alone copy of replica ``seed``'s current model (a GaussianVAE)."""
@@ -238,14 +247,22 @@ class SeedsTrainer(Trainer):
 
     # ------------------------------------------------------------------ one iteration
 
-    def inference_loss(self, x: torch.Tensor,
-                       phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def inference_loss(
+        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """(S,): every replica's inference loss on its minibatch x[r] (x (S, B, ...))."""
-        return R.inference_losses(self.replicas, x, self.noise, fd_reparam=self.cfg.fd_reparam,
-                                  phi=phi, **self._settings())
+        return R.inference_losses(
+            self.replicas,
+            x,
+            self.noise,
+            fd_reparam=self.cfg.fd_reparam,
+            phi=phi,
+            **self._settings(),
+        )
 
-    def learning_loss(self, x: torch.Tensor,
-                      phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def learning_loss(
+        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """(S,): every replica's learning loss on its minibatch x[r]."""
         return R.learning_losses(self.replicas, x, self.noise, phi=phi, **self._settings())
 
@@ -255,17 +272,28 @@ class SeedsTrainer(Trainer):
         c = self.cfg
         if c.k_bi == 0:
             return self.learning_loss(x)
-        res = R.bilevel_learning_losses(self.replicas, x, self.noise, k_bi=c.k_bi, bi_lr=c.bi_lr,
-                                        fd_reparam=c.fd_reparam, **self._settings())
+        res = R.bilevel_learning_losses(
+            self.replicas,
+            x,
+            self.noise,
+            k_bi=c.k_bi,
+            bi_lr=c.bi_lr,
+            fd_reparam=c.fd_reparam,
+            **self._settings(),
+        )
         self._inner_bad = res.n_bad
         with torch.no_grad():
             for k, p in self.replicas.enc.items():
                 p.copy_(res.phi[k].detach())
         return res.losses
 
-    def _update(self, which: str, opt: torch.optim.Optimizer,  # type: ignore[override]
-                params: list[torch.nn.Parameter],
-                objective: Callable[[torch.Tensor], torch.Tensor]) -> dict[int, float]:
+    def _update(  # type: ignore[override]
+        self,
+        which: str,
+        opt: torch.optim.Optimizer,
+        params: list[torch.nn.Parameter],
+        objective: Callable[[torch.Tensor], torch.Tensor],
+    ) -> dict[int, float]:
         """One optimiser step of one group for every replica; returns {seed: loss} of the
         replicas that stepped (a replica with a non-finite loss is dropped first)."""
         assert self._x is not None
@@ -274,8 +302,9 @@ class SeedsTrainer(Trainer):
         losses = objective(self._x)
         A.group_backward(losses.sum(), params)
         values = losses.detach().to(torch.float64).cpu().tolist()
-        inner = (self._inner_bad.cpu().tolist() if self._inner_bad is not None
-                 else [0.0] * len(values))
+        inner = (
+            self._inner_bad.cpu().tolist() if self._inner_bad is not None else [0.0] * len(values)
+        )
         bad: dict[int, str] = {}
         for r, (v, n_bad) in enumerate(zip(values, inner, strict=True)):
             if n_bad > 0:
@@ -293,8 +322,10 @@ class SeedsTrainer(Trainer):
         :class:`TrainingDiverged` when none is left."""
         c = self.cfg
         for r, why in sorted(bad.items()):
-            msg = (f"training diverged: objective {c.objective} ({why}) at step {self.step + 1} "
-                   f"(dataset {c.dataset}, seed {self.seeds[r]})")
+            msg = (
+                f"training diverged: objective {c.objective} ({why}) at step {self.step + 1} "
+                f"(dataset {c.dataset}, seed {self.seeds[r]})"
+            )
             self.diverged.append({"seed": self.seeds[r], "step": self.step + 1, "message": msg})
             if self.log is not None:
                 left = len(self.seeds) - len(bad)
@@ -302,9 +333,11 @@ class SeedsTrainer(Trainer):
         keep = [r for r in range(len(self.seeds)) if r not in bad]
         if not keep:
             seeds = format_seeds(tuple(sorted(d["seed"] for d in self.diverged)))
-            last = "; ".join(d["message"] for d in self.diverged[-len(bad):])
-            raise TrainingDiverged(f"training diverged: every replica (seeds {seeds}) diverged; "
-                                   f"the last: {last}; try smaller learning rates")
+            last = "; ".join(d["message"] for d in self.diverged[-len(bad) :])
+            raise TrainingDiverged(
+                f"training diverged: every replica (seeds {seeds}) diverged; "
+                f"the last: {last}; try smaller learning rates"
+            )
         self._keep_only(keep)
 
     def _keep_only(self, keep: list[int]) -> None:
@@ -329,15 +362,16 @@ class SeedsTrainer(Trainer):
         count ``replicas``. Replicas that diverge are dropped; raises
         :class:`TrainingDiverged` when every replica has."""
         cfg = self.cfg
-        self._x = torch.stack([
-            d.batch(self.step, cfg.batch_size, s, **self._batch_options())
-            for d, s in zip(self.datasets, self.seeds, strict=True)
-        ]).to(self.device, self.dtype)
+        self._x = torch.stack(
+            [
+                d.batch(self.step, cfg.batch_size, s, **self._batch_options())
+                for d, s in zip(self.datasets, self.seeds, strict=True)
+            ]
+        ).to(self.device, self.dtype)
         enc = self._update("inference", self.enc_opt, self.enc_params, self.inference_loss)
         dec: dict[int, float] = {}
         if (self.step + 1) % cfg.k_enc == 0:
-            dec = self._update("learning", self.dec_opt, self.dec_params,
-                               self._learning_step_loss)
+            dec = self._update("learning", self.dec_opt, self.dec_params, self._learning_step_loss)
         sigma2 = torch.exp(self.replicas.log_sigma2.detach()).cpu().tolist()
         bad = {r: f"σ² = {v}" for r, v in enumerate(sigma2) if not math.isfinite(v)}
         seeds = list(self.seeds)
@@ -379,25 +413,46 @@ class SeedsTrainer(Trainer):
             x = self.datasets[r].test.to(self.device, self.dtype)
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(s + 12345)
-                res = evaluate(self.replicas.replica(r), x, eta=cfg.eta,
-                               n_is=cfg.n_is if n_is is None else n_is,
-                               is_proposal=cfg.is_proposal)
-            res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset,
-                   "variant": cfg.variant, "seed": s, **res, "wall_time_s": self.wall_time}
-            self.evals[s].append({k: v for k, v in res.items()
-                                  if not k.startswith("posterior_sd_")})
+                res = evaluate(
+                    self.replicas.replica(r),
+                    x,
+                    eta=cfg.eta,
+                    n_is=cfg.n_is if n_is is None else n_is,
+                    is_proposal=cfg.is_proposal,
+                )
+            res = {
+                "step": self.step,
+                "objective": cfg.objective,
+                "dataset": cfg.dataset,
+                "variant": cfg.variant,
+                "seed": s,
+                **res,
+                "wall_time_s": self.wall_time,
+            }
+            self.evals[s].append(
+                {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
+            )
             results.append(res)
         summary: dict[str, dict[str, float]] = {}
         for key, value in results[0].items():
             if isinstance(value, float) and key != "wall_time_s":
                 vals = [float(res[key]) for res in results]
-                summary[key] = {"mean": statistics.fmean(vals),
-                                "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                                "n": len(vals)}
-        return {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset,
-                "variant": cfg.variant, "seeds": list(cfg.seeds or ()), "replicas": results,
-                "diverged": list(self.diverged), "summary": summary,
-                "wall_time_s": self.wall_time}
+                summary[key] = {
+                    "mean": statistics.fmean(vals),
+                    "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                    "n": len(vals),
+                }
+        return {
+            "step": self.step,
+            "objective": cfg.objective,
+            "dataset": cfg.dataset,
+            "variant": cfg.variant,
+            "seeds": list(cfg.seeds or ()),
+            "replicas": results,
+            "diverged": list(self.diverged),
+            "summary": summary,
+            "wall_time_s": self.wall_time,
+        }
 
     def _format_eval(self, res: dict[str, Any]) -> str:
         keys = ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss")
@@ -416,8 +471,11 @@ class SeedsTrainer(Trainer):
         gen = self.noise.generators[r]
         # on the CPU the replica's generator is the single run's global RNG; on a GPU the latter
         # is left as model building left it and the noise comes from the device's generator
-        rng: dict[str, Any] = ({"torch": gen.get_state()} if self.device.type == "cpu" else
-                               {"torch": self._cpu_rng[r].clone(), "cuda": gen.get_state()})
+        rng: dict[str, Any] = (
+            {"torch": gen.get_state()}
+            if self.device.type == "cpu"
+            else {"torch": self._cpu_rng[r].clone(), "cuda": gen.get_state()}
+        )
         return {
             "format": FORMAT,
             "config": dataclasses.asdict(self.replica_config(seed)),
@@ -435,8 +493,10 @@ class SeedsTrainer(Trainer):
     def state_dict(self) -> dict[str, Any]:
         """All replicas: ``replicas`` maps each surviving seed to its :meth:`replica_state`;
         ``diverged`` lists the dropped ones (with their ``history`` and ``evals``)."""
-        dropped = [{**d, "history": list(self.history[d["seed"]]),
-                    "evals": list(self.evals[d["seed"]])} for d in self.diverged]
+        dropped = [
+            {**d, "history": list(self.history[d["seed"]]), "evals": list(self.evals[d["seed"]])}
+            for d in self.diverged
+        ]
         return {
             "format": FORMAT,
             "config": dataclasses.asdict(self.cfg),
@@ -455,15 +515,19 @@ class SeedsTrainer(Trainer):
             ValueError: a single-run checkpoint, or one for other seeds.
         """
         if "replicas" not in state:
-            raise ValueError("state: a single-run checkpoint (no replicas); resume it without "
-                             "seeds")
+            raise ValueError(
+                "state: a single-run checkpoint (no replicas); resume it without seeds"
+            )
         saved = tuple(state["config"].get("seeds") or ())
         if tuple(self.cfg.seeds or ()) != saved:
-            raise ValueError(f"seeds: the checkpoint holds seeds {format_seeds(saved)}, not "
-                             f"{format_seeds(tuple(self.cfg.seeds or ()))}")
+            raise ValueError(
+                f"seeds: the checkpoint holds seeds {format_seeds(saved)}, not "
+                f"{format_seeds(tuple(self.cfg.seeds or ()))}"
+            )
         self._keep_only([r for r, s in enumerate(self.seeds) if s in state["replicas"]])
-        self.diverged = [{k: d[k] for k in ("seed", "step", "message")}
-                         for d in state.get("diverged", [])]
+        self.diverged = [
+            {k: d[k] for k in ("seed", "step", "message")} for d in state.get("diverged", [])
+        ]
         reps = [state["replicas"][s] for s in self.seeds]
         for r, rep in enumerate(reps):
             self.replicas.load_replica(r, rep["model"])
@@ -488,11 +552,15 @@ class SeedsTrainer(Trainer):
     def _write_outputs(self, res: dict[str, Any]) -> None:
         assert self.out_dir is not None
         atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
-        atomic_json({str(s): h for s, h in self.history.items()},
-                    os.path.join(self.out_dir, "history.json"))
-        _loss_curves(self.history, os.path.join(self.out_dir, "loss.png"),
-                     title=f"{self.cfg.objective} on {self.cfg.dataset}, seeds "
-                     f"{format_seeds(tuple(self.cfg.seeds or ()))}")
+        atomic_json(
+            {str(s): h for s, h in self.history.items()}, os.path.join(self.out_dir, "history.json")
+        )
+        _loss_curves(
+            self.history,
+            os.path.join(self.out_dir, "loss.png"),
+            title=f"{self.cfg.objective} on {self.cfg.dataset}, seeds "
+            f"{format_seeds(tuple(self.cfg.seeds or ()))}",
+        )
 
 
 def _moving_average(vals: Sequence[float], width: int) -> list[float]:
@@ -500,8 +568,10 @@ def _moving_average(vals: Sequence[float], width: int) -> list[float]:
     cum = [0.0]
     for v in vals:
         cum.append(cum[-1] + v)
-    return [(cum[i + 1] - cum[max(0, i + 1 - width)]) / (i + 1 - max(0, i + 1 - width))
-            for i in range(len(vals))]
+    return [
+        (cum[i + 1] - cum[max(0, i + 1 - width)]) / (i + 1 - max(0, i + 1 - width))
+        for i in range(len(vals))
+    ]
 
 
 def _loss_curves(histories: dict[int, list[dict[str, float]]], path: str, *, title: str) -> str:
@@ -512,15 +582,18 @@ def _loss_curves(histories: dict[int, list[dict[str, float]]], path: str, *, tit
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, label in ((axes[0], "enc_loss", "inference (encoder) loss"),
-                           (axes[1], "dec_loss", "learning (decoder) loss")):
+    for ax, key, label in (
+        (axes[0], "enc_loss", "inference (encoder) loss"),
+        (axes[1], "dec_loss", "learning (decoder) loss"),
+    ):
         for seed, history in histories.items():
             pts = [(r["step"], r[key]) for r in history if key in r]
             if not pts:
                 continue
             steps, vals = zip(*pts, strict=True)
-            ax.plot(steps, _moving_average(vals, max(1, len(vals) // 50)), lw=1.0,
-                    label=f"seed {seed}")
+            ax.plot(
+                steps, _moving_average(vals, max(1, len(vals) // 50)), lw=1.0, label=f"seed {seed}"
+            )
         ax.set_xlabel("iteration")
         ax.set_title(label, fontsize=9)
     if len(histories) <= 10:

@@ -91,8 +91,10 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         checkpoint: str | None = None,
     ):
-        self.data = data if data is not None else load_dataset(
-            cfg.dataset, seed=cfg.seed, n_test=cfg.n_test, data_dir=cfg.data_dir
+        self.data = (
+            data
+            if data is not None
+            else load_dataset(cfg.dataset, seed=cfg.seed, n_test=cfg.n_test, data_dir=cfg.data_dir)
         )
         self.cfg = cfg.resolved(self.data)
         self.rank, self.world_size, self.device = D.init_distributed(torch.device(self.cfg.device))
@@ -107,7 +109,8 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         self.options = variant_options(self.cfg.variant, self.data)
         self.model = build_model(self.cfg, self.data.data_shape, self.options).to(
-            self.device, self.dtype)
+            self.device, self.dtype
+        )
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
         self.enc_opt, self.dec_opt = make_optimizers(self.cfg, self.enc_params, self.dec_params)
@@ -123,11 +126,17 @@ class Trainer:
         if self.world_size > 1:
             D.reseed_rank(self.cfg.seed, self.rank, self.step)
 
-    def _wrap_group(self, params: list[torch.nn.Parameter],
-                    loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.nn.Module:
+    def _wrap_group(
+        self, params: list[torch.nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.nn.Module:
         """A group's objective module (:func:`vsm.train.distributed.wrap_group`)."""
-        return D.wrap_group(params, loss_fn, world_size=self.world_size, device=self.device,
-                            find_unused=self.cfg.ddp_find_unused)
+        return D.wrap_group(
+            params,
+            loss_fn,
+            world_size=self.world_size,
+            device=self.device,
+            find_unused=self.cfg.ddp_find_unused,
+        )
 
     def _batch_options(self) -> dict[str, int]:
         """Keyword arguments of ``Dataset.batch`` for the variant (none for vsm's fresh batches,
@@ -139,8 +148,9 @@ class Trainer:
     def total_steps(self) -> int:
         """Iterations of the whole run: ``epochs`` × minibatches per epoch, else ``steps``."""
         if self.cfg.epochs is not None:
-            per_epoch = self.data.steps_per_epoch(self.cfg.batch_size,
-                                                  epoch_size=self.options.epoch_size)
+            per_epoch = self.data.steps_per_epoch(
+                self.cfg.batch_size, epoch_size=self.options.epoch_size
+            )
             return self.cfg.epochs * max(1, per_epoch // self.world_size)
         return self.cfg.steps
 
@@ -149,17 +159,21 @@ class Trainer:
     def _settings(self) -> A.Settings:
         """The keyword arguments of the Algorithm 1 functions from this run's config."""
         c = self.cfg
-        return A.Settings(objective=c.objective, n_samples=c.n_samples, eta=c.eta,
-                          options=self.options)
+        return A.Settings(
+            objective=c.objective, n_samples=c.n_samples, eta=c.eta, options=self.options
+        )
 
-    def inference_loss(self, x: torch.Tensor,
-                       phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def inference_loss(
+        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
-        return A.inference_loss(self.model, x, fd_reparam=self.cfg.fd_reparam, phi=phi,
-                                **self._settings())
+        return A.inference_loss(
+            self.model, x, fd_reparam=self.cfg.fd_reparam, phi=phi, **self._settings()
+        )
 
-    def learning_loss(self, x: torch.Tensor,
-                      phi: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def learning_loss(
+        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
         return A.learning_loss(self.model, x, phi=phi, **self._settings())
 
@@ -169,8 +183,9 @@ class Trainer:
         c = self.cfg
         if c.k_bi == 0:
             return self.learning_loss(x)
-        res = A.bilevel_learning_loss(self.model, x, k_bi=c.k_bi, bi_lr=c.bi_lr,
-                                      fd_reparam=c.fd_reparam, **self._settings())
+        res = A.bilevel_learning_loss(
+            self.model, x, k_bi=c.k_bi, bi_lr=c.bi_lr, fd_reparam=c.fd_reparam, **self._settings()
+        )
         self._inner_bad = res.n_bad  # checked over all ranks by _update
         with torch.no_grad():
             for k, p in self.model.encoder.named_parameters():
@@ -178,8 +193,14 @@ class Trainer:
         D.average_(list(self.model.encoder.parameters()), self.world_size)
         return res.loss
 
-    def _update(self, which: str, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter],
-                objective: torch.nn.Module, x: torch.Tensor) -> float:
+    def _update(
+        self,
+        which: str,
+        opt: torch.optim.Optimizer,
+        params: list[torch.nn.Parameter],
+        objective: torch.nn.Module,
+        x: torch.Tensor,
+    ) -> float:
         """One optimiser step of one group; returns the loss (mean over ranks).
 
         Under DDP, ``backward(inputs=params)`` lets its reducer average the group's gradients.
@@ -192,8 +213,13 @@ class Trainer:
         A.group_backward(loss, params)
         bad = self._inner_bad if self._inner_bad is not None else loss.new_zeros(())
         stop = float(self._stop.signum is not None)
-        stats = torch.stack([loss.detach().to(torch.float64), bad.to(torch.float64),
-                             loss.new_tensor(stop, dtype=torch.float64)])
+        stats = torch.stack(
+            [
+                loss.detach().to(torch.float64),
+                bad.to(torch.float64),
+                loss.new_tensor(stop, dtype=torch.float64),
+            ]
+        )
         value, inner_bad, stops = D.reduce_stats(stats, self.world_size)
         self._stop_agreed = self._stop_agreed or stops > 0
         if inner_bad > 0 or not math.isfinite(value):
@@ -217,14 +243,17 @@ class Trainer:
         cfg = self.cfg
         index = self.step * self.world_size + self.rank
         x = self.data.batch(index, cfg.batch_size, cfg.seed, **self._batch_options()).to(
-            self.device, self.dtype)
+            self.device, self.dtype
+        )
         self.model.train()
         rec: dict[str, float] = {"step": self.step + 1}
-        rec["enc_loss"] = self._update("inference", self.enc_opt, self.enc_params,
-                                       self._enc_objective, x)
+        rec["enc_loss"] = self._update(
+            "inference", self.enc_opt, self.enc_params, self._enc_objective, x
+        )
         if (self.step + 1) % cfg.k_enc == 0:
-            rec["dec_loss"] = self._update("learning", self.dec_opt, self.dec_params,
-                                           self._dec_objective, x)
+            rec["dec_loss"] = self._update(
+                "learning", self.dec_opt, self.dec_params, self._dec_objective, x
+            )
         rec["sigma2"] = float(torch.exp(self.model.log_sigma2.detach()))
         if not math.isfinite(rec["sigma2"]):
             raise TrainingDiverged(
@@ -247,10 +276,20 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed + 12345)
-            res = evaluate(self.model, x, eta=cfg.eta, n_is=cfg.n_is if n_is is None else n_is,
-                           is_proposal=cfg.is_proposal)
-        res = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset,
-               "variant": cfg.variant, **res}
+            res = evaluate(
+                self.model,
+                x,
+                eta=cfg.eta,
+                n_is=cfg.n_is if n_is is None else n_is,
+                is_proposal=cfg.is_proposal,
+            )
+        res = {
+            "step": self.step,
+            "objective": cfg.objective,
+            "dataset": cfg.dataset,
+            "variant": cfg.variant,
+            **res,
+        }
         res["wall_time_s"] = self.wall_time
         self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
         return res
@@ -334,8 +373,9 @@ class Trainer:
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         threads_before = torch.get_num_threads()
         torch.set_num_threads(num_threads(cfg.threads))
-        bar = tqdm(total=total, initial=self.step, disable=not show, desc=cfg.objective,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=total, initial=self.step, disable=not show, desc=cfg.objective, dynamic_ncols=True
+        )
         window: list[dict[str, float]] = []
         try:
             with catch_signals(defer=True) as self._stop:
@@ -379,8 +419,11 @@ class Trainer:
         atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
         from ..plots import loss_curve
 
-        loss_curve(self.history, os.path.join(self.out_dir, "loss.png"),
-                   title=f"{self.cfg.objective} on {self.cfg.dataset}")
+        loss_curve(
+            self.history,
+            os.path.join(self.out_dir, "loss.png"),
+            title=f"{self.cfg.objective} on {self.cfg.dataset}",
+        )
 
     def _save(self) -> None:
         if self.checkpoint_path is not None:

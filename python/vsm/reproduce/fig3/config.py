@@ -59,8 +59,18 @@ class Fig3Config:
         {1, 2}, 2 seeds, 1000 test points and IS samples, tolerances 10× tighter (the paper's
         rates hardly move σ² in 200 iterations). Far from trained: the numbers test the code,
         not the paper."""
-        return cls(k_encs=(1, 2), seeds=(0, 1), max_iters=200, min_iters=100, check_every=50,
-                   tol_sigma2=1e-3, tol_loss=1e-3, batch_size=250, n_test=1000, n_is=1000)
+        return cls(
+            k_encs=(1, 2),
+            seeds=(0, 1),
+            max_iters=200,
+            min_iters=100,
+            check_every=50,
+            tol_sigma2=1e-3,
+            tol_loss=1e-3,
+            batch_size=250,
+            n_test=1000,
+            n_is=1000,
+        )
 
     @classmethod
     def medium(cls) -> Fig3Config:
@@ -80,9 +90,18 @@ class Fig3Config:
         a quiet machine (each process then has a whole core); settings that converge earlier stop
         earlier.
         """
-        return cls(k_encs=(1, 10), sweep_objectives=("kl-m1",), max_iters=3000, min_iters=1000,
-                   check_every=250, batch_size=500, dec_lr=1e-3, elbo_lr=1e-3, n_test=2000,
-                   workers=2)
+        return cls(
+            k_encs=(1, 10),
+            sweep_objectives=("kl-m1",),
+            max_iters=3000,
+            min_iters=1000,
+            check_every=250,
+            batch_size=500,
+            dec_lr=1e-3,
+            elbo_lr=1e-3,
+            n_test=2000,
+            workers=2,
+        )
 
     @classmethod
     def full(cls) -> Fig3Config:
@@ -138,24 +157,34 @@ def optimiser_settings(objective: str, cfg: Fig3Config) -> dict[str, Any]:
     return {"enc_optimizer": "sgd", "enc_lr": rate, "dec_lr": cfg.dec_lr}
 
 
-def train_config(variant: str, dataset: str, objective: str, k_enc: int,
-                 seeds: Sequence[int], cfg: Fig3Config) -> Any:
+def train_config(
+    variant: str, dataset: str, objective: str, k_enc: int, seeds: Sequence[int], cfg: Fig3Config
+) -> Any:
     """The :class:`vsm.train.TrainConfig` of one setting: ``seeds`` trained as one batched run
     when there are several (needs :func:`batched_seeds_available`), else the single ``seeds[0]``.
     """
     from ...train import TrainConfig
 
     kw: dict[str, Any] = {
-        "objective": objective, "dataset": dataset, "steps": cfg.max_iters * k_enc,
-        "batch_size": cfg.batch_size, "k_enc": k_enc, "width": cfg.width(dataset),
+        "objective": objective,
+        "dataset": dataset,
+        "steps": cfg.max_iters * k_enc,
+        "batch_size": cfg.batch_size,
+        "k_enc": k_enc,
+        "width": cfg.width(dataset),
         "n_samples": cfg.paper_n_samples if variant == "paper" else cfg.n_samples,
-        "seed": seeds[0], "n_test": cfg.n_test, "n_is": 0, "log_every": 10**9,
-        "threads": cfg.threads, **optimiser_settings(objective, cfg),
+        "seed": seeds[0],
+        "n_test": cfg.n_test,
+        "n_is": 0,
+        "log_every": 10**9,
+        "threads": cfg.threads,
+        **optimiser_settings(objective, cfg),
     }
     if len(seeds) > 1:
         if not batched_seeds_available():
-            raise ValueError("seeds: this trainer has no TrainConfig.seeds; train one seed at a "
-                             "time")
+            raise ValueError(
+                "seeds: this trainer has no TrainConfig.seeds; train one seed at a time"
+            )
         kw["seeds"] = tuple(seeds)
     if "variant" in {f.name for f in dataclasses.fields(TrainConfig)}:
         kw["variant"] = variant
@@ -166,5 +195,10 @@ def train_config(variant: str, dataset: str, objective: str, k_enc: int,
 
 def settings(cfg: Fig3Config) -> list[tuple[str, str, str, int]]:
     """Every (variant, dataset, objective, K_enc) of the sweep, in run order."""
-    return [(v, ds, obj, k) for ds in cfg.datasets for obj in cfg.objectives
-            for k in cfg.k_encs_of(obj) for v in cfg.variants]
+    return [
+        (v, ds, obj, k)
+        for ds in cfg.datasets
+        for obj in cfg.objectives
+        for k in cfg.k_encs_of(obj)
+        for v in cfg.variants
+    ]

@@ -20,8 +20,9 @@ from .training import train_setting
 # ------------------------------------------------------------------------------ the sweep
 
 
-def _task(args: tuple[str, str, str, int, tuple[int, ...], Fig3Config, str | None]
-          ) -> list[dict[str, Any]]:
+def _task(
+    args: tuple[str, str, str, int, tuple[int, ...], Fig3Config, str | None],
+) -> list[dict[str, Any]]:
     """One setting in a worker process (1 thread each)."""
     variant, ds, obj, k, seeds, cfg, ckpt = args
     from ...train.config import num_threads
@@ -38,8 +39,9 @@ def _cost(setting: tuple[str, str, str, int], cfg: Fig3Config) -> float:
     return (k + 1) * (1 + width / 30) ** 2 * n * (2.0 if obj in ("fae", "kl-m3", "fd-m3") else 1.0)
 
 
-def run(out: str | Path, config: Fig3Config | None = None, *,
-        resume: bool = False) -> dict[str, Any]:
+def run(
+    out: str | Path, config: Fig3Config | None = None, *, resume: bool = False
+) -> dict[str, Any]:
     """Run the Figure 3 sweep into ``out``: ``fig3.png``, ``fig3.md`` and ``results.json``.
 
     ``results.json`` is rewritten after every setting (``"complete": false`` until the sweep
@@ -58,11 +60,18 @@ def run(out: str | Path, config: Fig3Config | None = None, *,
     avail = variants_available()
     skipped = [v for v in cfg.variants if v not in avail]
     if skipped:
-        print(f"fig3: variant(s) {skipped} not offered by this trainer (TrainConfig.variant); "
-              "running without them", file=sys.stderr)
-    results: dict[str, Any] = {"figure": "fig3", "config": vars(cfg).copy(), "runs": runs,
-                               "variants_run": [v for v in cfg.variants if v in avail],
-                               "batched_seeds": bool(cfg.batched and batched_seeds_available())}
+        print(
+            f"fig3: variant(s) {skipped} not offered by this trainer (TrainConfig.variant); "
+            "running without them",
+            file=sys.stderr,
+        )
+    results: dict[str, Any] = {
+        "figure": "fig3",
+        "config": vars(cfg).copy(),
+        "runs": runs,
+        "variants_run": [v for v in cfg.variants if v in avail],
+        "batched_seeds": bool(cfg.batched and batched_seeds_available()),
+    }
     todo = [st for st in settings(cfg) if st[0] in avail]
     for st in todo:
         if st in done:
@@ -80,9 +89,12 @@ def run(out: str | Path, config: Fig3Config | None = None, *,
         nll = [float(r["is_nll"]) for r in recs if not r["diverged"]]
         conv = sum(bool(r["converged"]) for r in recs)
         shown = f"{np.mean(nll):.4g}" if nll else "diverged"
-        print(f"fig3: {st[1]} {st[2]} K_enc={st[3]} [{st[0]}]: NLL={shown} "
-              f"converged {conv}/{len(recs)} after {recs[0]['iterations']} iterations",
-              file=sys.stderr, flush=True)
+        print(
+            f"fig3: {st[1]} {st[2]} K_enc={st[3]} [{st[0]}]: NLL={shown} "
+            f"converged {conv}/{len(recs)} after {recs[0]['iterations']} iterations",
+            file=sys.stderr,
+            flush=True,
+        )
 
     if not resume:
         for st in todo:
@@ -93,8 +105,12 @@ def run(out: str | Path, config: Fig3Config | None = None, *,
     else:
         _run_pool(cfg, sorted(todo, key=lambda s: -_cost(s, cfg)), ckpt_of, record)
     order = {st: i for i, st in enumerate(settings(cfg))}
-    runs.sort(key=lambda r: (order.get((r["variant"], r["dataset"], r["objective"], r["k_enc"]),
-                                       len(order)), r["seed"]))
+    runs.sort(
+        key=lambda r: (
+            order.get((r["variant"], r["dataset"], r["objective"], r["k_enc"]), len(order)),
+            r["seed"],
+        )
+    )
     results["table"] = table(runs, cfg)
     results["thresholds"] = cfg.thresholds().as_dict()
     results["claims"] = judge(runs, cfg)
@@ -107,8 +123,9 @@ def run(out: str | Path, config: Fig3Config | None = None, *,
     return results
 
 
-def _run_pool(cfg: Fig3Config, todo: list[tuple[str, str, str, int]], ckpt_of: Any,
-              record: Any) -> None:
+def _run_pool(
+    cfg: Fig3Config, todo: list[tuple[str, str, str, int]], ckpt_of: Any, record: Any
+) -> None:
     """Run ``todo`` in ``cfg.workers`` processes; on SIGINT/SIGTERM in this process, forward
     SIGTERM to the workers (each checkpoints its setting) and re-raise."""
     import concurrent.futures as cf
@@ -119,8 +136,9 @@ def _run_pool(cfg: Fig3Config, todo: list[tuple[str, str, str, int]], ckpt_of: A
 
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_task, (*st, tuple(cfg.seeds), cfg, str(ckpt_of(st)))): st
-                   for st in todo}
+        futures = {
+            pool.submit(_task, (*st, tuple(cfg.seeds), cfg, str(ckpt_of(st)))): st for st in todo
+        }
         recorded: set[Any] = set()
         try:
             for fut in cf.as_completed(futures):
@@ -136,8 +154,12 @@ def _run_pool(cfg: Fig3Config, todo: list[tuple[str, str, str, int]], ckpt_of: A
                 f.cancel()
             cf.wait(list(futures), timeout=120)
             for fut, st in futures.items():  # record what finished before the stop
-                if (fut not in recorded and fut.done() and not fut.cancelled()
-                        and fut.exception() is None):
+                if (
+                    fut not in recorded
+                    and fut.done()
+                    and not fut.cancelled()
+                    and fut.exception() is None
+                ):
                     record(st, fut.result())
             raise
 
@@ -145,8 +167,16 @@ def _run_pool(cfg: Fig3Config, todo: list[tuple[str, str, str, int]], ckpt_of: A
 def _check(cfg: Fig3Config) -> None:
     from ...train import OBJECTIVES as ALL
 
-    for name in ("max_iters", "check_every", "batch_size", "n_samples", "paper_n_samples",
-                 "n_test", "n_is", "workers"):
+    for name in (
+        "max_iters",
+        "check_every",
+        "batch_size",
+        "n_samples",
+        "paper_n_samples",
+        "n_test",
+        "n_is",
+        "workers",
+    ):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
@@ -157,6 +187,7 @@ def _check(cfg: Fig3Config) -> None:
     if bad:
         raise ValueError(f"variants: unknown {bad}; expected some of {VARIANTS}")
     if not cfg.seeds or not cfg.k_encs or min(cfg.k_encs) < 1:
-        raise ValueError(f"seeds, k_encs: expected non-empty, K_enc ≥ 1; got {cfg.seeds}, "
-                         f"{cfg.k_encs}")
+        raise ValueError(
+            f"seeds, k_encs: expected non-empty, K_enc ≥ 1; got {cfg.seeds}, {cfg.k_encs}"
+        )
     cfg.thresholds()

@@ -18,9 +18,16 @@ from .config import ACTIVE_VAR, EVAL_SEED, Fig3Config, batched_seeds_available, 
 # ------------------------------------------------------------------------------ convergence
 
 
-def convergence(dec_loss: Sequence[float] | np.ndarray, sigma2: Sequence[float] | np.ndarray, *,
-                window: float = 0.1, tol_sigma2: float = 0.01, tol_loss: float = 0.01,
-                min_iters: int = 0, z: float = 2.0) -> dict[str, Any]:
+def convergence(
+    dec_loss: Sequence[float] | np.ndarray,
+    sigma2: Sequence[float] | np.ndarray,
+    *,
+    window: float = 0.1,
+    tol_sigma2: float = 0.01,
+    tol_loss: float = 0.01,
+    min_iters: int = 0,
+    z: float = 2.0,
+) -> dict[str, Any]:
     """Has a run converged? (the module docstring's criterion).
 
     Args:
@@ -39,8 +46,10 @@ def convergence(dec_loss: Sequence[float] | np.ndarray, sigma2: Sequence[float] 
     loss = np.asarray(dec_loss, dtype=np.float64)
     s2 = np.asarray(sigma2, dtype=np.float64)
     if loss.shape != s2.shape or loss.ndim != 1:
-        raise ValueError(f"dec_loss, sigma2: expected two 1-D series of one length, got shapes "
-                         f"{loss.shape} and {s2.shape}")
+        raise ValueError(
+            f"dec_loss, sigma2: expected two 1-D series of one length, got shapes "
+            f"{loss.shape} and {s2.shape}"
+        )
     if not 0 < window <= 0.5:
         raise ValueError(f"window: expected a fraction in (0, 0.5], got {window}")
     n = loss.shape[0]
@@ -49,10 +58,10 @@ def convergence(dec_loss: Sequence[float] | np.ndarray, sigma2: Sequence[float] 
     out = {"converged": False, "sigma2_change": nan, "loss_change": nan, "loss_allowed": nan}
     if n < max(min_iters, 1) or w < 4:
         return out
-    if not (np.all(np.isfinite(loss[-w - 1:])) and np.all(np.isfinite(s2[-w - 1:]))):
+    if not (np.all(np.isfinite(loss[-w - 1 :])) and np.all(np.isfinite(s2[-w - 1 :]))):
         return out
     ds2 = abs(s2[-1] - s2[-w - 1]) / abs(s2[-w - 1])
-    first, second = loss[-w:-(w // 2)], loss[-(w // 2):]
+    first, second = loss[-w : -(w // 2)], loss[-(w // 2) :]
     a, b = float(first.mean()), float(second.mean())
     se = math.sqrt(first.var(ddof=1) / first.size + second.var(ddof=1) / second.size)
     allowed = tol_loss * max(abs(a), abs(b), 1.0) + z * se
@@ -84,10 +93,10 @@ def evaluate_model(model: Any, x: torch.Tensor, *, n_is: int, seed: int) -> dict
     acc = ISAccumulator(x, model.log_sigma2)
     chunk = max(1, (1 << 22) // max(1, B * D))
     for k0 in range(0, n_is, chunk):
-        zc = z[k0:k0 + chunk]
+        zc = z[k0 : k0 + chunk]
         kc = zc.shape[0]
         xm = model.decode(zc).reshape(1, kc, D).expand(B, kc, D).contiguous()
-        lp = log_prior[k0:k0 + chunk].reshape(1, kc).expand(B, kc).contiguous()
+        lp = log_prior[k0 : k0 + chunk].reshape(1, kc).expand(B, kc).contiguous()
         acc.add(xm, lp, lp)
     res = acc.result()
     mu, logvar = model.encode(x)
@@ -120,8 +129,9 @@ class _Series:
         arrays: dict[str, Any] = {"iters": self.iters, "wall": self.wall}
         arrays |= {f"loss_{s}": np.asarray(v) for s, v in self.loss.items()}
         arrays |= {f"sigma2_{s}": np.asarray(v) for s, v in self.sigma2.items()}
-        arrays |= {f"conv_{s}": np.asarray(-1 if v is None else v)
-                   for s, v in self.converged_at.items()}
+        arrays |= {
+            f"conv_{s}": np.asarray(-1 if v is None else v) for s, v in self.converged_at.items()
+        }
         tmp = path.with_name(path.name + f".tmp.{os.getpid()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
@@ -172,7 +182,7 @@ class _Driver:
             rec = (hist[s] if self.batched else hist)[-1]
             series.loss[s].append(float(rec["dec_loss"]))
             series.sigma2[s].append(float(rec["sigma2"]))
-        for h in (hist.values() if self.batched else [hist]):
+        for h in hist.values() if self.batched else [hist]:
             h.clear()  # the series keep what is needed; histories would grow with the run
 
     def model(self, seed: int) -> Any:
@@ -185,8 +195,14 @@ class _Driver:
 
 
 def _conv(series: _Series, seed: int, cfg: Fig3Config) -> dict[str, Any]:
-    return convergence(series.loss[seed], series.sigma2[seed], window=cfg.window,
-                       tol_sigma2=cfg.tol_sigma2, tol_loss=cfg.tol_loss, min_iters=cfg.min_iters)
+    return convergence(
+        series.loss[seed],
+        series.sigma2[seed],
+        window=cfg.window,
+        tol_sigma2=cfg.tol_sigma2,
+        tol_loss=cfg.tol_loss,
+        min_iters=cfg.min_iters,
+    )
 
 
 def _curve(values: Sequence[float], points: int = 60) -> list[list[float]]:
@@ -216,8 +232,14 @@ def _all_converged(drv: _Driver, series: _Series, cfg: Fig3Config) -> bool:
     return done
 
 
-def _train_loop(drv: _Driver, series: _Series, k_enc: int, cfg: Fig3Config, path: Path | None,
-                series_path: Path | None) -> None:
+def _train_loop(
+    drv: _Driver,
+    series: _Series,
+    k_enc: int,
+    cfg: Fig3Config,
+    path: Path | None,
+    series_path: Path | None,
+) -> None:
     """Iterations until every live seed has converged (checked every ``check_every`` from
     ``min_iters``) or ``max_iters``; a signal checkpoints after the current iteration and raises
     :class:`vsm.train.TrainingInterrupted`. Writes the checkpoint at the end too."""
@@ -226,8 +248,12 @@ def _train_loop(drv: _Driver, series: _Series, k_enc: int, cfg: Fig3Config, path
 
     with catch_signals(defer=True) as stop:
         while series.iters < cfg.max_iters and drv.alive():
-            if (series.iters and series.iters % cfg.check_every == 0
-                    and series.iters >= cfg.min_iters and _all_converged(drv, series, cfg)):
+            if (
+                series.iters
+                and series.iters % cfg.check_every == 0
+                and series.iters >= cfg.min_iters
+                and _all_converged(drv, series, cfg)
+            ):
                 break
             t0 = time.perf_counter()
             drv.iteration(k_enc, series)
@@ -235,13 +261,21 @@ def _train_loop(drv: _Driver, series: _Series, k_enc: int, cfg: Fig3Config, path
             series.wall += time.perf_counter() - t0
             if stop.signum is not None:
                 _save(drv, series, path, series_path)
-                raise TrainingInterrupted(stop.signum, step=series.iters,
-                                          checkpoint=None if path is None else str(path))
+                raise TrainingInterrupted(
+                    stop.signum, step=series.iters, checkpoint=None if path is None else str(path)
+                )
     _save(drv, series, path, series_path)
 
 
-def train_setting(variant: str, dataset: str, objective: str, k_enc: int, seeds: Sequence[int],
-                  cfg: Fig3Config, ckpt_dir: Path | None = None) -> list[dict[str, Any]]:
+def train_setting(
+    variant: str,
+    dataset: str,
+    objective: str,
+    k_enc: int,
+    seeds: Sequence[int],
+    cfg: Fig3Config,
+    ckpt_dir: Path | None = None,
+) -> list[dict[str, Any]]:
     """Train ``seeds`` of one setting until converged (or the cap) and evaluate them; one record
     per seed. The seeds train as one batched run when ``cfg.batched`` and the trainer offers it,
     else one after another.
@@ -261,8 +295,12 @@ def train_setting(variant: str, dataset: str, objective: str, k_enc: int, seeds:
         name = "ckpt" if batched else f"ckpt-s{group[0]}"
         path = None if ckpt_dir is None else ckpt_dir / f"{name}.pt"
         series_path = None if ckpt_dir is None else ckpt_dir / f"{name}.series.npz"
-        if (path is not None and series_path is not None and path.is_file()
-                and series_path.is_file()):
+        if (
+            path is not None
+            and series_path is not None
+            and path.is_file()
+            and series_path.is_file()
+        ):
             trainer = Trainer.from_checkpoint(str(path), progress=False)
             series = _Series.load(series_path, group)
         else:
@@ -273,22 +311,37 @@ def train_setting(variant: str, dataset: str, objective: str, k_enc: int, seeds:
         _train_loop(drv, series, k_enc, cfg, path, series_path)
         div = drv.diverged()
         for s in group:
-            rec: dict[str, Any] = {"variant": variant, "dataset": dataset, "objective": objective,
-                                   "k_enc": k_enc, "seed": s, "iterations": series.iters,
-                                   "train_wall_s": series.wall / len(group)}
+            rec: dict[str, Any] = {
+                "variant": variant,
+                "dataset": dataset,
+                "objective": objective,
+                "k_enc": k_enc,
+                "seed": s,
+                "iterations": series.iters,
+                "train_wall_s": series.wall / len(group),
+            }
             if s in div:
-                rec.update(diverged=True, converged=False, error=div[s][:300],
-                           iterations=len(series.loss[s]))
+                rec.update(
+                    diverged=True,
+                    converged=False,
+                    error=div[s][:300],
+                    iterations=len(series.loss[s]),
+                )
             else:
                 conv = _conv(series, s, cfg)
                 if conv["converged"] and series.converged_at[s] is None:
                     series.converged_at[s] = series.iters
-                rec.update(diverged=False, converged=conv["converged"],
-                           converged_at=series.converged_at[s],
-                           sigma2_change=conv["sigma2_change"], loss_change=conv["loss_change"],
-                           loss_allowed=conv["loss_allowed"])
-                rec.update(evaluate_model(drv.model(s), drv.test(s)[: cfg.n_test],
-                                          n_is=cfg.n_is, seed=s))
+                rec.update(
+                    diverged=False,
+                    converged=conv["converged"],
+                    converged_at=series.converged_at[s],
+                    sigma2_change=conv["sigma2_change"],
+                    loss_change=conv["loss_change"],
+                    loss_allowed=conv["loss_allowed"],
+                )
+                rec.update(
+                    evaluate_model(drv.model(s), drv.test(s)[: cfg.n_test], n_is=cfg.n_is, seed=s)
+                )
                 if not all(math.isfinite(rec[k]) for k in ("is_nll", "sm_loss")):
                     rec["diverged"] = True
             rec["sigma2_curve"] = _curve(series.sigma2[s])
