@@ -3,8 +3,10 @@
 Real processes get real signals: ``vsm train`` / ``vsm reproduce`` are started with
 :mod:`subprocess`, a signal is sent once they have printed progress past a step, and the exit
 status, the one-line message, the checkpoint and the exact continuation are checked. The
-subprocesses run the pure-torch path (``TRITON_INTERPRET=0``) so that steps are fast; the
-in-process comparisons use the same path (``reference_backend``).
+subprocesses run the default CPU path (``TRITON_INTERPRET=0``: the Rust kernels) so that steps
+are fast; the in-process comparisons force the same path (``vsm.backend("rust")``, the
+``rust_backend`` fixture) — a loss summed in another order (the reference, or the Triton
+interpreter) would differ in its last bits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import vsm
 from vsm import cli
 from vsm.data import load_dataset
 from vsm.train import TrainConfig, Trainer, load_checkpoint, num_threads
@@ -39,6 +42,13 @@ TRAIN = [
     "64",
     "--quiet",
 ]
+
+
+@pytest.fixture
+def rust_backend():
+    """The fused ops on the Rust kernels, the default CPU path of the subprocesses."""
+    with vsm.backend("rust"):
+        yield
 
 
 def _env() -> dict[str, str]:
@@ -88,7 +98,7 @@ def _assert_one_line(err: str, signame: str) -> str:
     return lines[0]
 
 
-def test_sigint_writes_checkpoint_and_resume_is_exact(reference_backend, tmp_path):
+def test_sigint_writes_checkpoint_and_resume_is_exact(rust_backend, tmp_path):
     out = tmp_path / "run"
     rc, _, err = _signal_after(
         [*TRAIN, "--steps", "100000", "--log-every", "5", "--out", str(out)],
@@ -188,7 +198,7 @@ def test_cli_threads_option(reference_backend, tmp_path, monkeypatch):
     assert load_checkpoint(str(tmp_path / "checkpoint.pt"))["config"]["threads"] == 3
 
 
-def test_reproduce_sigterm_then_resume_skips_recorded_runs(reference_backend, tmp_path):
+def test_reproduce_sigterm_then_resume_skips_recorded_runs(rust_backend, tmp_path):
     from vsm.reproduce import fig3
     from vsm.reproduce import run as reproduce
 
