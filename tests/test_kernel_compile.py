@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import vsm
 
 pytest.importorskip("triton")
 
@@ -36,7 +37,7 @@ def report(tmp_path_factory) -> dict:
     env.setdefault(
         "TRITON_DEFAULT_FP_FUSION", "0"
     )  # launches set it explicitly; silences the warning
-    src = str(Path(__file__).resolve().parents[1] / "python")
+    src = str(Path(vsm.__file__).resolve().parents[1])  # the vsm this test imported (installed)
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     cmd = [sys.executable, "-m", "vsm.kernels._aot", "--json", str(out)]
     if os.environ.get("VSM_COMPILE_FULL", "0") not in ("", "0"):

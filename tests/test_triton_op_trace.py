@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import vsm
 
 pytest.importorskip("triton")
 
@@ -50,7 +51,7 @@ print("OK")
 def test_ops_trace_into_triton_kernels_when_compiled():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "0"
-    src = str(Path(__file__).resolve().parents[1] / "python")
+    src = str(Path(vsm.__file__).resolve().parents[1])  # the vsm this test imported (installed)
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT],
