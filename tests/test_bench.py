@@ -32,12 +32,17 @@ def _report(out):
     return data, (out / "bench.md").read_text()
 
 
+def _run_check(out, *extra: str) -> int:
+    """``vsm bench --check`` at the tiny shapes on CPU without the compile parts, into ``out``."""
+    return bench.main(
+        ["--check", "--tiny", "--device", "cpu", "--no-compile", *extra, "--out", str(out)]
+    )
+
+
 def test_check_passes_on_cpu_and_writes_json_and_markdown(tmp_path, fake_timer, capsys):
     """Every op and objective against the reference (the compile parts are tested below, on
     their own, to keep this file fast)."""
-    rc = bench.main(
-        ["--check", "--tiny", "--device", "cpu", "--no-compile", "--out", str(tmp_path)]
-    )
+    rc = _run_check(tmp_path)
     out = capsys.readouterr().out
     assert rc == 0, out
     data, md = _report(tmp_path)
@@ -109,19 +114,7 @@ def test_check_fails_when_vsm_and_reference_disagree(tmp_path, fake_timer, capsy
         return t._replace(mean_sq=t.mean_sq * 1.001)
 
     monkeypatch.setattr(reference, "gaussian_terms", broken)
-    rc = bench.main(
-        [
-            "--check",
-            "--tiny",
-            "--device",
-            "cpu",
-            "--no-compile",
-            "--op",
-            "gaussian_terms",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    rc = _run_check(tmp_path, "--op", "gaussian_terms")
     out = capsys.readouterr().out
     assert rc == 1
     assert "MISMATCH gaussian_terms [auto, float32" in out
@@ -151,19 +144,7 @@ def test_check_reports_an_op_that_raises(tmp_path, fake_timer, capsys, monkeypat
         raise RuntimeError("kernel exploded")
 
     monkeypatch.setattr(vsm, "posterior_fd", crash)
-    rc = bench.main(
-        [
-            "--check",
-            "--tiny",
-            "--device",
-            "cpu",
-            "--no-compile",
-            "--op",
-            "posterior_fd",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    rc = _run_check(tmp_path, "--op", "posterior_fd")
     out = capsys.readouterr().out
     assert rc == 1
     assert "MISMATCH posterior_fd" in out and "kernel exploded" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -31,9 +32,32 @@ def _randn(device: torch.device, dtype: torch.dtype, *shape: int, grad: bool = F
     return torch.randn(*shape, device=device, dtype=dtype).requires_grad_(grad)
 
 
-def _pfd_case(n: int, b: int, l: int, large: bool = False, paper: bool = False) -> Case:
+def _case(
+    op: str,
+    shape: str,
+    make: Callable[[torch.device, torch.dtype], dict],
+    grad_wrt: tuple[str, ...],
+    large: bool,
+    paper: bool,
+    wrap: Callable[[Callable[..., Any]], Callable[..., torch.Tensor]] = lambda f: f,
+) -> Case:
+    """The :class:`Case` of ``op``: ``wrap`` applied to the public op and to its reference twin
+    (the same function name in :mod:`vsm` and :mod:`vsm.reference`)."""
     import vsm
 
+    return Case(
+        op,
+        shape,
+        make,
+        wrap(getattr(vsm, op)),
+        wrap(getattr(reference, op)),
+        grad_wrt,
+        large,
+        paper,
+    )
+
+
+def _pfd_case(n: int, b: int, l: int, large: bool = False, paper: bool = False) -> Case:
     def make(device, dtype):
         return {
             "z": _randn(device, dtype, n, b, l, grad=True),
@@ -42,21 +66,11 @@ def _pfd_case(n: int, b: int, l: int, large: bool = False, paper: bool = False) 
             "grad_loglik_z": _randn(device, dtype, n, b, l, grad=True),
         }
 
-    return Case(
-        "posterior_fd",
-        f"N={n} B={b} L={l}",
-        make,
-        vsm.posterior_fd,
-        reference.posterior_fd,
-        ("z", "mu", "logvar", "grad_loglik_z"),
-        large,
-        paper,
-    )
+    grad_wrt = ("z", "mu", "logvar", "grad_loglik_z")
+    return _case("posterior_fd", f"N={n} B={b} L={l}", make, grad_wrt, large, paper)
 
 
 def _gt_case(n: int, b: int, d: int, large: bool = False, paper: bool = False) -> Case:
-    import vsm
-
     def make(device, dtype):
         return {
             "x": _randn(device, dtype, b, d, grad=True),
@@ -71,21 +85,11 @@ def _gt_case(n: int, b: int, d: int, large: bool = False, paper: bool = False) -
 
         return g
 
-    return Case(
-        "gaussian_terms",
-        f"N={n} B={b} D={d}",
-        make,
-        out(vsm.gaussian_terms),
-        out(reference.gaussian_terms),
-        ("x", "x_mean", "log_sigma2"),
-        large,
-        paper,
-    )
+    grad_wrt = ("x", "x_mean", "log_sigma2")
+    return _case("gaussian_terms", f"N={n} B={b} D={d}", make, grad_wrt, large, paper, out)
 
 
 def _hutch_case(b: int, d: int, p: int, large: bool = False, paper: bool = False) -> Case:
-    import vsm
-
     def make(device, dtype):
         return {
             "x": _randn(device, dtype, b, d, grad=True),
@@ -99,16 +103,7 @@ def _hutch_case(b: int, d: int, p: int, large: bool = False, paper: bool = False
 
         return g
 
-    return Case(
-        "hutchinson_trace",
-        f"B={b} D={d} P={p}",
-        make,
-        wrap(vsm.hutchinson_trace),
-        wrap(reference.hutchinson_trace),
-        ("w",),
-        large,
-        paper,
-    )
+    return _case("hutchinson_trace", f"B={b} D={d} P={p}", make, ("w",), large, paper, wrap)
 
 
 def cases(quick: bool = False, tiny: bool = False) -> list[Case]:
