@@ -59,8 +59,9 @@ finish in about 30 minutes on a quiet 2-core CPU with 2 worker processes of 1 th
 docstring for what it changes); ``full()`` is the paper's setting with convergence (hours).
 
 Layout: :mod:`.config` (settings), :mod:`.training` (one setting: training, convergence,
-evaluation), :mod:`.sweep` (:func:`run`), :mod:`.report` (tables, claims, figure, markdown;
-``python -m vsm.reproduce.fig3 render``). Their public names are importable from here.
+evaluation), :mod:`.sweep` (:func:`run`), :mod:`.report` (tables, claims), :mod:`.figure`,
+:mod:`.markdown` (the markdown section; ``python -m vsm.reproduce.fig3 render``). Their public
+names are importable from here.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ from .config import (
     train_config,
     variants_available,
 )
-from .report import BEGIN, END, Claim, judge, main, markdown, overall_verdicts, plot, splice, table
+from .figure import plot
+from .markdown import BEGIN, END, main, markdown, splice
+from .report import Claim, judge, overall_verdicts, table
 from .sweep import run
 from .training import _Driver as _Driver
 from .training import _Series as _Series

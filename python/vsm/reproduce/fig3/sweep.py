@@ -14,7 +14,9 @@ import torch
 
 from .._common import Timer, prepare_out, previous_results, write_results
 from .config import VARIANTS, Fig3Config, batched_seeds_available, settings, variants_available
-from .report import judge, markdown, overall_verdicts, plot, table
+from .figure import plot
+from .markdown import markdown
+from .report import judge, overall_verdicts, table
 from .training import train_setting
 
 # ------------------------------------------------------------------------------ the sweep

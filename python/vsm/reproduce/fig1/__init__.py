@@ -40,6 +40,9 @@ Both profiled objectives are even in θ ((θ, φ) → (−θ, −φ) leaves them
 over θ ≥ 0 on a dense grid and refine with a bounded scalar search. A gradient-based Monte-Carlo
 fit (:func:`mc_fit`, autograd scores of the two log-joints, reparametrised samples, Adam) checks the
 closed forms (tests and ``--full``).
+
+Layout: :mod:`.closed_form` (the objectives and their fits), :mod:`.monte_carlo` (the check);
+this module holds the settings, :func:`run` and the figure.
 """
 
 from __future__ import annotations
@@ -50,12 +53,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from scipy.optimize import minimize_scalar
 
-from ._common import Timer, plt, prepare_out, save_figure, write_results
+from .._common import Timer, plt, prepare_out, save_figure, write_results
+from .closed_form import (
+    METHODS,
+    best_phi,
+    fit_closed_form,
+    jfd,
+    jfd_parts,
+    jkld,
+    marginal_fd,
+    marginal_kl,
+    objective,
+)
+from .monte_carlo import _mc_losses as _mc_losses
+from .monte_carlo import mc_fit
 
-METHODS = ("jkld", "jfd")
+__all__ = [
+    "METHODS",
+    "Fig1Config",
+    "best_phi",
+    "fit_closed_form",
+    "jfd",
+    "jfd_parts",
+    "jkld",
+    "joint_covariances",
+    "marginal_fd",
+    "marginal_kl",
+    "mc_fit",
+    "objective",
+    "run",
+]
 
 
 @dataclass
@@ -86,228 +114,6 @@ class Fig1Config:
     def full(cls) -> Fig1Config:
         """Closed-form sweep on a denser grid plus a longer Monte-Carlo check."""
         return cls(grid_points=200001, mc_steps=6000, mc_batch=16384)
-
-
-# ----------------------------------------------------------------------------- closed forms
-
-
-def _c(theta: np.ndarray, alpha: float, sigma2: float) -> np.ndarray:
-    """q's variance c = α σ²/(θ² + σ²)."""
-    return alpha * sigma2 / (theta**2 + sigma2)
-
-
-def jkld(theta, phi, theta_star: float, alpha: float, sigma2: float = 1.0) -> np.ndarray:
-    """Exact joint KLD KL(p_d q_φ ‖ p_θ) (nats) for arrays ``theta``, ``phi`` (broadcast)."""
-    theta = np.asarray(theta, dtype=np.float64)
-    phi = np.asarray(phi, dtype=np.float64)
-    s2 = theta_star**2 + sigma2
-    c = _c(theta, alpha, sigma2)
-    two_pi_e = 2.0 * math.pi * math.e
-    return (
-        -0.5 * np.log(two_pi_e * s2)
-        - 0.5 * np.log(two_pi_e * c)
-        + 0.5 * math.log(2.0 * math.pi)
-        + 0.5 * (phi**2 * s2 + c)
-        + 0.5 * math.log(2.0 * math.pi * sigma2)
-        + ((1.0 - theta * phi) ** 2 * s2 + theta**2 * c) / (2.0 * sigma2)
-    )
-
-
-def jfd_parts(theta, phi, theta_star: float, alpha: float, sigma2: float = 1.0):
-    """Exact joint FD split as (x-part, posterior FD), ½ convention, arrays broadcast."""
-    theta = np.asarray(theta, dtype=np.float64)
-    phi = np.asarray(phi, dtype=np.float64)
-    s2 = theta_star**2 + sigma2
-    c = _c(theta, alpha, sigma2)
-    lam = 1.0 + theta**2 / sigma2
-    x_part = (
-        0.5 * s2 * ((1.0 / sigma2 - 1.0 / s2) - theta * phi / sigma2) ** 2
-        + 0.5 * c * (phi / c - theta / sigma2) ** 2
-    )
-    post = 0.5 * s2 * (lam * phi - theta / sigma2) ** 2 + 0.5 * c * (lam - 1.0 / c) ** 2
-    return x_part, post
-
-
-def jfd(theta, phi, theta_star: float, alpha: float, sigma2: float = 1.0) -> np.ndarray:
-    """Exact joint FD F(p_d q_φ ‖ p_θ) (½ convention) = x-part + posterior FD."""
-    x_part, post = jfd_parts(theta, phi, theta_star, alpha, sigma2)
-    return x_part + post
-
-
-def best_phi(method: str, theta, theta_star: float, alpha: float, sigma2: float = 1.0):
-    """Closed-form minimiser φ*(θ) of ``method`` ("jkld" or "jfd") for fixed θ (array)."""
-    theta = np.asarray(theta, dtype=np.float64)
-    if method == "jkld":
-        return theta / (theta**2 + sigma2)
-    if method == "jfd":
-        s2 = theta_star**2 + sigma2
-        c = _c(theta, alpha, sigma2)
-        lam = 1.0 + theta**2 / sigma2
-        ks = (s2, s2, c)
-        us = (theta / sigma2, lam, 1.0 / c)
-        ws = (1.0 / sigma2 - 1.0 / s2, theta / sigma2, theta / sigma2)
-        num = sum(k * u * w for k, u, w in zip(ks, us, ws, strict=True))
-        den = sum(k * u * u for k, u in zip(ks, us, strict=True))
-        return num / den
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
-def objective(method: str, theta, phi, theta_star: float, alpha: float, sigma2: float = 1.0):
-    """The closed-form objective named ``method`` at (θ, φ)."""
-    if method == "jkld":
-        return jkld(theta, phi, theta_star, alpha, sigma2)
-    if method == "jfd":
-        return jfd(theta, phi, theta_star, alpha, sigma2)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
-def fit_closed_form(
-    method: str,
-    theta_star: float,
-    alpha: float,
-    sigma2: float = 1.0,
-    *,
-    grid_points: int = 20001,
-) -> dict[str, float]:
-    """Minimise the profiled closed-form objective over θ ≥ 0.
-
-    Dense grid on [0, 3θ* + 5], then a bounded Brent search in the bracketing cell.
-    Returns {"theta_hat", "phi_hat", "objective"}.
-    """
-    if theta_star < 0 or alpha <= 0 or sigma2 <= 0:
-        raise ValueError("theta_star must be >= 0 and alpha, sigma2 > 0")
-
-    def prof(t):
-        return objective(
-            method, t, best_phi(method, t, theta_star, alpha, sigma2), theta_star, alpha, sigma2
-        )
-
-    grid = np.linspace(0.0, 3.0 * theta_star + 5.0, grid_points)
-    vals = prof(grid)
-    i = int(np.argmin(vals))
-    lo = grid[max(i - 1, 0)]
-    hi = grid[min(i + 1, grid_points - 1)]
-    res = minimize_scalar(
-        lambda t: float(prof(t)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}
-    )
-    theta_hat = float(res.x) if res.fun <= vals[i] else float(grid[i])
-    phi_hat = float(best_phi(method, theta_hat, theta_star, alpha, sigma2))
-    return {
-        "theta_hat": theta_hat,
-        "phi_hat": phi_hat,
-        "objective": float(objective(method, theta_hat, phi_hat, theta_star, alpha, sigma2)),
-    }
-
-
-def marginal_kl(theta: float, theta_star: float, sigma2: float = 1.0) -> float:
-    """KL(p_d ‖ p_θ) between the zero-mean Gaussian marginals (nats)."""
-    a = theta_star**2 + sigma2
-    b = theta**2 + sigma2
-    return 0.5 * (a / b - 1.0 - math.log(a / b))
-
-
-def marginal_fd(theta: float, theta_star: float, sigma2: float = 1.0) -> float:
-    """Marginal FD ½ E_pd (∇log p_d − ∇log p_θ)² between the Gaussian marginals."""
-    a = theta_star**2 + sigma2
-    b = theta**2 + sigma2
-    return 0.5 * a * (1.0 / a - 1.0 / b) ** 2
-
-
-# ----------------------------------------------------------------------------- Monte Carlo
-
-
-def _mc_losses(
-    theta: torch.Tensor,
-    phi: torch.Tensor,
-    theta_star: torch.Tensor,
-    alpha: torch.Tensor,
-    sigma2: float,
-    n: int,
-    gen: torch.Generator,
-):
-    """Reparametrised Monte-Carlo (JKLD, JFD), each of shape (C,), for C cases at once.
-
-    x = s·ε_x (a leaf: p_d has no parameters) and z = φ·s·ε_x + √c·ε_z built from a separate copy
-    of x, so that autograd w.r.t. (x, z) gives the partial scores ∇_x, ∇_z of each log-joint while
-    the parameters still reach the loss through the score coefficients and through the sample z.
-    """
-    s2 = theta_star**2 + sigma2
-    c = alpha * sigma2 / (theta**2 + sigma2)
-    eps_x = torch.randn(n, theta.shape[0], generator=gen, dtype=theta.dtype)
-    eps_z = torch.randn(n, theta.shape[0], generator=gen, dtype=theta.dtype)
-    x = (s2.sqrt() * eps_x).requires_grad_(True)
-    z = phi * (s2.sqrt() * eps_x) + c.sqrt() * eps_z
-    if not z.requires_grad:  # parameters without gradients (evaluation only)
-        z = z.requires_grad_(True)
-    half_log2pi = 0.5 * math.log(2.0 * math.pi)
-    log_q = (
-        -0.5 * x**2 / s2
-        - 0.5 * torch.log(s2)
-        - half_log2pi
-        - 0.5 * (z - phi * x) ** 2 / c
-        - 0.5 * torch.log(c)
-        - half_log2pi
-    )
-    log_p = (
-        -0.5 * z**2
-        - half_log2pi
-        - 0.5 * (x - theta * z) ** 2 / sigma2
-        - 0.5 * math.log(sigma2)
-        - half_log2pi
-    )
-    kl = (log_q - log_p).mean(0)
-    gq = torch.autograd.grad(log_q.sum(), (x, z), create_graph=True)
-    gp = torch.autograd.grad(log_p.sum(), (x, z), create_graph=True)
-    fd = 0.5 * ((gq[0] - gp[0]) ** 2 + (gq[1] - gp[1]) ** 2).mean(0)
-    return kl, fd
-
-
-def mc_fit(
-    cases: list[tuple[str, float, float]],
-    *,
-    sigma2: float = 1.0,
-    steps: int = 1500,
-    batch: int = 4096,
-    lr: float = 0.05,
-    seed: int = 0,
-) -> list[dict[str, float]]:
-    """Gradient-based Monte-Carlo fit of (θ, φ), all ``cases`` (method, θ*, α) in one tensor.
-
-    Adam on reparametrised Monte-Carlo estimates of JKLD / JFD (scores by autograd), started at
-    θ = 1, φ = 0.3; the reported θ̂ = |θ| is the average over the last quarter of the iterates.
-    Returns one {"theta_hat", "phi_hat"} per case.
-    """
-    if steps < 1:
-        raise ValueError("steps must be >= 1")
-    gen = torch.Generator().manual_seed(seed)
-    dt = torch.float64
-    n_cases = len(cases)
-    theta = torch.full((n_cases,), 1.0, dtype=dt, requires_grad=True)
-    phi = torch.full((n_cases,), 0.3, dtype=dt, requires_grad=True)
-    ts = torch.tensor([c[1] for c in cases], dtype=dt)
-    al = torch.tensor([c[2] for c in cases], dtype=dt)
-    is_kl = torch.tensor([c[0] == "jkld" for c in cases])
-    opt = torch.optim.Adam([theta, phi], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.02)
-    avg_from = steps - max(steps // 4, 1)
-    sum_t = torch.zeros(n_cases, dtype=dt)
-    sum_p = torch.zeros(n_cases, dtype=dt)
-    for step in range(steps):
-        kl, fd = _mc_losses(theta, phi, ts, al, sigma2, batch, gen)
-        loss = torch.where(is_kl, kl, fd).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step >= avg_from:
-            sign = torch.sign(theta.detach())
-            sum_t += theta.detach().abs()
-            sum_p += phi.detach() * sign
-    n_avg = steps - avg_from
-    return [
-        {"theta_hat": float(sum_t[i] / n_avg), "phi_hat": float(sum_p[i] / n_avg)}
-        for i in range(n_cases)
-    ]
 
 
 # ----------------------------------------------------------------------------- figure
