@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,19 +122,19 @@ def test_fig2_kld_fit_is_a_local_minimum_of_the_exact_kl():
     assert float(post.kl_from(m, np.diag(var * 0.5))) > kl0
 
 
+def _tiny_images_config(**settings: Any) -> Any:
+    """An image config with the smallest conv VAE (ngf = ndf = 4) and one posterior sample and
+    encoder update per step, plus ``settings``."""
+    from vsm.reproduce import images
+
+    return images.ImagesConfig(ngf=4, ndf=4, n_samples=1, k_enc=1, **settings)
+
+
 def test_images_tiny_run(tmp_path):
     from vsm.reproduce import images
 
-    cfg = images.ImagesConfig(
-        objectives=("kl-elbo", "fd-m1"),
-        steps=4,
-        eval_every=2,
-        latent_dim=4,
-        ngf=4,
-        ndf=4,
-        n_samples=1,
-        k_enc=1,
-        batch_size=20,
+    cfg = _tiny_images_config(
+        objectives=("kl-elbo", "fd-m1"), steps=4, eval_every=2, latent_dim=4, batch_size=20
     )
     res = images.run(tmp_path, cfg)
     data = json.loads((tmp_path / "results.json").read_text())
@@ -162,17 +163,8 @@ def test_images_epochs_and_posterior_sd_shares(tmp_path):
         1000,
     )
     assert (full.latent_dim, full.ngf, full.ndf) == (100, 64, 64)
-    cfg = images.ImagesConfig(
-        objectives=("kl-m1",),
-        epochs=1,
-        steps=10**6,
-        eval_every=7,
-        latent_dim=3,
-        ngf=4,
-        ndf=4,
-        n_samples=1,
-        k_enc=1,
-        batch_size=500,
+    cfg = _tiny_images_config(
+        objectives=("kl-m1",), epochs=1, steps=10**6, eval_every=7, latent_dim=3, batch_size=500
     )
     res = images.run(tmp_path, cfg)
     assert res["objectives"]["kl-m1"]["curves"]["step"] == [2]  # 1497 // 500 = 2 iterations
@@ -203,3 +195,46 @@ def test_main_cli_fig1(tmp_path, capsys):
     assert "already in" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nope", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("fig1", "Fig1Config"),
+        ("fig2", "Fig2Config"),
+        ("fig3", "Fig3Config"),
+        ("images", "ImagesConfig"),
+    ],
+)
+def test_each_figure_runs_its_own_config(name, config):
+    """``vsm reproduce NAME`` builds the figure's own config (not the shared base class that the
+    figure module also imports)."""
+    import importlib
+
+    from vsm import reproduce
+
+    mod = importlib.import_module(f"vsm.reproduce.{name}")
+    assert reproduce._config_class(mod) is getattr(mod, config)
+
+
+def test_presets_give_each_mode_its_values():
+    from dataclasses import dataclass
+
+    from vsm.reproduce._common import FigureConfig, preset
+
+    @dataclass
+    class Toy(FigureConfig):
+        steps: int = preset(10, quick=2, full=100)
+        lr: float = preset(0.1, full=0.01)
+        seed: int = 0
+
+    assert Toy.modes() == ("quick", "full")
+    assert Toy.quick() == Toy(steps=2) and Toy.full() == Toy(steps=100, lr=0.01)
+    assert Toy() == Toy(steps=10, lr=0.1, seed=0)
+    with pytest.raises(ValueError, match="^mode: Toy has the modes"):
+        Toy.medium()
+    with pytest.raises(ValueError, match="^modes: expected names among"):
+        preset(1, fast=2)
+    from vsm.reproduce.fig3 import Fig3Config
+
+    assert Fig3Config.modes() == ("quick", "medium", "full")

@@ -1,7 +1,8 @@
 """``vsm reproduce``: regenerate the paper's figures as PNGs plus a ``results.json`` of numbers.
 
 One module per figure (``fig1``, ``fig2``, ``fig3``, ``images``); each exposes a config dataclass
-with ``quick()`` / ``full()`` constructors and ``run(out, config) -> dict``. :func:`main` is the
+(a :class:`~vsm.reproduce._common.FigureConfig`: one list of fields with their values per mode,
+``quick()`` / ``full()`` and, for fig3, ``medium()``) and ``run(out, config) -> dict``. :func:`main` is the
 command-line entry point that ``vsm reproduce`` delegates to.
 """
 
@@ -19,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 import torch
+
+from ._common import FigureConfig
 
 FIGURES = ("fig1", "fig2", "fig3", "images")
 
@@ -68,9 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config_class(mod: ModuleType) -> type[Any]:
-    """The figure module's config dataclass (the class whose name ends in "Config")."""
-    return next(v for k, v in vars(mod).items() if k.endswith("Config") and isinstance(v, type))
+def _config_class(mod: ModuleType) -> type[FigureConfig]:
+    """The figure module's config dataclass (its subclass of :class:`FigureConfig`)."""
+    return next(
+        v
+        for v in vars(mod).values()
+        if isinstance(v, type) and issubclass(v, FigureConfig) and v is not FigureConfig
+    )
 
 
 def _parse_value(name: str, typ: Any, text: str) -> Any:
@@ -130,9 +137,9 @@ def run(
     cls = _config_class(mod)
     if full and medium:
         raise ValueError("full, medium: choose one mode")
-    if medium and not hasattr(cls, "medium"):
+    if medium and "medium" not in cls.modes():
         raise ValueError(f"medium: figure {name!r} has no medium mode (fig3 has one)")
-    cfg = cls.full() if full else cls.medium() if medium else cls.quick()
+    cfg = cls.preset("full" if full else "medium" if medium else "quick")
     cfg.seed = seed
     _apply_overrides(cfg, overrides)
     if threads is not None and hasattr(cfg, "threads"):

@@ -7,12 +7,13 @@ as ``NaN``/``Infinity`` so a test can detect them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import matplotlib
 
@@ -24,16 +25,64 @@ import numpy as np
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+T = TypeVar("T")
+
+
+MODES = ("quick", "medium", "full")
+"""The settings modes of ``vsm reproduce`` (``--quick``, ``--medium``, ``--full``)."""
+
+
+def preset(default: T, **modes: T) -> T:
+    """A field of a figure config whose value depends on the mode: ``default`` is the dataclass
+    default, ``modes`` the value in each mode that differs from it (keys among :data:`MODES`),
+    e.g. ``steps: int = preset(150, full=14_000)``."""
+    bad = sorted(set(modes) - set(MODES))
+    if bad:
+        raise ValueError(f"modes: expected names among {MODES}, got {bad}")
+    return dataclasses.field(default=default, metadata={"modes": modes})
+
 
 class FigureConfig:
-    """Base of the figures' config dataclasses: :meth:`quick` (what ``vsm reproduce`` runs by
-    default), and in each figure ``full()`` (the paper's settings) and possibly ``medium()``."""
+    """Base of the figures' config dataclasses: one list of fields whose :func:`preset` values
+    give every mode. :meth:`quick` is what ``vsm reproduce`` runs by default, :meth:`full` the
+    paper's settings, and :meth:`medium` exists where a field names it (fig3)."""
+
+    if TYPE_CHECKING:  # fields of every subclass (a dataclass)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+        seed: int
+
+    @classmethod
+    def modes(cls) -> tuple[str, ...]:
+        """The modes of this config: quick, full, and medium where a field names it."""
+        named = {m for f in dataclasses.fields(cls) for m in f.metadata.get("modes", {})}
+        return tuple(m for m in MODES if m != "medium" or m in named)
+
+    @classmethod
+    def preset(cls, mode: str) -> Self:
+        """The config of ``mode``: every field at its value for that mode (else its default)."""
+        if mode not in cls.modes():
+            raise ValueError(f"mode: {cls.__name__} has the modes {cls.modes()}, not {mode!r}")
+        values = {
+            f.name: f.metadata["modes"][mode]
+            for f in dataclasses.fields(cls)
+            if mode in f.metadata.get("modes", {})
+        }
+        return cls(**values)
 
     @classmethod
     def quick(cls) -> Self:
-        """The quick mode: the dataclass's defaults (a figure whose quick mode differs overrides
-        this)."""
-        return cls()
+        """The quick mode (minutes on a CPU; ``vsm reproduce``'s default)."""
+        return cls.preset("quick")
+
+    @classmethod
+    def medium(cls) -> Self:
+        """The medium mode, for the figures that have one (ValueError otherwise)."""
+        return cls.preset("medium")
+
+    @classmethod
+    def full(cls) -> Self:
+        """The full mode: the paper's settings, or as close as the figure gets (slow)."""
+        return cls.preset("full")
 
 
 def prepare_out(out: str | Path) -> Path:

@@ -169,16 +169,25 @@ def outcome(kind: str, p: Paired, th: Thresholds) -> Outcome:
 VERDICTS = ("agrees", "does not", "depends on the estimator", "inconclusive")
 
 
+def _unanimous(outcomes: Sequence[str]) -> str | None:
+    """The verdict that needs no weighing: "inconclusive" without outcomes, "agrees" when every
+    outcome holds, "does not" when every one fails; None otherwise."""
+    if not outcomes:
+        return "inconclusive"
+    if all(o == "holds" for o in outcomes):
+        return "agrees"
+    if all(o == "fails" for o in outcomes):
+        return "does not"
+    return None
+
+
 def verdict(outcomes: Mapping[str, str]) -> str:
     """The verdict from each estimator family's outcome ({"vsm": ..., "paper": ...}; a family
     that was not run is simply absent). See the module docstring."""
     vals = [v for v in outcomes.values() if v is not None]
-    if not vals:
-        return "inconclusive"
-    if all(v == "holds" for v in vals):
-        return "agrees"
-    if all(v == "fails" for v in vals):
-        return "does not"
+    unanimous = _unanimous(vals)
+    if unanimous is not None:
+        return unanimous
     if "holds" in vals and "fails" in vals and "inconclusive" not in vals:
         return "depends on the estimator"
     return "inconclusive"
@@ -193,12 +202,9 @@ def overall(per_dataset: Mapping[str, Mapping[str, str]]) -> str:
         for fam, o in outs.items():
             by_family.setdefault(fam, set()).add(o)
     flat = [o for outs in per_dataset.values() for o in outs.values()]
-    if not flat:
-        return "inconclusive"
-    if all(o == "holds" for o in flat):
-        return "agrees"
-    if all(o == "fails" for o in flat):
-        return "does not"
+    unanimous = _unanimous(flat)
+    if unanimous is not None:
+        return unanimous
     if "inconclusive" in flat:
         return "inconclusive"
     if all(len(s) == 1 for s in by_family.values()):

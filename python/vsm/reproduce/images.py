@@ -44,52 +44,45 @@ from ._common import (
     Timer,
     plt,
     prepare_out,
+    preset,
     previous_results,
     save_figure,
     write_results,
 )
 
 METRICS = ("neg_elbo", "mse", "mmd2", "posterior_fd")
+# the fields of ImagesConfig that TrainConfig takes as they are, under the same name
+_TRAIN_FIELDS = tuple(
+    "dataset steps variant batch_size n_samples k_enc latent_dim ngf ndf seed eval_every threads".split()
+)
 
 
 @dataclass
 class ImagesConfig(FigureConfig):
-    """Settings of the image reproduction (see the module docstring)."""
+    """Settings of the image reproduction (see the module docstring).
+
+    Full mode is the paper's image setting (MATH.md §9 "Images"): 1000 epochs of batch 100, Adam
+    1e-4 for both groups, N = 5, K_enc = 5, η = 0.1, L = 100, ngf = ndf = 64; on the offline
+    digits that is 14 000 iterations per objective (module docstring: the time it takes).
+    ``--set dataset=mnist --set data_dir=DIR`` runs it on MNIST IDX files instead.
+    """
 
     dataset: str = "digits"
     objectives: tuple[Objective, ...] = OBJECTIVES
     steps: int = 150
-    eval_every: int = 50
-    latent_dim: int = 16
-    ngf: int = 8
-    ndf: int = 8
-    n_samples: int = 2
-    k_enc: int = 2
-    lr: float = 2e-3
-    batch_size: int = 50
-    epochs: int = 0  # > 0: train this many epochs instead of ``steps``
+    eval_every: int = preset(50, full=1400)
+    latent_dim: int = preset(16, full=100)
+    ngf: int = preset(8, full=64)
+    ndf: int = preset(8, full=64)
+    n_samples: int = preset(2, full=5)
+    k_enc: int = preset(2, full=5)
+    lr: float = preset(2e-3, full=1e-4)
+    batch_size: int = preset(50, full=100)
+    epochs: int = preset(0, full=1000)  # > 0: train this many epochs instead of ``steps``
     data_dir: str = ""  # folder of MNIST / Fashion-MNIST IDX files (dataset "mnist", ...)
     variant: Variant = "vsm"  # "paper": the authors' image-code estimators (TrainConfig.variant)
     seed: int = 0
     threads: int = 0
-
-    @classmethod
-    def full(cls) -> ImagesConfig:
-        """The paper's image setting (MATH.md §9 "Images"): 1000 epochs of batch 100, Adam 1e-4
-        for both groups, N = 5, K_enc = 5, η = 0.1, L = 100, ngf = ndf = 64; on the offline
-        digits that is 14 000 iterations per objective (module docstring: the time it takes).
-        ``--set dataset=mnist --set data_dir=DIR`` runs it on MNIST IDX files instead."""
-        return cls(
-            epochs=1000,
-            eval_every=1400,
-            latent_dim=100,
-            ngf=64,
-            ndf=64,
-            n_samples=5,
-            k_enc=5,
-            lr=1e-4,
-            batch_size=100,
-        )
 
 
 def train_one(
@@ -104,24 +97,13 @@ def train_one(
 
     tcfg = TrainConfig(
         objective=objective,
-        dataset=cfg.dataset,
-        steps=cfg.steps,
         epochs=cfg.epochs if cfg.epochs > 0 else None,
         data_dir=cfg.data_dir or None,
-        variant=cfg.variant,
-        batch_size=cfg.batch_size,
-        n_samples=cfg.n_samples,
-        k_enc=cfg.k_enc,
-        latent_dim=cfg.latent_dim,
-        ngf=cfg.ngf,
-        ndf=cfg.ndf,
         enc_lr=cfg.lr,
         dec_lr=cfg.lr,
-        seed=cfg.seed,
-        eval_every=cfg.eval_every,
         log_every=10**9,
         n_is=0,
-        threads=cfg.threads,
+        **{name: getattr(cfg, name) for name in _TRAIN_FIELDS},
     )
     path = None if checkpoint is None else str(checkpoint)
     if path is not None and os.path.isfile(path):

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from .._common import Timer, plt, prepare_out, save_figure, write_results
+from .._common import FigureConfig, Timer, plt, prepare_out, preset, save_figure, write_results
 from .closed_form import (
     METHODS,
     best_phi,
@@ -87,33 +87,26 @@ __all__ = [
 
 
 @dataclass
-class Fig1Config:
+class Fig1Config(FigureConfig):
     """Settings of the Figure 1 reproduction.
 
     theta_stars: true θ* values; alphas: posterior-variance mismatch factors; sigma2: σ²;
     example: (θ*, α) whose fitted joints are drawn; mc_steps: Adam steps of the Monte-Carlo check
     (0 skips it); mc_batch: samples per Monte-Carlo step.
+
+    Modes: quick, the closed-form sweep plus a short Monte-Carlo check (seconds); full, the
+    closed-form sweep on a denser grid plus a longer Monte-Carlo check.
     """
 
     theta_stars: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0)
     sigma2: float = 1.0
     example: tuple[float, float] = (2.0, 0.5)
-    grid_points: int = 20001
-    mc_steps: int = 0
-    mc_batch: int = 4096
+    grid_points: int = preset(20001, full=200001)
+    mc_steps: int = preset(0, quick=600, full=6000)
+    mc_batch: int = preset(4096, quick=1024, full=16384)
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def quick(cls) -> Fig1Config:
-        """Closed-form sweep plus a short Monte-Carlo check (seconds)."""
-        return cls(mc_steps=600, mc_batch=1024)
-
-    @classmethod
-    def full(cls) -> Fig1Config:
-        """Closed-form sweep on a denser grid plus a longer Monte-Carlo check."""
-        return cls(grid_points=200001, mc_steps=6000, mc_batch=16384)
 
 
 # ----------------------------------------------------------------------------- figure

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import claims as C
+from .._common import FigureConfig, preset
 
 OBJECTIVES = ("kl-elbo", "kl-m1", "fd-m1", "kl-m2", "fd-m2", "kl-m3", "fd-m3", "fae")
 VARIANTS = ("vsm", "paper")
@@ -18,97 +19,61 @@ ACTIVE_VAR = 0.01  # a latent dim is active when Var_x mu_j(x) exceeds this (Bur
 
 
 @dataclass
-class Fig3Config:
+class Fig3Config(FigureConfig):
     """Settings of the Figure 3 reproduction (see the module docstring; iterations count decoder
-    updates)."""
+    updates). The defaults are the paper's 2-D setting; the modes:
+
+    - quick: a smoke test (2 minutes on the loaded 2-core CPU): 200 iterations of batch 250, K_enc
+      ∈ {1, 2}, 2 seeds, 1000 test points and IS samples, tolerances 10× tighter (the paper's
+      rates hardly move σ² in 200 iterations). Far from trained: the numbers test the code, not
+      the paper.
+    - medium: about 30 minutes on a quiet 2-core CPU (2 worker processes of 1 thread), 5 seeds.
+      What it changes from full, to fit: every learning rate ×10 for the Adam groups (decoder and
+      σ, and the ELBO baseline: 1e-3; the SGD encoder rates stay 1e-2 / 1e-3, so the encoder is
+      relatively slower than in the paper, which favours K_enc = 10); batch 500; 3000 iterations
+      at most (≥ 1000, checked every 250); K_enc = 10 only for kl-m1 (the "more encoder updates
+      help" claim), every other objective at K_enc = 1; 2000 test points. IS keeps 10⁴ prior
+      samples. Cost, measured per iteration with 5 seeds batched at 1 thread on the 2-core
+      machine under load (load average ≈ 4): all 18 settings of one variant together 1.08 s
+      (vsm, N = 3) and 0.41 s (paper, N = 1); the largest single setting (sparse, kl-m1, K_enc =
+      10, vsm) 0.30 s. 3000 iterations of both variants in 2 balanced workers ≈ 37 min at that
+      load, ≈ 20 min on a quiet machine (each process then has a whole core); settings that
+      converge earlier stop earlier.
+    - full: the paper's 2-D setting (module docstring), both variants, 5 seeds, K_enc ∈ {1, 10}
+      for every objective, trained to convergence (≥ 10⁴ iterations, the paper's run length; cap
+      10⁵). Many CPU hours.
+    """
 
     variants: tuple[str, ...] = VARIANTS
     datasets: tuple[str, ...] = ("sparse", "mixture")
     objectives: tuple[str, ...] = OBJECTIVES
-    k_encs: tuple[int, ...] = (1, 10)
+    k_encs: tuple[int, ...] = preset((1, 10), quick=(1, 2))
     # objectives run at every K_enc of k_encs; the others only at k_encs[0] (kl-elbo: always 1)
-    sweep_objectives: tuple[str, ...] = OBJECTIVES
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    max_iters: int = 100_000
-    min_iters: int = 10_000
-    check_every: int = 1000
+    sweep_objectives: tuple[str, ...] = preset(OBJECTIVES, medium=("kl-m1",))
+    seeds: tuple[int, ...] = preset((0, 1, 2, 3, 4), quick=(0, 1))
+    max_iters: int = preset(100_000, quick=200, medium=3000)
+    min_iters: int = preset(10_000, quick=100, medium=1000)
+    check_every: int = preset(1000, quick=50, medium=250)
     window: float = 0.1
-    tol_sigma2: float = 0.01
-    tol_loss: float = 0.01
-    batch_size: int = 1000
+    tol_sigma2: float = preset(0.01, quick=1e-3)
+    tol_loss: float = preset(0.01, quick=1e-3)
+    batch_size: int = preset(1000, quick=250, medium=500)
     n_samples: int = 3
     paper_n_samples: int = 1
     width_sparse: int = 100
     width_mixture: int = 30
-    dec_lr: float = 1e-4
-    elbo_lr: float = 1e-4
+    dec_lr: float = preset(1e-4, medium=1e-3)
+    elbo_lr: float = preset(1e-4, medium=1e-3)
     enc_lr_kl: float = 1e-2
     enc_lr_fd: float = 1e-3
-    n_test: int = 5000
-    n_is: int = 10_000
+    n_test: int = preset(5000, quick=1000, medium=2000)
+    n_is: int = preset(10_000, quick=1000)
     eq_tol: float = 0.1
     fail_margin: float = 0.5
     batched: bool = True
-    workers: int = 1
+    workers: int = preset(1, medium=2, full=2)
     seed: int = 0
     threads: int = 1
-
-    @classmethod
-    def quick(cls) -> Fig3Config:
-        """Smoke test (2 minutes on the loaded 2-core CPU): 200 iterations of batch 250, K_enc ∈
-        {1, 2}, 2 seeds, 1000 test points and IS samples, tolerances 10× tighter (the paper's
-        rates hardly move σ² in 200 iterations). Far from trained: the numbers test the code,
-        not the paper."""
-        return cls(
-            k_encs=(1, 2),
-            seeds=(0, 1),
-            max_iters=200,
-            min_iters=100,
-            check_every=50,
-            tol_sigma2=1e-3,
-            tol_loss=1e-3,
-            batch_size=250,
-            n_test=1000,
-            n_is=1000,
-        )
-
-    @classmethod
-    def medium(cls) -> Fig3Config:
-        """About 30 minutes on a quiet 2-core CPU (2 worker processes of 1 thread), 5 seeds.
-
-        What it changes from :meth:`full`, to fit: every learning rate ×10 for the Adam groups
-        (decoder and σ, and the ELBO baseline: 1e-3; the SGD encoder rates stay 1e-2 / 1e-3, so
-        the encoder is relatively slower than in the paper, which favours K_enc = 10); batch 500;
-        3000 iterations at most (≥ 1000, checked every 250); K_enc = 10 only for kl-m1 (the
-        "more encoder updates help" claim), every other objective at K_enc = 1; 2000 test points.
-        IS keeps 10⁴ prior samples.
-
-        Cost, measured per iteration with 5 seeds batched at 1 thread on the 2-core machine under
-        load (load average ≈ 4): all 18 settings of one variant together 1.08 s (vsm, N = 3) and
-        0.41 s (paper, N = 1); the largest single setting (sparse, kl-m1, K_enc = 10, vsm) 0.30 s.
-        3000 iterations of both variants in 2 balanced workers ≈ 37 min at that load, ≈ 20 min on
-        a quiet machine (each process then has a whole core); settings that converge earlier stop
-        earlier.
-        """
-        return cls(
-            k_encs=(1, 10),
-            sweep_objectives=("kl-m1",),
-            max_iters=3000,
-            min_iters=1000,
-            check_every=250,
-            batch_size=500,
-            dec_lr=1e-3,
-            elbo_lr=1e-3,
-            n_test=2000,
-            workers=2,
-        )
-
-    @classmethod
-    def full(cls) -> Fig3Config:
-        """The paper's 2-D setting (module docstring), both variants, 5 seeds, K_enc ∈ {1, 10}
-        for every objective, trained to convergence (≥ 10⁴ iterations, the paper's run length;
-        cap 10⁵). Many CPU hours."""
-        return cls(workers=2)
 
     def thresholds(self) -> C.Thresholds:
         """The claim thresholds of this config."""
