@@ -58,7 +58,7 @@ from .config import (
     variant_options,
 )
 from .stopping import StopRequest, TrainingDiverged
-from .trainer import Trainer, make_optimizers
+from .trainer import Trainer, _stored, make_optimizers
 
 __all__ = ["SeedsTrainer"]
 
@@ -247,45 +247,9 @@ class SeedsTrainer(Trainer):
 
     # ------------------------------------------------------------------ one iteration
 
-    def inference_loss(
-        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """(S,): every replica's inference loss on its minibatch x[r] (x (S, B, ...))."""
-        return R.inference_losses(
-            self.replicas,
-            x,
-            self.noise,
-            fd_reparam=self.cfg.fd_reparam,
-            phi=phi,
-            **self._settings(),
-        )
-
-    def learning_loss(
-        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """(S,): every replica's learning loss on its minibatch x[r]."""
-        return R.learning_losses(self.replicas, x, self.noise, phi=phi, **self._settings())
-
-    def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """(S,) θ-update losses: Algorithm 1's, or the bi-level ones after which every replica's
-        encoder continues from its φ_K."""
-        c = self.cfg
-        if c.k_bi == 0:
-            return self.learning_loss(x)
-        res = R.bilevel_learning_losses(
-            self.replicas,
-            x,
-            self.noise,
-            k_bi=c.k_bi,
-            bi_lr=c.bi_lr,
-            fd_reparam=c.fd_reparam,
-            **self._settings(),
-        )
-        self._inner_bad = res.n_bad
-        with torch.no_grad():
-            for k, p in self.replicas.enc.items():
-                p.copy_(res.phi[k].detach())
-        return res.losses
+    def _networks(self) -> R.Replicas:
+        """The stacked replicas with their noise (Algorithm 1's functions give (S,) losses)."""
+        return R.Replicas(self.replicas, self.noise)
 
     def _update(  # type: ignore[override]
         self,
@@ -404,34 +368,12 @@ class SeedsTrainer(Trainer):
         Returns ``{"step", "objective", "dataset", "seeds", "replicas": [one result per seed,
         with "seed"], "diverged", "summary": {metric: {"mean", "sd", "n"}}, "wall_time_s"}``.
         """
-        from ..metrics import evaluate
-
         cfg = self.cfg
-        devices = [self.device] if self.device.type == "cuda" else []
         results = []
         for r, s in enumerate(self.seeds):
-            x = self.datasets[r].test.to(self.device, self.dtype)
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(s + 12345)
-                res = evaluate(
-                    self.replicas.replica(r),
-                    x,
-                    eta=cfg.eta,
-                    n_is=cfg.n_is if n_is is None else n_is,
-                    is_proposal=cfg.is_proposal,
-                )
-            res = {
-                "step": self.step,
-                "objective": cfg.objective,
-                "dataset": cfg.dataset,
-                "variant": cfg.variant,
-                "seed": s,
-                **res,
-                "wall_time_s": self.wall_time,
-            }
-            self.evals[s].append(
-                {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
-            )
+            model = self.replicas.replica(r)
+            res = self._evaluation(model, self.datasets[r].test, s, n_is, seed=s)
+            self.evals[s].append(_stored(res))
             results.append(res)
         summary: dict[str, dict[str, float]] = {}
         for key, value in results[0].items():

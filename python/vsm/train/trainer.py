@@ -34,6 +34,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import TrainConfig, build_model, num_threads, variant_options
+from .networks import Networks, OneModel
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
 
 __all__ = ["Trainer", "make_optimizers"]
@@ -163,19 +164,24 @@ class Trainer:
             objective=c.objective, n_samples=c.n_samples, eta=c.eta, options=self.options
         )
 
+    def _networks(self) -> Networks:
+        """What Algorithm 1's functions run on: this run's model (replicas for SeedsTrainer)."""
+        return OneModel(self.model)
+
     def inference_loss(
         self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
+        """:func:`vsm.train.algorithm.inference_loss` with this run's settings (one per replica
+        for a :class:`vsm.train.SeedsTrainer`)."""
         return A.inference_loss(
-            self.model, x, fd_reparam=self.cfg.fd_reparam, phi=phi, **self._settings()
+            self._networks(), x, fd_reparam=self.cfg.fd_reparam, phi=phi, **self._settings()
         )
 
     def learning_loss(
         self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
-        return A.learning_loss(self.model, x, phi=phi, **self._settings())
+        return A.learning_loss(self._networks(), x, phi=phi, **self._settings())
 
     def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The θ-update's loss: Algorithm 1's learning loss, or the bi-level one (``k_bi`` > 0),
@@ -183,14 +189,14 @@ class Trainer:
         c = self.cfg
         if c.k_bi == 0:
             return self.learning_loss(x)
+        nets = self._networks()
         res = A.bilevel_learning_loss(
-            self.model, x, k_bi=c.k_bi, bi_lr=c.bi_lr, fd_reparam=c.fd_reparam, **self._settings()
+            nets, x, k_bi=c.k_bi, bi_lr=c.bi_lr, fd_reparam=c.fd_reparam, **self._settings()
         )
         self._inner_bad = res.n_bad  # checked over all ranks by _update
-        with torch.no_grad():
-            for k, p in self.model.encoder.named_parameters():
-                p.copy_(res.phi[k].detach())
-        D.average_(list(self.model.encoder.parameters()), self.world_size)
+        encoder = nets.encoder_params()
+        A.warm_start(encoder, res.phi)
+        D.average_(list(encoder.values()), self.world_size)
         return res.loss
 
     def _update(
@@ -269,30 +275,32 @@ class Trainer:
     def evaluate(self, n_is: int | None = None) -> dict[str, Any]:
         """Test metrics (:func:`vsm.metrics.evaluate`) with a fixed evaluation seed; training's
         RNG stream is left untouched."""
+        res = self._evaluation(self.model, self.data.test, self.cfg.seed, n_is)
+        self.evals.append(_stored(res))
+        return res
+
+    def _evaluation(
+        self, model: Any, test: torch.Tensor, run_seed: int, n_is: int | None, **extra: Any
+    ) -> dict[str, Any]:
+        """One model's test metrics under torch seed ``run_seed + 12345`` (the global RNG is forked,
+        so training's streams are untouched), with the run's identification, ``extra`` and the
+        wall time."""
         from ..metrics import evaluate
 
         cfg = self.cfg
-        x = self.data.test.to(self.device, self.dtype)
+        x = test.to(self.device, self.dtype)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(cfg.seed + 12345)
+            torch.manual_seed(run_seed + 12345)
             res = evaluate(
-                self.model,
+                model,
                 x,
                 eta=cfg.eta,
                 n_is=cfg.n_is if n_is is None else n_is,
                 is_proposal=cfg.is_proposal,
             )
-        res = {
-            "step": self.step,
-            "objective": cfg.objective,
-            "dataset": cfg.dataset,
-            "variant": cfg.variant,
-            **res,
-        }
-        res["wall_time_s"] = self.wall_time
-        self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
-        return res
+        run = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset}
+        return {**run, "variant": cfg.variant, **extra, **res, "wall_time_s": self.wall_time}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (:mod:`vsm.train.checkpoint`).
@@ -459,6 +467,11 @@ class Trainer:
 
     def _format_eval(self, res: dict[str, Any]) -> str:
         return _format_eval(res)
+
+
+def _stored(res: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation as kept in the history (without the per-dimension posterior SDs)."""
+    return {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
 
 
 def _format_eval(res: dict[str, Any]) -> str:
