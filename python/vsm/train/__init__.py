@@ -41,21 +41,12 @@ from .checkpoint import (
     replica_checkpoint,
     save_checkpoint,
 )
-from .config import (
-    OBJECTIVES,
-    VARIANTS,
-    TrainConfig,
-    VariantOptions,
-    build_model,
-    format_seeds,
-    num_threads,
-    parse_seeds,
-    split_objective,
-    variant_options,
-)
+from .config import OBJECTIVES, TrainConfig, build_model, num_threads, split_objective
+from .seed_lists import format_seeds, parse_seeds
 from .seeds import SeedsTrainer
 from .stopping import TrainingDiverged, TrainingInterrupted
 from .trainer import Trainer
+from .variants import VARIANTS, VariantOptions, variant_options
 
 __all__ = [
     "OBJECTIVES",

@@ -11,7 +11,6 @@ SIGINT or SIGTERM.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import signal
@@ -25,33 +24,13 @@ import torch
 from ..data import Dataset, load_dataset
 from . import algorithm as A
 from . import distributed as D
-from .checkpoint import (
-    FORMAT,
-    atomic_json,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from .config import TrainConfig, build_model, num_threads, variant_options
+from . import reporting as report
+from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint, trainer_state
+from .config import TrainConfig, build_model, make_optimizers, num_threads, variant_options
 from .networks import Networks, OneModel
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
 
-__all__ = ["Trainer", "make_optimizers"]
-
-
-def make_optimizers(
-    cfg: TrainConfig, enc_params: list[torch.nn.Parameter], dec_params: list[torch.nn.Parameter]
-) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """The encoder optimiser (``enc_optimizer`` at ``enc_lr``) and the decoder's (Adam at
-    ``dec_lr``) of a resolved config. Both are elementwise (no weight decay, no momentum), which
-    :class:`vsm.train.SeedsTrainer`'s stacked replicas rely on."""
-    enc_opt: torch.optim.Optimizer
-    if cfg.enc_optimizer == "adam":
-        enc_opt = torch.optim.Adam(enc_params, lr=cfg.enc_lr)
-    else:
-        enc_opt = torch.optim.SGD(enc_params, lr=cfg.enc_lr)
-    return enc_opt, torch.optim.Adam(dec_params, lr=cfg.dec_lr)
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -276,7 +255,7 @@ class Trainer:
         """Test metrics (:func:`vsm.metrics.evaluate`) with a fixed evaluation seed; training's
         RNG stream is left untouched."""
         res = self._evaluation(self.model, self.data.test, self.cfg.seed, n_is)
-        self.evals.append(_stored(res))
+        self.evals.append(report.stored(res))
         return res
 
     def _evaluation(
@@ -308,41 +287,11 @@ class Trainer:
         Data-parallel: a collective (every rank must call it); ``rng["ranks"]`` holds every
         rank's RNG state so that a resume with the same number of ranks is exact.
         """
-        rng: dict[str, Any] = rng_state(self.device)
-        ranks = D.gather_objects(rng_state(self.device), self.world_size)
-        if ranks is not None:
-            rng["ranks"] = ranks
-        return {
-            "format": FORMAT,
-            "config": dataclasses.asdict(self.cfg),
-            "model_spec": self.model.spec(),
-            "model": self.model.state_dict(),
-            "enc_opt": self.enc_opt.state_dict(),
-            "dec_opt": self.dec_opt.state_dict(),
-            "step": self.step,
-            "rng": rng,
-            "history": self.history,
-            "evals": self.evals,
-            "wall_time": self.wall_time,
-        }
+        return trainer_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (model, optimisers, step, RNG, history)."""
-        self.model.load_state_dict(state["model"])
-        self.enc_opt.load_state_dict(state["enc_opt"])
-        self.dec_opt.load_state_dict(state["dec_opt"])
-        self.step = int(state["step"])
-        self.history = list(state.get("history", []))
-        self.evals = list(state.get("evals", []))
-        self.wall_time = float(state.get("wall_time", 0.0))
-        rng = state["rng"]
-        if self.world_size > 1:
-            ranks = rng.get("ranks")
-            if ranks is None or len(ranks) != self.world_size:
-                D.reseed_rank(self.cfg.seed, self.rank, self.step)  # valid, not a replay
-                return
-            rng = ranks[self.rank]
-        set_rng_state(rng, self.device)
+        restore_trainer(self, state)
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (temporary file + ``os.replace``).
@@ -423,15 +372,8 @@ class Trainer:
     def _write_outputs(self, res: dict[str, Any]) -> None:
         """The end of a run with ``out_dir``: metrics.json, history.json and loss.png."""
         assert self.out_dir is not None
-        atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
-        atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
-        from ..plots import loss_curve
-
-        loss_curve(
-            self.history,
-            os.path.join(self.out_dir, "loss.png"),
-            title=f"{self.cfg.objective} on {self.cfg.dataset}",
-        )
+        title = f"{self.cfg.objective} on {self.cfg.dataset}"
+        report.write_outputs(self.out_dir, res, self.history, title=title)
 
     def _save(self) -> None:
         if self.checkpoint_path is not None:
@@ -445,8 +387,7 @@ class Trainer:
         raise TrainingInterrupted(signum, step=self.step, checkpoint=path)
 
     def _write_eval(self, res: dict[str, Any]) -> None:
-        if self.out_dir is not None:
-            atomic_json(res, os.path.join(self.out_dir, "metrics", f"step_{self.step:07d}.json"))
+        report.write_eval(self.out_dir, res, self.step)
 
     def _log(self, msg: str, bar: Any) -> None:
         if self.log is None:
@@ -457,24 +398,7 @@ class Trainer:
             self.log(msg)
 
     def _format_window(self, window: list[dict[str, float]], total: int) -> str:
-        parts = [f"step {self.step}/{total}"]
-        for key in ("enc_loss", "dec_loss"):
-            vals = [r[key] for r in window if key in r]
-            if vals:
-                parts.append(f"{key} {sum(vals) / len(vals):.4g}")
-        parts.append(f"sigma2 {window[-1]['sigma2']:.3g}")
-        return "  ".join(parts)
+        return report.format_window(window, self.step, total)
 
     def _format_eval(self, res: dict[str, Any]) -> str:
-        return _format_eval(res)
-
-
-def _stored(res: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation as kept in the history (without the per-dimension posterior SDs)."""
-    return {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
-
-
-def _format_eval(res: dict[str, Any]) -> str:
-    keys = ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss")
-    vals = "  ".join(f"{k} {res[k]:.4g}" for k in keys if isinstance(res.get(k), float))
-    return f"eval @ step {res['step']}: {vals}"
+        return report.format_eval(res)
