@@ -36,18 +36,37 @@ batches, devices that differ and bad option values; the message starts with the 
 (``encode``/``decoder`` for what those callables return). Tensor data are not scanned for NaN/inf
 (that would synchronise with the device on every call): a non-finite datum gives a non-finite
 result for that datum only.
+
+Layout: the option types and argument checks live in :mod:`vsm._objective_inputs`, the sampling
+and autograd helpers (:func:`sample_posterior`, :func:`decoder_vjp`, :func:`encoder_x_score`) in
+:mod:`vsm._network_terms`; all are public here.
 """
 
 from __future__ import annotations
 
 import math
-import typing
-from collections.abc import Callable
-from typing import Literal
 
 import torch
 
 from . import _validate as V
+from ._network_terms import decoder_vjp, encoder_x_score, sample_posterior
+from ._objective_inputs import (
+    CROSS_TERMS,
+    ESTIMATORS,
+    PSI_DERIVATIVES,
+    CrossTerm,
+    Decoder,
+    Encoder,
+    Estimator,
+    PsiDerivative,
+    _bool,
+    _data,
+    _encoded,
+    _latents,
+    _posterior,
+    _samples,
+    _scalar,
+)
 from .ops.gaussian_terms import gaussian_terms  # the function, not the module
 from .ops.posterior_fd import posterior_fd
 
@@ -66,101 +85,6 @@ __all__ = [
     "posterior_fd_loss",
     "sample_posterior",
 ]
-
-Encoder = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
-Decoder = Callable[[torch.Tensor], torch.Tensor]
-
-Estimator = Literal["samples", "minibatch"]
-"""``"samples"`` (vsm: means over a datum's N posterior samples) or ``"minibatch"`` (the authors'
-2-D code: the ½‖mean f‖² term averages over the whole minibatch)."""
-ESTIMATORS: tuple[str, ...] = typing.get_args(Estimator)
-CrossTerm = Literal["per-sample", "summed"]
-"""L_B cross terms: mean_n f_n·ψ_n (vsm) or mean_n f_n·Σ_m ψ_m (the authors' image code)."""
-CROSS_TERMS: tuple[str, ...] = typing.get_args(CrossTerm)
-PsiDerivative = Literal["partial", "total"]
-"""ψ = ∇_x log q(z|x) at fixed z (vsm) or along the reparametrised z = μ(x)+s(x)ε (authors)."""
-PSI_DERIVATIVES: tuple[str, ...] = typing.get_args(PsiDerivative)
-
-
-# ----------------------------------------------------------------------------- validation helpers
-
-
-def _data(x: object) -> torch.Tensor:
-    x = V.tensor("x", x)
-    if x.dim() != 2:
-        raise ValueError(
-            f"x: expected flat data of shape (B, D) (flatten image pixels), got {tuple(x.shape)}"
-        )
-    V.nonempty("x", x)
-    return x
-
-
-def _samples(name: str, t: object, x: torch.Tensor) -> torch.Tensor:
-    """Check a per-sample (N, B, D) tensor (or (B, D), one sample) against x; return it 3-D."""
-    t = V.tensor(name, t, ndim=(2, 3))
-    V.same_kind("x", x, **{name: t})
-    V.shape(name, t, (*t.shape[:-2], *x.shape), "(N, *x.shape)")
-    V.nonempty(name, t)
-    return t.unsqueeze(0) if t.dim() == 2 else t
-
-
-def _scalar(name: str, t: object, x: torch.Tensor) -> torch.Tensor:
-    t = V.tensor(name, t, ndim=0)
-    V.same_kind("x", x, **{name: t})
-    return t
-
-
-def _posterior(x: torch.Tensor, mu: object, logvar: object) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = V.tensor("mu", mu, ndim=2)
-    logvar = V.tensor("logvar", logvar, ndim=2)
-    V.same_kind("x", x, mu=mu, logvar=logvar)
-    if mu.shape[0] != x.shape[0]:
-        raise ValueError(f"mu: expected {x.shape[0]} rows (x's batch), got {tuple(mu.shape)}")
-    V.shape("logvar", logvar, mu.shape, "mu.shape")
-    V.nonempty("mu", mu)
-    return mu, logvar
-
-
-def _latents(z: object, mu: torch.Tensor) -> torch.Tensor:
-    z = V.tensor("z", z, ndim=(2, 3))
-    V.same_kind("mu", mu, z=z)
-    V.shape("z", z, (*z.shape[:-2], *mu.shape), "(N, *mu.shape)")
-    V.nonempty("z", z)
-    return z.unsqueeze(0) if z.dim() == 2 else z
-
-
-def _bool(name: str, v: object) -> bool:
-    if not isinstance(v, bool):
-        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
-    return v
-
-
-def _encoder_pair(out: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """What an ``encode`` callable returned, checked to be a (mu, logvar) pair of tensors."""
-    if (
-        not isinstance(out, tuple | list)
-        or len(out) != 2
-        or not all(isinstance(o, torch.Tensor) for o in out)
-    ):
-        raise TypeError(
-            f"encode: expected it to return a (mu, logvar) pair of tensors, got "
-            f"{type(out).__name__}"
-        )
-    return out[0], out[1]
-
-
-def _encoded(encode: object, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, logvar) = encode(x), checked against x; errors name ``encode``."""
-    out = _encoder_pair(V.callable_("encode", encode)(x))
-    try:
-        return _posterior(x, *out)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"encode: returned {e}") from e
-
-
-def _grad_mode_default(create_graph: bool | None) -> bool:
-    return torch.is_grad_enabled() if create_graph is None else bool(create_graph)
-
 
 # ----------------------------------------------------------------------------- learning objectives
 
@@ -332,170 +256,6 @@ def fae(
     t = gaussian_terms(x, xm, log_sigma2)
     pfd = posterior_fd(z3, mu, logvar, g3).mean(0)
     return 0.5 * t.sq_mean + t.trace + 0.5 * ps.pow(2).sum(-1).mean(0) + 0.5 * pfd
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def sample_posterior(
-    mu: torch.Tensor,
-    logvar: torch.Tensor,
-    n_samples: int,
-    *,
-    reparam: bool = True,
-    eps: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """z_n = mu + exp(logvar/2)·ε_n, shape (n_samples, B, L); detached when ``reparam=False``.
-
-    ``eps`` (n_samples, B, L) supplies the standard-normal draws (otherwise drawn with
-    ``generator``).
-    """
-    n_samples = V.positive_int("n_samples", n_samples)
-    _bool("reparam", reparam)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
-        )
-    shape = (n_samples, *mu.shape)
-    if eps is None:
-        eps = torch.randn(shape, dtype=mu.dtype, device=mu.device, generator=generator)
-    else:
-        V.tensor("eps", eps)
-        V.same_kind("mu", mu, eps=eps)
-        V.shape("eps", eps, shape, "(n_samples, *mu.shape)")
-    z = mu + torch.exp(0.5 * logvar) * eps
-    return z if reparam else z.detach()
-
-
-def decoder_vjp(
-    x: torch.Tensor,
-    decoder: Decoder,
-    z: torch.Tensor,
-    log_sigma2: torch.Tensor,
-    *,
-    create_graph: bool | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder means and ∇_z log p(x|z) = J_g(z)ᵀ (x − g(z))/σ² by one autograd VJP.
-
-    Args:
-        x: data (B, D).
-        decoder: z (..., L) → x_mean (..., *data_shape); flattened to (..., D) here.
-        z: latents (N, B, L) or (B, L). A z that does not require grad is differentiated through a
-            fresh leaf copy (so nothing flows back into z's history); a z that requires grad (a
-            reparametrised sample) is used as is.
-        log_sigma2: 0-dim log σ².
-        create_graph: keep the VJP differentiable (w.r.t. decoder parameters, log σ² and, for a
-            z that requires grad, z). Default: ``torch.is_grad_enabled()``.
-
-    Returns:
-        (x_mean shaped (*z.shape[:-1], D), grad_loglik_z shaped like z). Works under
-        ``torch.no_grad()`` too (then nothing is differentiable). A decoder that does not
-        depend on z gives grad_loglik_z = 0.
-    """
-    V.callable_("decoder", decoder)
-    create_graph = _grad_mode_default(create_graph)
-    with torch.enable_grad():
-        zz = z if z.requires_grad else z.detach().requires_grad_(True)
-        x_mean = decoder(zz)
-        if not isinstance(x_mean, torch.Tensor):
-            raise TypeError(
-                f"decoder: expected it to return a torch.Tensor, got {type(x_mean).__name__}"
-            )
-        if x_mean.dtype != x.dtype:
-            raise TypeError(f"decoder: returned dtype {x_mean.dtype}, expected x's dtype {x.dtype}")
-        if x_mean.device != x.device:
-            raise ValueError(
-                f"decoder: returned device {x_mean.device}, expected x's device {x.device}"
-            )
-        x_mean = x_mean.reshape(*zz.shape[:-1], -1)
-        if x_mean.shape[-2:] != x.shape:
-            raise ValueError(
-                f"decoder: output of shape {tuple(x_mean.shape)} (flattened) does not match "
-                f"x's {tuple(x.shape)}"
-            )
-        resid = (x - x_mean) * torch.exp(-log_sigma2)
-        gz = None
-        if x_mean.requires_grad:
-            (gz,) = torch.autograd.grad(
-                x_mean, zz, grad_outputs=resid, create_graph=create_graph, allow_unused=True
-            )
-        if gz is None:  # a decoder that does not depend on z: ∇_z log p(x|z) = 0
-            gz = torch.zeros_like(zz)
-    if not create_graph:
-        x_mean = x_mean if torch.is_grad_enabled() else x_mean.detach()
-    return x_mean, gz
-
-
-def encoder_x_score(
-    encode: Encoder,
-    x: torch.Tensor,
-    z: torch.Tensor,
-    *,
-    create_graph: bool | None = None,
-    derivative: PsiDerivative = "partial",
-) -> torch.Tensor:
-    """ψ_n = ∇_x log q(z_n|x) at fixed z_n, by autograd through the encoder, shape (N, B, D).
-
-    log q(z|x) = −½ Σ_l [(z_l − μ_l(x))² e^{−logvar_l(x)} + logvar_l(x) + log 2π].
-
-    ``derivative="total"``: the authors' ψ (``bilevels.py::bad_marginal_score``; ``VAEs.py::
-    joint_score`` in the encoder step, MATH.md §9, §10), the total derivative along the
-    reparametrised sample z_n(x) = μ(x) + s(x)·ε_n with ε_n fixed:
-    d/dx log q(z_n(x)|x) = d/dx [−½‖ε_n‖² − ½ Σ_l logvar_l(x) − (L/2) log 2π]
-    = −½ ∇_x Σ_l logvar_l(x), the same for every sample (z only gives N). Computed so, by one
-    autograd gradient on B rows; differentiable w.r.t. the encoder parameters under
-    ``create_graph``.
-
-    Args:
-        encode: x (M, D) → (mu, logvar), each (M, L). It is called once on the N copies of x
-            stacked into (N·B, D); image models wrap it, e.g.
-            ``lambda v: model.encode(v.view(-1, *model.data_shape))``.
-        x: data (B, D). Differentiated through a fresh leaf copy: no gradient flows to x.
-        z: samples (N, B, L) or (B, L), held fixed w.r.t. x (ψ is a partial derivative).
-            If z carries a graph (reparametrised), ψ stays differentiable through it.
-        create_graph: keep ψ differentiable w.r.t. the encoder parameters (and z), as a loss
-            needs. Default: ``torch.is_grad_enabled()``.
-
-    Returns:
-        ψ of shape (N, B, D) ((B, D) when z was (B, L)).
-    """
-    x = _data(x)
-    V.callable_("encode", encode)
-    V.choice("derivative", derivative, PSI_DERIVATIVES)
-    z = V.tensor("z", z, ndim=(2, 3))
-    V.same_kind("x", x, z=z)
-    squeeze = z.dim() == 2
-    z3 = z.unsqueeze(0) if squeeze else z
-    n, b, latent = z3.shape
-    if b != x.shape[0]:
-        raise ValueError(f"z: expected batch size {x.shape[0]} (x's), got shape {tuple(z.shape)}")
-    create_graph = _grad_mode_default(create_graph)
-    if derivative == "total":
-        with torch.enable_grad():
-            xr = x.detach().clone().requires_grad_(True)
-            mu, logvar = _encoder_pair(encode(xr))
-            if mu.shape != (b, latent) or logvar.shape != (b, latent):
-                raise ValueError(
-                    f"encode: returned mu {tuple(mu.shape)} / logvar {tuple(logvar.shape)}, "
-                    f"expected {(b, latent)}"
-                )
-            (psi,) = torch.autograd.grad(-0.5 * logvar.sum(), xr, create_graph=create_graph)
-        return psi if squeeze else psi.unsqueeze(0).expand(n, *psi.shape)
-    with torch.enable_grad():
-        xr = x.detach().unsqueeze(0).expand(n, *x.shape).reshape(n * b, -1).clone()
-        xr.requires_grad_(True)
-        mu, logvar = _encoder_pair(encode(xr))
-        zz = z3.reshape(n * b, latent)
-        if mu.shape != zz.shape or logvar.shape != zz.shape:
-            raise ValueError(
-                f"encode: returned mu {tuple(mu.shape)} / logvar {tuple(logvar.shape)}, "
-                f"expected {tuple(zz.shape)}"
-            )
-        logq = -0.5 * ((zz - mu).pow(2) * torch.exp(-logvar) + logvar).sum()
-        (psi,) = torch.autograd.grad(logq, xr, create_graph=create_graph)
-    psi = psi.reshape(n, b, -1)
-    return psi.squeeze(0) if squeeze else psi
 
 
 # ----------------------------------------------------------------------------- model-level losses

@@ -1,5 +1,5 @@
 """Training plots (matplotlib, Agg backend so they work without a display): the loss curve of a
-run from its per-iteration history."""
+run from its per-iteration history, and the curves of every replica of a many-seeds run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["loss_curve"]
+__all__ = ["loss_curve", "replica_loss_curves"]
 
 
 def _smooth(values: list[float], width: int) -> list[float]:
@@ -59,4 +59,41 @@ def loss_curve(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
+
+
+def replica_loss_curves(
+    histories: dict[int, list[dict[str, float]]], path: str, *, title: str = ""
+) -> str:
+    """Every replica's smoothed encoder and decoder losses against the iteration, one line per
+    seed (``histories`` maps a seed to its records, as :class:`vsm.train.SeedsTrainer` keeps
+    them); a legend when there are at most ten. Written atomically. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, label in (
+        (axes[0], "enc_loss", "inference (encoder) loss"),
+        (axes[1], "dec_loss", "learning (decoder) loss"),
+    ):
+        for seed, history in histories.items():
+            pts = [(r["step"], r[key]) for r in history if key in r]
+            if not pts:
+                continue
+            steps, vals = zip(*pts, strict=True)
+            smooth = _smooth(list(vals), max(1, len(vals) // 50))
+            ax.plot(steps, smooth, lw=1.0, label=f"seed {seed}")
+        ax.set_xlabel("iteration")
+        ax.set_title(label, fontsize=9)
+    if len(histories) <= 10:
+        axes[1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic = f"{path}.tmp.{os.getpid()}.png"
+    fig.savefig(atomic, dpi=110)
+    plt.close(fig)
+    os.replace(atomic, path)
     return path

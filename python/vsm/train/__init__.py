@@ -3,17 +3,22 @@
 One file per concern, in the order a reader needs them:
 
 - :mod:`~vsm.train.config`: the objective registry (:data:`OBJECTIVES`), :class:`TrainConfig`
-  (the one list of defaults; ``vsm train``'s options are generated from it) and the model;
+  (the one list of defaults; ``vsm train``'s options are generated from it), the model and the
+  optimisers; :mod:`~vsm.train.variants` (vsm's or the paper code's estimators,
+  :func:`variant_options`) and :mod:`~vsm.train.seed_lists` (the ``seeds`` syntax);
 - :mod:`~vsm.train.algorithm`: Algorithm 1 as plain functions of (model, minibatch):
   :func:`inference_loss`, :func:`learning_loss`, :func:`bilevel_learning_loss`, and one whole
-  single-process :func:`iteration`;
+  single-process :func:`iteration`; written once against :mod:`~vsm.train.networks`, the
+  operations they need from one model or from stacked replicas;
 - :mod:`~vsm.train.distributed`: torchrun / DistributedDataParallel plumbing;
-- :mod:`~vsm.train.checkpoint`: atomic checkpoints with RNG state, exact resumption;
+- :mod:`~vsm.train.checkpoint`: atomic checkpoints with RNG state, exact resumption, the
+  trainers' states;
 - :mod:`~vsm.train.stopping`: :class:`TrainingDiverged`, :class:`TrainingInterrupted` and the
   SIGINT/SIGTERM handling;
+- :mod:`~vsm.train.reporting`: log lines, evaluation summaries and output files;
 - :mod:`~vsm.train.trainer`: :class:`Trainer`, the loop with evaluation and logging;
-- :mod:`~vsm.train.replicas`: S replicas of a model stacked into one batched computation, and
-  Algorithm 1's functions on them;
+- :mod:`~vsm.train.replicas`: S replicas of a model stacked into one batched computation
+  (:class:`~vsm.train.replicas.Replicas`, Algorithm 1's other layout);
 - :mod:`~vsm.train.seeds`: :class:`SeedsTrainer`, many seeds in one run
   (``TrainConfig(seeds=...)``; ``Trainer`` builds one for such a config).
 
@@ -41,21 +46,12 @@ from .checkpoint import (
     replica_checkpoint,
     save_checkpoint,
 )
-from .config import (
-    OBJECTIVES,
-    VARIANTS,
-    TrainConfig,
-    VariantOptions,
-    build_model,
-    format_seeds,
-    num_threads,
-    parse_seeds,
-    split_objective,
-    variant_options,
-)
+from .config import OBJECTIVES, TrainConfig, build_model, num_threads, split_objective
+from .seed_lists import format_seeds, parse_seeds
 from .seeds import SeedsTrainer
 from .stopping import TrainingDiverged, TrainingInterrupted
 from .trainer import Trainer
+from .variants import VARIANTS, VariantOptions, variant_options
 
 __all__ = [
     "OBJECTIVES",

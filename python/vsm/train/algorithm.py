@@ -31,7 +31,10 @@ formulas in torch), which the hypergradient needs.
 checkpoints and logging around them (and a test checks that the two agree bit for bit).
 
 Every function draws its noise and samples from torch's global RNG. ``x`` is a minibatch
-(B, *data_shape) in the model's dtype and device.
+(B, *data_shape) in the model's dtype and device. The loss functions are written once against
+:class:`vsm.train.networks.Networks`: they also take S stacked replicas
+(:class:`vsm.train.replicas.Replicas`, minibatches (S, B, ...), each replica's own noise
+generator) and then return one loss per replica.
 
 ``options`` (a :class:`vsm.train.VariantOptions`, default vsm's) selects the estimators of the
 variant (``TrainConfig.variant``; :func:`vsm.train.variant_options`): L_S / L_B's minibatch or
@@ -43,16 +46,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypedDict
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from .. import objectives as O
-from ..metrics import add_input_noise
 from ..models import GaussianVAE
+from ..ops import posterior_fd
 from .config import VariantOptions, split_objective
+from .networks import Networks, Params, networks
 
 __all__ = [
     "Settings",
@@ -63,15 +67,14 @@ __all__ = [
     "iteration",
     "learning_loss",
     "unroll",
+    "warm_start",
 ]
 
-Params = dict[str, torch.Tensor]
 _VSM = VariantOptions()
 
 
 class Settings(TypedDict):
-    """The keyword arguments that every loss function here (and its replica twin in
-    :mod:`vsm.train.replicas`) takes from the run's configuration."""
+    """The keyword arguments that every loss function here takes from the run's configuration."""
 
     objective: str
     n_samples: int
@@ -79,29 +82,32 @@ class Settings(TypedDict):
     options: VariantOptions | None
 
 
-def _encoder(model: GaussianVAE, phi: Params | None) -> O.Encoder:
-    """x (M, D) → (mu, logvar) through the encoder, with parameters ``phi`` if given."""
+def _fae(
+    nets: Networks,
+    xt: torch.Tensor,
+    *,
+    n_samples: int,
+    reparam: bool,
+    phi: Params | None,
+    psi_derivative: O.PsiDerivative = "partial",
+) -> torch.Tensor:
+    """Batch mean of :func:`vsm.objectives.fae_loss` (its steps, through ``nets``)."""
+    mu, logvar = nets.encode(xt, phi)
+    z = nets.sample(mu, logvar, n_samples, reparam=reparam)
+    x_mean, gz = nets.decoder_vjp(xt, z)
+    psi = nets.x_score(xt, z, phi=phi, derivative=psi_derivative)
+    return nets.batch_mean(O.fae, xt, z, x_mean, nets.log_sigma2, mu, logvar, psi, gz)
 
-    def encode(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = v.reshape(-1, *model.data_shape)
-        h = model.encoder(v) if phi is None else functional_call(model.encoder, phi, (v,))
-        return model.split(h)
 
-    return encode
-
-
-def _decode(model: GaussianVAE, z: torch.Tensor) -> torch.Tensor:
-    """z (..., L) → x_mean (..., D)."""
-    return model.decode(z).reshape(*z.shape[:-1], -1)
-
-
-def _noisy(x: torch.Tensor, eta: float) -> torch.Tensor:
-    """x̃ = x + η ε flattened to (B, D), fresh noise on every call."""
-    return add_input_noise(x.reshape(x.shape[0], -1), eta)
+def _posterior_fd(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, gz: torch.Tensor
+) -> torch.Tensor:
+    """Per datum mean_n PFD(z_n) (:func:`vsm.objectives.posterior_fd_loss` after its VJP)."""
+    return posterior_fd(z, mu, logvar, gz).mean(0)
 
 
 def inference_loss(
-    model: GaussianVAE,
+    model: GaussianVAE | Networks,
     x: torch.Tensor,
     *,
     objective: str,
@@ -113,35 +119,29 @@ def inference_loss(
 ) -> torch.Tensor:
     """Batch mean of the encoder's objective for ``objective``, at encoder parameters ``phi``
     (a ``named_parameters`` dict of ``model.encoder``; default: its current parameters), with the
-    estimators of ``options`` (default: vsm's)."""
+    estimators of ``options`` (default: vsm's).
+
+    ``model`` may also be :class:`vsm.train.networks.Networks`, e.g. stacked replicas
+    (:class:`vsm.train.replicas.Replicas`, x (S, B, ...)): then one batch mean per replica."""
+    nets = networks(model)
     opt = options if options is not None else _VSM
     inference = split_objective(objective)[0]
-    xt = _noisy(x, eta)
-    encode = _encoder(model, phi)
+    xt = nets.noisy(x, eta)
+    if inference == "fae":
+        return _fae(
+            nets, xt, n_samples=n_samples, reparam=True, phi=phi, psi_derivative=opt.fae_encoder_psi
+        )
+    mu, logvar = nets.encode(xt, phi)
     if inference == "kl":
-        mu, logvar = encode(xt)
-        z = O.sample_posterior(mu, logvar, n_samples, reparam=True)
-        loss = O.elbo(xt, _decode(model, z), model.log_sigma2, mu, logvar)
-    elif inference == "fd":
-        mu, logvar = encode(xt)
-        loss = O.posterior_fd_loss(
-            xt, model.decode, mu, logvar, model.log_sigma2, n_samples=n_samples, reparam=fd_reparam
-        )
-    else:
-        loss = O.fae_loss(
-            xt,
-            encode,
-            model.decode,
-            model.log_sigma2,
-            n_samples=n_samples,
-            reparam=True,
-            psi_derivative=opt.fae_encoder_psi,
-        )
-    return loss.mean()
+        z = nets.sample(mu, logvar, n_samples, reparam=True)
+        return nets.batch_mean(O.elbo, xt, nets.decode(z), nets.log_sigma2, mu, logvar)
+    z = nets.sample(mu, logvar, n_samples, reparam=fd_reparam)
+    _, gz = nets.decoder_vjp(xt, z)
+    return nets.batch_mean(_posterior_fd, z, mu, logvar, gz)
 
 
 def learning_loss(
-    model: GaussianVAE,
+    model: GaussianVAE | Networks,
     x: torch.Tensor,
     *,
     objective: str,
@@ -151,39 +151,35 @@ def learning_loss(
     options: VariantOptions | None = None,
 ) -> torch.Tensor:
     """Batch mean of the decoder's objective for ``objective``, with the estimators of
-    ``options`` (default: vsm's).
+    ``options`` (default: vsm's; a minibatch mean is over each replica's own minibatch).
 
     With ``phi=None`` (Algorithm 1) samples z ~ q are detached; with ``phi`` (the bi-level
-    unrolled encoder parameters φ_K(θ)) they are reparametrised through φ_K.
+    unrolled encoder parameters φ_K(θ)) they are reparametrised through φ_K. ``model`` as for
+    :func:`inference_loss`.
     """
+    nets = networks(model)
     opt = options if options is not None else _VSM
     learning = split_objective(objective)[1]
     bilevel = phi is not None
-    xt = _noisy(x, eta)
-    encode = _encoder(model, phi)
+    xt = nets.noisy(x, eta)
     if learning == "fae":
-        loss = O.fae_loss(
-            xt, encode, model.decode, model.log_sigma2, n_samples=n_samples, reparam=bilevel
-        )
-        return loss.mean()
+        return _fae(nets, xt, n_samples=n_samples, reparam=bilevel, phi=phi)
     with torch.set_grad_enabled(bilevel or learning == "elbo"):
-        mu, logvar = encode(xt)
+        mu, logvar = nets.encode(xt, phi)
     if not bilevel:
         mu, logvar = mu.detach(), logvar.detach()
-    z = O.sample_posterior(mu, logvar, n_samples, reparam=True)
-    x_mean = _decode(model, z)
+    z = nets.sample(mu, logvar, n_samples, reparam=True)
+    x_mean = nets.decode(z)
+    ls = nets.log_sigma2
     if learning == "elbo":
-        loss = O.elbo(xt, x_mean, model.log_sigma2, mu, logvar)
-    elif learning == "m1":
-        loss = O.m1(xt, x_mean, model.log_sigma2)
-    elif learning == "m2":
-        loss = O.m2(xt, x_mean, model.log_sigma2, estimator=opt.m2_estimator)
-    else:
-        psi = O.encoder_x_score(encode, xt, z, create_graph=bilevel, derivative=opt.m3_psi)
-        loss = O.m3(
-            xt, x_mean, model.log_sigma2, psi, estimator=opt.m3_estimator, cross=opt.m3_cross
-        )
-    return loss.mean()
+        return nets.batch_mean(O.elbo, xt, x_mean, ls, mu, logvar)
+    if learning == "m1":
+        return nets.batch_mean(O.m1, xt, x_mean, ls)
+    if learning == "m2":
+        return nets.batch_mean(partial(O.m2, estimator=opt.m2_estimator), xt, x_mean, ls)
+    psi = nets.x_score(xt, z, phi=phi, create_graph=bilevel, derivative=opt.m3_psi)
+    m3 = partial(O.m3, estimator=opt.m3_estimator, cross=opt.m3_cross)
+    return nets.batch_mean(m3, xt, x_mean, ls, psi)
 
 
 @dataclass
@@ -193,7 +189,8 @@ class Unrolled:
     Attributes:
         loss: the learning loss at φ_K(θ), differentiable w.r.t. θ through the unrolled steps.
         phi: φ_K, the unrolled encoder parameters (still in the graph; detach to store them).
-        n_bad: 0-dim float64 count of non-finite inner losses (0 when all were finite).
+        n_bad: 0-dim float64 count of non-finite inner losses (0 when all were finite); for
+            replicas, ``loss`` and ``n_bad`` are (S,).
     """
 
     loss: torch.Tensor
@@ -202,7 +199,7 @@ class Unrolled:
 
 
 def bilevel_learning_loss(
-    model: GaussianVAE,
+    model: GaussianVAE | Networks,
     x: torch.Tensor,
     *,
     objective: str,
@@ -217,21 +214,18 @@ def bilevel_learning_loss(
     encoder's current parameters; the learning loss at φ_K(θ) (module docstring).
 
     A non-finite inner loss is counted in ``n_bad`` rather than raised, so that a data-parallel
-    caller can check all ranks together. The model's parameters are not changed.
+    caller can check all ranks together. The model's parameters are not changed. ``model`` as
+    for :func:`inference_loss` (replicas: ``loss`` and ``n_bad`` per replica).
     """
+    nets = networks(model)
     kw = Settings(objective=objective, n_samples=n_samples, eta=eta, options=options)
 
     def inner(phi: Params) -> torch.Tensor:
-        return inference_loss(model, x, fd_reparam=fd_reparam, phi=phi, **kw)
+        return inference_loss(nets, x, fd_reparam=fd_reparam, phi=phi, **kw)
 
-    phi, bad = unroll(
-        dict(model.encoder.named_parameters()),
-        inner,
-        k_bi=k_bi,
-        bi_lr=bi_lr,
-        n_bad=x.new_zeros((), dtype=torch.float64),
-    )
-    return Unrolled(learning_loss(model, x, phi=phi, **kw), phi, bad)
+    start, bad = nets.encoder_params(), nets.failure_counts(x)
+    phi, bad = unroll(start, inner, k_bi=k_bi, bi_lr=bi_lr, n_bad=bad)
+    return Unrolled(learning_loss(nets, x, phi=phi, **kw), phi, bad)
 
 
 def unroll(
@@ -269,6 +263,13 @@ def group_backward(loss: torch.Tensor, params: list[nn.Parameter]) -> None:
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
+
+
+def warm_start(encoder: Params, phi: Params) -> None:
+    """The bi-level warm start: set the encoder's parameters (by name) to φ_K, detached."""
+    with torch.no_grad():
+        for k, p in encoder.items():
+            p.copy_(phi[k].detach())
 
 
 def _step(
@@ -317,9 +318,7 @@ def iteration(
         if k_bi == 0:
             return learning_loss(model, x, **kw)
         res = bilevel_learning_loss(model, x, k_bi=k_bi, bi_lr=bi_lr, fd_reparam=fd_reparam, **kw)
-        with torch.no_grad():  # warm start: the encoder continues from φ_K
-            for k, p in model.encoder.named_parameters():
-                p.copy_(res.phi[k].detach())
+        warm_start(dict(model.encoder.named_parameters()), res.phi)
         return res.loss
 
     out["dec_loss"] = _step(dec_opt, model.decoder_parameters(), learning)

@@ -11,10 +11,15 @@ replay).
 
 A many-seeds run (:class:`vsm.train.SeedsTrainer`) writes the same format with ``replicas``: a
 complete single-run checkpoint per surviving seed (:func:`replica_checkpoint`), plus ``diverged``.
+
+The trainers' ``state_dict`` / ``load_state_dict`` are :func:`trainer_state` /
+:func:`restore_trainer` and, for many seeds, :func:`seeds_state` / :func:`restore_seeds` (with
+:func:`replica_state`, one seed's single-run state from the stacked replicas).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -22,9 +27,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..models import GaussianVAE, from_spec
+from . import distributed as D
 from .config import TrainConfig
+from .seed_lists import format_seeds
 
 if TYPE_CHECKING:
+    from .seeds import SeedsTrainer
     from .trainer import Trainer
 
 __all__ = [
@@ -33,7 +41,12 @@ __all__ = [
     "load_checkpoint",
     "model_from_checkpoint",
     "replica_checkpoint",
+    "replica_state",
+    "restore_seeds",
+    "restore_trainer",
     "save_checkpoint",
+    "seeds_state",
+    "trainer_state",
 ]
 
 FORMAT = "vsm-checkpoint-1"
@@ -138,3 +151,181 @@ def model_from_checkpoint(path: str, seed: int | None = None) -> tuple[GaussianV
     model = from_spec(state["model_spec"]).to(getattr(torch, cfg.dtype))
     model.load_state_dict(state["model"])
     return model, cfg
+
+
+# ----------------------------------------------------------------------------- trainers' states
+
+
+def _run_state(
+    trainer: Trainer,
+    config: dict[str, Any],
+    model_spec: Any,
+    model: dict[str, torch.Tensor],
+    opt_states: tuple[dict[str, Any], dict[str, Any]],
+    rng: dict[str, Any],
+    history: list[dict[str, float]],
+    evals: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A single run's checkpoint state at ``trainer``'s step and wall time."""
+    return {
+        "format": FORMAT,
+        "config": config,
+        "model_spec": model_spec,
+        "model": model,
+        "enc_opt": opt_states[0],
+        "dec_opt": opt_states[1],
+        "step": trainer.step,
+        "rng": rng,
+        "history": history,
+        "evals": evals,
+        "wall_time": trainer.wall_time,
+    }
+
+
+def trainer_state(t: Trainer) -> dict[str, Any]:
+    """:meth:`vsm.train.Trainer.state_dict`: everything needed to resume.
+
+    Data-parallel: a collective (every rank must call it); ``rng["ranks"]`` holds every rank's
+    RNG state so that a resume with the same number of ranks is exact.
+    """
+    rng: dict[str, Any] = rng_state(t.device)
+    ranks = D.gather_objects(rng_state(t.device), t.world_size)
+    if ranks is not None:
+        rng["ranks"] = ranks
+    opts = (t.enc_opt.state_dict(), t.dec_opt.state_dict())
+    config = dataclasses.asdict(t.cfg)
+    return _run_state(
+        t, config, t.model.spec(), t.model.state_dict(), opts, rng, t.history, t.evals
+    )
+
+
+def restore_trainer(t: Trainer, state: dict[str, Any]) -> None:
+    """:meth:`vsm.train.Trainer.load_state_dict`: model, optimisers, step, RNG, history."""
+    t.model.load_state_dict(state["model"])
+    t.enc_opt.load_state_dict(state["enc_opt"])
+    t.dec_opt.load_state_dict(state["dec_opt"])
+    t.step = int(state["step"])
+    t.history = list(state.get("history", []))
+    t.evals = list(state.get("evals", []))
+    t.wall_time = float(state.get("wall_time", 0.0))
+    rng = state["rng"]
+    if t.world_size > 1:
+        ranks = rng.get("ranks")
+        if ranks is None or len(ranks) != t.world_size:
+            D.reseed_rank(t.cfg.seed, t.rank, t.step)  # valid, not a replay
+            return
+        rng = ranks[t.rank]
+    set_rng_state(rng, t.device)
+
+
+# Optimiser state shared by all replicas (they always step together): Adam's step counter. Every
+# other tensor in Adam's or SGD's state is elementwise, shaped like its parameter.
+_SHARED_STATE = ("step",)
+
+
+def _stack_opt_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One optimiser state_dict for stacked parameters from the replicas' single-run ones."""
+    first = states[0]
+    out: dict[str, Any] = {"param_groups": first["param_groups"], "state": {}}
+    for idx, st in first["state"].items():
+        out["state"][idx] = {
+            k: (
+                torch.stack([s["state"][idx][k] for s in states])
+                if isinstance(v, torch.Tensor) and k not in _SHARED_STATE
+                else v
+            )
+            for k, v in st.items()
+        }
+    return out
+
+
+def _unstack_opt_state(state: dict[str, Any], r: int) -> dict[str, Any]:
+    """Replica r's single-run optimiser state_dict from the stacked one (copies)."""
+    out: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for idx, st in state["state"].items():
+        out["state"][idx] = {
+            k: (v.clone() if k in _SHARED_STATE else v[r].clone())
+            if isinstance(v, torch.Tensor)
+            else v
+            for k, v in st.items()
+        }
+    return out
+
+
+def replica_state(t: SeedsTrainer, seed: int) -> dict[str, Any]:
+    """:meth:`vsm.train.SeedsTrainer.replica_state`: replica ``seed``'s complete single-run
+    checkpoint state (what :func:`trainer_state` of the run with that seed would hold)."""
+    r = t._index(seed)
+    gen = t.noise.generators[r]
+    # on the CPU the replica's generator is the single run's global RNG; on a GPU the latter
+    # is left as model building left it and the noise comes from the device's generator
+    rng: dict[str, Any] = (
+        {"torch": gen.get_state()}
+        if t.device.type == "cpu"
+        else {"torch": t._cpu_rng[r].clone(), "cuda": gen.get_state()}
+    )
+    opts = (
+        _unstack_opt_state(t.enc_opt.state_dict(), r),
+        _unstack_opt_state(t.dec_opt.state_dict(), r),
+    )
+    config = dataclasses.asdict(t.replica_config(seed))
+    history, evals = list(t.history[seed]), list(t.evals[seed])
+    model = t.replicas.state_dict_of(r)
+    return _run_state(t, config, t.replicas.template.spec(), model, opts, rng, history, evals)
+
+
+def seeds_state(t: SeedsTrainer) -> dict[str, Any]:
+    """:meth:`vsm.train.SeedsTrainer.state_dict`: ``replicas`` maps each surviving seed to its
+    :func:`replica_state`; ``diverged`` lists the dropped ones (with ``history`` and ``evals``)."""
+    dropped = [
+        {**d, "history": list(t.history[d["seed"]]), "evals": list(t.evals[d["seed"]])}
+        for d in t.diverged
+    ]
+    return {
+        "format": FORMAT,
+        "config": dataclasses.asdict(t.cfg),
+        "model_spec": t.replicas.template.spec(),
+        "step": t.step,
+        "replicas": {s: replica_state(t, s) for s in t.seeds},
+        "diverged": dropped,
+        "wall_time": t.wall_time,
+    }
+
+
+def restore_seeds(t: SeedsTrainer, state: dict[str, Any]) -> None:
+    """:meth:`vsm.train.SeedsTrainer.load_state_dict`: every replica's model, optimiser states,
+    RNG and history (the dropped replicas stay dropped).
+
+    Raises:
+        ValueError: a single-run checkpoint, or one for other seeds.
+    """
+    if "replicas" not in state:
+        raise ValueError("state: a single-run checkpoint (no replicas); resume it without seeds")
+    saved = tuple(state["config"].get("seeds") or ())
+    if tuple(t.cfg.seeds or ()) != saved:
+        raise ValueError(
+            f"seeds: the checkpoint holds seeds {format_seeds(saved)}, not "
+            f"{format_seeds(tuple(t.cfg.seeds or ()))}"
+        )
+    t._keep_only([r for r, s in enumerate(t.seeds) if s in state["replicas"]])
+    t.diverged = [{k: d[k] for k in ("seed", "step", "message")} for d in state.get("diverged", [])]
+    reps = [state["replicas"][s] for s in t.seeds]
+    for r, rep in enumerate(reps):
+        t.replicas.load_replica(r, rep["model"])
+    t.enc_opt.load_state_dict(_stack_opt_states([rep["enc_opt"] for rep in reps]))
+    t.dec_opt.load_state_dict(_stack_opt_states([rep["dec_opt"] for rep in reps]))
+    for r, rep in enumerate(reps):
+        rng = rep["rng"]
+        t._cpu_rng[r] = rng["torch"].clone()
+        if t.device.type == "cpu":
+            t.noise.generators[r].set_state(rng["torch"])
+        elif "cuda" in rng:
+            t.noise.generators[r].set_state(rng["cuda"])
+    t.step = int(state["step"])
+    t.wall_time = float(state.get("wall_time", 0.0))
+    for d in state.get("diverged", []):
+        t.history[d["seed"]] = list(d.get("history", []))
+        t.evals[d["seed"]] = list(d.get("evals", []))
+    for s, rep in zip(t.seeds, reps, strict=True):
+        t.history[s] = list(rep.get("history", []))
+        t.evals[s] = list(rep.get("evals", []))

@@ -1,4 +1,5 @@
-"""Configuration of a training run: the objective registry, :class:`TrainConfig` and the model.
+"""Configuration of a training run: the objective registry, :class:`TrainConfig`, and the model
+and optimisers it describes.
 
 :class:`TrainConfig` is the one list of defaults. ``vsm train``'s options are generated from its
 fields (:func:`vsm.cli`): the option ``--batch-size`` is the field ``batch_size``, its help text is
@@ -7,6 +8,10 @@ gives the choices, ``X | None`` an optional X) or from ``metadata["choices"]``. 
 ``metadata["cli_default"]`` has a different default on the command line only (``device``: the GPU
 when there is one), and ``metadata["group"]`` makes options mutually exclusive (``steps`` /
 ``epochs``).
+
+The variants (``variant``: :class:`VariantOptions`, :func:`variant_options`) live in
+:mod:`vsm.train.variants`, the ``seeds`` syntax (:func:`parse_seeds`, :func:`format_seeds`) in
+:mod:`vsm.train.seed_lists`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import torch
 
 from .. import _validate as V
 from ..data import CONV_DATASETS, DATASETS, TOY_DATASETS, Dataset
 from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
-from ..objectives import CrossTerm, Estimator, PsiDerivative
+from .seed_lists import checked_seeds, format_seeds, parse_seeds
+from .variants import VARIANTS, Variant, VariantOptions, variant_options
 
 __all__ = [
     "OBJECTIVES",
@@ -33,6 +40,7 @@ __all__ = [
     "VariantOptions",
     "build_model",
     "format_seeds",
+    "make_optimizers",
     "num_threads",
     "parse_seeds",
     "split_objective",
@@ -54,147 +62,10 @@ def split_objective(objective: str) -> tuple[str, str]:
     return inf, learn
 
 
-Variant = Literal["vsm", "paper"]
-VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
-"""Estimator and parametrisation families: vsm's own, or the paper code's (:func:`variant_options`)."""
-
-PAPER_EPOCH_SIZE = 100_000
-"""Fresh 2-D points per epoch in the authors' ``run_bilevel_toy.py`` (100 iterations of 1000)."""
-
-
-@dataclass(frozen=True)
-class VariantOptions:
-    """The concrete choices of a variant for one kind of data (:func:`variant_options`).
-
-    Attributes:
-        m2_estimator: ``vsm.objectives.m2``'s ``estimator``.
-        m3_estimator, m3_cross: ``vsm.objectives.m3``'s ``estimator`` and ``cross``.
-        m3_psi: ``derivative`` of ψ (``vsm.objectives.encoder_x_score``) in the L_B learning step.
-        fae_encoder_psi: ``psi_derivative`` of ``vsm.objectives.fae_loss`` in the FAE encoder step
-            (the decoder step always uses the partial ψ, as vsm and the authors both do).
-        noise_param, sd_head: the model's parametrisation (:class:`vsm.models.GaussianVAE`).
-        epoch_size: fresh generated points per epoch (``vsm.data.Dataset.batch``), or None for
-            fresh minibatches.
-    """
-
-    m2_estimator: Estimator = "samples"
-    m3_estimator: Estimator = "samples"
-    m3_cross: CrossTerm = "per-sample"
-    m3_psi: PsiDerivative = "partial"
-    fae_encoder_psi: PsiDerivative = "partial"
-    noise_param: str = "log_sigma2"
-    sd_head: str = "logvar"
-    epoch_size: int | None = None
-
-
-def variant_options(variant: str, data: Dataset) -> VariantOptions:
-    """What ``variant`` means for ``data``.
-
-    - "vsm": vsm's estimators and parametrisation (MATH.md Part I): every default.
-    - "paper": the code the authors used for that kind of data (MATH.md §9, §10):
-      - 2-D data (``data_shape == (2,)``; ``models/bilevels.py``, ``run_bilevel_toy.py``): L_S and
-        L_B with the minibatch mean (one z per datum there), L_B's ψ a total derivative through
-        the reparametrised z, decoder noise as log σ, encoder SD softplus, and, for generated data,
-        100 000 fresh points per epoch;
-      - every other data set (images, MNIST-1D; ``models/VAEs.py``, ``run_clean_ae.py``): L_B's
-        cross term mean_n f_n·Σ_m ψ_m, decoder noise as log σ, encoder SD exp(h) (h = log s);
-      - on both, the FAE encoder step with the total-derivative ψ (``VAEs.py::joint_score``,
-        ``reparam=True``; the 2-D code has no FAE, so its only FAE is used).
-      The initialisation of :class:`vsm.models.MLPVAE` already is the authors' 2-D one (weights
-      N(0, 0.1²), encoder biases 0, decoder biases N(0, 0.1²), σ = 0.1), and the image models
-      start at σ = 1 as theirs did.
-
-    Raises:
-        ValueError: an unknown variant.
-    """
-    V.choice("variant", variant, VARIANTS)
-    if variant == "vsm":
-        return VariantOptions()
-    if tuple(data.data_shape) == (2,):
-        return VariantOptions(
-            m2_estimator="minibatch",
-            m3_estimator="minibatch",
-            m3_psi="total",
-            fae_encoder_psi="total",
-            noise_param="log_sigma",
-            sd_head="softplus",
-            epoch_size=PAPER_EPOCH_SIZE if data.train is None else None,
-        )
-    return VariantOptions(
-        m3_cross="summed", fae_encoder_psi="total", noise_param="log_sigma", sd_head="logsd"
-    )
-
-
 def _meta(help: str, **meta: Any) -> dict[str, Any]:
     """A field's metadata: its command-line help (and optional ``choices``, ``group``,
     ``cli_default``, ``parse``: the command line's type, ``metavar``)."""
     return {"help": help, **meta}
-
-
-_SEED_PART = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", re.ASCII)
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """The seeds of ``--seeds``: "A-B" (A to B inclusive), "a,b,c", or both ("0-4,7").
-
-    Raises:
-        ValueError: empty text, a part that is not a non-negative int or an A-B range with
-            A ≤ B, or a seed given twice (the message starts with "seeds").
-    """
-    if not isinstance(text, str):
-        raise TypeError(
-            f"seeds: expected a string like '0-9' or '0,3,7', got {type(text).__name__}"
-        )
-    out: list[int] = []
-    for part in text.split(","):
-        m = _SEED_PART.fullmatch(part)
-        if m is None:
-            raise ValueError(f"seeds: expected non-negative ints 'A-B' or 'a,b,c', got {text!r}")
-        a = int(m[1])
-        b = int(m[2]) if m[2] is not None else a
-        if b < a:
-            raise ValueError(f"seeds: empty range {part.strip()!r} in {text!r} (expected A ≤ B)")
-        out.extend(range(a, b + 1))
-    return _checked_seeds(out)
-
-
-def _checked_seeds(seeds: object) -> tuple[int, ...]:
-    """``seeds`` as a non-empty tuple of distinct non-negative ints (a string is parsed)."""
-    if isinstance(seeds, str):
-        return parse_seeds(seeds)
-    if not isinstance(seeds, tuple | list | range):
-        raise TypeError(
-            f"seeds: expected a tuple of ints or a string like '0-9', got {type(seeds).__name__}"
-        )
-    out = tuple(seeds)
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise TypeError(f"seeds: expected ints, got {type(s).__name__} {s!r}")
-        if s < 0:
-            raise ValueError(f"seeds: expected non-negative seeds, got {s}")
-    if not out:
-        raise ValueError("seeds: expected at least one seed, got none")
-    dup = sorted({s for s in out if out.count(s) > 1})
-    if dup:
-        raise ValueError(f"seeds: seed(s) {dup} given more than once")
-    return out
-
-
-def format_seeds(seeds: tuple[int, ...]) -> str:
-    """The shortest ``--seeds`` text for ``seeds``: "0-9" for a run of consecutive ints, else
-    "a,b,c" with consecutive runs of three or more as ranges ("0-4,7")."""
-    parts: list[str] = []
-    i = 0
-    while i < len(seeds):
-        j = i
-        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
-            j += 1
-        if j - i >= 2:
-            parts.append(f"{seeds[i]}-{seeds[j]}")
-        else:
-            parts.extend(str(s) for s in seeds[i : j + 1])
-        i = j + 1
-    return ",".join(parts)
 
 
 @dataclass
@@ -365,7 +236,7 @@ class TrainConfig:
         if c.threads is None:
             c.threads = 1 if c.model == "mlp" else 0
         if c.seeds is not None:
-            c.seeds = _checked_seeds(c.seeds)
+            c.seeds = checked_seeds(c.seeds)
         for name in ("steps", "n_samples", "k_enc", "batch_size", "latent_dim", "width"):
             V.positive_int(name, getattr(c, name))
         for name in ("k_bi", "save_every", "eval_every", "threads"):
@@ -451,3 +322,17 @@ def build_model(
         noise_param=opt.noise_param,
         sd_head=opt.sd_head,
     )
+
+
+def make_optimizers(
+    cfg: TrainConfig, enc_params: list[torch.nn.Parameter], dec_params: list[torch.nn.Parameter]
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The encoder optimiser (``enc_optimizer`` at ``enc_lr``) and the decoder's (Adam at
+    ``dec_lr``) of a resolved config. Both are elementwise (no weight decay, no momentum), which
+    :class:`vsm.train.SeedsTrainer`'s stacked replicas rely on."""
+    enc_opt: torch.optim.Optimizer
+    if cfg.enc_optimizer == "adam":
+        enc_opt = torch.optim.Adam(enc_params, lr=cfg.enc_lr)
+    else:
+        enc_opt = torch.optim.SGD(enc_params, lr=cfg.enc_lr)
+    return enc_opt, torch.optim.Adam(dec_params, lr=cfg.dec_lr)

@@ -13,19 +13,18 @@ minibatches (S, B, *data_shape), posterior samples (S, N, B, L), decoder means (
   :func:`torch.func.functional_call`. Both are ordinary autograd graphs, differentiable to any
   order (the decoder VJP, ψ and the bi-level hypergradient need second and third derivatives).
 - :class:`ReplicaNoise` gives each replica its own ``torch.Generator``, in the state the global
-  RNG has in a single run with that seed once the model is built. The functions below draw in the
+  RNG has in a single run with that seed once the model is built. :class:`Replicas` draws in the
   single run's order (input noise, then posterior samples, for every objective evaluation), so
   replica r sees exactly the noise of the single run with seed r.
-- :func:`inference_losses`, :func:`learning_losses` and :func:`bilevel_learning_losses` mirror
-  :func:`vsm.train.algorithm.inference_loss`, :func:`~vsm.train.algorithm.learning_loss` and
-  :func:`~vsm.train.algorithm.bilevel_learning_loss` and return one loss per replica. The network
-  work (encoder and decoder passes, the decoder VJP ∇_z log p(x|z), the encoder x-score ψ) is
-  batched over replicas; the per-datum objective formulas of :mod:`vsm.objectives` (and the fused
-  :func:`vsm.posterior_fd`) are then called once per replica on that replica's slices (views, no
-  copies), because they take one scalar log σ² and some estimators (e.g. a mean over the
-  minibatch) are per replica. Their sum over replicas has, for each replica's parameters, exactly
-  that replica's gradient: nothing mixes replicas (no batch statistics, no shared reductions), so
-  a replica whose loss is NaN leaves the others' gradients untouched.
+- :class:`Replicas` (a StackedVAE with its ReplicaNoise) is the replica layout of
+  :class:`vsm.train.networks.Networks`: Algorithm 1's functions of :mod:`vsm.train.algorithm`,
+  written once, take it in place of a model and return one loss per replica. The network work
+  (encoder and decoder passes, the decoder VJP ∇_z log p(x|z), the encoder x-score ψ) is batched
+  over replicas; the per-datum objective formulas of :mod:`vsm.objectives` (and the fused
+  :func:`vsm.posterior_fd`) are then called once per replica on that replica's slices. Their sum
+  over replicas has, for each replica's parameters, exactly that replica's gradient: nothing
+  mixes replicas (no batch statistics, no shared reductions), so a replica whose loss is NaN
+  leaves the others' gradients untouched.
 
 Replicas agree with single runs up to floating-point rounding (a batched product sums in another
 order than a single one), not bit for bit.
@@ -35,30 +34,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .. import objectives as O
+from .._network_terms import vjp_core
 from ..models import GaussianVAE
-from ..ops import posterior_fd
-from .algorithm import Settings, unroll
-from .config import VariantOptions, split_objective
+from .networks import Networks, Params
 
-__all__ = [
-    "ReplicaNoise",
-    "StackedUnrolled",
-    "StackedVAE",
-    "bilevel_learning_losses",
-    "inference_losses",
-    "learning_losses",
-]
+__all__ = ["ReplicaNoise", "Replicas", "StackedVAE", "slice_optimizer_state"]
 
-Params = dict[str, torch.Tensor]
-_VSM = VariantOptions()
 
 # Modules applied elementwise: on (S, M, F) exactly as on (M, F), replica by replica.
 _ELEMENTWISE: tuple[type[nn.Module], ...] = (
@@ -308,230 +295,61 @@ class ReplicaNoise:
         self.generators = [self.generators[i] for i in index]
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def _per_replica(fn: Callable[..., torch.Tensor], *stacked: torch.Tensor) -> torch.Tensor:
-    """(S,) batch means of ``fn`` applied to each replica's slices of the ``stacked`` tensors."""
-    slices = [t.unbind(0) for t in stacked]
-    return torch.stack([fn(*args).mean() for args in zip(*slices, strict=True)])
-
-
-def _noisy(x: torch.Tensor, eta: float, noise: ReplicaNoise) -> torch.Tensor:
-    """x̃ = x + η ε flattened to (S, B, D), fresh noise per replica (none drawn when η = 0)."""
-    x = x.reshape(x.shape[0], x.shape[1], -1)
-    if eta > 0:
-        return x + eta * noise.randn(x.shape[1:], dtype=x.dtype, device=x.device)
-    return x
-
-
-def _sample(
-    mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, noise: ReplicaNoise, *, reparam: bool
-) -> torch.Tensor:
-    """z (S, N, B, L) = mu + e^{logvar/2} ε per replica (:func:`vsm.objectives.sample_posterior`)."""
-    eps = noise.randn((n_samples, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
-    z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
-    return z if reparam else z.detach()
-
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-replica (S,) tensor shaped to broadcast against ``like`` (S, ...)."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def decoder_vjp(
-    model: StackedVAE, x: torch.Tensor, z: torch.Tensor, *, create_graph: bool | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched :func:`vsm.objectives.decoder_vjp`: x (S, B, D), z (S, N, B, L) →
-    (x_mean (S, N, B, D), ∇_z log p(x|z) (S, N, B, L)), one VJP for all replicas."""
-    create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
-    with torch.enable_grad():
-        zz = z if z.requires_grad else z.detach().requires_grad_(True)
-        x_mean = model.decode(zz)
-        resid = (x.unsqueeze(1) - x_mean) * _bcast(torch.exp(-model.log_sigma2), x_mean)
-        gz = None
-        if x_mean.requires_grad:
-            (gz,) = torch.autograd.grad(
-                x_mean, zz, grad_outputs=resid, create_graph=create_graph, allow_unused=True
-            )
-        if gz is None:
-            gz = torch.zeros_like(zz)
-    if not create_graph and not torch.is_grad_enabled():
-        x_mean = x_mean.detach()
-    return x_mean, gz
-
-
-def encoder_x_score(
-    model: StackedVAE,
-    x: torch.Tensor,
-    z: torch.Tensor,
-    *,
-    phi: Params | None = None,
-    create_graph: bool | None = None,
-    derivative: str = "partial",
-) -> torch.Tensor:
-    """Batched :func:`vsm.objectives.encoder_x_score`: ψ (S, N, B, D) = ∇_x log q(z_n|x) at
-    fixed z (S, N, B, L), through the encoder with stacked parameters ``phi``; with
-    ``derivative="total"`` the authors' −½∇_x Σ_l logvar_l(x) for every sample."""
-    create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
-    s, n, b, latent = z.shape
-    if derivative == "total":
-        with torch.enable_grad():
-            xr = x.detach().clone().requires_grad_(True)
-            _, logvar = model.encode(xr, phi)
-            (psi,) = torch.autograd.grad(-0.5 * logvar.sum(), xr, create_graph=create_graph)
-        return psi.unsqueeze(1).expand(s, n, b, psi.shape[-1])
-    with torch.enable_grad():
-        xr = x.detach().unsqueeze(1).expand(s, n, b, x.shape[-1]).reshape(s, n * b, -1).clone()
-        xr.requires_grad_(True)
-        mu, logvar = model.encode(xr, phi)
-        zz = z.reshape(s, n * b, latent)
-        logq = -0.5 * ((zz - mu).pow(2) * torch.exp(-logvar) + logvar).sum()
-        (psi,) = torch.autograd.grad(logq, xr, create_graph=create_graph)
-    return psi.reshape(s, n, b, -1)
-
-
-def _fae_losses(
-    model: StackedVAE,
-    xt: torch.Tensor,
-    noise: ReplicaNoise,
-    *,
-    n_samples: int,
-    reparam: bool,
-    phi: Params | None,
-    psi_derivative: str = "partial",
-) -> torch.Tensor:
-    """(S,) batch means of :func:`vsm.objectives.fae_loss` (same steps, networks batched)."""
-    mu, logvar = model.encode(xt, phi)
-    z = _sample(mu, logvar, n_samples, noise, reparam=reparam)
-    x_mean, gz = decoder_vjp(model, xt, z)
-    psi = encoder_x_score(model, xt, z, phi=phi, derivative=psi_derivative)
-    return _per_replica(O.fae, xt, z, x_mean, model.log_sigma2, mu, logvar, psi, gz)
-
-
 # ----------------------------------------------------------------------------- Algorithm 1
 
 
-def inference_losses(
-    model: StackedVAE,
-    x: torch.Tensor,
-    noise: ReplicaNoise,
-    *,
-    objective: str,
-    n_samples: int = 1,
-    eta: float = 0.0,
-    fd_reparam: bool = False,
-    phi: Params | None = None,
-    options: VariantOptions | None = None,
-) -> torch.Tensor:
-    """(S,): :func:`vsm.train.algorithm.inference_loss` of every replica on its minibatch x[r]
-    (x (S, B, ...)), at stacked encoder parameters ``phi`` (default: the current ones), with the
-    estimators of ``options`` (default: vsm's)."""
-    opt = options if options is not None else _VSM
-    inference = split_objective(objective)[0]
-    xt = _noisy(x, eta, noise)
-    if inference == "fae":
-        return _fae_losses(
-            model,
-            xt,
-            noise,
-            n_samples=n_samples,
-            reparam=True,
-            phi=phi,
-            psi_derivative=opt.fae_encoder_psi,
-        )
-    mu, logvar = model.encode(xt, phi)
-    if inference == "kl":
-        z = _sample(mu, logvar, n_samples, noise, reparam=True)
-        return _per_replica(O.elbo, xt, model.decode(z), model.log_sigma2, mu, logvar)
-    z = _sample(mu, logvar, n_samples, noise, reparam=fd_reparam)
-    _, gz = decoder_vjp(model, xt, z)
-    return _per_replica(lambda *a: posterior_fd(*a).mean(0), z, mu, logvar, gz)
+class Replicas(Networks):
+    """S stacked replicas as :class:`~vsm.train.networks.Networks`: Algorithm 1's functions
+    (:func:`vsm.train.inference_loss`, :func:`~vsm.train.learning_loss`,
+    :func:`~vsm.train.bilevel_learning_loss`) on ``Replicas(model, noise)`` and minibatches
+    x (S, B, ...) return one loss per replica, (S,).
 
-
-def learning_losses(
-    model: StackedVAE,
-    x: torch.Tensor,
-    noise: ReplicaNoise,
-    *,
-    objective: str,
-    n_samples: int = 1,
-    eta: float = 0.0,
-    phi: Params | None = None,
-    options: VariantOptions | None = None,
-) -> torch.Tensor:
-    """(S,): :func:`vsm.train.algorithm.learning_loss` of every replica (detached samples, or
-    with ``phi`` = the stacked unrolled φ_K(θ) reparametrised through it), with the estimators
-    of ``options`` (default: vsm's; a minibatch mean is taken over each replica's own
-    minibatch)."""
-    opt = options if options is not None else _VSM
-    learning = split_objective(objective)[1]
-    bilevel = phi is not None
-    xt = _noisy(x, eta, noise)
-    if learning == "fae":
-        return _fae_losses(model, xt, noise, n_samples=n_samples, reparam=bilevel, phi=phi)
-    with torch.set_grad_enabled(bilevel or learning == "elbo"):
-        mu, logvar = model.encode(xt, phi)
-    if not bilevel:
-        mu, logvar = mu.detach(), logvar.detach()
-    z = _sample(mu, logvar, n_samples, noise, reparam=True)
-    x_mean = model.decode(z)
-    ls = model.log_sigma2
-    if learning == "elbo":
-        return _per_replica(O.elbo, xt, x_mean, ls, mu, logvar)
-    if learning == "m1":
-        return _per_replica(O.m1, xt, x_mean, ls)
-    if learning == "m2":
-        return _per_replica(lambda *a: O.m2(*a, estimator=opt.m2_estimator), xt, x_mean, ls)
-    psi = encoder_x_score(model, xt, z, phi=phi, create_graph=bilevel, derivative=opt.m3_psi)
-    return _per_replica(
-        lambda *a: O.m3(*a, estimator=opt.m3_estimator, cross=opt.m3_cross), xt, x_mean, ls, psi
-    )
-
-
-@dataclass
-class StackedUnrolled:
-    """Result of :func:`bilevel_learning_losses` (:class:`vsm.train.algorithm.Unrolled` per
-    replica).
-
-    Attributes:
-        losses: (S,) learning losses at φ_K(θ), differentiable w.r.t. θ through the unrolled steps.
-        phi: stacked φ_K (still in the graph).
-        n_bad: (S,) float64 counts of non-finite inner losses.
+    The networks run batched; each per-datum formula of :mod:`vsm.objectives` is then called once
+    per replica on that replica's slices (views, no copies), because it takes one 0-dim log σ²
+    and some estimators (a mean over the minibatch) are per replica.
     """
 
-    losses: torch.Tensor
-    phi: Params
-    n_bad: torch.Tensor
+    def __init__(self, model: StackedVAE, noise: ReplicaNoise):
+        self.model = model
+        self.noise = noise
 
+    @property
+    def log_sigma2(self) -> torch.Tensor:
+        return self.model.log_sigma2
 
-def bilevel_learning_losses(
-    model: StackedVAE,
-    x: torch.Tensor,
-    noise: ReplicaNoise,
-    *,
-    objective: str,
-    k_bi: int,
-    bi_lr: float,
-    n_samples: int = 1,
-    eta: float = 0.0,
-    fd_reparam: bool = False,
-    options: VariantOptions | None = None,
-) -> StackedUnrolled:
-    """:func:`vsm.train.algorithm.bilevel_learning_loss` for every replica: ``k_bi`` unrolled
-    SGD encoder steps (rate ``bi_lr``) per replica, then the learning losses at φ_K(θ). The
-    stacked parameters are not changed."""
-    kw = Settings(objective=objective, n_samples=n_samples, eta=eta, options=options)
+    def encoder_params(self) -> Params:
+        return dict(self.model.enc)
 
-    def inner(phi: Params) -> torch.Tensor:
-        return inference_losses(model, x, noise, fd_reparam=fd_reparam, phi=phi, **kw)
+    def failure_counts(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(self.model.n_replicas, dtype=torch.float64, device=x.device)
 
-    # the sum's gradient w.r.t. replica r's φ is replica r's own gradient
-    phi, bad = unroll(
-        dict(model.enc),
-        inner,
-        k_bi=k_bi,
-        bi_lr=bi_lr,
-        n_bad=torch.zeros(model.n_replicas, dtype=torch.float64, device=x.device),
-    )
-    return StackedUnrolled(learning_losses(model, x, noise, phi=phi, **kw), phi, bad)
+    def noisy(self, x: torch.Tensor, eta: float) -> torch.Tensor:
+        """x̃ (S, B, D), fresh noise per replica (none drawn when η = 0, as in a single run)."""
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        if eta > 0:
+            return x + eta * self.noise.randn(x.shape[1:], dtype=x.dtype, device=x.device)
+        return x
+
+    def encode(self, x: torch.Tensor, phi: Params | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(x, phi)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z)
+
+    def sample(
+        self, mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, *, reparam: bool
+    ) -> torch.Tensor:
+        """z (S, N, B, L), each replica's ε from its own generator."""
+        eps = self.noise.randn((n_samples, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
+        z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
+        return z if reparam else z.detach()
+
+    def decoder_vjp(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One VJP for all replicas: x (S, B, D), z (S, N, B, L)."""
+        ls = self.model.log_sigma2.reshape(-1, 1, 1, 1)
+        create_graph = torch.is_grad_enabled()
+        return vjp_core(self.model.decode, x.unsqueeze(1), z, ls, create_graph=create_graph)
+
+    def batch_mean(self, formula: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
+        slices = [t.unbind(0) for t in args]
+        return torch.stack([formula(*a).mean() for a in zip(*slices, strict=True)])

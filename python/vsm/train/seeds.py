@@ -48,17 +48,19 @@ import torch
 from ..data import TOY_DATASETS, Dataset, load_dataset
 from . import algorithm as A
 from . import replicas as R
-from .checkpoint import FORMAT, atomic_json
+from . import reporting as report
+from .checkpoint import replica_state, restore_seeds, seeds_state
 from .config import (
     ResolvedConfig,
     TrainConfig,
-    _checked_seeds,
     build_model,
     format_seeds,
+    make_optimizers,
     variant_options,
 )
+from .seed_lists import checked_seeds
 from .stopping import StopRequest, TrainingDiverged
-from .trainer import Trainer, make_optimizers
+from .trainer import Trainer
 
 __all__ = ["SeedsTrainer"]
 
@@ -100,40 +102,6 @@ def _under_torchrun() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-# Optimiser state shared by all replicas (they always step together): Adam's step counter. Every
-# other tensor in Adam's or SGD's state is elementwise, shaped like its parameter.
-_SHARED_STATE = ("step",)
-
-
-def _stack_opt_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """One optimiser state_dict for stacked parameters from the replicas' single-run ones."""
-    first = states[0]
-    out: dict[str, Any] = {"param_groups": first["param_groups"], "state": {}}
-    for idx, st in first["state"].items():
-        out["state"][idx] = {
-            k: (
-                torch.stack([s["state"][idx][k] for s in states])
-                if isinstance(v, torch.Tensor) and k not in _SHARED_STATE
-                else v
-            )
-            for k, v in st.items()
-        }
-    return out
-
-
-def _unstack_opt_state(state: dict[str, Any], r: int) -> dict[str, Any]:
-    """Replica r's single-run optimiser state_dict from the stacked one (copies)."""
-    out: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
-    for idx, st in state["state"].items():
-        out["state"][idx] = {
-            k: (v.clone() if k in _SHARED_STATE else v[r].clone())
-            if isinstance(v, torch.Tensor)
-            else v
-            for k, v in st.items()
-        }
-    return out
-
-
 class SeedsTrainer(Trainer):
     """Algorithm 1 / bi-level training of one replica per seed of ``cfg.seeds``, batched
     (module docstring). ``Trainer(cfg)`` returns one when ``cfg.seeds`` is set.
@@ -165,7 +133,7 @@ class SeedsTrainer(Trainer):
     ):
         if cfg.seeds is None:
             raise ValueError("cfg: SeedsTrainer needs TrainConfig.seeds (use Trainer for one seed)")
-        seeds = _checked_seeds(cfg.seeds)
+        seeds = checked_seeds(cfg.seeds)
         if _under_torchrun():
             raise ValueError(
                 "seeds: replicas train together in one process; run without "
@@ -247,45 +215,9 @@ class SeedsTrainer(Trainer):
 
     # ------------------------------------------------------------------ one iteration
 
-    def inference_loss(
-        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """(S,): every replica's inference loss on its minibatch x[r] (x (S, B, ...))."""
-        return R.inference_losses(
-            self.replicas,
-            x,
-            self.noise,
-            fd_reparam=self.cfg.fd_reparam,
-            phi=phi,
-            **self._settings(),
-        )
-
-    def learning_loss(
-        self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """(S,): every replica's learning loss on its minibatch x[r]."""
-        return R.learning_losses(self.replicas, x, self.noise, phi=phi, **self._settings())
-
-    def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """(S,) θ-update losses: Algorithm 1's, or the bi-level ones after which every replica's
-        encoder continues from its φ_K."""
-        c = self.cfg
-        if c.k_bi == 0:
-            return self.learning_loss(x)
-        res = R.bilevel_learning_losses(
-            self.replicas,
-            x,
-            self.noise,
-            k_bi=c.k_bi,
-            bi_lr=c.bi_lr,
-            fd_reparam=c.fd_reparam,
-            **self._settings(),
-        )
-        self._inner_bad = res.n_bad
-        with torch.no_grad():
-            for k, p in self.replicas.enc.items():
-                p.copy_(res.phi[k].detach())
-        return res.losses
+    def _networks(self) -> R.Replicas:
+        """The stacked replicas with their noise (Algorithm 1's functions give (S,) losses)."""
+        return R.Replicas(self.replicas, self.noise)
 
     def _update(  # type: ignore[override]
         self,
@@ -404,44 +336,13 @@ class SeedsTrainer(Trainer):
         Returns ``{"step", "objective", "dataset", "seeds", "replicas": [one result per seed,
         with "seed"], "diverged", "summary": {metric: {"mean", "sd", "n"}}, "wall_time_s"}``.
         """
-        from ..metrics import evaluate
-
         cfg = self.cfg
-        devices = [self.device] if self.device.type == "cuda" else []
         results = []
         for r, s in enumerate(self.seeds):
-            x = self.datasets[r].test.to(self.device, self.dtype)
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(s + 12345)
-                res = evaluate(
-                    self.replicas.replica(r),
-                    x,
-                    eta=cfg.eta,
-                    n_is=cfg.n_is if n_is is None else n_is,
-                    is_proposal=cfg.is_proposal,
-                )
-            res = {
-                "step": self.step,
-                "objective": cfg.objective,
-                "dataset": cfg.dataset,
-                "variant": cfg.variant,
-                "seed": s,
-                **res,
-                "wall_time_s": self.wall_time,
-            }
-            self.evals[s].append(
-                {k: v for k, v in res.items() if not k.startswith("posterior_sd_")}
-            )
+            model = self.replicas.replica(r)
+            res = self._evaluation(model, self.datasets[r].test, s, n_is, seed=s)
+            self.evals[s].append(report.stored(res))
             results.append(res)
-        summary: dict[str, dict[str, float]] = {}
-        for key, value in results[0].items():
-            if isinstance(value, float) and key != "wall_time_s":
-                vals = [float(res[key]) for res in results]
-                summary[key] = {
-                    "mean": statistics.fmean(vals),
-                    "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                    "n": len(vals),
-                }
         return {
             "step": self.step,
             "objective": cfg.objective,
@@ -450,16 +351,12 @@ class SeedsTrainer(Trainer):
             "seeds": list(cfg.seeds or ()),
             "replicas": results,
             "diverged": list(self.diverged),
-            "summary": summary,
+            "summary": report.summary(results),
             "wall_time_s": self.wall_time,
         }
 
     def _format_eval(self, res: dict[str, Any]) -> str:
-        keys = ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss")
-        s = res["summary"]
-        vals = "  ".join(f"{k} {s[k]['mean']:.4g} ± {s[k]['sd']:.2g}" for k in keys if k in s)
-        n = len(res["replicas"])
-        return f"eval @ step {res['step']} (mean ± SD over {n} replicas): {vals}"
+        return report.format_replicas_eval(res)
 
     def _format_window(self, window: list[dict[str, float]], total: int) -> str:
         return f"{super()._format_window(window, total)}  replicas {len(self.seeds)}"
@@ -467,45 +364,12 @@ class SeedsTrainer(Trainer):
     def replica_state(self, seed: int) -> dict[str, Any]:
         """Replica ``seed``'s complete single-run checkpoint state (what
         :meth:`vsm.train.Trainer.state_dict` of the run with that seed would hold)."""
-        r = self._index(seed)
-        gen = self.noise.generators[r]
-        # on the CPU the replica's generator is the single run's global RNG; on a GPU the latter
-        # is left as model building left it and the noise comes from the device's generator
-        rng: dict[str, Any] = (
-            {"torch": gen.get_state()}
-            if self.device.type == "cpu"
-            else {"torch": self._cpu_rng[r].clone(), "cuda": gen.get_state()}
-        )
-        return {
-            "format": FORMAT,
-            "config": dataclasses.asdict(self.replica_config(seed)),
-            "model_spec": self.replicas.template.spec(),
-            "model": self.replicas.state_dict_of(r),
-            "enc_opt": _unstack_opt_state(self.enc_opt.state_dict(), r),
-            "dec_opt": _unstack_opt_state(self.dec_opt.state_dict(), r),
-            "step": self.step,
-            "rng": rng,
-            "history": list(self.history[seed]),
-            "evals": list(self.evals[seed]),
-            "wall_time": self.wall_time,
-        }
+        return replica_state(self, seed)
 
     def state_dict(self) -> dict[str, Any]:
         """All replicas: ``replicas`` maps each surviving seed to its :meth:`replica_state`;
         ``diverged`` lists the dropped ones (with their ``history`` and ``evals``)."""
-        dropped = [
-            {**d, "history": list(self.history[d["seed"]]), "evals": list(self.evals[d["seed"]])}
-            for d in self.diverged
-        ]
-        return {
-            "format": FORMAT,
-            "config": dataclasses.asdict(self.cfg),
-            "model_spec": self.replicas.template.spec(),
-            "step": self.step,
-            "replicas": {s: self.replica_state(s) for s in self.seeds},
-            "diverged": dropped,
-            "wall_time": self.wall_time,
-        }
+        return seeds_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (every replica's model, optimiser states, RNG, history;
@@ -514,95 +378,10 @@ class SeedsTrainer(Trainer):
         Raises:
             ValueError: a single-run checkpoint, or one for other seeds.
         """
-        if "replicas" not in state:
-            raise ValueError(
-                "state: a single-run checkpoint (no replicas); resume it without seeds"
-            )
-        saved = tuple(state["config"].get("seeds") or ())
-        if tuple(self.cfg.seeds or ()) != saved:
-            raise ValueError(
-                f"seeds: the checkpoint holds seeds {format_seeds(saved)}, not "
-                f"{format_seeds(tuple(self.cfg.seeds or ()))}"
-            )
-        self._keep_only([r for r, s in enumerate(self.seeds) if s in state["replicas"]])
-        self.diverged = [
-            {k: d[k] for k in ("seed", "step", "message")} for d in state.get("diverged", [])
-        ]
-        reps = [state["replicas"][s] for s in self.seeds]
-        for r, rep in enumerate(reps):
-            self.replicas.load_replica(r, rep["model"])
-        self.enc_opt.load_state_dict(_stack_opt_states([rep["enc_opt"] for rep in reps]))
-        self.dec_opt.load_state_dict(_stack_opt_states([rep["dec_opt"] for rep in reps]))
-        for r, rep in enumerate(reps):
-            rng = rep["rng"]
-            self._cpu_rng[r] = rng["torch"].clone()
-            if self.device.type == "cpu":
-                self.noise.generators[r].set_state(rng["torch"])
-            elif "cuda" in rng:
-                self.noise.generators[r].set_state(rng["cuda"])
-        self.step = int(state["step"])
-        self.wall_time = float(state.get("wall_time", 0.0))
-        for d in state.get("diverged", []):
-            self.history[d["seed"]] = list(d.get("history", []))
-            self.evals[d["seed"]] = list(d.get("evals", []))
-        for s, rep in zip(self.seeds, reps, strict=True):
-            self.history[s] = list(rep.get("history", []))
-            self.evals[s] = list(rep.get("evals", []))
+        restore_seeds(self, state)
 
     def _write_outputs(self, res: dict[str, Any]) -> None:
         assert self.out_dir is not None
-        atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
-        atomic_json(
-            {str(s): h for s, h in self.history.items()}, os.path.join(self.out_dir, "history.json")
-        )
-        _loss_curves(
-            self.history,
-            os.path.join(self.out_dir, "loss.png"),
-            title=f"{self.cfg.objective} on {self.cfg.dataset}, seeds "
-            f"{format_seeds(tuple(self.cfg.seeds or ()))}",
-        )
-
-
-def _moving_average(vals: Sequence[float], width: int) -> list[float]:
-    """Trailing means over ``width`` values (fewer at the start), by cumulative sums."""
-    cum = [0.0]
-    for v in vals:
-        cum.append(cum[-1] + v)
-    return [
-        (cum[i + 1] - cum[max(0, i + 1 - width)]) / (i + 1 - max(0, i + 1 - width))
-        for i in range(len(vals))
-    ]
-
-
-def _loss_curves(histories: dict[int, list[dict[str, float]]], path: str, *, title: str) -> str:
-    """Every replica's smoothed encoder and decoder losses against the iteration."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, label in (
-        (axes[0], "enc_loss", "inference (encoder) loss"),
-        (axes[1], "dec_loss", "learning (decoder) loss"),
-    ):
-        for seed, history in histories.items():
-            pts = [(r["step"], r[key]) for r in history if key in r]
-            if not pts:
-                continue
-            steps, vals = zip(*pts, strict=True)
-            ax.plot(
-                steps, _moving_average(vals, max(1, len(vals) // 50)), lw=1.0, label=f"seed {seed}"
-            )
-        ax.set_xlabel("iteration")
-        ax.set_title(label, fontsize=9)
-    if len(histories) <= 10:
-        axes[1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic = f"{path}.tmp.{os.getpid()}.png"
-    fig.savefig(atomic, dpi=110)
-    plt.close(fig)
-    os.replace(atomic, path)
-    return path
+        c = self.cfg
+        title = f"{c.objective} on {c.dataset}, seeds {format_seeds(tuple(c.seeds or ()))}"
+        report.write_replica_outputs(self.out_dir, res, self.history, title=title)

@@ -11,7 +11,6 @@ SIGINT or SIGTERM.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import signal
@@ -25,32 +24,13 @@ import torch
 from ..data import Dataset, load_dataset
 from . import algorithm as A
 from . import distributed as D
-from .checkpoint import (
-    FORMAT,
-    atomic_json,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from .config import TrainConfig, build_model, num_threads, variant_options
+from . import reporting as report
+from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint, trainer_state
+from .config import TrainConfig, build_model, make_optimizers, num_threads, variant_options
+from .networks import Networks, OneModel
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
 
-__all__ = ["Trainer", "make_optimizers"]
-
-
-def make_optimizers(
-    cfg: TrainConfig, enc_params: list[torch.nn.Parameter], dec_params: list[torch.nn.Parameter]
-) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """The encoder optimiser (``enc_optimizer`` at ``enc_lr``) and the decoder's (Adam at
-    ``dec_lr``) of a resolved config. Both are elementwise (no weight decay, no momentum), which
-    :class:`vsm.train.SeedsTrainer`'s stacked replicas rely on."""
-    enc_opt: torch.optim.Optimizer
-    if cfg.enc_optimizer == "adam":
-        enc_opt = torch.optim.Adam(enc_params, lr=cfg.enc_lr)
-    else:
-        enc_opt = torch.optim.SGD(enc_params, lr=cfg.enc_lr)
-    return enc_opt, torch.optim.Adam(dec_params, lr=cfg.dec_lr)
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -163,19 +143,24 @@ class Trainer:
             objective=c.objective, n_samples=c.n_samples, eta=c.eta, options=self.options
         )
 
+    def _networks(self) -> Networks:
+        """What Algorithm 1's functions run on: this run's model (replicas for SeedsTrainer)."""
+        return OneModel(self.model)
+
     def inference_loss(
         self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """:func:`vsm.train.algorithm.inference_loss` with this run's settings."""
+        """:func:`vsm.train.algorithm.inference_loss` with this run's settings (one per replica
+        for a :class:`vsm.train.SeedsTrainer`)."""
         return A.inference_loss(
-            self.model, x, fd_reparam=self.cfg.fd_reparam, phi=phi, **self._settings()
+            self._networks(), x, fd_reparam=self.cfg.fd_reparam, phi=phi, **self._settings()
         )
 
     def learning_loss(
         self, x: torch.Tensor, phi: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """:func:`vsm.train.algorithm.learning_loss` with this run's settings."""
-        return A.learning_loss(self.model, x, phi=phi, **self._settings())
+        return A.learning_loss(self._networks(), x, phi=phi, **self._settings())
 
     def _learning_step_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The θ-update's loss: Algorithm 1's learning loss, or the bi-level one (``k_bi`` > 0),
@@ -183,14 +168,14 @@ class Trainer:
         c = self.cfg
         if c.k_bi == 0:
             return self.learning_loss(x)
+        nets = self._networks()
         res = A.bilevel_learning_loss(
-            self.model, x, k_bi=c.k_bi, bi_lr=c.bi_lr, fd_reparam=c.fd_reparam, **self._settings()
+            nets, x, k_bi=c.k_bi, bi_lr=c.bi_lr, fd_reparam=c.fd_reparam, **self._settings()
         )
         self._inner_bad = res.n_bad  # checked over all ranks by _update
-        with torch.no_grad():
-            for k, p in self.model.encoder.named_parameters():
-                p.copy_(res.phi[k].detach())
-        D.average_(list(self.model.encoder.parameters()), self.world_size)
+        encoder = nets.encoder_params()
+        A.warm_start(encoder, res.phi)
+        D.average_(list(encoder.values()), self.world_size)
         return res.loss
 
     def _update(
@@ -269,30 +254,32 @@ class Trainer:
     def evaluate(self, n_is: int | None = None) -> dict[str, Any]:
         """Test metrics (:func:`vsm.metrics.evaluate`) with a fixed evaluation seed; training's
         RNG stream is left untouched."""
+        res = self._evaluation(self.model, self.data.test, self.cfg.seed, n_is)
+        self.evals.append(report.stored(res))
+        return res
+
+    def _evaluation(
+        self, model: Any, test: torch.Tensor, run_seed: int, n_is: int | None, **extra: Any
+    ) -> dict[str, Any]:
+        """One model's test metrics under torch seed ``run_seed + 12345`` (the global RNG is forked,
+        so training's streams are untouched), with the run's identification, ``extra`` and the
+        wall time."""
         from ..metrics import evaluate
 
         cfg = self.cfg
-        x = self.data.test.to(self.device, self.dtype)
+        x = test.to(self.device, self.dtype)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(cfg.seed + 12345)
+            torch.manual_seed(run_seed + 12345)
             res = evaluate(
-                self.model,
+                model,
                 x,
                 eta=cfg.eta,
                 n_is=cfg.n_is if n_is is None else n_is,
                 is_proposal=cfg.is_proposal,
             )
-        res = {
-            "step": self.step,
-            "objective": cfg.objective,
-            "dataset": cfg.dataset,
-            "variant": cfg.variant,
-            **res,
-        }
-        res["wall_time_s"] = self.wall_time
-        self.evals.append({k: v for k, v in res.items() if not k.startswith("posterior_sd_")})
-        return res
+        run = {"step": self.step, "objective": cfg.objective, "dataset": cfg.dataset}
+        return {**run, "variant": cfg.variant, **extra, **res, "wall_time_s": self.wall_time}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (:mod:`vsm.train.checkpoint`).
@@ -300,41 +287,11 @@ class Trainer:
         Data-parallel: a collective (every rank must call it); ``rng["ranks"]`` holds every
         rank's RNG state so that a resume with the same number of ranks is exact.
         """
-        rng: dict[str, Any] = rng_state(self.device)
-        ranks = D.gather_objects(rng_state(self.device), self.world_size)
-        if ranks is not None:
-            rng["ranks"] = ranks
-        return {
-            "format": FORMAT,
-            "config": dataclasses.asdict(self.cfg),
-            "model_spec": self.model.spec(),
-            "model": self.model.state_dict(),
-            "enc_opt": self.enc_opt.state_dict(),
-            "dec_opt": self.dec_opt.state_dict(),
-            "step": self.step,
-            "rng": rng,
-            "history": self.history,
-            "evals": self.evals,
-            "wall_time": self.wall_time,
-        }
+        return trainer_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (model, optimisers, step, RNG, history)."""
-        self.model.load_state_dict(state["model"])
-        self.enc_opt.load_state_dict(state["enc_opt"])
-        self.dec_opt.load_state_dict(state["dec_opt"])
-        self.step = int(state["step"])
-        self.history = list(state.get("history", []))
-        self.evals = list(state.get("evals", []))
-        self.wall_time = float(state.get("wall_time", 0.0))
-        rng = state["rng"]
-        if self.world_size > 1:
-            ranks = rng.get("ranks")
-            if ranks is None or len(ranks) != self.world_size:
-                D.reseed_rank(self.cfg.seed, self.rank, self.step)  # valid, not a replay
-                return
-            rng = ranks[self.rank]
-        set_rng_state(rng, self.device)
+        restore_trainer(self, state)
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (temporary file + ``os.replace``).
@@ -415,15 +372,8 @@ class Trainer:
     def _write_outputs(self, res: dict[str, Any]) -> None:
         """The end of a run with ``out_dir``: metrics.json, history.json and loss.png."""
         assert self.out_dir is not None
-        atomic_json(res, os.path.join(self.out_dir, "metrics.json"))
-        atomic_json(self.history, os.path.join(self.out_dir, "history.json"))
-        from ..plots import loss_curve
-
-        loss_curve(
-            self.history,
-            os.path.join(self.out_dir, "loss.png"),
-            title=f"{self.cfg.objective} on {self.cfg.dataset}",
-        )
+        title = f"{self.cfg.objective} on {self.cfg.dataset}"
+        report.write_outputs(self.out_dir, res, self.history, title=title)
 
     def _save(self) -> None:
         if self.checkpoint_path is not None:
@@ -437,8 +387,7 @@ class Trainer:
         raise TrainingInterrupted(signum, step=self.step, checkpoint=path)
 
     def _write_eval(self, res: dict[str, Any]) -> None:
-        if self.out_dir is not None:
-            atomic_json(res, os.path.join(self.out_dir, "metrics", f"step_{self.step:07d}.json"))
+        report.write_eval(self.out_dir, res, self.step)
 
     def _log(self, msg: str, bar: Any) -> None:
         if self.log is None:
@@ -449,19 +398,7 @@ class Trainer:
             self.log(msg)
 
     def _format_window(self, window: list[dict[str, float]], total: int) -> str:
-        parts = [f"step {self.step}/{total}"]
-        for key in ("enc_loss", "dec_loss"):
-            vals = [r[key] for r in window if key in r]
-            if vals:
-                parts.append(f"{key} {sum(vals) / len(vals):.4g}")
-        parts.append(f"sigma2 {window[-1]['sigma2']:.3g}")
-        return "  ".join(parts)
+        return report.format_window(window, self.step, total)
 
     def _format_eval(self, res: dict[str, Any]) -> str:
-        return _format_eval(res)
-
-
-def _format_eval(res: dict[str, Any]) -> str:
-    keys = ("neg_elbo", "mse", "mmd2", "posterior_fd", "is_nll", "sm_loss")
-    vals = "  ".join(f"{k} {res[k]:.4g}" for k in keys if isinstance(res.get(k), float))
-    return f"eval @ step {res['step']}: {vals}"
+        return report.format_eval(res)
