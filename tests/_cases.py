@@ -25,20 +25,27 @@ matrix and checks that it is complete (``python tests/test_bad_input.py`` prints
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 import torch
 import vsm
+from hypothesis import example
 from vsm import objectives as O
 from vsm import score as S
+from vsm.train import TrainConfig
 
 F64 = torch.float64
 META = torch.device("meta")  # stands in for a second device (no GPU here)
 B, D, L, N = 3, 4, 2, 2  # batch, data dim, latent dim, samples per datum
 NAN = float("nan")
+TESTS_DIR = str(Path(__file__).resolve().parent)  # this folder (subprocesses import from it)
 
 # Kinds of bad input (the columns of the matrix printed by ``python tests/test_bad_input.py``).
 TYPE = "type"  # not a tensor/array (list, ndarray for a torch-only argument), not callable
@@ -75,10 +82,31 @@ def VE(arg: str) -> Err:
 Row = tuple[str, str, Callable[..., Any], Callable[[], dict], "Err | None"]
 
 
+def arg_row(rid: str, kind: str, call, expected: Err, make: Callable[..., Any], *args, **kw) -> Row:
+    """A row whose one bad argument is the one ``expected`` names, passed as ``make(*args, **kw)``
+    (made afresh each call)."""
+    return (rid, kind, call, lambda: {expected.arg: make(*args, **kw)}, expected)
+
+
 # ------------------------------------------------------------------------------- tensors, models
 def t(*shape, dtype=F64, device="cpu"):
     """A standard-normal tensor (from the global seed, which conftest resets per test)."""
     return torch.randn(shape, dtype=dtype, device=device)
+
+
+def f32(*shape):
+    """A float32 standard-normal tensor (from the global seed): a dtype mixed with float64 ones."""
+    return t(*shape, dtype=torch.float32)
+
+
+def i64(*shape):
+    """An int64 tensor of zeros: an integer dtype where floats are needed."""
+    return torch.zeros(shape, dtype=torch.int64)
+
+
+def on_meta(*shape):
+    """A float64 tensor on the meta device: a second device."""
+    return t(*shape, device=META)
 
 
 def seeded(seed, *shape):
@@ -553,8 +581,57 @@ def assert_central_differences(loss, w, grad, indices, *, h=1e-6, rel, abs):
         assert float(grad[idx]) == pytest.approx((up - down) / (2 * h), rel=rel, abs=abs)
 
 
+def tiny_conv(objective: str, latent_dim: int, **kw) -> TrainConfig:
+    """A TrainConfig of the conv VAE at its smallest (two base channels in encoder and decoder,
+    ``latent_dim`` latents) on 32 × 32 images (the ``digits`` family); ``kw`` sets the rest."""
+    return TrainConfig(
+        objective=objective,
+        dataset="digits",
+        model="conv",
+        ngf=2,
+        ndf=2,
+        latent_dim=latent_dim,
+        **kw,
+    )
+
+
 def train_steps(trainer, n):
     """``trainer`` after ``n`` more :meth:`vsm.train.Trainer.train_step` calls."""
     for _ in range(n):
         trainer.train_step()
     return trainer
+
+
+def examples(names: str, rows: list[tuple]) -> Callable:
+    """Hypothesis ``@example`` decorators from a table: ``names`` (space-separated) are the test's
+    arguments, each row their values in that order; examples are applied in the rows' order."""
+    keys = names.split()
+
+    def decorate(test):
+        for row in reversed(rows):
+            test = example(**dict(zip(keys, row, strict=True)))(test)
+        return test
+
+    return decorate
+
+
+def run_compiled(script: str, *paths: str, cwd=None, **env: str) -> subprocess.CompletedProcess:
+    """``python -c script`` in a subprocess that compiles for real (``TRITON_INTERPRET`` unset) on
+    the vsm this test imported (the installed package in CI, else the source tree): PYTHONPATH is
+    ``paths``, that vsm's folder, then the inherited PYTHONPATH; ``env`` adds variables. Text
+    output captured, 600 s at most, the exit status left to the caller."""
+    run_env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run_env.update(env)
+    src = str(Path(vsm.__file__).resolve().parents[1])
+    run_env["PYTHONPATH"] = os.pathsep.join(
+        [*paths, src, *filter(None, [run_env.get("PYTHONPATH")])]
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=run_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

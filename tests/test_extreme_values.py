@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+import _cases as C
 import numpy as np
 import pytest
 import torch
@@ -145,80 +146,15 @@ def _pfd_magnitudes(z, mu, logvar, g, go):
 )
 # float32 corners: huge 1/s² with |z| = 1e6 (PFD and its gradients overflow float32), tiny 1/s²
 # with tiny z, exact-posterior cancellation at 1/s² = 1e13, and N = B = L = 1.
-@example(
-    n=2,
-    b=3,
-    l=5,
-    batched=True,
-    f64=False,
-    lv=-30.0,
-    lv_spread=1.0,
-    z_exp=6,
-    mu_mode="indep",
-    g_mode="indep",
-    g_exp=6,
-    go_exp=0,
-    seed=0,
-)
-@example(
-    n=3,
-    b=2,
-    l=5,
-    batched=True,
-    f64=False,
-    lv=-29.0,
-    lv_spread=0.0,
-    z_exp=6,
-    mu_mode="indep",
-    g_mode="indep",
-    g_exp=0,
-    go_exp=3,
-    seed=1,
-)
-@example(
-    n=1,
-    b=1,
-    l=1,
-    batched=False,
-    f64=False,
-    lv=30.0,
-    lv_spread=0.0,
-    z_exp=-6,
-    mu_mode="close",
-    g_mode="indep",
-    g_exp=-6,
-    go_exp=-3,
-    seed=2,
-)
-@example(
-    n=2,
-    b=2,
-    l=33,
-    batched=True,
-    f64=False,
-    lv=-30.0,
-    lv_spread=0.0,
-    z_exp=3,
-    mu_mode="close",
-    g_mode="cancel",
-    g_exp=0,
-    go_exp=0,
-    seed=3,
-)
-@example(
-    n=1,
-    b=1,
-    l=1,
-    batched=True,
-    f64=True,
-    lv=-30.0,
-    lv_spread=0.0,
-    z_exp=6,
-    mu_mode="indep",
-    g_mode="cancel",
-    g_exp=0,
-    go_exp=3,
-    seed=4,
+@C.examples(
+    "n b l batched f64 lv lv_spread z_exp mu_mode g_mode g_exp go_exp seed",
+    [
+        (2, 3, 5, True, False, -30.0, 1.0, 6, "indep", "indep", 6, 0, 0),
+        (3, 2, 5, True, False, -29.0, 0.0, 6, "indep", "indep", 0, 3, 1),
+        (1, 1, 1, False, False, 30.0, 0.0, -6, "close", "indep", -6, -3, 2),
+        (2, 2, 33, True, False, -30.0, 0.0, 3, "close", "cancel", 0, 0, 3),
+        (1, 1, 1, True, True, -30.0, 0.0, 6, "indep", "cancel", 0, 3, 4),
+    ],
 )
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_posterior_fd_extreme_values(

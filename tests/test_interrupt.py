@@ -43,6 +43,15 @@ TRAIN = [
     "--quiet",
 ]
 
+# The in-process runs' setting (their data: load_dataset("mixture", n_test=32)).
+MIXTURE_RUN = {
+    "objective": "kl-m1",
+    "dataset": "mixture",
+    "width": 4,
+    "batch_size": 16,
+    "n_test": 32,
+}
+
 
 @pytest.fixture
 def rust_backend():
@@ -140,16 +149,7 @@ def test_sigterm_with_periodic_checkpoints(tmp_path):
 def test_save_every_is_independent_of_evaluation(reference_backend, tmp_path, monkeypatch):
     saved: list[int] = []
     monkeypatch.setattr(Trainer, "save", lambda self, path: saved.append(self.step))
-    cfg = TrainConfig(
-        objective="kl-m1",
-        dataset="mixture",
-        width=4,
-        batch_size=16,
-        n_test=32,
-        steps=7,
-        save_every=3,
-        log_every=100,
-    )
+    cfg = TrainConfig(**MIXTURE_RUN, steps=7, save_every=3, log_every=100)
     Trainer(cfg, data=load_dataset("mixture", n_test=32), out_dir=str(tmp_path)).run()
     assert saved == [3, 6, 7]
     with pytest.raises(ValueError, match="^save_every"):
@@ -168,16 +168,7 @@ def test_threads_are_applied_during_the_run_and_restored(reference_backend, monk
 
     before = torch.get_num_threads()
     during: list[int] = []
-    cfg = TrainConfig(
-        objective="kl-m1",
-        dataset="mixture",
-        width=4,
-        batch_size=16,
-        n_test=32,
-        steps=2,
-        log_every=1,
-        threads=before + 2,
-    )
+    cfg = TrainConfig(**MIXTURE_RUN, steps=2, log_every=1, threads=before + 2)
     Trainer(
         cfg,
         data=load_dataset("mixture", n_test=32),

@@ -527,20 +527,8 @@ BAD_INPUT = [
     ("elbo-ok", "valid", C.elbo, dict, OK),
     ("elbo-list", "type", C.elbo, lambda: {"x": t(B, D).tolist()}, TE("x")),
     ("elbo-ndarray", "type", C.elbo, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
-    (
-        "elbo-int",
-        "dtype",
-        C.elbo,
-        lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
-        TE("logvar"),
-    ),
-    (
-        "elbo-dtype-mix",
-        "dtype",
-        C.elbo,
-        lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-        TE("x_mean"),
-    ),
+    ("elbo-int", "dtype", C.elbo, lambda: {"logvar": C.i64(B, L)}, TE("logvar")),
+    ("elbo-dtype-mix", "dtype", C.elbo, lambda: {"x_mean": C.f32(N, B, D)}, TE("x_mean")),
     ("elbo-shape", "shape", C.elbo, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
     ("elbo-batch", "shape", C.elbo, lambda: {"mu": t(B + 1, L), "logvar": t(B + 1, L)}, VE("mu")),
     ("elbo-rank", "shape", C.elbo, lambda: {"x": t(B, D, 1)}, VE("x")),
@@ -551,7 +539,7 @@ BAD_INPUT = [
         lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "mu": t(0, L), "logvar": t(0, L)},
         VE("x"),
     ),
-    ("elbo-device", "device", C.elbo, lambda: {"log_sigma2": t(device=META)}, VE("log_sigma2")),
+    ("elbo-device", "device", C.elbo, lambda: {"log_sigma2": C.on_meta()}, VE("log_sigma2")),
     *C.dtype_rows("elbo", C.elbo, "mu", (B, L)),
     # ---------------------------------------------------------------- m1 / m2
     *[
@@ -577,7 +565,7 @@ BAD_INPUT = [
                 f"{name}-dtype-mix",
                 "dtype",
                 C.m(fn),
-                lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
+                lambda: {"x_mean": C.f32(N, B, D)},
                 TE("x_mean"),
             ),
             (f"{name}-shape", "shape", C.m(fn), lambda: {"x_mean": t(N, B + 1, D)}, VE("x_mean")),
@@ -587,7 +575,7 @@ BAD_INPUT = [
                 f"{name}-device",
                 "device",
                 C.m(fn),
-                lambda: {"x_mean": t(N, B, D, device=META)},
+                lambda: {"x_mean": C.on_meta(N, B, D)},
                 VE("x_mean"),
             ),
         )
@@ -599,8 +587,8 @@ BAD_INPUT = [
     # ---------------------------------------------------------------- m3
     ("m3-ok", "valid", C.m3, dict, OK),
     ("m3-ndarray", "type", C.m3, lambda: {"psi": np.zeros((N, B, D))}, TE("psi")),
-    ("m3-int", "dtype", C.m3, lambda: {"psi": torch.zeros(N, B, D, dtype=torch.int64)}, TE("psi")),
-    ("m3-dtype-mix", "dtype", C.m3, lambda: {"psi": t(N, B, D, dtype=torch.float32)}, TE("psi")),
+    ("m3-int", "dtype", C.m3, lambda: {"psi": C.i64(N, B, D)}, TE("psi")),
+    ("m3-dtype-mix", "dtype", C.m3, lambda: {"psi": C.f32(N, B, D)}, TE("psi")),
     ("m3-shape", "shape", C.m3, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
     ("m3-rank", "shape", C.m3, lambda: {"psi": t(D)}, VE("psi")),
     (
@@ -610,19 +598,13 @@ BAD_INPUT = [
         lambda: {"x": t(0, D), "x_mean": t(N, 0, D), "psi": t(N, 0, D)},
         VE("x"),
     ),
-    ("m3-device", "device", C.m3, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
+    ("m3-device", "device", C.m3, lambda: {"psi": C.on_meta(N, B, D)}, VE("psi")),
     *C.dtype_rows("m3", C.m3, "x_mean", (N, B, D)),
     # ---------------------------------------------------------------- posterior_fd_loss
     ("pfdl-ok", "valid", C.pfdl, dict, OK),
     ("pfdl-list", "type", C.pfdl, lambda: {"mu": t(B, L).tolist()}, TE("mu")),
-    ("pfdl-int", "dtype", C.pfdl, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
-    (
-        "pfdl-dtype-mix",
-        "dtype",
-        C.pfdl,
-        lambda: {"logvar": t(B, L, dtype=torch.float32)},
-        TE("logvar"),
-    ),
+    ("pfdl-int", "dtype", C.pfdl, lambda: {"x": C.i64(B, D)}, TE("x")),
+    ("pfdl-dtype-mix", "dtype", C.pfdl, lambda: {"logvar": C.f32(B, L)}, TE("logvar")),
     ("pfdl-shape", "shape", C.pfdl, lambda: {"logvar": t(B, L + 1)}, VE("logvar")),
     ("pfdl-rank", "shape", C.pfdl, lambda: {"mu": t(B), "logvar": t(B)}, VE("mu")),
     (
@@ -632,7 +614,7 @@ BAD_INPUT = [
         lambda: {"x": t(0, D), "mu": t(0, L), "logvar": t(0, L)},
         VE("x"),
     ),
-    ("pfdl-device", "device", C.pfdl, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
+    ("pfdl-device", "device", C.pfdl, lambda: {"mu": C.on_meta(B, L)}, VE("mu")),
     ("pfdl-n0", "option", C.pfdl, lambda: {"n_samples": 0}, VE("n_samples")),
     ("pfdl-nfloat", "option", C.pfdl, lambda: {"n_samples": 1.0}, TE("n_samples")),
     ("pfdl-reparam", "option", C.pfdl, lambda: {"reparam": "yes"}, TE("reparam")),
@@ -658,14 +640,8 @@ BAD_INPUT = [
         VE("decoder"),
     ),
     ("pfdl-eps-shape", "shape", C.pfdl, lambda: {"eps": t(3, B, L)}, VE("eps")),
-    (
-        "pfdl-eps-dtype-mix",
-        "dtype",
-        C.pfdl,
-        lambda: {"eps": t(2, B, L, dtype=torch.float32)},
-        TE("eps"),
-    ),
-    ("pfdl-eps-device", "device", C.pfdl, lambda: {"eps": t(2, B, L, device=META)}, VE("eps")),
+    ("pfdl-eps-dtype-mix", "dtype", C.pfdl, lambda: {"eps": C.f32(2, B, L)}, TE("eps")),
+    ("pfdl-eps-device", "device", C.pfdl, lambda: {"eps": C.on_meta(2, B, L)}, VE("eps")),
     ("pfdl-generator", "option", C.pfdl, lambda: {"generator": 3}, TE("generator")),
     *C.dtype_rows("pfdl", C.pfdl, "logvar", (B, L)),
     # ---------------------------------------------------------------- fae
@@ -673,28 +649,10 @@ BAD_INPUT = [
     ("fae-list", "type", C.fae, lambda: {"x": t(B, D).tolist()}, TE("x")),
     ("fae-ndarray", "type", C.fae, lambda: {"z": np.zeros((N, B, L))}, TE("z")),
     ("fae-ls2-float", "type", C.fae, lambda: {"log_sigma2": 0.0}, TE("log_sigma2")),
-    ("fae-int", "dtype", C.fae, lambda: {"mu": torch.zeros(B, L, dtype=torch.int64)}, TE("mu")),
-    (
-        "fae-dtype-mix",
-        "dtype",
-        C.fae,
-        lambda: {"x_mean": t(N, B, D, dtype=torch.float32)},
-        TE("x_mean"),
-    ),
-    (
-        "fae-dtype-mix-g",
-        "dtype",
-        C.fae,
-        lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
-        TE("grad_loglik_z"),
-    ),
-    (
-        "fae-dtype-mix-ls2",
-        "dtype",
-        C.fae,
-        lambda: {"log_sigma2": t(dtype=torch.float32)},
-        TE("log_sigma2"),
-    ),
+    ("fae-int", "dtype", C.fae, lambda: {"mu": C.i64(B, L)}, TE("mu")),
+    ("fae-dtype-mix", "dtype", C.fae, lambda: {"x_mean": C.f32(N, B, D)}, TE("x_mean")),
+    C.arg_row("fae-dtype-mix-g", "dtype", C.fae, TE("grad_loglik_z"), C.f32, N, B, L),
+    ("fae-dtype-mix-ls2", "dtype", C.fae, lambda: {"log_sigma2": C.f32()}, TE("log_sigma2")),
     ("fae-shape-psi", "shape", C.fae, lambda: {"psi": t(N, B, D + 1)}, VE("psi")),
     ("fae-shape-psi-N", "shape", C.fae, lambda: {"psi": t(N + 1, B, D)}, VE("psi")),
     ("fae-shape-g", "shape", C.fae, lambda: {"grad_loglik_z": t(N, B, L + 1)}, VE("grad_loglik_z")),
@@ -738,22 +696,10 @@ BAD_INPUT = [
         },
         VE("x_mean"),
     ),
-    ("fae-device-psi", "device", C.fae, lambda: {"psi": t(N, B, D, device=META)}, VE("psi")),
-    (
-        "fae-device-g",
-        "device",
-        C.fae,
-        lambda: {"grad_loglik_z": t(N, B, L, device=META)},
-        VE("grad_loglik_z"),
-    ),
-    ("fae-device-z", "device", C.fae, lambda: {"z": t(N, B, L, device=META)}, VE("z")),
-    (
-        "fae-shape-gN",
-        "shape",
-        C.fae,
-        lambda: {"grad_loglik_z": t(N - 1, B, L)},
-        VE("grad_loglik_z"),
-    ),
+    ("fae-device-psi", "device", C.fae, lambda: {"psi": C.on_meta(N, B, D)}, VE("psi")),
+    C.arg_row("fae-device-g", "device", C.fae, VE("grad_loglik_z"), C.on_meta, N, B, L),
+    ("fae-device-z", "device", C.fae, lambda: {"z": C.on_meta(N, B, L)}, VE("z")),
+    C.arg_row("fae-shape-gN", "shape", C.fae, VE("grad_loglik_z"), t, N - 1, B, L),
     *C.dtype_rows("fae", C.fae, "grad_loglik_z", (N, B, L)),
     # ---------------------------------------------------------------- fae_loss (fae's model-level
     # form)
@@ -777,13 +723,7 @@ BAD_INPUT = [
         VE("encode"),
     ),
     ("faeloss-ls2-float", "type", C.fae_loss, lambda: {"log_sigma2": 0.5}, TE("log_sigma2")),
-    (
-        "faeloss-ls2-device",
-        "device",
-        C.fae_loss,
-        lambda: {"log_sigma2": t(device=META)},
-        VE("log_sigma2"),
-    ),
+    C.arg_row("faeloss-ls2-device", "device", C.fae_loss, VE("log_sigma2"), C.on_meta),
     ("faeloss-empty", "empty", C.fae_loss, lambda: {"x": t(0, D)}, VE("x")),
     ("faeloss-n0", "option", C.fae_loss, lambda: {"n_samples": 0}, VE("n_samples")),
     ("faeloss-reparam", "option", C.fae_loss, lambda: {"reparam": "yes"}, TE("reparam")),
@@ -820,31 +760,29 @@ def _nf_fae(v):
     )
 
 
+def _pfdl(x, mu, logvar, reparam=True, eps=None):
+    """posterior_fd_loss with the small decoder, log σ² = seeded(4) and two samples per datum."""
+    return O.posterior_fd_loss(
+        x, C.tanh_decoder, mu, logvar, seeded(4), n_samples=2, reparam=reparam, eps=eps
+    )
+
+
+def _fae_loss(x, reparam=True, eps=None):
+    """fae_loss with the small encoder and decoder, log σ² = seeded(2) and two samples per datum
+    (``eps`` by default seeded(3, 2, B, L))."""
+    eps = seeded(3, 2, B, L) if eps is None else eps
+    return O.fae_loss(
+        x, C.linear_encode, C.tanh_decoder, seeded(2), n_samples=2, reparam=reparam, eps=eps
+    )
+
+
 def _nf_pfdl(v):
     x = C.bad_datum(seeded(1, B, D), v)
-    return O.posterior_fd_loss(
-        x,
-        C.tanh_decoder,
-        seeded(2, B, L),
-        seeded(3, B, L),
-        seeded(4),
-        n_samples=2,
-        reparam=True,
-        eps=seeded(5, 2, B, L),
-    )
+    return _pfdl(x, seeded(2, B, L), seeded(3, B, L), eps=seeded(5, 2, B, L))
 
 
 def _nf_fae_loss(v):
-    x = C.bad_datum(seeded(1, B, D), v)
-    return O.fae_loss(
-        x,
-        C.linear_encode,
-        C.tanh_decoder,
-        seeded(2),
-        n_samples=2,
-        reparam=True,
-        eps=seeded(3, 2, B, L),
-    )
+    return _fae_loss(C.bad_datum(seeded(1, B, D), v))
 
 
 NONFINITE_ROWS = {
@@ -875,15 +813,7 @@ def _l_m3(lay):
 
 def _l_pfdl(lay):
     torch.manual_seed(11)
-    return O.posterior_fd_loss(
-        lay(seeded(1, B, D)),
-        C.tanh_decoder,
-        lay(seeded(2, B, L)),
-        lay(seeded(3, B, L)),
-        seeded(4),
-        n_samples=2,
-        reparam=True,
-    )
+    return _pfdl(lay(seeded(1, B, D)), lay(seeded(2, B, L)), lay(seeded(3, B, L)))
 
 
 def _l_fae(lay):
@@ -901,15 +831,7 @@ def _l_fae(lay):
 
 def _l_fae_loss(lay):
     torch.manual_seed(11)
-    return O.fae_loss(
-        lay(seeded(1, B, D)),
-        C.linear_encode,
-        C.tanh_decoder,
-        seeded(2),
-        n_samples=2,
-        reparam=True,
-        eps=lay(seeded(3, 2, B, L)),
-    )
+    return _fae_loss(lay(seeded(1, B, D)), eps=lay(seeded(3, 2, B, L)))
 
 
 LAYOUT_ROWS = {
@@ -957,29 +879,13 @@ def _x_fae(e):
 
 def _x_fae_loss(e):
     x = seeded(1, 1, D).expand(B, D)
-    return O.fae_loss(
-        x if e else x.contiguous(),
-        C.linear_encode,
-        C.tanh_decoder,
-        seeded(2),
-        n_samples=2,
-        reparam=False,
-        eps=seeded(3, 2, B, L),
-    )
+    return _fae_loss(x if e else x.contiguous(), reparam=False)
 
 
 def _x_pfdl(e):
     mu = seeded(2, 1, L).expand(B, L)
     torch.manual_seed(3)
-    return O.posterior_fd_loss(
-        seeded(1, B, D),
-        C.tanh_decoder,
-        mu if e else mu.contiguous(),
-        seeded(3, B, L),
-        seeded(4),
-        n_samples=2,
-        reparam=False,
-    )
+    return _pfdl(seeded(1, B, D), mu if e else mu.contiguous(), seeded(3, B, L), reparam=False)
 
 
 EXPANDED_ROWS = {

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import vsm
-from _cases import META, OK, TE, VE, B, L, N, seeded, t
+from _cases import OK, TE, VE, B, L, N, seeded, t
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm import reference
@@ -197,20 +197,8 @@ BAD_INPUT = [
     ("pfd-ok", "valid", C.pfd, dict, OK),
     ("pfd-list", "type", C.pfd, lambda: {"z": t(B, L).tolist()}, TE("z")),
     ("pfd-ndarray", "type", C.pfd, lambda: {"mu": np.zeros((B, L))}, TE("mu")),
-    (
-        "pfd-int",
-        "dtype",
-        C.pfd,
-        lambda: {"logvar": torch.zeros(B, L, dtype=torch.int64)},
-        TE("logvar"),
-    ),
-    (
-        "pfd-dtype-mix",
-        "dtype",
-        C.pfd,
-        lambda: {"grad_loglik_z": t(N, B, L, dtype=torch.float32)},
-        TE("grad_loglik_z"),
-    ),
+    ("pfd-int", "dtype", C.pfd, lambda: {"logvar": C.i64(B, L)}, TE("logvar")),
+    C.arg_row("pfd-dtype-mix", "dtype", C.pfd, TE("grad_loglik_z"), C.f32, N, B, L),
     ("pfd-shape", "shape", C.pfd, lambda: {"mu": t(B + 1, L)}, VE("mu")),
     ("pfd-shape-g", "shape", C.pfd, lambda: {"grad_loglik_z": t(N, B, L + 1)}, VE("grad_loglik_z")),
     ("pfd-rank", "shape", C.pfd, lambda: {"logvar": t(1, B, L)}, VE("logvar")),
@@ -222,18 +210,12 @@ BAD_INPUT = [
         lambda: {"z": t(N, 0, L), "mu": t(0, L), "logvar": t(0, L), "grad_loglik_z": t(N, 0, L)},
         VE("z"),
     ),
-    ("pfd-device", "device", C.pfd, lambda: {"mu": t(B, L, device=META)}, VE("mu")),
+    ("pfd-device", "device", C.pfd, lambda: {"mu": C.on_meta(B, L)}, VE("mu")),
     ("pfd-int-z", "dtype", C.pfd, lambda: {"z": torch.zeros(N, B, L, dtype=torch.int32)}, TE("z")),
-    ("pfd-dtype-mix-mu", "dtype", C.pfd, lambda: {"mu": t(B, L, dtype=torch.float32)}, TE("mu")),
+    ("pfd-dtype-mix-mu", "dtype", C.pfd, lambda: {"mu": C.f32(B, L)}, TE("mu")),
     ("pfd-shape-L", "shape", C.pfd, lambda: {"z": t(N, B, L + 1)}, VE("mu")),
     ("pfd-shape-logvar", "shape", C.pfd, lambda: {"logvar": t(B - 1, L)}, VE("logvar")),
-    (
-        "pfd-shape-gN",
-        "shape",
-        C.pfd,
-        lambda: {"grad_loglik_z": t(N - 1, B, L)},
-        VE("grad_loglik_z"),
-    ),
+    C.arg_row("pfd-shape-gN", "shape", C.pfd, VE("grad_loglik_z"), t, N - 1, B, L),
     ("pfd-rank-z1", "shape", C.pfd, lambda: {"z": t(L)}, VE("z")),
     ("pfd-rank-mu", "shape", C.pfd, lambda: {"mu": t(1, B, L)}, VE("mu")),
     *C.dtype_rows("pfd", C.pfd, "z", (N, B, L)),

@@ -105,6 +105,15 @@ def _spec_probes(shape, seed: int, dist: int, dtype: torch.dtype) -> torch.Tenso
 
 
 seeds = st.one_of(st.integers(0, 2**63 - 1), st.sampled_from([0, 1, 2**31 - 1, 2**32 + 7]))
+# The probe launchers' arguments but the dimension d: p probes of a (b, d) batch, either
+# distribution (0 Rademacher, 1 Gaussian), any seed, either dtype.
+PROBE_ARGS = {
+    "p": st.integers(1, 3),
+    "b": st.integers(1, 4),
+    "dist": st.sampled_from([0, 1]),
+    "seed": seeds,
+    "f64": st.booleans(),
+}
 
 
 @given(p=st.integers(1, 3), b=st.integers(1, 4), d=dims, seed=seeds, f64=st.booleans())
@@ -129,14 +138,7 @@ def test_gaussian_probes_match_triton_randn4x(p, b, d, seed, f64):
     torch.testing.assert_close(got, want, rtol=4e-7, atol=4e-7)
 
 
-@given(
-    p=st.integers(1, 3),
-    b=st.integers(1, 4),
-    d=dims,
-    dist=st.sampled_from([0, 1]),
-    seed=seeds,
-    f64=st.booleans(),
-)
+@given(d=dims, **PROBE_ARGS)
 @example(p=2, b=3, d=129, dist=0, seed=2**63 - 1, f64=False)
 def test_hutchinson_launchers_match_triton_twins(p, b, d, dist, seed, f64):
     """Same stream as vsm.kernels.hutchinson: Rademacher probes and go·v bit-identical; Gaussian
@@ -176,14 +178,7 @@ def test_probes_independent_of_dtype_and_threads():
         torch.set_num_threads(old)
 
 
-@given(
-    p=st.integers(1, 3),
-    b=st.integers(1, 4),
-    d=big_dims,
-    dist=st.sampled_from([0, 1]),
-    seed=seeds,
-    f64=st.booleans(),
-)
+@given(d=big_dims, **PROBE_ARGS)
 def test_dot_and_dot_backward_regenerate_the_probes(p, b, d, dist, seed, f64):
     dtype = _dtype(f64)
     gen = torch.Generator().manual_seed(d)
@@ -567,22 +562,6 @@ def test_without_interpreter_cpu_runs_rust_eager_and_compiled(tmp_path):
     installed (kernels "compiled"), yet CPU tensors run the Rust kernels, eagerly and inside
     ``torch.compile(fullgraph=True)`` (the op is not decomposed into Triton launches on CPU), and
     opcheck passes. Runs in a subprocess: the kernel build is fixed at import."""
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    paths = (pathlib.Path(__file__).parent, pathlib.Path(vsm.__file__).parents[1])  # this vsm
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILED_BUILD_SCRIPT],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = C.run_compiled(_COMPILED_BUILD_SCRIPT, C.TESTS_DIR, cwd=tmp_path)  # imports test_compile
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")

@@ -213,50 +213,43 @@ def test_annealed_langevin_on_gaussian_score_reaches_target_and_is_reproducible(
     assert abs(z.var().item() - (4 * 0.01 + 0.01)) < 0.004
 
 
+# Bad score functions of the rows below (``*sigma``: the noise level that multiscale_dsm and
+# annealed_langevin pass as well).
+def _float32_score(x, *sigma):
+    """Answers in float32 (the data are float64)."""
+    return x.float()
+
+
+def _list_score(x, *sigma):
+    """Answers a list, not a tensor."""
+    return x.tolist()
+
+
+def _meta_score(x, *sigma):
+    """Answers on another device."""
+    return torch.zeros_like(x, device=META)
+
+
 # ---- bad input (feeds tests/test_bad_input.py's matrix)
 # Rows (id, kind, call, kwargs, expected) and tables as described in tests/_cases.py.
 BAD_INPUT = [
     # ---------------------------------------------------------------- exact_sm
     ("exact-ok", "valid", C.exact, dict, OK),
     ("exact-list", "type", C.exact, lambda: {"x": t(B, D).tolist()}, TE("x")),
-    ("exact-int", "dtype", C.exact, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
-    (
-        "exact-dtype-mix",
-        "dtype",
-        C.exact,
-        lambda: {"score_fn": lambda x: x.float()},
-        TE("score_fn"),
-    ),
+    ("exact-int", "dtype", C.exact, lambda: {"x": C.i64(B, D)}, TE("x")),
+    ("exact-dtype-mix", "dtype", C.exact, lambda: {"score_fn": _float32_score}, TE("score_fn")),
     ("exact-shape", "shape", C.exact, lambda: {"score_fn": lambda x: x[:, :-1]}, VE("score_fn")),
     ("exact-rank", "shape", C.exact, lambda: {"x": t(D)}, VE("x")),
     ("exact-empty", "empty", C.exact, lambda: {"x": t(0, D)}, VE("x")),
-    (
-        "exact-device",
-        "device",
-        C.exact,
-        lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
-        VE("score_fn"),
-    ),
-    (
-        "exact-not-tensor",
-        "type",
-        C.exact,
-        lambda: {"score_fn": lambda x: x.tolist()},
-        TE("score_fn"),
-    ),
+    ("exact-device", "device", C.exact, lambda: {"score_fn": _meta_score}, VE("score_fn")),
+    ("exact-not-tensor", "type", C.exact, lambda: {"score_fn": _list_score}, TE("score_fn")),
     ("exact-not-callable", "type", C.exact, lambda: {"score_fn": None}, TE("score_fn")),
     *C.dtype_rows("exact", C.exact, "x", (B, D)),
     # ---------------------------------------------------------------- sliced_sm
     ("sliced-ok", "valid", C.sliced, dict, OK),
     ("sliced-ndarray", "type", C.sliced, lambda: {"x": np.zeros((B, D))}, TE("x")),
     ("sliced-int", "dtype", C.sliced, lambda: {"x": torch.zeros(B, D, dtype=torch.int8)}, TE("x")),
-    (
-        "sliced-dtype-mix",
-        "dtype",
-        C.sliced,
-        lambda: {"score_fn": lambda x: x.float()},
-        TE("score_fn"),
-    ),
+    ("sliced-dtype-mix", "dtype", C.sliced, lambda: {"score_fn": _float32_score}, TE("score_fn")),
     ("sliced-shape", "shape", C.sliced, lambda: {"score_fn": lambda x: x.sum(-1)}, VE("score_fn")),
     ("sliced-rank", "shape", C.sliced, lambda: {"x": t(B, D, 2)}, VE("x")),
     ("sliced-empty", "empty", C.sliced, lambda: {"x": t(0, D)}, VE("x")),
@@ -266,20 +259,8 @@ BAD_INPUT = [
     ("sliced-dist-type", "option", C.sliced, lambda: {"dist": 1}, VE("dist")),
     ("sliced-vr", "option", C.sliced, lambda: {"variance_reduced": 1}, TE("variance_reduced")),
     ("sliced-not-callable", "type", C.sliced, lambda: {"score_fn": "s"}, TE("score_fn")),
-    (
-        "sliced-not-tensor",
-        "type",
-        C.sliced,
-        lambda: {"score_fn": lambda x: x.tolist()},
-        TE("score_fn"),
-    ),
-    (
-        "sliced-device",
-        "device",
-        C.sliced,
-        lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
-        VE("score_fn"),
-    ),
+    ("sliced-not-tensor", "type", C.sliced, lambda: {"score_fn": _list_score}, TE("score_fn")),
+    ("sliced-device", "device", C.sliced, lambda: {"score_fn": _meta_score}, VE("score_fn")),
     ("sliced-probes-float", "option", C.sliced, lambda: {"n_probes": 1.0}, TE("n_probes")),
     ("sliced-seed-neg", "option", C.sliced, lambda: {"seed": -1}, VE("seed")),
     ("sliced-seed-float", "option", C.sliced, lambda: {"seed": 0.5}, TE("seed")),
@@ -287,8 +268,8 @@ BAD_INPUT = [
     # ---------------------------------------------------------------- dsm
     ("dsm-ok", "valid", C.dsm, dict, OK),
     ("dsm-list", "type", C.dsm, lambda: {"x": [[0.0] * D] * B}, TE("x")),
-    ("dsm-int", "dtype", C.dsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
-    ("dsm-dtype-mix", "dtype", C.dsm, lambda: {"score_fn": lambda x: x.float()}, TE("score_fn")),
+    ("dsm-int", "dtype", C.dsm, lambda: {"x": C.i64(B, D)}, TE("x")),
+    ("dsm-dtype-mix", "dtype", C.dsm, lambda: {"score_fn": _float32_score}, TE("score_fn")),
     ("dsm-shape", "shape", C.dsm, lambda: {"score_fn": lambda x: x.T}, VE("score_fn")),
     ("dsm-rank", "shape", C.dsm, lambda: {"x": t(B)}, VE("x")),
     ("dsm-empty", "empty", C.dsm, lambda: {"x": t(0, D)}, VE("x")),
@@ -301,35 +282,17 @@ BAD_INPUT = [
     ("dsm-seed", "option", C.dsm, lambda: {"seed": -2}, VE("seed")),
     ("dsm-sigma-bool", "option", C.dsm, lambda: {"sigma": True}, TE("sigma")),
     ("dsm-not-callable", "type", C.dsm, lambda: {"score_fn": 1.0}, TE("score_fn")),
-    ("dsm-not-tensor", "type", C.dsm, lambda: {"score_fn": lambda x: x.tolist()}, TE("score_fn")),
-    (
-        "dsm-device",
-        "device",
-        C.dsm,
-        lambda: {"score_fn": lambda x: torch.zeros_like(x, device=META)},
-        VE("score_fn"),
-    ),
-    (
-        "dsm-sigma-meta",
-        "device",
-        C.dsm,
-        lambda: {"sigma": torch.tensor(0.5, device=META)},
-        VE("sigma"),
-    ),
+    ("dsm-not-tensor", "type", C.dsm, lambda: {"score_fn": _list_score}, TE("score_fn")),
+    ("dsm-device", "device", C.dsm, lambda: {"score_fn": _meta_score}, VE("score_fn")),
+    C.arg_row("dsm-sigma-meta", "device", C.dsm, VE("sigma"), torch.tensor, 0.5, device=META),
     ("dsm-seed-big", "option", C.dsm, lambda: {"seed": 2**64}, VE("seed")),
     ("dsm-seed-float", "option", C.dsm, lambda: {"seed": 1.0}, TE("seed")),
     *C.dtype_rows("dsm", C.dsm, "x", (B, D)),
     # ---------------------------------------------------------------- multiscale_dsm
     ("mdsm-ok", "valid", C.mdsm, dict, OK),
     ("mdsm-ndarray", "type", C.mdsm, lambda: {"x": np.zeros((B, D))}, TE("x")),
-    ("mdsm-int", "dtype", C.mdsm, lambda: {"x": torch.zeros(B, D, dtype=torch.int64)}, TE("x")),
-    (
-        "mdsm-dtype-mix",
-        "dtype",
-        C.mdsm,
-        lambda: {"score_fn": lambda x, s: x.float()},
-        TE("score_fn"),
-    ),
+    ("mdsm-int", "dtype", C.mdsm, lambda: {"x": C.i64(B, D)}, TE("x")),
+    ("mdsm-dtype-mix", "dtype", C.mdsm, lambda: {"score_fn": _float32_score}, TE("score_fn")),
     ("mdsm-shape", "shape", C.mdsm, lambda: {"score_fn": lambda x, s: x[:1]}, VE("score_fn")),
     ("mdsm-rank", "shape", C.mdsm, lambda: {"x": t(1, B, D)}, VE("x")),
     ("mdsm-empty", "empty", C.mdsm, lambda: {"x": t(0, D)}, VE("x")),
@@ -341,20 +304,8 @@ BAD_INPUT = [
     ("mdsm-sigmas-str", "option", C.mdsm, lambda: {"sigmas": "abc"}, TE("sigmas")),
     ("mdsm-not-callable", "type", C.mdsm, lambda: {"score_fn": 0}, TE("score_fn")),
     ("mdsm-not-tensor", "type", C.mdsm, lambda: {"score_fn": lambda x, s: None}, TE("score_fn")),
-    (
-        "mdsm-device",
-        "device",
-        C.mdsm,
-        lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)},
-        VE("score_fn"),
-    ),
-    (
-        "mdsm-sigmas-meta",
-        "device",
-        C.mdsm,
-        lambda: {"sigmas": torch.ones(2, device=META)},
-        VE("sigmas"),
-    ),
+    ("mdsm-device", "device", C.mdsm, lambda: {"score_fn": _meta_score}, VE("score_fn")),
+    C.arg_row("mdsm-sigmas-meta", "device", C.mdsm, VE("sigmas"), torch.ones, 2, device=META),
     ("mdsm-sigmas-inf", "non-finite", C.mdsm, lambda: {"sigmas": [math.inf, 1.0]}, VE("sigmas")),
     ("mdsm-sigmas-zero", "option", C.mdsm, lambda: {"sigmas": [1.0, 0.0]}, VE("sigmas")),
     ("mdsm-seed-neg", "option", C.mdsm, lambda: {"seed": -1}, VE("seed")),
@@ -362,7 +313,7 @@ BAD_INPUT = [
     # ---------------------------------------------------------------- annealed_langevin
     ("lang-ok", "valid", C.lang, dict, OK),
     ("lang-list", "type", C.lang, lambda: {"x0": [[0.0] * D]}, TE("x0")),
-    ("lang-int", "dtype", C.lang, lambda: {"x0": torch.zeros(B, D, dtype=torch.int64)}, TE("x0")),
+    ("lang-int", "dtype", C.lang, lambda: {"x0": C.i64(B, D)}, TE("x0")),
     ("lang-rank", "shape", C.lang, lambda: {"x0": t(D)}, VE("x0")),
     ("lang-empty", "empty", C.lang, lambda: {"x0": t(0, D)}, VE("x0")),
     ("lang-sigmas-nan", "non-finite", C.lang, lambda: {"sigmas": [NAN]}, VE("sigmas")),
@@ -371,30 +322,12 @@ BAD_INPUT = [
     ("lang-steps-float", "option", C.lang, lambda: {"n_steps": 2.5}, TE("n_steps")),
     ("lang-step-size", "option", C.lang, lambda: {"step_size": -1.0}, VE("step_size")),
     ("lang-step-size-nan", "non-finite", C.lang, lambda: {"step_size": NAN}, VE("step_size")),
-    (
-        "lang-dtype-mix",
-        "dtype",
-        C.lang,
-        lambda: {"score_fn": lambda x, s: x.float()},
-        TE("score_fn"),
-    ),
+    ("lang-dtype-mix", "dtype", C.lang, lambda: {"score_fn": _float32_score}, TE("score_fn")),
     ("lang-shape", "shape", C.lang, lambda: {"score_fn": lambda x, s: x[:1]}, VE("score_fn")),
     ("lang-not-callable", "type", C.lang, lambda: {"score_fn": None}, TE("score_fn")),
-    (
-        "lang-not-tensor",
-        "type",
-        C.lang,
-        lambda: {"score_fn": lambda x, s: x.tolist()},
-        TE("score_fn"),
-    ),
+    ("lang-not-tensor", "type", C.lang, lambda: {"score_fn": _list_score}, TE("score_fn")),
     ("lang-ndarray", "type", C.lang, lambda: {"x0": np.zeros((B, D))}, TE("x0")),
-    (
-        "lang-device",
-        "device",
-        C.lang,
-        lambda: {"score_fn": lambda x, s: torch.zeros_like(x, device=META)},
-        VE("score_fn"),
-    ),
+    ("lang-device", "device", C.lang, lambda: {"score_fn": _meta_score}, VE("score_fn")),
     ("lang-sigmas-empty", "empty", C.lang, lambda: {"sigmas": []}, VE("sigmas")),
     ("lang-sigmas-type", "option", C.lang, lambda: {"sigmas": 1.0}, TE("sigmas")),
     ("lang-sigmas-neg", "option", C.lang, lambda: {"sigmas": [1.0, -1.0]}, VE("sigmas")),

@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+from _cases import tiny_conv
 from hypothesis import given
 from hypothesis import strategies as st
 from vsm.cli import main
@@ -31,15 +32,9 @@ from vsm.train import (
 )
 from vsm.train.replicas import StackedVAE
 
-TINY = {
-    "dataset": "mixture",
-    "width": 6,
-    "batch_size": 12,
-    "n_test": 24,
-    "log_every": 1000,
-    "dtype": "float64",
-    "n_samples": 2,
-}
+# a small float64 MLP VAE with two posterior samples per datum
+SMALL = {"width": 6, "n_samples": 2, "dtype": "float64"}
+TINY = {"dataset": "mixture", "batch_size": 12, "n_test": 24, "log_every": 1000, **SMALL}
 SEEDS = (0, 1, 2)
 TOL = {"rtol": 1e-9, "atol": 1e-12}
 
@@ -134,19 +129,8 @@ def test_conv_replicas_through_vmap(reference_backend):
     g = torch.Generator().manual_seed(0)
     imgs = torch.rand(20, 1, 32, 32, generator=g)
     data = Dataset("images", (1, 32, 32), imgs[:4], train=imgs[4:])
-    cfg = TrainConfig(
-        objective="fae",
-        dataset="digits",
-        seeds=(0, 1),
-        model="conv",
-        ngf=2,
-        ndf=2,
-        latent_dim=2,
-        batch_size=4,
-        n_test=4,
-        dtype="float64",
-        k_bi=1,
-        log_every=1000,
+    cfg = tiny_conv(
+        "fae", 2, seeds=(0, 1), batch_size=4, n_test=4, dtype="float64", k_bi=1, log_every=1000
     )
     st = SeedsTrainer(cfg, data=data)
     assert st.replicas._enc_plan is None and st.replicas._dec_plan is None

@@ -587,39 +587,11 @@ def test_toy_core_direct_bad():
     _raises(ValueError, "axes", _core.toy_posterior, "sym", np.zeros((1, 1)), ax[:1])
     _raises(ValueError, "x", _core.toy_posterior, "sym", np.zeros((1, 2)), ax)
     _raises(ValueError, "z", _core.toy_log_joint, "sym", np.zeros((1, 1)), np.zeros((3, 1)))
-    _raises(
-        ValueError,
-        "log_z",
-        _core.toy_divergences,
-        "sym",
-        np.zeros((2, 1)),
-        np.zeros(3),
-        np.ones((2, 1)),
-        np.zeros((2, 1, 2)),
-        np.ones((2, 1, 2, 2)),
-    )
-    _raises(
-        ValueError,
-        "q_cov",
-        _core.toy_divergences,
-        "sym",
-        np.zeros((1, 1)),
-        np.zeros(1),
-        np.ones((1, 1)),
-        np.zeros((1, 1, 2)),
-        np.ones((1, 1, 2, 2)),
-    )
-    _raises(
-        ValueError,
-        "q_mean",
-        _core.toy_divergences,
-        "sym",
-        np.zeros((1, 1)),
-        np.zeros(1),
-        np.ones((1, 1)),
-        np.zeros((1, 1, 3)),
-        np.ones((1, 1, 3, 3)),
-    )
+    # log_z of the wrong length; an all-ones (singular) q_cov; q of dimension 3 for a 2-D model
+    for arg, n, k, m in (("log_z", 2, 3, 2), ("q_cov", 1, 1, 2), ("q_mean", 1, 1, 3)):
+        x, log_z, q_weights = np.zeros((n, 1)), np.zeros(k), np.ones((n, 1))
+        q_means, q_covs = np.zeros((n, 1, m)), np.ones((n, 1, m, m))
+        _raises(ValueError, arg, _core.toy_divergences, "sym", x, log_z, q_weights, q_means, q_covs)
 
 
 def test_toy_accepts_non_contiguous_read_only_and_torch():

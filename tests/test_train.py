@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from _cases import assert_central_differences, train_steps
+from _cases import assert_central_differences, tiny_conv, train_steps
 from vsm.data import load_dataset
 from vsm.train import (
     OBJECTIVES,
@@ -139,18 +139,7 @@ def test_config_validation():
 def test_conv_run_with_eval_writes_outputs(reference_backend, tmp_path):
     data = load_dataset("digits")
     data.train, data.test = data.train[:40], data.test[:12]
-    cfg = TrainConfig(
-        objective="fd-m3",
-        dataset="digits",
-        steps=2,
-        batch_size=8,
-        latent_dim=3,
-        ngf=2,
-        ndf=2,
-        n_samples=2,
-        eval_every=1,
-        log_every=1,
-    )
+    cfg = tiny_conv("fd-m3", 3, steps=2, batch_size=8, n_samples=2, eval_every=1, log_every=1)
     lines = []
     tr = Trainer(cfg, data=data, out_dir=str(tmp_path), progress=False, log=lines.append)
     res = tr.run()

@@ -7,13 +7,8 @@ is needed). CPU tensors deliberately stay one opaque op that runs the Rust kerne
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+import _cases as C
 import pytest
-import vsm
 
 pytest.importorskip("triton")
 
@@ -49,16 +44,5 @@ print("OK")
 
 
 def test_ops_trace_into_triton_kernels_when_compiled():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "0"
-    src = str(Path(vsm.__file__).resolve().parents[1])  # the vsm this test imported (installed)
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = C.run_compiled(SCRIPT, TRITON_DEFAULT_FP_FUSION="0")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-4000:]

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _cases import train_steps
-from test_seeds import SEEDS, TINY, _assert_replica_equals, _single
+from test_seeds import SEEDS, SMALL, TINY, _assert_replica_equals, _single
 from torch.distributions import Normal
 from vsm import objectives as O
 from vsm.cli import main
@@ -38,6 +38,7 @@ from vsm.train import (
 
 F64 = torch.float64
 RTOL = 1e-12
+PAPER_SEEDS = {"seeds": SEEDS, "variant": "paper"}  # replicas of the paper code's variant
 
 
 def _close(got: torch.Tensor, want: torch.Tensor, what: str = "") -> None:
@@ -740,9 +741,7 @@ def test_paper_run_resumes_exactly(reference_backend, sparse, tmp_path):
 def test_seeds_replicas_equal_single_runs_under_paper_2d(
     reference_backend, sparse, objective, extra
 ):
-    cfg = TrainConfig(
-        objective=objective, seeds=SEEDS, variant="paper", **{**TINY, "batch_size": 24}, **extra
-    )
+    cfg = TrainConfig(objective=objective, **PAPER_SEEDS, **{**TINY, "batch_size": 24}, **extra)
     st = Trainer(cfg, data=sparse)
     assert isinstance(st, SeedsTrainer)
     assert st.replicas.noise_param == "log_sigma"
@@ -756,16 +755,7 @@ def test_seeds_replicas_equal_single_runs_under_paper_2d(
 def test_seeds_replicas_equal_single_runs_under_paper_images(reference_backend, objective):
     data = _flat_data()
     cfg = TrainConfig(
-        objective=objective,
-        seeds=SEEDS,
-        variant="paper",
-        steps=3,
-        batch_size=8,
-        width=6,
-        latent_dim=2,
-        n_samples=2,
-        eta=0.1,
-        dtype="float64",
+        objective=objective, **PAPER_SEEDS, **SMALL, steps=3, batch_size=8, latent_dim=2, eta=0.1
     )
     st = Trainer(cfg, data=data)
     assert st.replicas.template.sd_head == "logsd"
