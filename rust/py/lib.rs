@@ -10,7 +10,9 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use vsm_core::fused::{self, hutchinson::Dist, Real};
+use pyo3::IntoPyObjectExt;
+use vsm_core::fused::hutchinson::{self, Dist};
+use vsm_core::fused::{gaussian_terms, posterior_fd, Real};
 use vsm_core::grid::{self, Grid};
 use vsm_core::importance::Accumulator;
 use vsm_core::toy_models::Model;
@@ -285,9 +287,43 @@ fn arr<'py, T: Real + Element, D: Dimension>(
     })
 }
 
+/// A kernel's result (an array, or a tuple of arrays) moved into NumPy arrays (no copy).
+trait IntoPyOut {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>>;
+}
+
+impl<T: Element, D: Dimension> IntoPyOut for ndarray::Array<T, D> {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Ok(self.into_pyarray(py).into_any())
+    }
+}
+
+impl<A: IntoPyOut, B: IntoPyOut> IntoPyOut for (A, B) {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        (self.0.into_py_out(py)?, self.1.into_py_out(py)?).into_bound_py_any(py)
+    }
+}
+
+impl<A: IntoPyOut, B: IntoPyOut, C: IntoPyOut, D: IntoPyOut> IntoPyOut for (A, B, C, D) {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        let (a, b, c, d) = self;
+        let (a, b) = (a.into_py_out(py)?, b.into_py_out(py)?);
+        let (c, d) = (c.into_py_out(py)?, d.into_py_out(py)?);
+        (a, b, c, d).into_bound_py_any(py)
+    }
+}
+
+/// Runs `kernel` with the GIL released and returns its result as NumPy arrays.
+fn detached<'py, R: IntoPyOut + Send>(
+    py: Python<'py>,
+    kernel: impl FnOnce() -> vsm_core::Result<R> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    py.detach(kernel).map_err(to_py_err)?.into_py_out(py)
+}
+
 /// Runs `$body` with `$T` bound to f32 or f64, the dtype of the array `$first` (named `$name`).
 macro_rules! with_float_type {
-    ($first:expr, $name:literal, $T:ident => $body:expr) => {{
+    ($first:expr, $name:expr, $T:ident => $body:expr) => {{
         let first: &Bound<'_, PyAny> = $first;
         let py = first.py();
         match first.cast::<numpy::PyUntypedArray>() {
@@ -308,161 +344,73 @@ macro_rules! with_float_type {
     }};
 }
 
-fn pfd_forward<'py, T: Real + Element>(
-    py: Python<'py>,
-    z: &Bound<'py, PyAny>,
-    mu: &Bound<'py, PyAny>,
-    logvar: &Bound<'py, PyAny>,
-    g: &Bound<'py, PyAny>,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (z, mu) = (arr::<T, Ix3>("z", z)?, arr::<T, Ix2>("mu", mu)?);
-    let (lv, g) = (
-        arr::<T, Ix2>("logvar", logvar)?,
-        arr::<T, Ix3>("grad_loglik_z", g)?,
-    );
-    let (z, mu, lv, g) = (z.as_array(), mu.as_array(), lv.as_array(), g.as_array());
-    let out = py
-        .detach(|| fused::posterior_fd::forward(z, mu, lv, g, n_threads))
-        .map_err(to_py_err)?;
-    Ok(out.into_pyarray(py).into_any())
+/// Defines the `#[pyfunction]` of a fused kernel, signature `(arrays…, scalars…, n_threads=1)`.
+///
+/// The float type `$T` is that of the first array; every array argument `name: IxN` is borrowed
+/// zero-copy as an N-D array of `$T` (a `TypeError` naming it otherwise) and bound, as an ndarray
+/// view, to its own name in `$call`, which runs with the GIL released (an engine error becomes a
+/// `ValueError`). `{ $pre }` runs first, before any array is looked at.
+macro_rules! fused_pyfunction {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($first:ident: $fdim:ident $(, $arr:ident: $dim:ident)*
+            $(; $($scalar:ident: $sty:ty),+)?)
+        { $($pre:tt)* }
+        => |$T:ident, $nt:ident| $call:expr
+    ) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = ($first, $($arr,)* $($($scalar,)+)? $nt = 1))]
+        fn $name<'py>(
+            $first: &Bound<'py, PyAny>,
+            $($arr: &Bound<'py, PyAny>,)*
+            $($($scalar: $sty,)+)?
+            $nt: usize,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            $($pre)*
+            let py = $first.py();
+            with_float_type!($first, stringify!($first), $T => {
+                let $first = arr::<$T, $fdim>(stringify!($first), $first)?;
+                $(let $arr = arr::<$T, $dim>(stringify!($arr), $arr)?;)*
+                let ($first, $($arr,)*) = ($first.as_array(), $($arr.as_array(),)*);
+                detached(py, || $call)
+            })
+        }
+    };
 }
 
-/// posterior_fd_forward(z (N,B,L), mu (B,L), logvar (B,L), grad_loglik_z (N,B,L), n_threads=1)
-///     -> PFD (N, B)
-#[pyfunction]
-#[pyo3(signature = (z, mu, logvar, grad_loglik_z, n_threads=1))]
-fn posterior_fd_forward<'py>(
-    z: &Bound<'py, PyAny>,
-    mu: &Bound<'py, PyAny>,
-    logvar: &Bound<'py, PyAny>,
-    grad_loglik_z: &Bound<'py, PyAny>,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    with_float_type!(z, "z", T => pfd_forward::<T>(z.py(), z, mu, logvar, grad_loglik_z, n_threads))
+fused_pyfunction! {
+    /// posterior_fd_forward(z (N,B,L), mu (B,L), logvar (B,L), grad_loglik_z (N,B,L), n_threads=1)
+    ///     -> PFD (N, B)
+    fn posterior_fd_forward(z: Ix3, mu: Ix2, logvar: Ix2, grad_loglik_z: Ix3) {}
+        => |T, n_threads| posterior_fd::forward(z, mu, logvar, grad_loglik_z, n_threads)
 }
 
-type Four<'py> = (
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-);
-
-fn pfd_backward<'py, T: Real + Element>(
-    py: Python<'py>,
-    go: &Bound<'py, PyAny>,
-    args: [&Bound<'py, PyAny>; 4],
-    n_threads: usize,
-) -> PyResult<Four<'py>> {
-    let go = arr::<T, Ix2>("go", go)?;
-    let (z, mu) = (arr::<T, Ix3>("z", args[0])?, arr::<T, Ix2>("mu", args[1])?);
-    let (lv, g) = (
-        arr::<T, Ix2>("logvar", args[2])?,
-        arr::<T, Ix3>("grad_loglik_z", args[3])?,
-    );
-    let (go, z, mu, lv, g) = (
-        go.as_array(),
-        z.as_array(),
-        mu.as_array(),
-        lv.as_array(),
-        g.as_array(),
-    );
-    let (dz, dmu, dlv, dg) = py
-        .detach(|| fused::posterior_fd::backward(go, z, mu, lv, g, n_threads))
-        .map_err(to_py_err)?;
-    Ok((
-        dz.into_pyarray(py).into_any(),
-        dmu.into_pyarray(py).into_any(),
-        dlv.into_pyarray(py).into_any(),
-        dg.into_pyarray(py).into_any(),
-    ))
+fused_pyfunction! {
+    /// posterior_fd_backward(go (N,B), z, mu, logvar, grad_loglik_z, n_threads=1)
+    ///     -> (dz (N,B,L), dmu (B,L), dlogvar (B,L), dgrad_loglik_z (N,B,L))
+    fn posterior_fd_backward(go: Ix2, z: Ix3, mu: Ix2, logvar: Ix2, grad_loglik_z: Ix3) {}
+        => |T, n_threads| posterior_fd::backward(go, z, mu, logvar, grad_loglik_z, n_threads)
 }
 
-/// posterior_fd_backward(go (N,B), z, mu, logvar, grad_loglik_z, n_threads=1)
-///     -> (dz (N,B,L), dmu (B,L), dlogvar (B,L), dgrad_loglik_z (N,B,L))
-#[pyfunction]
-#[pyo3(signature = (go, z, mu, logvar, grad_loglik_z, n_threads=1))]
-fn posterior_fd_backward<'py>(
-    go: &Bound<'py, PyAny>,
-    z: &Bound<'py, PyAny>,
-    mu: &Bound<'py, PyAny>,
-    logvar: &Bound<'py, PyAny>,
-    grad_loglik_z: &Bound<'py, PyAny>,
-    n_threads: usize,
-) -> PyResult<Four<'py>> {
-    let args = [z, mu, logvar, grad_loglik_z];
-    with_float_type!(go, "go", T => pfd_backward::<T>(go.py(), go, args, n_threads))
+fused_pyfunction! {
+    /// gaussian_terms_forward(x (B,D), x_mean (N,B,D), log_sigma2: float, n_threads=1)
+    ///     -> (sq_mean (B,), mean_sq (B,)); log_sigma2 is rounded to the arrays' dtype.
+    fn gaussian_terms_forward(x: Ix2, x_mean: Ix3; log_sigma2: f64) {}
+        => |T, n_threads| {
+            gaussian_terms::forward(x, x_mean, T::from_f64(log_sigma2), n_threads)
+        }
 }
 
-fn gt_forward<'py, T: Real + Element>(
-    py: Python<'py>,
-    x: &Bound<'py, PyAny>,
-    x_mean: &Bound<'py, PyAny>,
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let (x, xm) = (arr::<T, Ix2>("x", x)?, arr::<T, Ix3>("x_mean", x_mean)?);
-    let (x, xm, ls) = (x.as_array(), xm.as_array(), T::from_f64(log_sigma2));
-    let (sq, msq) = py
-        .detach(|| fused::gaussian_terms::forward(x, xm, ls, n_threads))
-        .map_err(to_py_err)?;
-    Ok((
-        sq.into_pyarray(py).into_any(),
-        msq.into_pyarray(py).into_any(),
-    ))
-}
-
-/// gaussian_terms_forward(x (B,D), x_mean (N,B,D), log_sigma2: float, n_threads=1)
-///     -> (sq_mean (B,), mean_sq (B,)); log_sigma2 is rounded to the arrays' dtype.
-#[pyfunction]
-#[pyo3(signature = (x, x_mean, log_sigma2, n_threads=1))]
-fn gaussian_terms_forward<'py>(
-    x: &Bound<'py, PyAny>,
-    x_mean: &Bound<'py, PyAny>,
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    with_float_type!(x, "x", T => gt_forward::<T>(x.py(), x, x_mean, log_sigma2, n_threads))
-}
-
-fn gt_backward<'py, T: Real + Element>(
-    py: Python<'py>,
-    args: [&Bound<'py, PyAny>; 4],
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let ga = arr::<T, Ix1>("grad_sq_mean", args[0])?;
-    let gc = arr::<T, Ix1>("grad_mean_sq", args[1])?;
-    let (x, xm) = (
-        arr::<T, Ix2>("x", args[2])?,
-        arr::<T, Ix3>("x_mean", args[3])?,
-    );
-    let (ga, gc, x, xm) = (ga.as_array(), gc.as_array(), x.as_array(), xm.as_array());
-    let ls = T::from_f64(log_sigma2);
-    let (dx, dxm) = py
-        .detach(|| fused::gaussian_terms::backward(ga, gc, x, xm, ls, n_threads))
-        .map_err(to_py_err)?;
-    Ok((
-        dx.into_pyarray(py).into_any(),
-        dxm.into_pyarray(py).into_any(),
-    ))
-}
-
-/// gaussian_terms_backward(grad_sq_mean (B,), grad_mean_sq (B,), x (B,D), x_mean (N,B,D),
-///     log_sigma2: float, n_threads=1) -> (dx (B,D), dx_mean (N,B,D))
-#[pyfunction]
-#[pyo3(signature = (grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2, n_threads=1))]
-fn gaussian_terms_backward<'py>(
-    grad_sq_mean: &Bound<'py, PyAny>,
-    grad_mean_sq: &Bound<'py, PyAny>,
-    x: &Bound<'py, PyAny>,
-    x_mean: &Bound<'py, PyAny>,
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let args = [grad_sq_mean, grad_mean_sq, x, x_mean];
-    with_float_type!(grad_sq_mean, "grad_sq_mean", T => gt_backward::<T>(grad_sq_mean.py(), args, log_sigma2, n_threads))
+fused_pyfunction! {
+    /// gaussian_terms_backward(grad_sq_mean (B,), grad_mean_sq (B,), x (B,D), x_mean (N,B,D),
+    ///     log_sigma2: float, n_threads=1) -> (dx (B,D), dx_mean (N,B,D))
+    fn gaussian_terms_backward(grad_sq_mean: Ix1, grad_mean_sq: Ix1, x: Ix2, x_mean: Ix3;
+        log_sigma2: f64) {}
+        => |T, n_threads| {
+            let ls = T::from_f64(log_sigma2);
+            gaussian_terms::backward(grad_sq_mean, grad_mean_sq, x, x_mean, ls, n_threads)
+        }
 }
 
 /// hutchinson_probes(shape (P, B, D), seed, dist, dtype="float32"|"float64", n_threads=1)
@@ -480,72 +428,30 @@ fn hutchinson_probes<'py>(
     let dist = Dist::from_id(dist).map_err(to_py_err)?;
     let (p, b, d) = shape;
     match dtype {
-        "float32" => Ok(py
-            .detach(|| fused::hutchinson::probes::<f32>(p, b, d, seed, dist, n_threads))
-            .into_pyarray(py)
-            .into_any()),
-        "float64" => Ok(py
-            .detach(|| fused::hutchinson::probes::<f64>(p, b, d, seed, dist, n_threads))
-            .into_pyarray(py)
-            .into_any()),
+        "float32" => detached(py, || {
+            Ok(hutchinson::probes::<f32>(p, b, d, seed, dist, n_threads))
+        }),
+        "float64" => detached(py, || {
+            Ok(hutchinson::probes::<f64>(p, b, d, seed, dist, n_threads))
+        }),
         other => Err(PyValueError::new_err(format!(
             "dtype: expected \"float32\" or \"float64\", got {other:?}"
         ))),
     }
 }
 
-fn hutch_dot<'py, T: Real + Element>(
-    py: Python<'py>,
-    u: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: Dist,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let u = arr::<T, Ix3>("u", u)?;
-    let u = u.as_array();
-    let out = py.detach(|| fused::hutchinson::dot(u, seed, dist, n_threads));
-    Ok(out.into_pyarray(py).into_any())
+fused_pyfunction! {
+    /// hutchinson_dot(u (P, B, D), seed, dist, n_threads=1) -> Σ_d v·u, (P, B), v regenerated
+    fn hutchinson_dot(u: Ix3; seed: u64, dist: i64) {
+        let dist = Dist::from_id(dist).map_err(to_py_err)?;
+    } => |T, n_threads| Ok(hutchinson::dot(u, seed, dist, n_threads))
 }
 
-/// hutchinson_dot(u (P, B, D), seed, dist, n_threads=1) -> Σ_d v·u, (P, B), v regenerated
-#[pyfunction]
-#[pyo3(signature = (u, seed, dist, n_threads=1))]
-fn hutchinson_dot<'py>(
-    u: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: i64,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let dist = Dist::from_id(dist).map_err(to_py_err)?;
-    with_float_type!(u, "u", T => hutch_dot::<T>(u.py(), u, seed, dist, n_threads))
-}
-
-fn hutch_dot_backward<'py, T: Real + Element>(
-    py: Python<'py>,
-    go: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: Dist,
-    d: usize,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let go = arr::<T, Ix2>("go", go)?;
-    let go = go.as_array();
-    let out = py.detach(|| fused::hutchinson::dot_backward(go, seed, dist, d, n_threads));
-    Ok(out.into_pyarray(py).into_any())
-}
-
-/// hutchinson_dot_backward(go (P, B), seed, dist, d, n_threads=1) -> go·v, (P, B, d)
-#[pyfunction]
-#[pyo3(signature = (go, seed, dist, d, n_threads=1))]
-fn hutchinson_dot_backward<'py>(
-    go: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: i64,
-    d: usize,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let dist = Dist::from_id(dist).map_err(to_py_err)?;
-    with_float_type!(go, "go", T => hutch_dot_backward::<T>(go.py(), go, seed, dist, d, n_threads))
+fused_pyfunction! {
+    /// hutchinson_dot_backward(go (P, B), seed, dist, d, n_threads=1) -> go·v, (P, B, d)
+    fn hutchinson_dot_backward(go: Ix2; seed: u64, dist: i64, d: usize) {
+        let dist = Dist::from_id(dist).map_err(to_py_err)?;
+    } => |T, n_threads| Ok(hutchinson::dot_backward(go, seed, dist, d, n_threads))
 }
 
 #[pymodule]
