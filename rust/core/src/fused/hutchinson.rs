@@ -48,16 +48,32 @@ impl Dist {
     }
 }
 
+/// The pieces of `out` (columns `d0 ..` of row `r` of a D-column probe tensor) that one Philox
+/// call each fills, `cols` columns a call, paired with that call's offset r·⌈D/cols⌉ + d/cols.
+/// `d0` must be a multiple of `cols`.
+#[inline(always)]
+fn philox_groups<T>(
+    out: &mut [T],
+    r: u64,
+    d: usize,
+    d0: usize,
+    cols: usize,
+) -> impl Iterator<Item = (u64, &mut [T])> {
+    let per_row = d.div_ceil(cols) as u64;
+    let first = (d0 / cols) as u64;
+    let row_offset = r.wrapping_mul(per_row);
+    out.chunks_mut(cols)
+        .enumerate()
+        .map(move |(k, group)| (row_offset.wrapping_add(first + k as u64), group))
+}
+
 /// Writes probe columns `d0 .. d0 + out.len()` of row `r` of a D-column probe tensor.
 /// `d0` must be a multiple of [`BLOCK`] (or 0).
 #[inline(always)]
 fn fill<T: Real>(seed: u64, r: u64, d: usize, d0: usize, dist: Dist, out: &mut [T]) {
     match dist {
         Dist::Rademacher => {
-            let per_row = d.div_ceil(RADEMACHER_COLS) as u64;
-            let first = (d0 / RADEMACHER_COLS) as u64;
-            for (k, block) in out.chunks_mut(RADEMACHER_COLS).enumerate() {
-                let offset = r.wrapping_mul(per_row).wrapping_add(first + k as u64);
+            for (offset, block) in philox_groups(out, r, d, d0, RADEMACHER_COLS) {
                 let words = randint4x(seed, offset);
                 for (word, sub) in words.iter().zip(block.chunks_mut(32)) {
                     for (i, o) in sub.iter_mut().enumerate() {
@@ -67,10 +83,7 @@ fn fill<T: Real>(seed: u64, r: u64, d: usize, d0: usize, dist: Dist, out: &mut [
             }
         }
         Dist::Gaussian => {
-            let per_row = d.div_ceil(GAUSSIAN_COLS) as u64;
-            let first = (d0 / GAUSSIAN_COLS) as u64;
-            for (k, group) in out.chunks_mut(GAUSSIAN_COLS).enumerate() {
-                let offset = r.wrapping_mul(per_row).wrapping_add(first + k as u64);
+            for (offset, group) in philox_groups(out, r, d, d0, GAUSSIAN_COLS) {
                 let normals = randn4x(seed, offset);
                 for (o, &v) in group.iter_mut().zip(&normals) {
                     *o = T::from_f32(v);

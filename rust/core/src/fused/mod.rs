@@ -65,60 +65,41 @@ pub trait Real:
     const NAME: &'static str;
 }
 
-impl Real for f32 {
-    const ZERO: f32 = 0.0;
-    const ONE: f32 = 1.0;
-    const TWO: f32 = 2.0;
-    const NAME: &'static str = "float32";
-    #[inline(always)]
-    fn exp(self) -> f32 {
-        f32::exp(self)
-    }
-    #[inline(always)]
-    fn from_usize(n: usize) -> f32 {
-        n as f32
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f32 {
-        x
-    }
-    #[inline(always)]
-    fn from_f64(x: f64) -> f32 {
-        x as f32
-    }
-    #[inline(always)]
-    fn rademacher(bit: u32) -> f32 {
-        // 1.0f32 with the sign bit set to `bit`: exactly 1 − 2·bit, branch-free.
-        f32::from_bits(0x3f80_0000 | (bit << 31))
-    }
+/// `impl Real` for a float type `$t` whose bit pattern is the unsigned integer `$bits`.
+macro_rules! impl_real {
+    ($t:ident, $bits:ident, $name:literal) => {
+        impl Real for $t {
+            const ZERO: $t = 0.0;
+            const ONE: $t = 1.0;
+            const TWO: $t = 2.0;
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn exp(self) -> $t {
+                $t::exp(self)
+            }
+            #[inline(always)]
+            fn from_usize(n: usize) -> $t {
+                n as $t
+            }
+            #[inline(always)]
+            fn from_f32(x: f32) -> $t {
+                x as $t
+            }
+            #[inline(always)]
+            fn from_f64(x: f64) -> $t {
+                x as $t
+            }
+            #[inline(always)]
+            fn rademacher(bit: u32) -> $t {
+                // 1.0 with the sign bit set to `bit`: exactly 1 − 2·bit, branch-free.
+                $t::from_bits((1.0 as $t).to_bits() | (($bits::from(bit)) << ($bits::BITS - 1)))
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    const ZERO: f64 = 0.0;
-    const ONE: f64 = 1.0;
-    const TWO: f64 = 2.0;
-    const NAME: &'static str = "float64";
-    #[inline(always)]
-    fn exp(self) -> f64 {
-        f64::exp(self)
-    }
-    #[inline(always)]
-    fn from_usize(n: usize) -> f64 {
-        n as f64
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f64 {
-        x as f64
-    }
-    #[inline(always)]
-    fn from_f64(x: f64) -> f64 {
-        x
-    }
-    #[inline(always)]
-    fn rademacher(bit: u32) -> f64 {
-        f64::from_bits(0x3ff0_0000_0000_0000 | ((bit as u64) << 63))
-    }
-}
+impl_real!(f32, u32, "float32");
+impl_real!(f64, u64, "float64");
 
 /// Sum of the lane partial sums (a fixed pairwise tree).
 #[inline(always)]
