@@ -3,10 +3,10 @@
 //! errors into Python `ValueError`s (wrong dtypes are `TypeError`s raised by the conversion).
 //! No numerics live here.
 
-use ndarray::{Array1, Array2, Dimension, Ix1, Ix2, Ix3};
+use ndarray::{Array1, Array2, Dimension, Ix1, Ix2, Ix3, Ix4};
 use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDescrMethods, PyReadonlyArray,
-    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArray4, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyReadonlyArray,
+    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -23,16 +23,47 @@ fn to_py_err(e: vsm_core::Error) -> PyErr {
 
 type Arr1<'py> = Bound<'py, PyArray1<f64>>;
 type Arr2<'py> = Bound<'py, PyArray2<f64>>;
-type Arr3<'py> = Bound<'py, PyArray3<f64>>;
 
-/// (log_z, mean, cov, density) of a grid posterior summary, moved into NumPy arrays.
-fn summary_to_py(py: Python<'_>, s: grid::Summary) -> (Arr1<'_>, Arr2<'_>, Arr3<'_>, Arr2<'_>) {
-    (
-        s.log_z.into_pyarray(py),
-        s.mean.into_pyarray(py),
-        s.cov.into_pyarray(py),
-        s.density.into_pyarray(py),
-    )
+/// An engine result (an array, a tuple of arrays, a grid summary) moved into NumPy arrays (no
+/// copy), as the Python object (an array or a tuple) a function returns.
+trait IntoPyOut {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>>;
+}
+
+impl<T: Element, D: Dimension> IntoPyOut for ndarray::Array<T, D> {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Ok(self.into_pyarray(py).into_any())
+    }
+}
+
+impl<A: IntoPyOut, B: IntoPyOut> IntoPyOut for (A, B) {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        (self.0.into_py_out(py)?, self.1.into_py_out(py)?).into_bound_py_any(py)
+    }
+}
+
+impl<A: IntoPyOut, B: IntoPyOut, C: IntoPyOut, D: IntoPyOut> IntoPyOut for (A, B, C, D) {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        let (a, b, c, d) = self;
+        let (a, b) = (a.into_py_out(py)?, b.into_py_out(py)?);
+        let (c, d) = (c.into_py_out(py)?, d.into_py_out(py)?);
+        (a, b, c, d).into_bound_py_any(py)
+    }
+}
+
+/// Runs `kernel` with the GIL released; its result as NumPy arrays, its error as a `ValueError`.
+fn detached<'py, R: IntoPyOut + Send>(
+    py: Python<'py>,
+    kernel: impl FnOnce() -> vsm_core::Result<R> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    py.detach(kernel).map_err(to_py_err)?.into_py_out(py)
+}
+
+/// (log_z, mean, cov, density) of a grid posterior summary.
+impl IntoPyOut for grid::Summary {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        (self.log_z, self.mean, self.cov, self.density).into_py_out(py)
+    }
 }
 
 /// is_log_evidence(log_w) -> (log_p, ess)
@@ -56,57 +87,51 @@ fn grid_from(axes: Vec<PyReadonlyArray1<'_, f64>>) -> PyResult<Grid> {
     Grid::new(axes.iter().map(|a| a.as_array().to_vec()).collect()).map_err(to_py_err)
 }
 
-/// grid_summary(log_joint, axes) -> (log_z (B,), mean (B, L), cov (B, L, L), density (B, G))
-#[pyfunction]
-fn grid_summary<'py>(
-    py: Python<'py>,
-    log_joint: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr1<'py>, Arr2<'py>, Arr3<'py>, Arr2<'py>)> {
-    let grid = grid_from(axes)?;
-    let lj = log_joint.as_array();
-    let s = py
-        .detach(|| grid::summarise(lj, &grid))
-        .map_err(to_py_err)?;
-    Ok(summary_to_py(py, s))
+type F64Arr<'py, D> = PyReadonlyArray<'py, f64, D>;
+type Axes<'py> = Vec<PyReadonlyArray1<'py, f64>>;
+
+/// Defines the `#[pyfunction]` of a grid function, signature `(log_joint, axes, args…)`:
+/// `$call` runs with the GIL released, `$lj` the (B, G) view of `log_joint`, `$grid` the grid of
+/// `axes` and each array argument bound to its own name as a view.
+macro_rules! grid_pyfunction {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident<$lt:lifetime>($($arg:ident: $ty:ty),*) => |$lj:ident, $grid:ident| $call:expr
+    ) => {
+        $(#[$doc])*
+        #[pyfunction]
+        fn $name<$lt>(
+            py: Python<$lt>,
+            log_joint: F64Arr<$lt, Ix2>,
+            axes: Axes<$lt>,
+            $($arg: $ty,)*
+        ) -> PyResult<Bound<$lt, PyAny>> {
+            let grid = grid_from(axes)?;
+            let ($lj, $grid) = (log_joint.as_array(), &grid);
+            $(let $arg = $arg.as_array();)*
+            detached(py, || $call)
+        }
+    };
 }
 
-/// grid_fd_scores(log_joint, axes) -> (B, G, L) second-order finite-difference gradients
-#[pyfunction]
-fn grid_fd_scores<'py>(
-    py: Python<'py>,
-    log_joint: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<Arr3<'py>> {
-    let grid = grid_from(axes)?;
-    let lj = log_joint.as_array();
-    let s = py
-        .detach(|| grid::fd_scores(lj, &grid))
-        .map_err(to_py_err)?;
-    Ok(s.into_pyarray(py))
+grid_pyfunction! {
+    /// grid_summary(log_joint, axes) -> (log_z (B,), mean (B, L), cov (B, L, L), density (B, G))
+    fn grid_summary<'py>() => |lj, grid| grid::summarise(lj, grid)
 }
 
-/// grid_divergences(log_joint, axes, q_weights (B,C), q_means (B,C,L), q_covs (B,C,L,L)) -> (kl, fd)
-#[pyfunction]
-fn grid_divergences<'py>(
-    py: Python<'py>,
-    log_joint: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-    q_weights: PyReadonlyArray2<'py, f64>,
-    q_means: PyReadonlyArray3<'py, f64>,
-    q_covs: PyReadonlyArray4<'py, f64>,
-) -> PyResult<(Arr1<'py>, Arr1<'py>)> {
-    let grid = grid_from(axes)?;
-    let (lj, w, m, c) = (
-        log_joint.as_array(),
-        q_weights.as_array(),
-        q_means.as_array(),
-        q_covs.as_array(),
-    );
-    let (kl, fd) = py
-        .detach(|| grid::divergences(lj, &grid, w, m, c))
-        .map_err(to_py_err)?;
-    Ok((kl.into_pyarray(py), fd.into_pyarray(py)))
+grid_pyfunction! {
+    /// grid_fd_scores(log_joint, axes) -> (B, G, L) second-order finite-difference gradients
+    fn grid_fd_scores<'py>() => |lj, grid| grid::fd_scores(lj, grid)
+}
+
+grid_pyfunction! {
+    /// grid_divergences(log_joint, axes, q_weights (B,C), q_means (B,C,L), q_covs (B,C,L,L))
+    ///     -> (kl, fd)
+    fn grid_divergences<'py>(
+        q_weights: F64Arr<'py, Ix2>,
+        q_means: F64Arr<'py, Ix3>,
+        q_covs: F64Arr<'py, Ix4>
+    ) => |lj, grid| grid::divergences(lj, grid, q_weights, q_means, q_covs)
 }
 
 fn model_from(
@@ -121,72 +146,64 @@ fn model_from(
     Model::from_name(name, sigma, alpha, w, b).map_err(to_py_err)
 }
 
-/// toy_posterior(model, x (B, D), axes, sigma=None, alpha=None, w=None, b=None)
-///     -> (log_z, mean, cov, density)
-#[pyfunction]
-#[pyo3(signature = (model, x, axes, sigma=None, alpha=None, w=None, b=None))]
-#[allow(clippy::too_many_arguments)]
-fn toy_posterior<'py>(
-    py: Python<'py>,
-    model: &str,
-    x: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-    sigma: Option<f64>,
-    alpha: Option<f64>,
-    w: Option<PyReadonlyArray2<'py, f64>>,
-    b: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr1<'py>, Arr2<'py>, Arr3<'py>, Arr2<'py>)> {
-    let m = model_from(model, sigma, alpha, w, b)?;
-    let grid = grid_from(axes)?;
-    let xv = x.as_array();
-    let s = py.detach(|| m.posterior(xv, &grid)).map_err(to_py_err)?;
-    Ok(summary_to_py(py, s))
+/// Defines the `#[pyfunction]` of a toy-model function, signature
+/// `(model, args…, sigma=None, alpha=None, w=None, b=None)`: `$body` runs with `$m` the model
+/// built from those ([`model_from`]) and `$py` the GIL token.
+macro_rules! toy_pyfunction {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident<$lt:lifetime>($($arg:ident: $ty:ty),+) => |$py:ident, $m:ident| $body:expr
+    ) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = (model, $($arg,)+ sigma=None, alpha=None, w=None, b=None))]
+        #[allow(clippy::too_many_arguments)]
+        fn $name<$lt>(
+            $py: Python<$lt>,
+            model: &str,
+            $($arg: $ty,)+
+            sigma: Option<f64>,
+            alpha: Option<f64>,
+            w: Option<PyReadonlyArray2<$lt, f64>>,
+            b: Option<PyReadonlyArray1<$lt, f64>>,
+        ) -> PyResult<Bound<$lt, PyAny>> {
+            let $m = model_from(model, sigma, alpha, w, b)?;
+            $body
+        }
+    };
 }
 
-/// toy_log_joint(model, x (B, D), z (P, L), ...) -> (log_joint (B, P), score (B, P, L))
-#[pyfunction]
-#[pyo3(signature = (model, x, z, sigma=None, alpha=None, w=None, b=None))]
-#[allow(clippy::too_many_arguments)]
-fn toy_log_joint<'py>(
-    py: Python<'py>,
-    model: &str,
-    x: PyReadonlyArray2<'py, f64>,
-    z: PyReadonlyArray2<'py, f64>,
-    sigma: Option<f64>,
-    alpha: Option<f64>,
-    w: Option<PyReadonlyArray2<'py, f64>>,
-    b: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr2<'py>, Arr3<'py>)> {
-    let m = model_from(model, sigma, alpha, w, b)?;
-    let (xv, zv) = (x.as_array(), z.as_array());
-    let (lj, sc) = py.detach(|| m.eval_points(xv, zv)).map_err(to_py_err)?;
-    Ok((lj.into_pyarray(py), sc.into_pyarray(py)))
+toy_pyfunction! {
+    /// toy_posterior(model, x (B, D), axes, sigma=None, alpha=None, w=None, b=None)
+    ///     -> (log_z, mean, cov, density)
+    fn toy_posterior<'py>(x: F64Arr<'py, Ix2>, axes: Axes<'py>) => |py, m| {
+        let grid = grid_from(axes)?;
+        let x = x.as_array();
+        detached(py, || m.posterior(x, &grid))
+    }
 }
 
-/// toy_divergences(model, x (B, D), log_z (B,), q_weights, q_means, q_covs, ...) -> (kl, fd)
-#[pyfunction]
-#[pyo3(signature = (model, x, log_z, q_weights, q_means, q_covs, sigma=None, alpha=None, w=None, b=None))]
-#[allow(clippy::too_many_arguments)]
-fn toy_divergences<'py>(
-    py: Python<'py>,
-    model: &str,
-    x: PyReadonlyArray2<'py, f64>,
-    log_z: PyReadonlyArray1<'py, f64>,
-    q_weights: PyReadonlyArray2<'py, f64>,
-    q_means: PyReadonlyArray3<'py, f64>,
-    q_covs: PyReadonlyArray4<'py, f64>,
-    sigma: Option<f64>,
-    alpha: Option<f64>,
-    w: Option<PyReadonlyArray2<'py, f64>>,
-    b: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr1<'py>, Arr1<'py>)> {
-    let m = model_from(model, sigma, alpha, w, b)?;
-    let (xv, lz) = (x.as_array(), log_z.as_array());
-    let (qw, qm, qc) = (q_weights.as_array(), q_means.as_array(), q_covs.as_array());
-    let (kl, fd) = py
-        .detach(|| m.divergences(xv, lz, qw, qm, qc))
-        .map_err(to_py_err)?;
-    Ok((kl.into_pyarray(py), fd.into_pyarray(py)))
+toy_pyfunction! {
+    /// toy_log_joint(model, x (B, D), z (P, L), ...) -> (log_joint (B, P), score (B, P, L))
+    fn toy_log_joint<'py>(x: F64Arr<'py, Ix2>, z: F64Arr<'py, Ix2>) => |py, m| {
+        let (x, z) = (x.as_array(), z.as_array());
+        detached(py, || m.eval_points(x, z))
+    }
+}
+
+toy_pyfunction! {
+    /// toy_divergences(model, x (B, D), log_z (B,), q_weights, q_means, q_covs, ...) -> (kl, fd)
+    fn toy_divergences<'py>(
+        x: F64Arr<'py, Ix2>,
+        log_z: F64Arr<'py, Ix1>,
+        q_weights: F64Arr<'py, Ix2>,
+        q_means: F64Arr<'py, Ix3>,
+        q_covs: F64Arr<'py, Ix4>
+    ) => |py, m| {
+        let (x, lz) = (x.as_array(), log_z.as_array());
+        let (qw, qm, qc) = (q_weights.as_array(), q_means.as_array(), q_covs.as_array());
+        detached(py, || m.divergences(x, lz, qw, qm, qc))
+    }
 }
 
 /// ISAccumulator(x (B, D) float64, log_sigma2: float): streaming importance-sampled evaluation.
@@ -285,40 +302,6 @@ fn arr<'py, T: Real + Element, D: Dimension>(
             describe(obj)
         ))
     })
-}
-
-/// A kernel's result (an array, or a tuple of arrays) moved into NumPy arrays (no copy).
-trait IntoPyOut {
-    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>>;
-}
-
-impl<T: Element, D: Dimension> IntoPyOut for ndarray::Array<T, D> {
-    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        Ok(self.into_pyarray(py).into_any())
-    }
-}
-
-impl<A: IntoPyOut, B: IntoPyOut> IntoPyOut for (A, B) {
-    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        (self.0.into_py_out(py)?, self.1.into_py_out(py)?).into_bound_py_any(py)
-    }
-}
-
-impl<A: IntoPyOut, B: IntoPyOut, C: IntoPyOut, D: IntoPyOut> IntoPyOut for (A, B, C, D) {
-    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        let (a, b, c, d) = self;
-        let (a, b) = (a.into_py_out(py)?, b.into_py_out(py)?);
-        let (c, d) = (c.into_py_out(py)?, d.into_py_out(py)?);
-        (a, b, c, d).into_bound_py_any(py)
-    }
-}
-
-/// Runs `kernel` with the GIL released and returns its result as NumPy arrays.
-fn detached<'py, R: IntoPyOut + Send>(
-    py: Python<'py>,
-    kernel: impl FnOnce() -> vsm_core::Result<R> + Send,
-) -> PyResult<Bound<'py, PyAny>> {
-    py.detach(kernel).map_err(to_py_err)?.into_py_out(py)
 }
 
 /// Runs `$body` with `$T` bound to f32 or f64, the dtype of the array `$first` (named `$name`).
