@@ -366,14 +366,19 @@ fused_pyfunction! {
     /// posterior_fd_forward(z (N,B,L), mu (B,L), logvar (B,L), grad_loglik_z (N,B,L), n_threads=1)
     ///     -> PFD (N, B)
     fn posterior_fd_forward(z: Ix3, mu: Ix2, logvar: Ix2, grad_loglik_z: Ix3) {}
-        => |T, n_threads| posterior_fd::forward(z, mu, logvar, grad_loglik_z, n_threads)
+        => |T, n_threads| {
+            let inputs = posterior_fd::Inputs::new(z, mu, logvar, grad_loglik_z)?;
+            Ok(inputs.forward(n_threads))
+        }
 }
 
 fused_pyfunction! {
     /// posterior_fd_backward(go (N,B), z, mu, logvar, grad_loglik_z, n_threads=1)
     ///     -> (dz (N,B,L), dmu (B,L), dlogvar (B,L), dgrad_loglik_z (N,B,L))
     fn posterior_fd_backward(go: Ix2, z: Ix3, mu: Ix2, logvar: Ix2, grad_loglik_z: Ix3) {}
-        => |T, n_threads| posterior_fd::backward(go, z, mu, logvar, grad_loglik_z, n_threads)
+        => |T, n_threads| {
+            posterior_fd::Inputs::new(z, mu, logvar, grad_loglik_z)?.backward(go, n_threads)
+        }
 }
 
 fused_pyfunction! {
@@ -381,7 +386,8 @@ fused_pyfunction! {
     ///     -> (sq_mean (B,), mean_sq (B,)); log_sigma2 is rounded to the arrays' dtype.
     fn gaussian_terms_forward(x: Ix2, x_mean: Ix3; log_sigma2: f64) {}
         => |T, n_threads| {
-            gaussian_terms::forward(x, x_mean, T::from_f64(log_sigma2), n_threads)
+            let inputs = gaussian_terms::Inputs::new(x, x_mean, T::from_f64(log_sigma2))?;
+            Ok(inputs.forward(n_threads))
         }
 }
 
@@ -391,8 +397,8 @@ fused_pyfunction! {
     fn gaussian_terms_backward(grad_sq_mean: Ix1, grad_mean_sq: Ix1, x: Ix2, x_mean: Ix3;
         log_sigma2: f64) {}
         => |T, n_threads| {
-            let ls = T::from_f64(log_sigma2);
-            gaussian_terms::backward(grad_sq_mean, grad_mean_sq, x, x_mean, ls, n_threads)
+            let inputs = gaussian_terms::Inputs::new(x, x_mean, T::from_f64(log_sigma2))?;
+            inputs.backward(grad_sq_mean, grad_mean_sq, n_threads)
         }
 }
 

@@ -164,7 +164,18 @@ pub(crate) fn check_shape(
     }
 }
 
-/// The contiguous data of a standard-layout array (from `as_standard_layout`).
+/// `a` itself if it is in standard layout, else a standard-layout copy.
+pub(crate) fn standard<'a, T: Clone, D: ndarray::Dimension>(
+    a: ndarray::ArrayView<'a, T, D>,
+) -> ndarray::CowArray<'a, T, D> {
+    if a.is_standard_layout() {
+        a.into()
+    } else {
+        a.as_standard_layout().into_owned().into()
+    }
+}
+
+/// The contiguous data of a standard-layout array (from `as_standard_layout` or [`standard`]).
 pub(crate) fn slice<'a, T, D: ndarray::Dimension>(a: &'a ndarray::CowArray<'_, T, D>) -> &'a [T] {
     a.as_slice().expect("standard layout")
 }
