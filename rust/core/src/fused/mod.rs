@@ -8,6 +8,10 @@
 //! - [`hutchinson`]: Hutchinson probes from probe stream v2 (`PROBES.md`: Triton's
 //!   Philox-4x32-10, see [`philox`]), the probe dot product and its backward.
 //!
+//! The forward and backward of [`posterior_fd`] and [`gaussian_terms`] are methods of the
+//! module's `Inputs`, which checks the shapes of the inputs they share and makes them
+//! standard-layout once.
+//!
 //! Reductions over the contiguous axis (L or D) accumulate in [`LANES`] independent partial sums
 //! (the CPU analogue of a Triton tile's lanes; it lets LLVM vectorise without reassociating),
 //! reduced at the end. Results therefore equal the Triton kernels' up to the rounding of the
