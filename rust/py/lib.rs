@@ -125,8 +125,7 @@ grid_pyfunction! {
 }
 
 grid_pyfunction! {
-    /// grid_divergences(log_joint, axes, q_weights (B,C), q_means (B,C,L), q_covs (B,C,L,L))
-    ///     -> (kl, fd)
+    /// grid_divergences(log_joint, axes, q_weights (B,C), q_means (B,C,L), q_covs (B,C,L,L)) -> (kl, fd)
     fn grid_divergences<'py>(
         q_weights: F64Arr<'py, Ix2>,
         q_means: F64Arr<'py, Ix3>,
