@@ -55,6 +55,24 @@ class Posterior:
     _x: np.ndarray | None = field(default=None, repr=False)  # (B, D) for built-in models
     _log_joint: np.ndarray | None = field(default=None, repr=False)  # (B, G) for user grids
 
+    @classmethod
+    def _from_flat(
+        cls, summary: tuple[np.ndarray, ...], bs: tuple[int, ...], axes: Any, **private: Any
+    ) -> Posterior:
+        """From ``_core``'s flat (log_z (B,), mean (B, L), cov (B, L, L), density (B, G)) for
+        batch shape ``bs`` on the grid ``axes``; ``private`` sets the ``_``-fields."""
+        log_z, mean, cov, dens = summary
+        L = len(axes)
+        shape = tuple(len(a) for a in axes)
+        return cls(
+            log_z.reshape(bs),
+            mean.reshape(*bs, L),
+            cov.reshape(*bs, L, L),
+            dens.reshape(*bs, *shape),
+            tuple(axes),
+            **private,
+        )
+
     @property
     def batch_shape(self) -> tuple[int, ...]:
         return self.log_z.shape
@@ -176,15 +194,7 @@ def grid_posterior(log_joint: Any, axes: Any) -> Posterior:
         )
     bs = lj.shape[: lj.ndim - L]
     flat = lj.reshape(-1, int(np.prod(shape)))
-    log_z, mean, cov, dens = _core.grid_summary(flat, ax)
-    return Posterior(
-        log_z.reshape(bs),
-        mean.reshape(*bs, L),
-        cov.reshape(*bs, L, L),
-        dens.reshape(*bs, *shape),
-        tuple(ax),
-        _log_joint=flat,
-    )
+    return Posterior._from_flat(_core.grid_summary(flat, ax), bs, ax, _log_joint=flat)
 
 
 def _model_params(model: str, params: dict) -> dict:
@@ -269,18 +279,8 @@ def posterior(
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
         raise ValueError(f"lo: need finite lo < hi, got lo={lo}, hi={hi}")
     ax = [np.linspace(lo, hi, n)] * L
-    log_z, mean, cov, dens = _core.toy_posterior(model, xf, ax, **p)
-    shape = (n,) * L
-    return Posterior(
-        log_z.reshape(bs),
-        mean.reshape(*bs, L),
-        cov.reshape(*bs, L, L),
-        dens.reshape(*bs, *shape),
-        tuple(ax),
-        _model=model,
-        _params=p,
-        _x=xf,
-    )
+    summary = _core.toy_posterior(model, xf, ax, **p)
+    return Posterior._from_flat(summary, bs, ax, _model=model, _params=p, _x=xf)
 
 
 def log_joint(model: str, x: Any, z: Any, **params: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,16 @@
 //! errors into Python `ValueError`s (wrong dtypes are `TypeError`s raised by the conversion).
 //! No numerics live here.
 
-use ndarray::{Array1, Array2, Dimension, Ix1, Ix2, Ix3};
+use ndarray::{Array1, Array2, Dimension, Ix1, Ix2, Ix3, Ix4};
 use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDescrMethods, PyReadonlyArray,
-    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArray4, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyReadonlyArray,
+    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use vsm_core::fused::{self, hutchinson::Dist, Real};
+use pyo3::IntoPyObjectExt;
+use vsm_core::fused::hutchinson::{self, Dist};
+use vsm_core::fused::{gaussian_terms, posterior_fd, Real};
 use vsm_core::grid::{self, Grid};
 use vsm_core::importance::Accumulator;
 use vsm_core::toy_models::Model;
@@ -21,16 +23,47 @@ fn to_py_err(e: vsm_core::Error) -> PyErr {
 
 type Arr1<'py> = Bound<'py, PyArray1<f64>>;
 type Arr2<'py> = Bound<'py, PyArray2<f64>>;
-type Arr3<'py> = Bound<'py, PyArray3<f64>>;
 
-/// (log_z, mean, cov, density) of a grid posterior summary, moved into NumPy arrays.
-fn summary_to_py(py: Python<'_>, s: grid::Summary) -> (Arr1<'_>, Arr2<'_>, Arr3<'_>, Arr2<'_>) {
-    (
-        s.log_z.into_pyarray(py),
-        s.mean.into_pyarray(py),
-        s.cov.into_pyarray(py),
-        s.density.into_pyarray(py),
-    )
+/// An engine result (an array, a tuple of arrays, a grid summary) moved into NumPy arrays (no
+/// copy), as the Python object (an array or a tuple) a function returns.
+trait IntoPyOut {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>>;
+}
+
+impl<T: Element, D: Dimension> IntoPyOut for ndarray::Array<T, D> {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Ok(self.into_pyarray(py).into_any())
+    }
+}
+
+impl<A: IntoPyOut, B: IntoPyOut> IntoPyOut for (A, B) {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        (self.0.into_py_out(py)?, self.1.into_py_out(py)?).into_bound_py_any(py)
+    }
+}
+
+impl<A: IntoPyOut, B: IntoPyOut, C: IntoPyOut, D: IntoPyOut> IntoPyOut for (A, B, C, D) {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        let (a, b, c, d) = self;
+        let (a, b) = (a.into_py_out(py)?, b.into_py_out(py)?);
+        let (c, d) = (c.into_py_out(py)?, d.into_py_out(py)?);
+        (a, b, c, d).into_bound_py_any(py)
+    }
+}
+
+/// Runs `kernel` with the GIL released; its result as NumPy arrays, its error as a `ValueError`.
+fn detached<'py, R: IntoPyOut + Send>(
+    py: Python<'py>,
+    kernel: impl FnOnce() -> vsm_core::Result<R> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    py.detach(kernel).map_err(to_py_err)?.into_py_out(py)
+}
+
+/// (log_z, mean, cov, density) of a grid posterior summary.
+impl IntoPyOut for grid::Summary {
+    fn into_py_out(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        (self.log_z, self.mean, self.cov, self.density).into_py_out(py)
+    }
 }
 
 /// is_log_evidence(log_w) -> (log_p, ess)
@@ -54,57 +87,50 @@ fn grid_from(axes: Vec<PyReadonlyArray1<'_, f64>>) -> PyResult<Grid> {
     Grid::new(axes.iter().map(|a| a.as_array().to_vec()).collect()).map_err(to_py_err)
 }
 
-/// grid_summary(log_joint, axes) -> (log_z (B,), mean (B, L), cov (B, L, L), density (B, G))
-#[pyfunction]
-fn grid_summary<'py>(
-    py: Python<'py>,
-    log_joint: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr1<'py>, Arr2<'py>, Arr3<'py>, Arr2<'py>)> {
-    let grid = grid_from(axes)?;
-    let lj = log_joint.as_array();
-    let s = py
-        .detach(|| grid::summarise(lj, &grid))
-        .map_err(to_py_err)?;
-    Ok(summary_to_py(py, s))
+type F64Arr<'py, D> = PyReadonlyArray<'py, f64, D>;
+type Axes<'py> = Vec<PyReadonlyArray1<'py, f64>>;
+
+/// Defines the `#[pyfunction]` of a grid function, signature `(log_joint, axes, args…)`:
+/// `$call` runs with the GIL released, `$lj` the (B, G) view of `log_joint`, `$grid` the grid of
+/// `axes` and each array argument bound to its own name as a view.
+macro_rules! grid_pyfunction {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident<$lt:lifetime>($($arg:ident: $ty:ty),*) => |$lj:ident, $grid:ident| $call:expr
+    ) => {
+        $(#[$doc])*
+        #[pyfunction]
+        fn $name<$lt>(
+            py: Python<$lt>,
+            log_joint: F64Arr<$lt, Ix2>,
+            axes: Axes<$lt>,
+            $($arg: $ty,)*
+        ) -> PyResult<Bound<$lt, PyAny>> {
+            let grid = grid_from(axes)?;
+            let ($lj, $grid) = (log_joint.as_array(), &grid);
+            $(let $arg = $arg.as_array();)*
+            detached(py, || $call)
+        }
+    };
 }
 
-/// grid_fd_scores(log_joint, axes) -> (B, G, L) second-order finite-difference gradients
-#[pyfunction]
-fn grid_fd_scores<'py>(
-    py: Python<'py>,
-    log_joint: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<Arr3<'py>> {
-    let grid = grid_from(axes)?;
-    let lj = log_joint.as_array();
-    let s = py
-        .detach(|| grid::fd_scores(lj, &grid))
-        .map_err(to_py_err)?;
-    Ok(s.into_pyarray(py))
+grid_pyfunction! {
+    /// grid_summary(log_joint, axes) -> (log_z (B,), mean (B, L), cov (B, L, L), density (B, G))
+    fn grid_summary<'py>() => |lj, grid| grid::summarise(lj, grid)
 }
 
-/// grid_divergences(log_joint, axes, q_weights (B,C), q_means (B,C,L), q_covs (B,C,L,L)) -> (kl, fd)
-#[pyfunction]
-fn grid_divergences<'py>(
-    py: Python<'py>,
-    log_joint: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-    q_weights: PyReadonlyArray2<'py, f64>,
-    q_means: PyReadonlyArray3<'py, f64>,
-    q_covs: PyReadonlyArray4<'py, f64>,
-) -> PyResult<(Arr1<'py>, Arr1<'py>)> {
-    let grid = grid_from(axes)?;
-    let (lj, w, m, c) = (
-        log_joint.as_array(),
-        q_weights.as_array(),
-        q_means.as_array(),
-        q_covs.as_array(),
-    );
-    let (kl, fd) = py
-        .detach(|| grid::divergences(lj, &grid, w, m, c))
-        .map_err(to_py_err)?;
-    Ok((kl.into_pyarray(py), fd.into_pyarray(py)))
+grid_pyfunction! {
+    /// grid_fd_scores(log_joint, axes) -> (B, G, L) second-order finite-difference gradients
+    fn grid_fd_scores<'py>() => |lj, grid| grid::fd_scores(lj, grid)
+}
+
+grid_pyfunction! {
+    /// grid_divergences(log_joint, axes, q_weights (B,C), q_means (B,C,L), q_covs (B,C,L,L)) -> (kl, fd)
+    fn grid_divergences<'py>(
+        q_weights: F64Arr<'py, Ix2>,
+        q_means: F64Arr<'py, Ix3>,
+        q_covs: F64Arr<'py, Ix4>
+    ) => |lj, grid| grid::divergences(lj, grid, q_weights, q_means, q_covs)
 }
 
 fn model_from(
@@ -119,72 +145,64 @@ fn model_from(
     Model::from_name(name, sigma, alpha, w, b).map_err(to_py_err)
 }
 
-/// toy_posterior(model, x (B, D), axes, sigma=None, alpha=None, w=None, b=None)
-///     -> (log_z, mean, cov, density)
-#[pyfunction]
-#[pyo3(signature = (model, x, axes, sigma=None, alpha=None, w=None, b=None))]
-#[allow(clippy::too_many_arguments)]
-fn toy_posterior<'py>(
-    py: Python<'py>,
-    model: &str,
-    x: PyReadonlyArray2<'py, f64>,
-    axes: Vec<PyReadonlyArray1<'py, f64>>,
-    sigma: Option<f64>,
-    alpha: Option<f64>,
-    w: Option<PyReadonlyArray2<'py, f64>>,
-    b: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr1<'py>, Arr2<'py>, Arr3<'py>, Arr2<'py>)> {
-    let m = model_from(model, sigma, alpha, w, b)?;
-    let grid = grid_from(axes)?;
-    let xv = x.as_array();
-    let s = py.detach(|| m.posterior(xv, &grid)).map_err(to_py_err)?;
-    Ok(summary_to_py(py, s))
+/// Defines the `#[pyfunction]` of a toy-model function, signature
+/// `(model, args…, sigma=None, alpha=None, w=None, b=None)`: `$body` runs with `$m` the model
+/// built from those ([`model_from`]) and `$py` the GIL token.
+macro_rules! toy_pyfunction {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident<$lt:lifetime>($($arg:ident: $ty:ty),+) => |$py:ident, $m:ident| $body:expr
+    ) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = (model, $($arg,)+ sigma=None, alpha=None, w=None, b=None))]
+        #[allow(clippy::too_many_arguments)]
+        fn $name<$lt>(
+            $py: Python<$lt>,
+            model: &str,
+            $($arg: $ty,)+
+            sigma: Option<f64>,
+            alpha: Option<f64>,
+            w: Option<PyReadonlyArray2<$lt, f64>>,
+            b: Option<PyReadonlyArray1<$lt, f64>>,
+        ) -> PyResult<Bound<$lt, PyAny>> {
+            let $m = model_from(model, sigma, alpha, w, b)?;
+            $body
+        }
+    };
 }
 
-/// toy_log_joint(model, x (B, D), z (P, L), ...) -> (log_joint (B, P), score (B, P, L))
-#[pyfunction]
-#[pyo3(signature = (model, x, z, sigma=None, alpha=None, w=None, b=None))]
-#[allow(clippy::too_many_arguments)]
-fn toy_log_joint<'py>(
-    py: Python<'py>,
-    model: &str,
-    x: PyReadonlyArray2<'py, f64>,
-    z: PyReadonlyArray2<'py, f64>,
-    sigma: Option<f64>,
-    alpha: Option<f64>,
-    w: Option<PyReadonlyArray2<'py, f64>>,
-    b: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr2<'py>, Arr3<'py>)> {
-    let m = model_from(model, sigma, alpha, w, b)?;
-    let (xv, zv) = (x.as_array(), z.as_array());
-    let (lj, sc) = py.detach(|| m.eval_points(xv, zv)).map_err(to_py_err)?;
-    Ok((lj.into_pyarray(py), sc.into_pyarray(py)))
+toy_pyfunction! {
+    /// toy_posterior(model, x (B, D), axes, sigma=None, alpha=None, w=None, b=None)
+    ///     -> (log_z, mean, cov, density)
+    fn toy_posterior<'py>(x: F64Arr<'py, Ix2>, axes: Axes<'py>) => |py, m| {
+        let grid = grid_from(axes)?;
+        let x = x.as_array();
+        detached(py, || m.posterior(x, &grid))
+    }
 }
 
-/// toy_divergences(model, x (B, D), log_z (B,), q_weights, q_means, q_covs, ...) -> (kl, fd)
-#[pyfunction]
-#[pyo3(signature = (model, x, log_z, q_weights, q_means, q_covs, sigma=None, alpha=None, w=None, b=None))]
-#[allow(clippy::too_many_arguments)]
-fn toy_divergences<'py>(
-    py: Python<'py>,
-    model: &str,
-    x: PyReadonlyArray2<'py, f64>,
-    log_z: PyReadonlyArray1<'py, f64>,
-    q_weights: PyReadonlyArray2<'py, f64>,
-    q_means: PyReadonlyArray3<'py, f64>,
-    q_covs: PyReadonlyArray4<'py, f64>,
-    sigma: Option<f64>,
-    alpha: Option<f64>,
-    w: Option<PyReadonlyArray2<'py, f64>>,
-    b: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Arr1<'py>, Arr1<'py>)> {
-    let m = model_from(model, sigma, alpha, w, b)?;
-    let (xv, lz) = (x.as_array(), log_z.as_array());
-    let (qw, qm, qc) = (q_weights.as_array(), q_means.as_array(), q_covs.as_array());
-    let (kl, fd) = py
-        .detach(|| m.divergences(xv, lz, qw, qm, qc))
-        .map_err(to_py_err)?;
-    Ok((kl.into_pyarray(py), fd.into_pyarray(py)))
+toy_pyfunction! {
+    /// toy_log_joint(model, x (B, D), z (P, L), ...) -> (log_joint (B, P), score (B, P, L))
+    fn toy_log_joint<'py>(x: F64Arr<'py, Ix2>, z: F64Arr<'py, Ix2>) => |py, m| {
+        let (x, z) = (x.as_array(), z.as_array());
+        detached(py, || m.eval_points(x, z))
+    }
+}
+
+toy_pyfunction! {
+    /// toy_divergences(model, x (B, D), log_z (B,), q_weights, q_means, q_covs, ...) -> (kl, fd)
+    fn toy_divergences<'py>(
+        x: F64Arr<'py, Ix2>,
+        log_z: F64Arr<'py, Ix1>,
+        q_weights: F64Arr<'py, Ix2>,
+        q_means: F64Arr<'py, Ix3>,
+        q_covs: F64Arr<'py, Ix4>
+    ) => |py, m| {
+        let (x, lz) = (x.as_array(), log_z.as_array());
+        let (qw, qm, qc) = (q_weights.as_array(), q_means.as_array(), q_covs.as_array());
+        detached(py, || m.divergences(x, lz, qw, qm, qc))
+    }
 }
 
 /// ISAccumulator(x (B, D) float64, log_sigma2: float): streaming importance-sampled evaluation.
@@ -287,7 +305,7 @@ fn arr<'py, T: Real + Element, D: Dimension>(
 
 /// Runs `$body` with `$T` bound to f32 or f64, the dtype of the array `$first` (named `$name`).
 macro_rules! with_float_type {
-    ($first:expr, $name:literal, $T:ident => $body:expr) => {{
+    ($first:expr, $name:expr, $T:ident => $body:expr) => {{
         let first: &Bound<'_, PyAny> = $first;
         let py = first.py();
         match first.cast::<numpy::PyUntypedArray>() {
@@ -308,161 +326,79 @@ macro_rules! with_float_type {
     }};
 }
 
-fn pfd_forward<'py, T: Real + Element>(
-    py: Python<'py>,
-    z: &Bound<'py, PyAny>,
-    mu: &Bound<'py, PyAny>,
-    logvar: &Bound<'py, PyAny>,
-    g: &Bound<'py, PyAny>,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (z, mu) = (arr::<T, Ix3>("z", z)?, arr::<T, Ix2>("mu", mu)?);
-    let (lv, g) = (
-        arr::<T, Ix2>("logvar", logvar)?,
-        arr::<T, Ix3>("grad_loglik_z", g)?,
-    );
-    let (z, mu, lv, g) = (z.as_array(), mu.as_array(), lv.as_array(), g.as_array());
-    let out = py
-        .detach(|| fused::posterior_fd::forward(z, mu, lv, g, n_threads))
-        .map_err(to_py_err)?;
-    Ok(out.into_pyarray(py).into_any())
+/// Defines the `#[pyfunction]` of a fused kernel, signature `(arrays…, scalars…, n_threads=1)`.
+///
+/// The float type `$T` is that of the first array; every array argument `name: IxN` is borrowed
+/// zero-copy as an N-D array of `$T` (a `TypeError` naming it otherwise) and bound, as an ndarray
+/// view, to its own name in `$call`, which runs with the GIL released (an engine error becomes a
+/// `ValueError`). `{ $pre }` runs first, before any array is looked at.
+macro_rules! fused_pyfunction {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($first:ident: $fdim:ident $(, $arr:ident: $dim:ident)*
+            $(; $($scalar:ident: $sty:ty),+)?)
+        { $($pre:tt)* }
+        => |$T:ident, $nt:ident| $call:expr
+    ) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = ($first, $($arr,)* $($($scalar,)+)? $nt = 1))]
+        fn $name<'py>(
+            $first: &Bound<'py, PyAny>,
+            $($arr: &Bound<'py, PyAny>,)*
+            $($($scalar: $sty,)+)?
+            $nt: usize,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            $($pre)*
+            let py = $first.py();
+            with_float_type!($first, stringify!($first), $T => {
+                let $first = arr::<$T, $fdim>(stringify!($first), $first)?;
+                $(let $arr = arr::<$T, $dim>(stringify!($arr), $arr)?;)*
+                let ($first, $($arr,)*) = ($first.as_array(), $($arr.as_array(),)*);
+                detached(py, || $call)
+            })
+        }
+    };
 }
 
-/// posterior_fd_forward(z (N,B,L), mu (B,L), logvar (B,L), grad_loglik_z (N,B,L), n_threads=1)
-///     -> PFD (N, B)
-#[pyfunction]
-#[pyo3(signature = (z, mu, logvar, grad_loglik_z, n_threads=1))]
-fn posterior_fd_forward<'py>(
-    z: &Bound<'py, PyAny>,
-    mu: &Bound<'py, PyAny>,
-    logvar: &Bound<'py, PyAny>,
-    grad_loglik_z: &Bound<'py, PyAny>,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    with_float_type!(z, "z", T => pfd_forward::<T>(z.py(), z, mu, logvar, grad_loglik_z, n_threads))
+fused_pyfunction! {
+    /// posterior_fd_forward(z (N,B,L), mu (B,L), logvar (B,L), grad_loglik_z (N,B,L), n_threads=1)
+    ///     -> PFD (N, B)
+    fn posterior_fd_forward(z: Ix3, mu: Ix2, logvar: Ix2, grad_loglik_z: Ix3) {}
+        => |T, n_threads| {
+            let inputs = posterior_fd::Inputs::new(z, mu, logvar, grad_loglik_z)?;
+            Ok(inputs.forward(n_threads))
+        }
 }
 
-type Four<'py> = (
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-);
-
-fn pfd_backward<'py, T: Real + Element>(
-    py: Python<'py>,
-    go: &Bound<'py, PyAny>,
-    args: [&Bound<'py, PyAny>; 4],
-    n_threads: usize,
-) -> PyResult<Four<'py>> {
-    let go = arr::<T, Ix2>("go", go)?;
-    let (z, mu) = (arr::<T, Ix3>("z", args[0])?, arr::<T, Ix2>("mu", args[1])?);
-    let (lv, g) = (
-        arr::<T, Ix2>("logvar", args[2])?,
-        arr::<T, Ix3>("grad_loglik_z", args[3])?,
-    );
-    let (go, z, mu, lv, g) = (
-        go.as_array(),
-        z.as_array(),
-        mu.as_array(),
-        lv.as_array(),
-        g.as_array(),
-    );
-    let (dz, dmu, dlv, dg) = py
-        .detach(|| fused::posterior_fd::backward(go, z, mu, lv, g, n_threads))
-        .map_err(to_py_err)?;
-    Ok((
-        dz.into_pyarray(py).into_any(),
-        dmu.into_pyarray(py).into_any(),
-        dlv.into_pyarray(py).into_any(),
-        dg.into_pyarray(py).into_any(),
-    ))
+fused_pyfunction! {
+    /// posterior_fd_backward(go (N,B), z, mu, logvar, grad_loglik_z, n_threads=1)
+    ///     -> (dz (N,B,L), dmu (B,L), dlogvar (B,L), dgrad_loglik_z (N,B,L))
+    fn posterior_fd_backward(go: Ix2, z: Ix3, mu: Ix2, logvar: Ix2, grad_loglik_z: Ix3) {}
+        => |T, n_threads| {
+            posterior_fd::Inputs::new(z, mu, logvar, grad_loglik_z)?.backward(go, n_threads)
+        }
 }
 
-/// posterior_fd_backward(go (N,B), z, mu, logvar, grad_loglik_z, n_threads=1)
-///     -> (dz (N,B,L), dmu (B,L), dlogvar (B,L), dgrad_loglik_z (N,B,L))
-#[pyfunction]
-#[pyo3(signature = (go, z, mu, logvar, grad_loglik_z, n_threads=1))]
-fn posterior_fd_backward<'py>(
-    go: &Bound<'py, PyAny>,
-    z: &Bound<'py, PyAny>,
-    mu: &Bound<'py, PyAny>,
-    logvar: &Bound<'py, PyAny>,
-    grad_loglik_z: &Bound<'py, PyAny>,
-    n_threads: usize,
-) -> PyResult<Four<'py>> {
-    let args = [z, mu, logvar, grad_loglik_z];
-    with_float_type!(go, "go", T => pfd_backward::<T>(go.py(), go, args, n_threads))
+fused_pyfunction! {
+    /// gaussian_terms_forward(x (B,D), x_mean (N,B,D), log_sigma2: float, n_threads=1)
+    ///     -> (sq_mean (B,), mean_sq (B,)); log_sigma2 is rounded to the arrays' dtype.
+    fn gaussian_terms_forward(x: Ix2, x_mean: Ix3; log_sigma2: f64) {}
+        => |T, n_threads| {
+            let inputs = gaussian_terms::Inputs::new(x, x_mean, T::from_f64(log_sigma2))?;
+            Ok(inputs.forward(n_threads))
+        }
 }
 
-fn gt_forward<'py, T: Real + Element>(
-    py: Python<'py>,
-    x: &Bound<'py, PyAny>,
-    x_mean: &Bound<'py, PyAny>,
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let (x, xm) = (arr::<T, Ix2>("x", x)?, arr::<T, Ix3>("x_mean", x_mean)?);
-    let (x, xm, ls) = (x.as_array(), xm.as_array(), T::from_f64(log_sigma2));
-    let (sq, msq) = py
-        .detach(|| fused::gaussian_terms::forward(x, xm, ls, n_threads))
-        .map_err(to_py_err)?;
-    Ok((
-        sq.into_pyarray(py).into_any(),
-        msq.into_pyarray(py).into_any(),
-    ))
-}
-
-/// gaussian_terms_forward(x (B,D), x_mean (N,B,D), log_sigma2: float, n_threads=1)
-///     -> (sq_mean (B,), mean_sq (B,)); log_sigma2 is rounded to the arrays' dtype.
-#[pyfunction]
-#[pyo3(signature = (x, x_mean, log_sigma2, n_threads=1))]
-fn gaussian_terms_forward<'py>(
-    x: &Bound<'py, PyAny>,
-    x_mean: &Bound<'py, PyAny>,
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    with_float_type!(x, "x", T => gt_forward::<T>(x.py(), x, x_mean, log_sigma2, n_threads))
-}
-
-fn gt_backward<'py, T: Real + Element>(
-    py: Python<'py>,
-    args: [&Bound<'py, PyAny>; 4],
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let ga = arr::<T, Ix1>("grad_sq_mean", args[0])?;
-    let gc = arr::<T, Ix1>("grad_mean_sq", args[1])?;
-    let (x, xm) = (
-        arr::<T, Ix2>("x", args[2])?,
-        arr::<T, Ix3>("x_mean", args[3])?,
-    );
-    let (ga, gc, x, xm) = (ga.as_array(), gc.as_array(), x.as_array(), xm.as_array());
-    let ls = T::from_f64(log_sigma2);
-    let (dx, dxm) = py
-        .detach(|| fused::gaussian_terms::backward(ga, gc, x, xm, ls, n_threads))
-        .map_err(to_py_err)?;
-    Ok((
-        dx.into_pyarray(py).into_any(),
-        dxm.into_pyarray(py).into_any(),
-    ))
-}
-
-/// gaussian_terms_backward(grad_sq_mean (B,), grad_mean_sq (B,), x (B,D), x_mean (N,B,D),
-///     log_sigma2: float, n_threads=1) -> (dx (B,D), dx_mean (N,B,D))
-#[pyfunction]
-#[pyo3(signature = (grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2, n_threads=1))]
-fn gaussian_terms_backward<'py>(
-    grad_sq_mean: &Bound<'py, PyAny>,
-    grad_mean_sq: &Bound<'py, PyAny>,
-    x: &Bound<'py, PyAny>,
-    x_mean: &Bound<'py, PyAny>,
-    log_sigma2: f64,
-    n_threads: usize,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let args = [grad_sq_mean, grad_mean_sq, x, x_mean];
-    with_float_type!(grad_sq_mean, "grad_sq_mean", T => gt_backward::<T>(grad_sq_mean.py(), args, log_sigma2, n_threads))
+fused_pyfunction! {
+    /// gaussian_terms_backward(grad_sq_mean (B,), grad_mean_sq (B,), x (B,D), x_mean (N,B,D),
+    ///     log_sigma2: float, n_threads=1) -> (dx (B,D), dx_mean (N,B,D))
+    fn gaussian_terms_backward(grad_sq_mean: Ix1, grad_mean_sq: Ix1, x: Ix2, x_mean: Ix3;
+        log_sigma2: f64) {}
+        => |T, n_threads| {
+            let inputs = gaussian_terms::Inputs::new(x, x_mean, T::from_f64(log_sigma2))?;
+            inputs.backward(grad_sq_mean, grad_mean_sq, n_threads)
+        }
 }
 
 /// hutchinson_probes(shape (P, B, D), seed, dist, dtype="float32"|"float64", n_threads=1)
@@ -480,72 +416,30 @@ fn hutchinson_probes<'py>(
     let dist = Dist::from_id(dist).map_err(to_py_err)?;
     let (p, b, d) = shape;
     match dtype {
-        "float32" => Ok(py
-            .detach(|| fused::hutchinson::probes::<f32>(p, b, d, seed, dist, n_threads))
-            .into_pyarray(py)
-            .into_any()),
-        "float64" => Ok(py
-            .detach(|| fused::hutchinson::probes::<f64>(p, b, d, seed, dist, n_threads))
-            .into_pyarray(py)
-            .into_any()),
+        "float32" => detached(py, || {
+            Ok(hutchinson::probes::<f32>(p, b, d, seed, dist, n_threads))
+        }),
+        "float64" => detached(py, || {
+            Ok(hutchinson::probes::<f64>(p, b, d, seed, dist, n_threads))
+        }),
         other => Err(PyValueError::new_err(format!(
             "dtype: expected \"float32\" or \"float64\", got {other:?}"
         ))),
     }
 }
 
-fn hutch_dot<'py, T: Real + Element>(
-    py: Python<'py>,
-    u: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: Dist,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let u = arr::<T, Ix3>("u", u)?;
-    let u = u.as_array();
-    let out = py.detach(|| fused::hutchinson::dot(u, seed, dist, n_threads));
-    Ok(out.into_pyarray(py).into_any())
+fused_pyfunction! {
+    /// hutchinson_dot(u (P, B, D), seed, dist, n_threads=1) -> Σ_d v·u, (P, B), v regenerated
+    fn hutchinson_dot(u: Ix3; seed: u64, dist: i64) {
+        let dist = Dist::from_id(dist).map_err(to_py_err)?;
+    } => |T, n_threads| Ok(hutchinson::dot(u, seed, dist, n_threads))
 }
 
-/// hutchinson_dot(u (P, B, D), seed, dist, n_threads=1) -> Σ_d v·u, (P, B), v regenerated
-#[pyfunction]
-#[pyo3(signature = (u, seed, dist, n_threads=1))]
-fn hutchinson_dot<'py>(
-    u: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: i64,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let dist = Dist::from_id(dist).map_err(to_py_err)?;
-    with_float_type!(u, "u", T => hutch_dot::<T>(u.py(), u, seed, dist, n_threads))
-}
-
-fn hutch_dot_backward<'py, T: Real + Element>(
-    py: Python<'py>,
-    go: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: Dist,
-    d: usize,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let go = arr::<T, Ix2>("go", go)?;
-    let go = go.as_array();
-    let out = py.detach(|| fused::hutchinson::dot_backward(go, seed, dist, d, n_threads));
-    Ok(out.into_pyarray(py).into_any())
-}
-
-/// hutchinson_dot_backward(go (P, B), seed, dist, d, n_threads=1) -> go·v, (P, B, d)
-#[pyfunction]
-#[pyo3(signature = (go, seed, dist, d, n_threads=1))]
-fn hutchinson_dot_backward<'py>(
-    go: &Bound<'py, PyAny>,
-    seed: u64,
-    dist: i64,
-    d: usize,
-    n_threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let dist = Dist::from_id(dist).map_err(to_py_err)?;
-    with_float_type!(go, "go", T => hutch_dot_backward::<T>(go.py(), go, seed, dist, d, n_threads))
+fused_pyfunction! {
+    /// hutchinson_dot_backward(go (P, B), seed, dist, d, n_threads=1) -> go·v, (P, B, d)
+    fn hutchinson_dot_backward(go: Ix2; seed: u64, dist: i64, d: usize) {
+        let dist = Dist::from_id(dist).map_err(to_py_err)?;
+    } => |T, n_threads| Ok(hutchinson::dot_backward(go, seed, dist, d, n_threads))
 }
 
 #[pymodule]

@@ -12,7 +12,7 @@
 //! divergence of a Gaussian-mixture `q` against the grid posterior by grid quadrature.
 
 use crate::mixture::Mixture;
-use crate::{Error, Result};
+use crate::{ensure_rows, Error, Result};
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Zip};
 
 /// Relative tolerance on the spacing of an axis to count as uniform.
@@ -178,23 +178,10 @@ pub fn check_log_joint(
     grid: &Grid,
     all_finite: bool,
 ) -> Result<()> {
-    let (b, g) = log_joint.dim();
-    if b == 0 {
-        return Err(Error::Shape {
-            arg: "log_joint",
-            msg: "empty batch".into(),
-        });
-    }
-    if g != grid.len() {
-        return Err(Error::Shape {
-            arg: "log_joint",
-            msg: format!(
-                "has {g} grid values per row, the axes give {:?} = {}",
-                grid.shape(),
-                grid.len()
-            ),
-        });
-    }
+    ensure_rows("log_joint", log_joint.dim(), grid.len(), |g| {
+        let (shape, len) = (grid.shape(), grid.len());
+        format!("has {g} grid values per row, the axes give {shape:?} = {len}")
+    })?;
     for (r, row) in log_joint.axis_iter(Axis(0)).enumerate() {
         let mut any_finite = false;
         for &v in row.iter() {
@@ -262,6 +249,22 @@ pub fn summarise(log_joint: ArrayView2<'_, f64>, grid: &Grid) -> Result<Summary>
     })
 }
 
+/// Overwrites each log value v of `row` (the points along `axis`) by e = exp(v − m) and returns
+/// (Σ e, Σ e·u, Σ e·u²) with u = z − `zref` for the point's coordinate z.
+#[inline(always)]
+fn exp_moments(row: &mut [f64], axis: &[f64], m: f64, zref: f64) -> (f64, f64, f64) {
+    let (mut s0, mut s1, mut s2) = (0.0, 0.0, 0.0);
+    for (v, &z) in row.iter_mut().zip(axis) {
+        let e = (*v - m).exp();
+        *v = e;
+        let u = z - zref;
+        s0 += e;
+        s1 += e * u;
+        s2 += e * u * u;
+    }
+    (s0, s1, s2)
+}
+
 /// Summarise one row in place: `buf` holds log p(x, z_g) (G values, no NaN/+∞, some finite) and
 /// is overwritten by the normalised density. Returns (log_z, mean, cov) (entries beyond L zero).
 ///
@@ -281,28 +284,13 @@ pub fn summarise_row_inplace(buf: &mut [f64], grid: &Grid) -> (f64, [f64; 2], [[
     let (mut s0, mut s1, mut s2, mut s11, mut s12, mut s22) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let ax0 = &grid.axes()[0];
     if l == 1 {
-        for (v, &z) in buf.iter_mut().zip(ax0) {
-            let e = (*v - m).exp();
-            *v = e;
-            let u = z - zref[0];
-            s0 += e;
-            s1 += e * u;
-            s11 += e * u * u;
-        }
+        (s0, s1, s11) = exp_moments(buf, ax0, m, zref[0]);
     } else {
         let ax1 = &grid.axes()[1];
         let n2 = ax1.len();
         for (i, row) in buf.chunks_exact_mut(n2).enumerate() {
             let u1 = ax0[i] - zref[0];
-            let (mut r0, mut r2, mut r22) = (0.0, 0.0, 0.0);
-            for (v, &z2) in row.iter_mut().zip(ax1) {
-                let e = (*v - m).exp();
-                *v = e;
-                let u2 = z2 - zref[1];
-                r0 += e;
-                r2 += e * u2;
-                r22 += e * u2 * u2;
-            }
+            let (r0, r2, r22) = exp_moments(row, ax1, m, zref[1]);
             s0 += r0;
             s1 += r0 * u1;
             s11 += r0 * u1 * u1;

@@ -50,3 +50,21 @@ pub(crate) fn ensure_finite<'a>(
         })
     }
 }
+
+/// Checks a (B, n) batch of rows: `Err(Error::Shape { arg, .. })` with "empty batch" if B = 0,
+/// or with `mismatch(n)` if n ≠ `n_expected`.
+pub(crate) fn ensure_rows(
+    arg: &'static str,
+    (b, n): (usize, usize),
+    n_expected: usize,
+    mismatch: impl FnOnce(usize) -> String,
+) -> Result<()> {
+    let msg = if b == 0 {
+        "empty batch".into()
+    } else if n != n_expected {
+        mismatch(n)
+    } else {
+        return Ok(());
+    };
+    Err(Error::Shape { arg, msg })
+}

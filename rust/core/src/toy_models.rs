@@ -11,7 +11,7 @@
 
 use crate::grid::{self, Grid, Summary};
 use crate::mixture::Mixture;
-use crate::{ensure_finite, Error, Result};
+use crate::{ensure_finite, ensure_rows, Error, Result};
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis, Zip};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -239,19 +239,9 @@ impl Model {
 
     /// Check observations x (B, D): shape, B ≥ 1, finite.
     pub fn check_x(&self, x: &ArrayView2<'_, f64>) -> Result<()> {
-        let (b, d) = x.dim();
-        if b == 0 {
-            return Err(Error::Shape {
-                arg: "x",
-                msg: "empty batch".into(),
-            });
-        }
-        if d != self.data_dim() {
-            return Err(Error::Shape {
-                arg: "x",
-                msg: format!("model has data dimension {}, got {d}", self.data_dim()),
-            });
-        }
+        ensure_rows("x", x.dim(), self.data_dim(), |d| {
+            format!("model has data dimension {}, got {d}", self.data_dim())
+        })?;
         ensure_finite("x", x.iter())?;
         Ok(())
     }

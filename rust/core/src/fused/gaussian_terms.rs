@@ -21,9 +21,9 @@
 //! Accumulation in the input dtype.
 
 use super::threads::{plan, run};
-use super::{check_shape, slice, split_rows, split_slabs, sum, sum_sq, Real};
+use super::{check_shape, slice, split_rows, split_slabs, standard, sum, sum_sq, Real};
 use crate::Result;
-use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix2, Ix3};
 
 /// Largest D tile, as the Triton kernel's `MAX_BLOCK_D`.
 pub const MAX_BLOCK_D: usize = 128;
@@ -70,139 +70,137 @@ fn accumulate_tile<T: Real>(
     }
 }
 
-/// (N, B, D) of `x_mean` after checking that its shape is (N, *x.shape).
-fn check_x_mean<T: Real>(
-    x: &ArrayView2<'_, T>,
-    x_mean: &ArrayView3<'_, T>,
-) -> Result<(usize, usize, usize)> {
-    let (n, b, d) = x_mean.dim();
-    check_shape(
-        "x_mean",
-        x_mean.shape(),
-        &[n, x.nrows(), x.ncols()],
-        "(N, *x.shape)",
-    )?;
-    Ok((n, b, d))
+/// The inputs of both kernels: `x` (B, D) and `x_mean` (N, B, D), checked against each other and
+/// in standard layout, and inv = exp(−`log_sigma2`).
+pub struct Inputs<'a, T> {
+    dims: (usize, usize, usize),
+    x: CowArray<'a, T, Ix2>,
+    x_mean: CowArray<'a, T, Ix3>,
+    inv: T,
 }
 
-/// Forward: (sq_mean (B,), mean_sq (B,)) for `x` (B, D), `x_mean` (N, B, D), `log_sigma2`.
-///
-/// Errors: `Error::Shape` naming `x_mean` when its shape is not (N, *x.shape).
-pub fn forward<T: Real>(
-    x: ArrayView2<'_, T>,
-    x_mean: ArrayView3<'_, T>,
-    log_sigma2: T,
-    n_threads: usize,
-) -> Result<(Array1<T>, Array1<T>)> {
-    let (n, b, d) = check_x_mean(&x, &x_mean)?;
-    let (x, xm) = (x.as_standard_layout(), x_mean.as_standard_layout());
-    let (xs, xms) = (slice(&x), slice(&xm));
-    let mut sq = vec![T::ZERO; b];
-    let mut msq = vec![T::ZERO; b];
-    if n * b * d == 0 {
-        return Ok((Array1::from_vec(sq), Array1::from_vec(msq)));
+impl<'a, T: Real> Inputs<'a, T> {
+    /// Errors: `Error::Shape` naming `x_mean` when its shape is not (N, *x.shape).
+    pub fn new(x: ArrayView2<'a, T>, x_mean: ArrayView3<'a, T>, log_sigma2: T) -> Result<Self> {
+        let (n, b, d) = x_mean.dim();
+        let expected = [n, x.nrows(), x.ncols()];
+        check_shape("x_mean", x_mean.shape(), &expected, "(N, *x.shape)")?;
+        Ok(Inputs {
+            dims: (n, b, d),
+            x: standard(x),
+            x_mean: standard(x_mean),
+            inv: (-log_sigma2).exp(),
+        })
     }
-    let inv = (-log_sigma2).exp();
-    let nf = T::from_usize(n);
-    let bd = block_d(d);
-    let bounds = plan(n_threads, b, 3 * n * d);
-    let tasks: Vec<_> = split_rows(&mut sq, 1, &bounds)
-        .into_iter()
-        .zip(split_rows(&mut msq, 1, &bounds))
-        .collect();
-    run(n_threads, tasks, |((b0, sq_t), (_, msq_t))| {
-        let mut acc_f = [T::ZERO; MAX_BLOCK_D];
-        let mut acc_sq = [T::ZERO; MAX_BLOCK_D];
-        for (j, (sq_b, msq_b)) in sq_t.iter_mut().zip(msq_t.iter_mut()).enumerate() {
-            let bi = b0 + j;
-            let (mut s, mut m) = (T::ZERO, T::ZERO);
-            for d0 in (0..d).step_by(bd) {
-                let w = bd.min(d - d0);
-                let x_t = &xs[bi * d + d0..bi * d + d0 + w];
-                let xm_t = &xms[bi * d + d0..];
-                accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, Some(&mut acc_sq));
-                let fbar = &mut acc_f[..w];
-                for v in fbar.iter_mut() {
-                    *v = *v / nf;
-                }
-                s += sum(&acc_sq[..w]) / nf;
-                m += sum_sq(fbar);
-            }
-            *sq_b = s;
-            *msq_b = m;
-        }
-    });
-    Ok((Array1::from_vec(sq), Array1::from_vec(msq)))
-}
 
-/// Backward: (dx (B, D), dx_mean (N, B, D)) given `grad_sq_mean` a (B,) and `grad_mean_sq` c (B,).
-///
-/// Errors: `Error::Shape` naming the argument when the shapes disagree.
-pub fn backward<T: Real>(
-    grad_sq_mean: ArrayView1<'_, T>,
-    grad_mean_sq: ArrayView1<'_, T>,
-    x: ArrayView2<'_, T>,
-    x_mean: ArrayView3<'_, T>,
-    log_sigma2: T,
-    n_threads: usize,
-) -> Result<(Array2<T>, Array3<T>)> {
-    let (n, b, d) = check_x_mean(&x, &x_mean)?;
-    check_shape("grad_sq_mean", grad_sq_mean.shape(), &[b], "x.shape[:1]")?;
-    check_shape("grad_mean_sq", grad_mean_sq.shape(), &[b], "x.shape[:1]")?;
-    let (ga, gc) = (
-        grad_sq_mean.as_standard_layout(),
-        grad_mean_sq.as_standard_layout(),
-    );
-    let (x, xm) = (x.as_standard_layout(), x_mean.as_standard_layout());
-    let (gas, gcs, xs, xms) = (slice(&ga), slice(&gc), slice(&x), slice(&xm));
-    let mut dx = vec![T::ZERO; b * d];
-    let mut dxm = vec![T::ZERO; n * b * d];
-    if n * b * d > 0 {
-        let inv = (-log_sigma2).exp();
+    /// Forward: (sq_mean (B,), mean_sq (B,)).
+    pub fn forward(&self, n_threads: usize) -> (Array1<T>, Array1<T>) {
+        let (n, b, d) = self.dims;
+        let (xs, xms, inv) = (slice(&self.x), slice(&self.x_mean), self.inv);
+        let mut sq = vec![T::ZERO; b];
+        let mut msq = vec![T::ZERO; b];
+        if n * b * d == 0 {
+            return (Array1::from_vec(sq), Array1::from_vec(msq));
+        }
         let nf = T::from_usize(n);
-        let neg2inv = -T::TWO * inv;
-        let coef = T::TWO * inv / nf;
         let bd = block_d(d);
-        let bounds = plan(n_threads, b, 4 * n * d);
-        let tasks: Vec<_> = split_rows(&mut dx, d, &bounds)
+        let bounds = plan(n_threads, b, 3 * n * d);
+        let tasks: Vec<_> = split_rows(&mut sq, 1, &bounds)
             .into_iter()
-            .zip(split_slabs(&mut dxm, b * d, d, &bounds))
+            .zip(split_rows(&mut msq, 1, &bounds))
             .collect();
-        run(n_threads, tasks, |((b0, dx_t), mut dxm_t)| {
+        run(n_threads, tasks, |((b0, sq_t), (_, msq_t))| {
             let mut acc_f = [T::ZERO; MAX_BLOCK_D];
-            let mut cf = [T::ZERO; MAX_BLOCK_D];
-            for (j, dx_r) in dx_t.chunks_exact_mut(d).enumerate() {
+            let mut acc_sq = [T::ZERO; MAX_BLOCK_D];
+            for (j, (sq_b, msq_b)) in sq_t.iter_mut().zip(msq_t.iter_mut()).enumerate() {
                 let bi = b0 + j;
-                let (a, c) = (gas[bi], gcs[bi]);
-                let s = neg2inv * (a + c);
+                let (mut s, mut m) = (T::ZERO, T::ZERO);
                 for d0 in (0..d).step_by(bd) {
                     let w = bd.min(d - d0);
                     let x_t = &xs[bi * d + d0..bi * d + d0 + w];
                     let xm_t = &xms[bi * d + d0..];
-                    accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, None);
-                    let (fbar, cf) = (&mut acc_f[..w], &mut cf[..w]);
-                    let dx_w = &mut dx_r[d0..d0 + w];
-                    for k in 0..w {
-                        fbar[k] = fbar[k] / nf;
-                        dx_w[k] = s * fbar[k];
-                        cf[k] = c * fbar[k];
+                    accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, Some(&mut acc_sq));
+                    let fbar = &mut acc_f[..w];
+                    for v in fbar.iter_mut() {
+                        *v = *v / nf;
                     }
-                    for (ni, slab) in dxm_t.iter_mut().enumerate() {
-                        let xm = &xm_t[ni * b * d..ni * b * d + w];
-                        let out = &mut slab[j * d + d0..j * d + d0 + w];
+                    s += sum(&acc_sq[..w]) / nf;
+                    m += sum_sq(fbar);
+                }
+                *sq_b = s;
+                *msq_b = m;
+            }
+        });
+        (Array1::from_vec(sq), Array1::from_vec(msq))
+    }
+
+    /// Backward: (dx (B, D), dx_mean (N, B, D)) given `grad_sq_mean` a (B,) and `grad_mean_sq`
+    /// c (B,).
+    ///
+    /// Errors: `Error::Shape` naming the argument when its shape is not (B,).
+    pub fn backward(
+        &self,
+        grad_sq_mean: ArrayView1<'_, T>,
+        grad_mean_sq: ArrayView1<'_, T>,
+        n_threads: usize,
+    ) -> Result<(Array2<T>, Array3<T>)> {
+        let (n, b, d) = self.dims;
+        check_shape("grad_sq_mean", grad_sq_mean.shape(), &[b], "x.shape[:1]")?;
+        check_shape("grad_mean_sq", grad_mean_sq.shape(), &[b], "x.shape[:1]")?;
+        let (ga, gc) = (
+            grad_sq_mean.as_standard_layout(),
+            grad_mean_sq.as_standard_layout(),
+        );
+        let (gas, gcs) = (slice(&ga), slice(&gc));
+        let (xs, xms, inv) = (slice(&self.x), slice(&self.x_mean), self.inv);
+        let mut dx = vec![T::ZERO; b * d];
+        let mut dxm = vec![T::ZERO; n * b * d];
+        if n * b * d > 0 {
+            let nf = T::from_usize(n);
+            let neg2inv = -T::TWO * inv;
+            let coef = T::TWO * inv / nf;
+            let bd = block_d(d);
+            let bounds = plan(n_threads, b, 4 * n * d);
+            let tasks: Vec<_> = split_rows(&mut dx, d, &bounds)
+                .into_iter()
+                .zip(split_slabs(&mut dxm, b * d, d, &bounds))
+                .collect();
+            run(n_threads, tasks, |((b0, dx_t), mut dxm_t)| {
+                let mut acc_f = [T::ZERO; MAX_BLOCK_D];
+                let mut cf = [T::ZERO; MAX_BLOCK_D];
+                for (j, dx_r) in dx_t.chunks_exact_mut(d).enumerate() {
+                    let bi = b0 + j;
+                    let (a, c) = (gas[bi], gcs[bi]);
+                    let s = neg2inv * (a + c);
+                    for d0 in (0..d).step_by(bd) {
+                        let w = bd.min(d - d0);
+                        let x_t = &xs[bi * d + d0..bi * d + d0 + w];
+                        let xm_t = &xms[bi * d + d0..];
+                        accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, None);
+                        let (fbar, cf) = (&mut acc_f[..w], &mut cf[..w]);
+                        let dx_w = &mut dx_r[d0..d0 + w];
                         for k in 0..w {
-                            let f = (xm[k] - x_t[k]) * inv;
-                            out[k] = coef * (a * f + cf[k]);
+                            fbar[k] = fbar[k] / nf;
+                            dx_w[k] = s * fbar[k];
+                            cf[k] = c * fbar[k];
+                        }
+                        for (ni, slab) in dxm_t.iter_mut().enumerate() {
+                            let xm = &xm_t[ni * b * d..ni * b * d + w];
+                            let out = &mut slab[j * d + d0..j * d + d0 + w];
+                            for k in 0..w {
+                                let f = (xm[k] - x_t[k]) * inv;
+                                out[k] = coef * (a * f + cf[k]);
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
+        }
+        Ok((
+            Array2::from_shape_vec((b, d), dx).expect("B·D values"),
+            Array3::from_shape_vec((n, b, d), dxm).expect("N·B·D values"),
+        ))
     }
-    Ok((
-        Array2::from_shape_vec((b, d), dx).expect("B·D values"),
-        Array3::from_shape_vec((n, b, d), dxm).expect("N·B·D values"),
-    ))
 }
 
 #[cfg(test)]
@@ -238,13 +236,13 @@ mod tests {
                 .mean_axis(ndarray::Axis(0))
                 .unwrap();
             let msq_want = (&fbar * &fbar).sum_axis(ndarray::Axis(1));
+            let inputs = Inputs::new(x.view(), xm.view(), ls).unwrap();
             for threads in [1, 2, 5] {
-                let (sq, msq) = forward(x.view(), xm.view(), ls, threads).unwrap();
+                let (sq, msq) = inputs.forward(threads);
                 for (a, w) in sq.iter().zip(&sq_want).chain(msq.iter().zip(&msq_want)) {
                     assert!((a - w).abs() <= 1e-12 * (1.0 + w.abs()), "{a} vs {w}");
                 }
-                let (dx, dxm) =
-                    backward(ga.view(), gc.view(), x.view(), xm.view(), ls, threads).unwrap();
+                let (dx, dxm) = inputs.backward(ga.view(), gc.view(), threads).unwrap();
                 for bi in 0..b {
                     let (a, c) = (ga[bi], gc[bi]);
                     for k in 0..d {
@@ -267,11 +265,12 @@ mod tests {
         // fbar = (2, 1) → mean_sq = 5
         let x = Array2::from_shape_vec((1, 2), vec![0.0f32, 0.0]).unwrap();
         let xm = Array3::from_shape_vec((2, 1, 2), vec![1.0f32, 0.0, 3.0, 2.0]).unwrap();
-        let (sq, msq) = forward(x.view(), xm.view(), 0.0, 1).unwrap();
+        let inputs = Inputs::new(x.view(), xm.view(), 0.0).unwrap();
+        let (sq, msq) = inputs.forward(1);
         assert_eq!((sq[0], msq[0]), (7.0, 5.0));
         // a = 1, c = 0: dx_mean = (2/N) f = f, dx = −2 fbar
         let (ga, gc) = (Array1::from_elem(1, 1.0f32), Array1::from_elem(1, 0.0f32));
-        let (dx, dxm) = backward(ga.view(), gc.view(), x.view(), xm.view(), 0.0, 1).unwrap();
+        let (dx, dxm) = inputs.backward(ga.view(), gc.view(), 1).unwrap();
         assert_eq!(dx.as_slice().unwrap(), &[-4.0, -2.0]);
         assert_eq!(dxm.as_slice().unwrap(), &[1.0, 0.0, 3.0, 2.0]);
     }
@@ -280,11 +279,12 @@ mod tests {
     fn shape_errors_name_the_argument() {
         let x = Array2::<f64>::zeros((2, 3));
         let xm = Array3::<f64>::zeros((1, 2, 4));
-        let err = forward(x.view(), xm.view(), 0.0, 1).unwrap_err();
+        let err = Inputs::new(x.view(), xm.view(), 0.0).err().unwrap();
         assert!(err.to_string().starts_with("x_mean:"), "{err}");
         let xm = Array3::<f64>::zeros((1, 2, 3));
         let g = Array1::<f64>::zeros(3);
-        let err = backward(g.view(), g.view(), x.view(), xm.view(), 0.0, 1).unwrap_err();
+        let inputs = Inputs::new(x.view(), xm.view(), 0.0).unwrap();
+        let err = inputs.backward(g.view(), g.view(), 1).unwrap_err();
         assert!(err.to_string().starts_with("grad_sq_mean:"), "{err}");
     }
 }

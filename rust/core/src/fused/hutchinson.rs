@@ -48,16 +48,32 @@ impl Dist {
     }
 }
 
+/// The pieces of `out` (columns `d0 ..` of row `r` of a D-column probe tensor) that one Philox
+/// call each fills, `cols` columns a call, paired with that call's offset r·⌈D/cols⌉ + d/cols.
+/// `d0` must be a multiple of `cols`.
+#[inline(always)]
+fn philox_groups<T>(
+    out: &mut [T],
+    r: u64,
+    d: usize,
+    d0: usize,
+    cols: usize,
+) -> impl Iterator<Item = (u64, &mut [T])> {
+    let per_row = d.div_ceil(cols) as u64;
+    let first = (d0 / cols) as u64;
+    let row_offset = r.wrapping_mul(per_row);
+    out.chunks_mut(cols)
+        .enumerate()
+        .map(move |(k, group)| (row_offset.wrapping_add(first + k as u64), group))
+}
+
 /// Writes probe columns `d0 .. d0 + out.len()` of row `r` of a D-column probe tensor.
 /// `d0` must be a multiple of [`BLOCK`] (or 0).
 #[inline(always)]
 fn fill<T: Real>(seed: u64, r: u64, d: usize, d0: usize, dist: Dist, out: &mut [T]) {
     match dist {
         Dist::Rademacher => {
-            let per_row = d.div_ceil(RADEMACHER_COLS) as u64;
-            let first = (d0 / RADEMACHER_COLS) as u64;
-            for (k, block) in out.chunks_mut(RADEMACHER_COLS).enumerate() {
-                let offset = r.wrapping_mul(per_row).wrapping_add(first + k as u64);
+            for (offset, block) in philox_groups(out, r, d, d0, RADEMACHER_COLS) {
                 let words = randint4x(seed, offset);
                 for (word, sub) in words.iter().zip(block.chunks_mut(32)) {
                     for (i, o) in sub.iter_mut().enumerate() {
@@ -67,10 +83,7 @@ fn fill<T: Real>(seed: u64, r: u64, d: usize, d0: usize, dist: Dist, out: &mut [
             }
         }
         Dist::Gaussian => {
-            let per_row = d.div_ceil(GAUSSIAN_COLS) as u64;
-            let first = (d0 / GAUSSIAN_COLS) as u64;
-            for (k, group) in out.chunks_mut(GAUSSIAN_COLS).enumerate() {
-                let offset = r.wrapping_mul(per_row).wrapping_add(first + k as u64);
+            for (offset, group) in philox_groups(out, r, d, d0, GAUSSIAN_COLS) {
                 let normals = randn4x(seed, offset);
                 for (o, &v) in group.iter_mut().zip(&normals) {
                     *o = T::from_f32(v);
@@ -78,6 +91,37 @@ fn fill<T: Real>(seed: u64, r: u64, d: usize, d0: usize, dist: Dist, out: &mut [
             }
         }
     }
+}
+
+/// The (P, B, D) probes for `seed` and `dist`, each row r = p·B + b then passed to
+/// `then(r, row)` (on the thread that drew it). `rademacher_cost`: work per column of a
+/// Rademacher row, for the thread plan (a Gaussian one costs 16).
+#[inline(always)]
+fn probe_rows<T: Real>(
+    (p, b, d): (usize, usize, usize),
+    seed: u64,
+    dist: Dist,
+    n_threads: usize,
+    rademacher_cost: usize,
+    then: impl Fn(usize, &mut [T]) + Sync,
+) -> Array3<T> {
+    let mut out = vec![T::ZERO; p * b * d];
+    if d > 0 {
+        let cost = if dist == Dist::Gaussian {
+            16
+        } else {
+            rademacher_cost
+        };
+        let bounds = plan(n_threads, p * b, cost * d);
+        run(n_threads, split_rows(&mut out, d, &bounds), |(r0, rows)| {
+            for (i, row) in rows.chunks_exact_mut(d).enumerate() {
+                let r = r0 + i;
+                fill(seed, r as u64, d, 0, dist, row);
+                then(r, row);
+            }
+        });
+    }
+    Array3::from_shape_vec((p, b, d), out).expect("P·B·D values")
 }
 
 /// The probes v, shape (`p`, `b`, `d`), for `seed` and `dist`.
@@ -89,17 +133,7 @@ pub fn probes<T: Real>(
     dist: Dist,
     n_threads: usize,
 ) -> Array3<T> {
-    let mut out = vec![T::ZERO; p * b * d];
-    if d > 0 {
-        let cost = if dist == Dist::Gaussian { 16 } else { 1 };
-        let bounds = plan(n_threads, p * b, cost * d);
-        run(n_threads, split_rows(&mut out, d, &bounds), |(r0, rows)| {
-            for (i, row) in rows.chunks_exact_mut(d).enumerate() {
-                fill(seed, (r0 + i) as u64, d, 0, dist, row);
-            }
-        });
-    }
-    Array3::from_shape_vec((p, b, d), out).expect("P·B·D values")
+    probe_rows((p, b, d), seed, dist, n_threads, 1, |_, _| {})
 }
 
 /// out[p, b] = Σ_d v[p, b, d]·u[p, b, d] for `u` (P, B, D), the probes regenerated from `seed`.
@@ -149,22 +183,12 @@ pub fn dot_backward<T: Real>(
     let (p, b) = go.dim();
     let go = go.as_standard_layout();
     let gos = slice(&go);
-    let mut out = vec![T::ZERO; p * b * d];
-    if d > 0 {
-        let cost = if dist == Dist::Gaussian { 16 } else { 2 };
-        let bounds = plan(n_threads, p * b, cost * d);
-        run(n_threads, split_rows(&mut out, d, &bounds), |(r0, rows)| {
-            for (i, row) in rows.chunks_exact_mut(d).enumerate() {
-                let r = r0 + i;
-                fill(seed, r as u64, d, 0, dist, row);
-                let g = gos[r];
-                for v in row.iter_mut() {
-                    *v = g * *v;
-                }
-            }
-        });
-    }
-    Array3::from_shape_vec((p, b, d), out).expect("P·B·D values")
+    probe_rows((p, b, d), seed, dist, n_threads, 2, |r, row| {
+        let g = gos[r];
+        for v in row.iter_mut() {
+            *v = g * *v;
+        }
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! - [`hutchinson`]: Hutchinson probes from probe stream v2 (`PROBES.md`: Triton's
 //!   Philox-4x32-10, see [`philox`]), the probe dot product and its backward.
 //!
+//! The forward and backward of [`posterior_fd`] and [`gaussian_terms`] are methods of the
+//! module's `Inputs`, which checks the shapes of the inputs they share and makes them
+//! standard-layout once.
+//!
 //! Reductions over the contiguous axis (L or D) accumulate in [`LANES`] independent partial sums
 //! (the CPU analogue of a Triton tile's lanes; it lets LLVM vectorise without reassociating),
 //! reduced at the end. Results therefore equal the Triton kernels' up to the rounding of the
@@ -65,60 +69,41 @@ pub trait Real:
     const NAME: &'static str;
 }
 
-impl Real for f32 {
-    const ZERO: f32 = 0.0;
-    const ONE: f32 = 1.0;
-    const TWO: f32 = 2.0;
-    const NAME: &'static str = "float32";
-    #[inline(always)]
-    fn exp(self) -> f32 {
-        f32::exp(self)
-    }
-    #[inline(always)]
-    fn from_usize(n: usize) -> f32 {
-        n as f32
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f32 {
-        x
-    }
-    #[inline(always)]
-    fn from_f64(x: f64) -> f32 {
-        x as f32
-    }
-    #[inline(always)]
-    fn rademacher(bit: u32) -> f32 {
-        // 1.0f32 with the sign bit set to `bit`: exactly 1 − 2·bit, branch-free.
-        f32::from_bits(0x3f80_0000 | (bit << 31))
-    }
+/// `impl Real` for a float type `$t` whose bit pattern is the unsigned integer `$bits`.
+macro_rules! impl_real {
+    ($t:ident, $bits:ident, $name:literal) => {
+        impl Real for $t {
+            const ZERO: $t = 0.0;
+            const ONE: $t = 1.0;
+            const TWO: $t = 2.0;
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn exp(self) -> $t {
+                $t::exp(self)
+            }
+            #[inline(always)]
+            fn from_usize(n: usize) -> $t {
+                n as $t
+            }
+            #[inline(always)]
+            fn from_f32(x: f32) -> $t {
+                x as $t
+            }
+            #[inline(always)]
+            fn from_f64(x: f64) -> $t {
+                x as $t
+            }
+            #[inline(always)]
+            fn rademacher(bit: u32) -> $t {
+                // 1.0 with the sign bit set to `bit`: exactly 1 − 2·bit, branch-free.
+                $t::from_bits((1.0 as $t).to_bits() | (($bits::from(bit)) << ($bits::BITS - 1)))
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    const ZERO: f64 = 0.0;
-    const ONE: f64 = 1.0;
-    const TWO: f64 = 2.0;
-    const NAME: &'static str = "float64";
-    #[inline(always)]
-    fn exp(self) -> f64 {
-        f64::exp(self)
-    }
-    #[inline(always)]
-    fn from_usize(n: usize) -> f64 {
-        n as f64
-    }
-    #[inline(always)]
-    fn from_f32(x: f32) -> f64 {
-        x as f64
-    }
-    #[inline(always)]
-    fn from_f64(x: f64) -> f64 {
-        x
-    }
-    #[inline(always)]
-    fn rademacher(bit: u32) -> f64 {
-        f64::from_bits(0x3ff0_0000_0000_0000 | ((bit as u64) << 63))
-    }
-}
+impl_real!(f32, u32, "float32");
+impl_real!(f64, u64, "float64");
 
 /// Sum of the lane partial sums (a fixed pairwise tree).
 #[inline(always)]
@@ -183,7 +168,18 @@ pub(crate) fn check_shape(
     }
 }
 
-/// The contiguous data of a standard-layout array (from `as_standard_layout`).
+/// `a` itself if it is in standard layout, else a standard-layout copy.
+pub(crate) fn standard<'a, T: Clone, D: ndarray::Dimension>(
+    a: ndarray::ArrayView<'a, T, D>,
+) -> ndarray::CowArray<'a, T, D> {
+    if a.is_standard_layout() {
+        a.into()
+    } else {
+        a.as_standard_layout().into_owned().into()
+    }
+}
+
+/// The contiguous data of a standard-layout array (from `as_standard_layout` or [`standard`]).
 pub(crate) fn slice<'a, T, D: ndarray::Dimension>(a: &'a ndarray::CowArray<'_, T, D>) -> &'a [T] {
     a.as_slice().expect("standard layout")
 }

@@ -18,9 +18,9 @@
 //! input dtype. The forward reduction over L is lane-wise ([`super::LANES`] partial sums).
 
 use super::threads::{plan, run};
-use super::{check_shape, hsum, slice, split_rows, split_slabs, Real, LANES};
+use super::{check_shape, hsum, slice, split_rows, split_slabs, standard, Real, LANES};
 use crate::Result;
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, CowArray, Ix2, Ix3};
 
 /// Σ_l (z − (z − mu)·e − g)² for one row, lane-wise.
 #[inline(always)]
@@ -61,128 +61,132 @@ fn exp_neg<T: Real>(logvar: &[T], row_len: usize, n_threads: usize) -> Vec<T> {
     e
 }
 
-/// Forward: PFD per sample, (N, B), for `z`, `g` (N, B, L) and `mu`, `logvar` (B, L).
-///
-/// Errors: `Error::Shape` naming the argument when the shapes disagree.
-pub fn forward<T: Real>(
-    z: ArrayView3<'_, T>,
-    mu: ArrayView2<'_, T>,
-    logvar: ArrayView2<'_, T>,
-    g: ArrayView3<'_, T>,
-    n_threads: usize,
-) -> Result<Array2<T>> {
-    let (n, b, l) = z.dim();
-    check_shape("mu", mu.shape(), &[b, l], "z.shape[1:]")?;
-    check_shape("logvar", logvar.shape(), &[b, l], "z.shape[1:]")?;
-    check_shape("grad_loglik_z", g.shape(), &[n, b, l], "z.shape")?;
-    let (z, mu, logvar, g) = (
-        z.as_standard_layout(),
-        mu.as_standard_layout(),
-        logvar.as_standard_layout(),
-        g.as_standard_layout(),
-    );
-    let (zs, ms, gs) = (slice(&z), slice(&mu), slice(&g));
-    let mut out = vec![T::ZERO; n * b];
-    if l == 0 || out.is_empty() {
-        return Ok(Array2::from_shape_vec((n, b), out).expect("N·B values"));
-    }
-    let es = exp_neg(slice(&logvar), l, n_threads);
-    let bounds = plan(n_threads, n * b, 5 * l);
-    run(n_threads, split_rows(&mut out, 1, &bounds), |(r0, out)| {
-        for (i, o) in out.iter_mut().enumerate() {
-            let r = r0 + i;
-            let br = (r % b) * l;
-            *o = row_pfd(
-                &zs[r * l..(r + 1) * l],
-                &ms[br..br + l],
-                &es[br..br + l],
-                &gs[r * l..(r + 1) * l],
-            );
-        }
-    });
-    Ok(Array2::from_shape_vec((n, b), out).expect("N·B values"))
+/// The inputs of both kernels, checked against each other and in standard layout: `z`,
+/// `g` = ∇_z log p(x|z) (N, B, L) and `mu`, `logvar` (B, L).
+pub struct Inputs<'a, T> {
+    dims: (usize, usize, usize),
+    z: CowArray<'a, T, Ix3>,
+    mu: CowArray<'a, T, Ix2>,
+    logvar: CowArray<'a, T, Ix2>,
+    g: CowArray<'a, T, Ix3>,
 }
 
-/// Gradients (dz, dmu, dlogvar, dg) of Σ go·PFD, for `go` (N, B) and the forward's inputs.
-///
-/// Errors: `Error::Shape` naming the argument when the shapes disagree.
-#[allow(clippy::type_complexity)]
-pub fn backward<T: Real>(
-    go: ArrayView2<'_, T>,
-    z: ArrayView3<'_, T>,
-    mu: ArrayView2<'_, T>,
-    logvar: ArrayView2<'_, T>,
-    g: ArrayView3<'_, T>,
-    n_threads: usize,
-) -> Result<(Array3<T>, Array2<T>, Array2<T>, Array3<T>)> {
-    let (n, b, l) = z.dim();
-    check_shape("go", go.shape(), &[n, b], "z.shape[:-1]")?;
-    check_shape("mu", mu.shape(), &[b, l], "z.shape[1:]")?;
-    check_shape("logvar", logvar.shape(), &[b, l], "z.shape[1:]")?;
-    check_shape("grad_loglik_z", g.shape(), &[n, b, l], "z.shape")?;
-    let (go, z, mu, logvar, g) = (
-        go.as_standard_layout(),
-        z.as_standard_layout(),
-        mu.as_standard_layout(),
-        logvar.as_standard_layout(),
-        g.as_standard_layout(),
-    );
-    let (gos, zs, ms, lvs, gs) = (slice(&go), slice(&z), slice(&mu), slice(&logvar), slice(&g));
-    let mut dz = vec![T::ZERO; n * b * l];
-    let mut dg = vec![T::ZERO; n * b * l];
-    let mut dmu = vec![T::ZERO; b * l];
-    let mut dlv = vec![T::ZERO; b * l];
-    if l > 0 && b > 0 {
-        let bounds = plan(n_threads, b, (n * 9 + 3) * l);
-        let dz_parts = split_slabs(&mut dz, b * l, l, &bounds);
-        let dg_parts = split_slabs(&mut dg, b * l, l, &bounds);
-        let tasks: Vec<_> = split_rows(&mut dmu, l, &bounds)
-            .into_iter()
-            .zip(split_rows(&mut dlv, l, &bounds))
-            .zip(dz_parts.into_iter().zip(dg_parts))
-            .map(|(((b0, dmu_t), (_, dlv_t)), (dzp, dgp))| (b0, dzp, dgp, dmu_t, dlv_t))
-            .collect();
-        run(n_threads, tasks, |(b0, mut dzp, mut dgp, dmu_t, dlv_t)| {
-            let mut e = vec![T::ZERO; l];
-            let mut acc_mu = vec![T::ZERO; l];
-            let mut acc_lv = vec![T::ZERO; l];
-            let rows = dmu_t.chunks_exact_mut(l).zip(dlv_t.chunks_exact_mut(l));
-            for (j, (dmu_r, dlv_r)) in rows.enumerate() {
-                let bi = b0 + j;
-                let mu_r = &ms[bi * l..(bi + 1) * l];
-                for (ev, &v) in e.iter_mut().zip(&lvs[bi * l..(bi + 1) * l]) {
-                    *ev = (-v).exp();
-                }
-                acc_mu.fill(T::ZERO);
-                acc_lv.fill(T::ZERO);
-                for ni in 0..n {
-                    let r = ni * b + bi;
-                    let t2go = T::TWO * gos[r];
-                    sample_step(
-                        t2go,
-                        &zs[r * l..(r + 1) * l],
-                        &gs[r * l..(r + 1) * l],
-                        mu_r,
-                        &e,
-                        &mut dzp[ni][j * l..(j + 1) * l],
-                        &mut dgp[ni][j * l..(j + 1) * l],
-                        &mut acc_mu,
-                        &mut acc_lv,
-                    );
-                }
-                for k in 0..l {
-                    dmu_r[k] = acc_mu[k] * e[k];
-                    dlv_r[k] = acc_lv[k] * e[k];
-                }
+impl<'a, T: Real> Inputs<'a, T> {
+    /// Errors: `Error::Shape` naming the argument when the shapes disagree.
+    pub fn new(
+        z: ArrayView3<'a, T>,
+        mu: ArrayView2<'a, T>,
+        logvar: ArrayView2<'a, T>,
+        g: ArrayView3<'a, T>,
+    ) -> Result<Self> {
+        let (n, b, l) = z.dim();
+        check_shape("mu", mu.shape(), &[b, l], "z.shape[1:]")?;
+        check_shape("logvar", logvar.shape(), &[b, l], "z.shape[1:]")?;
+        check_shape("grad_loglik_z", g.shape(), &[n, b, l], "z.shape")?;
+        Ok(Inputs {
+            dims: (n, b, l),
+            z: standard(z),
+            mu: standard(mu),
+            logvar: standard(logvar),
+            g: standard(g),
+        })
+    }
+
+    /// Forward: PFD per sample, (N, B).
+    pub fn forward(&self, n_threads: usize) -> Array2<T> {
+        let (n, b, l) = self.dims;
+        let (zs, ms, gs) = (slice(&self.z), slice(&self.mu), slice(&self.g));
+        let mut out = vec![T::ZERO; n * b];
+        if l == 0 || out.is_empty() {
+            return Array2::from_shape_vec((n, b), out).expect("N·B values");
+        }
+        let es = exp_neg(slice(&self.logvar), l, n_threads);
+        let bounds = plan(n_threads, n * b, 5 * l);
+        run(n_threads, split_rows(&mut out, 1, &bounds), |(r0, out)| {
+            for (i, o) in out.iter_mut().enumerate() {
+                let r = r0 + i;
+                let br = (r % b) * l;
+                *o = row_pfd(
+                    &zs[r * l..(r + 1) * l],
+                    &ms[br..br + l],
+                    &es[br..br + l],
+                    &gs[r * l..(r + 1) * l],
+                );
             }
         });
+        Array2::from_shape_vec((n, b), out).expect("N·B values")
     }
-    Ok((
-        Array3::from_shape_vec((n, b, l), dz).expect("N·B·L values"),
-        Array2::from_shape_vec((b, l), dmu).expect("B·L values"),
-        Array2::from_shape_vec((b, l), dlv).expect("B·L values"),
-        Array3::from_shape_vec((n, b, l), dg).expect("N·B·L values"),
-    ))
+
+    /// Gradients (dz, dmu, dlogvar, dg) of Σ go·PFD for `go` (N, B).
+    ///
+    /// Errors: `Error::Shape` naming `go` when its shape is not (N, B).
+    #[allow(clippy::type_complexity)]
+    pub fn backward(
+        &self,
+        go: ArrayView2<'_, T>,
+        n_threads: usize,
+    ) -> Result<(Array3<T>, Array2<T>, Array2<T>, Array3<T>)> {
+        let (n, b, l) = self.dims;
+        check_shape("go", go.shape(), &[n, b], "z.shape[:-1]")?;
+        let go = go.as_standard_layout();
+        let (zs, ms, gs) = (slice(&self.z), slice(&self.mu), slice(&self.g));
+        let (gos, lvs) = (slice(&go), slice(&self.logvar));
+        let mut dz = vec![T::ZERO; n * b * l];
+        let mut dg = vec![T::ZERO; n * b * l];
+        let mut dmu = vec![T::ZERO; b * l];
+        let mut dlv = vec![T::ZERO; b * l];
+        if l > 0 && b > 0 {
+            let bounds = plan(n_threads, b, (n * 9 + 3) * l);
+            let dz_parts = split_slabs(&mut dz, b * l, l, &bounds);
+            let dg_parts = split_slabs(&mut dg, b * l, l, &bounds);
+            let tasks: Vec<_> = split_rows(&mut dmu, l, &bounds)
+                .into_iter()
+                .zip(split_rows(&mut dlv, l, &bounds))
+                .zip(dz_parts.into_iter().zip(dg_parts))
+                .map(|(((b0, dmu_t), (_, dlv_t)), (dzp, dgp))| (b0, dzp, dgp, dmu_t, dlv_t))
+                .collect();
+            run(n_threads, tasks, |(b0, mut dzp, mut dgp, dmu_t, dlv_t)| {
+                let mut e = vec![T::ZERO; l];
+                let mut acc_mu = vec![T::ZERO; l];
+                let mut acc_lv = vec![T::ZERO; l];
+                let rows = dmu_t.chunks_exact_mut(l).zip(dlv_t.chunks_exact_mut(l));
+                for (j, (dmu_r, dlv_r)) in rows.enumerate() {
+                    let bi = b0 + j;
+                    let mu_r = &ms[bi * l..(bi + 1) * l];
+                    for (ev, &v) in e.iter_mut().zip(&lvs[bi * l..(bi + 1) * l]) {
+                        *ev = (-v).exp();
+                    }
+                    acc_mu.fill(T::ZERO);
+                    acc_lv.fill(T::ZERO);
+                    for ni in 0..n {
+                        let r = ni * b + bi;
+                        let t2go = T::TWO * gos[r];
+                        sample_step(
+                            t2go,
+                            &zs[r * l..(r + 1) * l],
+                            &gs[r * l..(r + 1) * l],
+                            mu_r,
+                            &e,
+                            &mut dzp[ni][j * l..(j + 1) * l],
+                            &mut dgp[ni][j * l..(j + 1) * l],
+                            &mut acc_mu,
+                            &mut acc_lv,
+                        );
+                    }
+                    for k in 0..l {
+                        dmu_r[k] = acc_mu[k] * e[k];
+                        dlv_r[k] = acc_lv[k] * e[k];
+                    }
+                }
+            });
+        }
+        Ok((
+            Array3::from_shape_vec((n, b, l), dz).expect("N·B·L values"),
+            Array2::from_shape_vec((b, l), dmu).expect("B·L values"),
+            Array2::from_shape_vec((b, l), dlv).expect("B·L values"),
+            Array3::from_shape_vec((n, b, l), dg).expect("N·B·L values"),
+        ))
+    }
 }
 
 /// One sample's row of the backward: t = t2go·(z − d·e − g) with d = z − mu; writes dz, dg and
@@ -281,11 +285,11 @@ mod tests {
             let lv = pseudo(&[b, l], 4).into_dimensionality().unwrap();
             let go = pseudo(&[n, b], 5).into_dimensionality().unwrap();
             let want = naive(&z, &mu, &lv, &g, &go);
+            let inputs = Inputs::new(z.view(), mu.view(), lv.view(), g.view()).unwrap();
             for threads in [1, 3] {
-                let out = forward(z.view(), mu.view(), lv.view(), g.view(), threads).unwrap();
+                let out = inputs.forward(threads);
                 close(out.as_slice().unwrap(), want.0.as_slice().unwrap(), 1e-13);
-                let (dz, dmu, dlv, dg) =
-                    backward(go.view(), z.view(), mu.view(), lv.view(), g.view(), threads).unwrap();
+                let (dz, dmu, dlv, dg) = inputs.backward(go.view(), threads).unwrap();
                 // elementwise results are bit-identical to the naive formulas
                 assert_eq!(dz, want.1);
                 assert_eq!(dmu, want.2);
@@ -302,11 +306,11 @@ mod tests {
         let g = Array3::from_elem((1, 1, 1), 0.5f32);
         let mu = Array2::from_elem((1, 1), 1.0f32);
         let lv = Array2::from_elem((1, 1), 0.0f32);
-        let out = forward(z.view(), mu.view(), lv.view(), g.view(), 1).unwrap();
+        let inputs = Inputs::new(z.view(), mu.view(), lv.view(), g.view()).unwrap();
+        let out = inputs.forward(1);
         assert_eq!(out[[0, 0]], 0.25);
         let go = Array2::from_elem((1, 1), 1.0f32);
-        let (dz, dmu, dlv, dg) =
-            backward(go.view(), z.view(), mu.view(), lv.view(), g.view(), 1).unwrap();
+        let (dz, dmu, dlv, dg) = inputs.backward(go.view(), 1).unwrap();
         // t = 2·0.5 = 1: dz = t(1 − e) = 0, dg = −1, dmu = 1, dlogvar = t·(z − mu)·e = 1
         assert_eq!((dz[[0, 0, 0]], dg[[0, 0, 0]]), (0.0, -1.0));
         assert_eq!((dmu[[0, 0]], dlv[[0, 0]]), (1.0, 1.0));
@@ -320,8 +324,8 @@ mod tests {
         let mu = Array2::zeros((1, 1));
         let lv = Array2::from_elem((1, 1), -60.0f32);
         let go = Array2::from_elem((2, 1), 1.0f32);
-        let (_, dmu, dlv, _) =
-            backward(go.view(), z.view(), mu.view(), lv.view(), g.view(), 1).unwrap();
+        let inputs = Inputs::new(z.view(), mu.view(), lv.view(), g.view()).unwrap();
+        let (_, dmu, dlv, _) = inputs.backward(go.view(), 1).unwrap();
         assert_eq!(dmu[[0, 0]], 0.0);
         assert_eq!(dlv[[0, 0]], f32::NEG_INFINITY); // Σ t·d does not cancel: −inf, not NaN
     }
@@ -340,16 +344,21 @@ mod tests {
         let lv = pseudo(&[4, 5], 4)
             .into_dimensionality::<ndarray::Ix2>()
             .unwrap();
-        let a = forward(z.view(), mu.t(), lv.view(), g.view(), 1).unwrap();
-        let b = forward(z.view(), mu.t().to_owned().view(), lv.view(), g.view(), 1).unwrap();
+        let inputs = Inputs::new(z.view(), mu.t(), lv.view(), g.view()).unwrap();
+        let a = inputs.forward(1);
+        let b = Inputs::new(z.view(), mu.t().to_owned().view(), lv.view(), g.view())
+            .unwrap()
+            .forward(1);
         assert_eq!(a, b);
-        let err = forward(z.view(), mu.view(), lv.view(), g.view(), 1).unwrap_err();
+        let err = Inputs::new(z.view(), mu.view(), lv.view(), g.view())
+            .err()
+            .unwrap();
         assert!(
             err.to_string().starts_with("mu: expected shape [4, 5]"),
             "{err}"
         );
         let bad_go = Array2::<f64>::zeros((3, 5));
-        let err = backward(bad_go.view(), z.view(), mu.t(), lv.view(), g.view(), 1).unwrap_err();
+        let err = inputs.backward(bad_go.view(), 1).unwrap_err();
         assert!(err.to_string().starts_with("go:"), "{err}");
     }
 
@@ -357,11 +366,15 @@ mod tests {
     fn empty_shapes() {
         let z = Array3::<f64>::zeros((0, 2, 3));
         let mu = Array2::<f64>::zeros((2, 3));
-        let out = forward(z.view(), mu.view(), mu.view(), z.view(), 2).unwrap();
+        let out = Inputs::new(z.view(), mu.view(), mu.view(), z.view())
+            .unwrap()
+            .forward(2);
         assert_eq!(out.dim(), (0, 2));
         let z = Array3::<f64>::zeros((2, 2, 0));
         let mu = Array2::<f64>::zeros((2, 0));
-        let out = forward(z.view(), mu.view(), mu.view(), z.view(), 2).unwrap();
+        let out = Inputs::new(z.view(), mu.view(), mu.view(), z.view())
+            .unwrap()
+            .forward(2);
         assert_eq!(out, Array2::zeros((2, 2)));
     }
 }
