@@ -67,6 +67,54 @@ fn sqdist_small<const D: usize, T: Copy + Into<f64>>(sqs: &mut [f64], flat: &[T]
     }
 }
 
+/// Whether log prior values contain NaN or +∞ (−∞, a zero prior density, is allowed).
+#[inline(always)]
+fn bad_log_prior(lp: &[f64]) -> bool {
+    lp.iter().any(|v| v.is_nan() || *v == f64::INFINITY)
+}
+
+/// Whether log proposal values contain NaN or ±∞.
+#[inline(always)]
+fn bad_log_proposal(lq: &[f64]) -> bool {
+    lq.iter().any(|v| !v.is_finite())
+}
+
+/// The error [`Accumulator::add`] reports for invalid values, in its documented order: NaN/+∞
+/// log prior, then NaN/±∞ log proposal, then the first non-finite decoder distance in (datum,
+/// sample) order. `None` if all values are valid. Runs only after a row found an error.
+fn first_error<T: Copy + Into<f64>>(
+    (lps, lqs): (&[f64], &[f64]),
+    xms: &[T],
+    kc: usize,
+    xs: &[f64],
+) -> Option<Error> {
+    if bad_log_prior(lps) {
+        return Some(Error::Value {
+            arg: "log_prior",
+            msg: "contains NaN or +inf".into(),
+        });
+    }
+    if bad_log_proposal(lqs) {
+        return Some(Error::Value {
+            arg: "log_proposal",
+            msg: "contains NaN or ±inf".into(),
+        });
+    }
+    let d = xs.len() / (lps.len() / kc).max(1);
+    for (r, (rows, xr)) in xms.chunks_exact(kc * d).zip(xs.chunks_exact(d)).enumerate() {
+        if let Some(k) = rows
+            .chunks_exact(d)
+            .position(|g| !sqdist(g, xr).is_finite())
+        {
+            return Some(Error::Value {
+                arg: "x_mean",
+                msg: format!("contains NaN or inf (datum {r}, sample {k})"),
+            });
+        }
+    }
+    None
+}
+
 /// Reused per-thread buffers of [`chunk_row`] (Kc squared distances, log weights, weights).
 type Scratch = (Vec<f64>, Vec<f64>, Vec<f64>);
 
@@ -95,6 +143,18 @@ fn chunk_row<T: Copy + Into<f64>>(
     let mut st = Row::new(d);
     // Pass 1: squared distances, then log weights, of the chunk (Kc values), written through
     // slices (no per-sample push) so that the second loop vectorises.
+    if bad_log_prior(lp) {
+        return Err(Error::Value {
+            arg: "log_prior",
+            msg: "contains NaN or +inf".into(),
+        });
+    }
+    if bad_log_proposal(lq) {
+        return Err(Error::Value {
+            arg: "log_proposal",
+            msg: "contains NaN or ±inf".into(),
+        });
+    }
     let kc = lp.len();
     sqs.resize(kc, 0.0);
     lws.resize(kc, 0.0);
@@ -245,18 +305,6 @@ impl Accumulator {
                 });
             }
         }
-        if log_prior.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
-            return Err(Error::Value {
-                arg: "log_prior",
-                msg: "contains NaN or +inf".into(),
-            });
-        }
-        if log_proposal.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "log_proposal",
-                msg: "contains NaN or ±inf".into(),
-            });
-        }
         let xm = x_mean.as_standard_layout();
         let (lp, lq) = (
             log_prior.as_standard_layout(),
@@ -294,7 +342,9 @@ impl Accumulator {
                 },
             )
             .collect();
-        let partial = partial?;
+        // The rows check their own values (no extra pass over the arrays); on an error, the
+        // checks run again in their documented order to report the first offending value.
+        let partial = partial.map_err(|e| first_error((lps, lqs), xms, kc, xs).unwrap_or(e))?;
         self.rows
             .par_iter_mut()
             .zip(partial.par_iter())
