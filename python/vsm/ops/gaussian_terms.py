@@ -16,6 +16,8 @@ it is evaluated with plain torch ops instead. The trace needs no kernel and is c
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _validate as V
@@ -57,16 +59,13 @@ def _gt_bwd_fake(ga, gc, x, x_mean, log_sigma2):
 
 
 @fused_op("vsm::gaussian_terms_backward", _gt_bwd_fake, _kernels)
-def _gt_bwd_op(
-    grad_sq_mean: torch.Tensor,
-    grad_mean_sq: torch.Tensor,
-    x: torch.Tensor,
-    x_mean: torch.Tensor,
-    log_sigma2: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.wraps(R.gaussian_terms_backward, assigned=())  # the op's schema: the launchers'
+def _gt_bwd_op(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dx_mean) from (grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2), the signature of
+    the launcher that the Triton kernel module and its Rust twin share."""
     from ..kernels import gaussian_terms as K
 
-    return K.backward(grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2)
+    return K.backward(*args)
 
 
 @_gt_bwd_op.register_kernel("cpu")
