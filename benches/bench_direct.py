@@ -24,7 +24,6 @@ def main() -> None:
 
     import torch
     import torch.utils.benchmark as tb
-
     import vsm
     from vsm.ops import _direct
 
