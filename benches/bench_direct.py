@@ -86,7 +86,7 @@ def main() -> None:
     print("| case | library path µs | direct path µs | speed-up | eager reference µs |")
     print("|---|---:|---:|---:|---:|")
     for name in cases:
-        lib, dirp, ref = (best[name, v] for v in variants)
+        dirp, lib, ref = (best[name, v] for v in variants)
         print(f"| {name} | {lib:.1f} | {dirp:.1f} | {lib / dirp:.2f}x | {ref:.1f} |")
 
 
