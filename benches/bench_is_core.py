@@ -31,6 +31,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, os.path.dirname(__file__))
+    from bench_rust import torch_is
     from vsm import _core
     from vsm import reference_rust as R
 
@@ -59,32 +60,15 @@ def main() -> None:
 
         return run
 
-    def torch_is():
+    def run_torch():
         xt, ct, lpt = torch.from_numpy(x64), torch.from_numpy(chunk), torch.from_numpy(lp)
-        inv_s2, ls2 = 1.0, 0.0
-        m = torch.full((B,), -float("inf"), dtype=torch.float64)
-        s1 = torch.zeros(B, dtype=torch.float64)
-        s2, sq_acc = torch.zeros_like(s1), torch.zeros_like(s1)
-        sg = torch.zeros(B, D, dtype=torch.float64)
-        xf = xt.to(ct.dtype)
-        for _ in range(n_chunks):
-            sq = ((ct - xf[:, None]) ** 2).sum(-1).double()
-            lw = -0.5 * D * (np.log(2 * np.pi) + ls2) - 0.5 * sq * inv_s2 + lpt
-            m_new = torch.maximum(m, lw.max(1).values)
-            a = torch.exp(m - m_new)
-            e = torch.exp(lw - m_new[:, None])
-            s1 = a * s1 + e.sum(1)
-            s2 = a * a * s2 + (e * e).sum(1)
-            sq_acc = a * sq_acc + (e * sq).sum(1)
-            sg = a[:, None] * sg + torch.bmm(e[:, None].to(ct.dtype), ct)[:, 0].double()
-            m = m_new
-        return m + torch.log(s1) - np.log(K)
+        return torch_is(xt, 0.0, ct, lpt, n_chunks)
 
     fns = {
         "rust (new)": engine(_core.ISAccumulator),
         "rust (old)": engine(old.ISAccumulator),
         "numpy": engine(R.ISAccumulatorNumpy),
-        "torch": torch_is,
+        "torch": run_torch,
     }
     new_r, old_r = fns["rust (new)"](), fns["rust (old)"]()
     for a, b in zip(new_r, old_r, strict=True):

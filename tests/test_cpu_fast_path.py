@@ -106,21 +106,27 @@ def _run_both(monkeypatch, fn, args):
     return direct, library
 
 
+def _assert_direct_equals_library_and_reference(fn, args, dtype):
+    """fn(args) on the direct path equals the torch.library path exactly, and the reference."""
+    with pytest.MonkeyPatch.context() as mp:
+        direct, library = _run_both(mp, fn, args)
+    with vsm.backend("reference"):
+        ref = fn(args)
+    for d, lib, r in zip(direct, library, ref, strict=True):
+        assert d.dtype == dtype and d.shape == r.shape
+        torch.testing.assert_close(d, lib, rtol=0, atol=0)
+        torch.testing.assert_close(d, r, **TOL[dtype])
+
+
 @given(n=st.integers(1, 4), b=dims, l=dims, batched=st.booleans(), f64=st.booleans())
 def test_posterior_fd_direct_equals_library_and_reference(n, b, l, batched, f64):
     dtype = torch.float64 if f64 else torch.float32
     gen = torch.Generator().manual_seed(n * 100 + b * 10 + l)
     shape = (n, b, l) if batched else (b, l)
     z, mu, lv, g = _leaves(gen, dtype, shape, (b, l), (b, l), shape)
-    args = [z, mu, (0.3 * lv).detach().requires_grad_(True), g]
-    with pytest.MonkeyPatch.context() as mp:
-        direct, library = _run_both(mp, _pfd, args)
-    with vsm.backend("reference"):
-        ref = _pfd(args)
-    for d, lib, r in zip(direct, library, ref, strict=True):
-        assert d.dtype == dtype and d.shape == r.shape
-        torch.testing.assert_close(d, lib, rtol=0, atol=0)
-        torch.testing.assert_close(d, r, **TOL[dtype])
+    _assert_direct_equals_library_and_reference(
+        _pfd, [z, mu, (0.3 * lv).detach().requires_grad_(True), g], dtype
+    )
 
 
 @given(n=st.integers(1, 4), b=dims, d=dims, unbatched=st.booleans(), f64=st.booleans())
@@ -128,15 +134,9 @@ def test_gaussian_terms_direct_equals_library_and_reference(n, b, d, unbatched, 
     dtype = torch.float64 if f64 else torch.float32
     gen = torch.Generator().manual_seed(n * 100 + b * 10 + d)
     x, xm, ls = _leaves(gen, dtype, (b, d), (b, d) if unbatched else (n, b, d), ())
-    args = [x, xm, (0.3 * ls).detach().requires_grad_(True)]
-    with pytest.MonkeyPatch.context() as mp:
-        direct, library = _run_both(mp, _gt, args)
-    with vsm.backend("reference"):
-        ref = _gt(args)
-    for dt, lib, r in zip(direct, library, ref, strict=True):
-        assert dt.dtype == dtype and dt.shape == r.shape
-        torch.testing.assert_close(dt, lib, rtol=0, atol=0)
-        torch.testing.assert_close(dt, r, **TOL[dtype])
+    _assert_direct_equals_library_and_reference(
+        _gt, [x, xm, (0.3 * ls).detach().requires_grad_(True)], dtype
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -67,16 +67,23 @@ fn sqdist_small<const D: usize, T: Copy + Into<f64>>(sqs: &mut [f64], flat: &[T]
     }
 }
 
-/// Whether log prior values contain NaN or +∞ (−∞, a zero prior density, is allowed).
+/// Errors unless the log prior values are free of NaN and +∞ (−∞, a zero prior density, is
+/// allowed) and the log proposal values are finite.
 #[inline(always)]
-fn bad_log_prior(lp: &[f64]) -> bool {
-    lp.iter().any(|v| v.is_nan() || *v == f64::INFINITY)
-}
-
-/// Whether log proposal values contain NaN or ±∞.
-#[inline(always)]
-fn bad_log_proposal(lq: &[f64]) -> bool {
-    lq.iter().any(|v| !v.is_finite())
+fn check_log_densities(lp: &[f64], lq: &[f64]) -> Result<()> {
+    if lp.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
+        return Err(Error::Value {
+            arg: "log_prior",
+            msg: "contains NaN or +inf".into(),
+        });
+    }
+    if lq.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Value {
+            arg: "log_proposal",
+            msg: "contains NaN or ±inf".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The error [`Accumulator::add`] reports for invalid values, in its documented order: NaN/+∞
@@ -88,17 +95,8 @@ fn first_error<T: Copy + Into<f64>>(
     kc: usize,
     xs: &[f64],
 ) -> Option<Error> {
-    if bad_log_prior(lps) {
-        return Some(Error::Value {
-            arg: "log_prior",
-            msg: "contains NaN or +inf".into(),
-        });
-    }
-    if bad_log_proposal(lqs) {
-        return Some(Error::Value {
-            arg: "log_proposal",
-            msg: "contains NaN or ±inf".into(),
-        });
+    if let Err(e) = check_log_densities(lps, lqs) {
+        return Some(e);
     }
     let d = xs.len() / (lps.len() / kc).max(1);
     for (r, (rows, xr)) in xms.chunks_exact(kc * d).zip(xs.chunks_exact(d)).enumerate() {
@@ -141,20 +139,9 @@ fn chunk_row<T: Copy + Into<f64>>(
 ) -> Result<Row> {
     let d = xr.len();
     let mut st = Row::new(d);
+    check_log_densities(lp, lq)?;
     // Pass 1: squared distances, then log weights, of the chunk (Kc values), written through
     // slices (no per-sample push) so that the second loop vectorises.
-    if bad_log_prior(lp) {
-        return Err(Error::Value {
-            arg: "log_prior",
-            msg: "contains NaN or +inf".into(),
-        });
-    }
-    if bad_log_proposal(lq) {
-        return Err(Error::Value {
-            arg: "log_proposal",
-            msg: "contains NaN or ±inf".into(),
-        });
-    }
     let kc = lp.len();
     sqs.resize(kc, 0.0);
     lws.resize(kc, 0.0);
