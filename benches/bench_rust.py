@@ -27,6 +27,37 @@ def _setup_threads(n: int) -> None:
         os.environ[v] = str(n)
 
 
+def torch_is(x, ls2: float, chunk, lp, n_chunks: int):
+    """Streaming IS evaluation in torch (the baseline; also used by ``bench_is_core.py``): online
+    log-sum-exp over chunks; heavy ops in the chunk's float32, sums in float64."""
+    import numpy as np
+    import torch
+
+    B, kc, D = chunk.shape
+    inv_s2 = float(np.exp(-ls2))
+    m = torch.full((B,), -float("inf"), dtype=torch.float64)
+    s1 = torch.zeros(B, dtype=torch.float64)
+    s2 = torch.zeros_like(s1)
+    sq_acc = torch.zeros_like(s1)
+    sg = torch.zeros(B, D, dtype=torch.float64)
+    xf = x.to(chunk.dtype)
+    for _ in range(n_chunks):
+        sq = ((chunk - xf[:, None]) ** 2).sum(-1).double()
+        lw = -0.5 * D * (np.log(2 * np.pi) + ls2) - 0.5 * sq * inv_s2 + lp
+        m_new = torch.maximum(m, lw.max(1).values)
+        a = torch.exp(m - m_new)
+        e = torch.exp(lw - m_new[:, None])
+        s1 = a * s1 + e.sum(1)
+        s2 = a * a * s2 + (e * e).sum(1)
+        sq_acc = a * sq_acc + (e * sq).sum(1)
+        sg = a[:, None] * sg + torch.bmm(e[:, None].to(chunk.dtype), chunk)[:, 0].double()
+        m = m_new
+    K = n_chunks * kc
+    score = (sg / s1[:, None] - x) * inv_s2
+    sm = sq_acc / s1 * inv_s2**2 - D * inv_s2 - 0.5 * (score**2).sum(1)
+    return m + torch.log(s1) - np.log(K), s1**2 / s2, score, sm
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -97,32 +128,6 @@ def main() -> None:
         rows.append(("toy posterior sym", f"B={B} grid={n}x{n}", t_np, t_t, t_r))
 
     # ---------------------------------------------------------------- streaming IS evaluation
-    def torch_is(x: torch.Tensor, ls2: float, chunk: torch.Tensor, lp: torch.Tensor, n_chunks: int):
-        """Online log-sum-exp over chunks; heavy ops in the chunk's float32, sums in float64."""
-        B, kc, D = chunk.shape
-        inv_s2 = float(np.exp(-ls2))
-        m = torch.full((B,), -float("inf"), dtype=torch.float64)
-        s1 = torch.zeros(B, dtype=torch.float64)
-        s2 = torch.zeros_like(s1)
-        sq_acc = torch.zeros_like(s1)
-        sg = torch.zeros(B, D, dtype=torch.float64)
-        xf = x.to(chunk.dtype)
-        for _ in range(n_chunks):
-            sq = ((chunk - xf[:, None]) ** 2).sum(-1).double()
-            lw = -0.5 * D * (np.log(2 * np.pi) + ls2) - 0.5 * sq * inv_s2 + lp
-            m_new = torch.maximum(m, lw.max(1).values)
-            a = torch.exp(m - m_new)
-            e = torch.exp(lw - m_new[:, None])
-            s1 = a * s1 + e.sum(1)
-            s2 = a * a * s2 + (e * e).sum(1)
-            sq_acc = a * sq_acc + (e * sq).sum(1)
-            sg = a[:, None] * sg + torch.bmm(e[:, None].to(chunk.dtype), chunk)[:, 0].double()
-            m = m_new
-        K = n_chunks * kc
-        score = (sg / s1[:, None] - x) * inv_s2
-        sm = sq_acc / s1 * inv_s2**2 - D * inv_s2 - 0.5 * (score**2).sum(1)
-        return m + torch.log(s1) - np.log(K), s1**2 / s2, score, sm
-
     is_cfg = (
         [(2, 1000), (784, 1000)]
         if args.quick

@@ -139,6 +139,18 @@ def cpu_kernel() -> str:
     return "rust"
 
 
+#: :func:`cpu_kernel_of` value recorded by the eager direct path (:mod:`vsm.ops._direct`): the
+#: forward ran the Rust launchers without ``torch.library``, and so does its backward.
+DIRECT = "rust-direct"
+
+
+def direct_rust() -> bool:
+    """Whether a fused op on CPU tensors runs the Rust kernels now (:func:`select` gives "rust"
+    and :func:`cpu_kernel` gives "rust"), so the eager direct path may call them itself."""
+    mode = _forced[-1]
+    return mode == "rust" or (mode == "auto" and kernel_build() != "interpreted")
+
+
 def cpu_kernel_of(t: torch.Tensor) -> str | None:
     """:func:`cpu_kernel` for a CPU tensor, None for others.
 

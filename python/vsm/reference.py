@@ -10,6 +10,7 @@ functions validate.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -110,15 +111,25 @@ def hutchinson_trace(
     seed = V.resolve_seed("seed", seed)
     v = hutchinson_probes(inputs, n_probes, seed, dist)
     total = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
-    for p in range(n_probes):
+    for vp, u in zip(v, probe_vjps(outputs, inputs, v), strict=True):
+        if u is not None:
+            total = total + (vp * u).sum(-1)
+    return total / n_probes
+
+
+def probe_vjps(
+    outputs: torch.Tensor, inputs: torch.Tensor, v: torch.Tensor
+) -> Iterator[torch.Tensor | None]:
+    """v_pᵀJ for each probe v_p of ``v`` (P, *inputs.shape), J = ∂outputs/∂inputs, by
+    ``torch.autograd.grad`` (graph kept when grad mode is on; None where outputs do not depend
+    on inputs). Shared by the Hutchinson estimators of every backend."""
+    for vp in v:
         (u,) = torch.autograd.grad(
             outputs,
             inputs,
-            v[p],
+            vp,
             create_graph=torch.is_grad_enabled(),
             retain_graph=True,
             allow_unused=True,
         )
-        if u is not None:
-            total = total + (v[p] * u).sum(-1)
-    return total / n_probes
+        yield u

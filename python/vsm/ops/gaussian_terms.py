@@ -16,12 +16,16 @@ it is evaluated with plain torch ops instead. The trace needs no kernel and is c
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
+from .._dispatch import cpu_kernel_of, select
 from ..reference import GaussianTerms
+from . import _direct
+from . import _rust as R
 from ._register import fused_op
 from ._rust import cpu_launchers
 
@@ -55,16 +59,13 @@ def _gt_bwd_fake(ga, gc, x, x_mean, log_sigma2):
 
 
 @fused_op("vsm::gaussian_terms_backward", _gt_bwd_fake, _kernels)
-def _gt_bwd_op(
-    grad_sq_mean: torch.Tensor,
-    grad_mean_sq: torch.Tensor,
-    x: torch.Tensor,
-    x_mean: torch.Tensor,
-    log_sigma2: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.wraps(R.gaussian_terms_backward, assigned=())  # the op's schema: the launchers'
+def _gt_bwd_op(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dx_mean) from (grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2), the signature of
+    the launcher that the Triton kernel module and its Rust twin share."""
     from ..kernels import gaussian_terms as K
 
-    return K.backward(grad_sq_mean, grad_mean_sq, x, x_mean, log_sigma2)
+    return K.backward(*args)
 
 
 @_gt_bwd_op.register_kernel("cpu")
@@ -100,12 +101,37 @@ def _backward(ctx, grad_sq_mean, grad_mean_sq):
         dxm = (2.0 / n) * inv * (a[:, None] * f + c[:, None] * fbar)
         dx = -2.0 * inv * (a + c)[:, None] * fbar
         return dx, dxm, dls
-    with same_cpu_kernel(ctx.cpu_kernel):
-        dx, dxm = _gt_bwd_op(a.contiguous(), c.contiguous(), x, x_mean, log_sigma2)
+    dx, dxm = _direct.launch(
+        ctx.cpu_kernel,
+        _gt_bwd_op,
+        lambda *a: R.gaussian_terms.backward(*a),
+        a.contiguous(),
+        c.contiguous(),
+        x,
+        x_mean,
+        log_sigma2,
+    )
     return dx, dxm, dls
 
 
 _gt_op.register_autograd(_backward, setup_context=_setup_context)
+_GtDirect = _direct.function(
+    "gaussian_terms", lambda *a: R.gaussian_terms.forward(*a), _setup_context, _backward
+)
+
+
+def _direct_ok(x: torch.Tensor, x_mean: torch.Tensor, log_sigma2: torch.Tensor) -> bool:
+    """Valid arguments for the direct path (:mod:`vsm.ops._direct`), checked cheaply."""
+    if not (_direct.ready() and _direct.plain_cpu(x, x_mean, log_sigma2)):
+        return False
+    s = x.shape
+    return (
+        len(s) == 2
+        and x_mean.dim() in (2, 3)
+        and x_mean.shape[-2:] == s
+        and log_sigma2.dim() == 0
+        and x_mean.numel() > 0
+    )
 
 
 def gaussian_terms(
@@ -128,6 +154,13 @@ def gaussian_terms(
         TypeError: an argument is not a float32/float64 tensor, or dtypes differ.
         ValueError: wrong ranks or shapes, empty tensors, different devices.
     """
+    if _direct_ok(x, x_mean, log_sigma2):
+        xm = x_mean[None] if x_mean.dim() == 2 else x_mean
+        if _direct.needs_grad(x, x_mean, log_sigma2):
+            sq_mean, mean_sq = _GtDirect.apply(x, xm, log_sigma2)
+        else:
+            sq_mean, mean_sq = R.gaussian_terms.forward(x, xm, log_sigma2)
+        return GaussianTerms(sq_mean, mean_sq, -x.shape[-1] * torch.exp(-log_sigma2))
     V.tensor("x", x, ndim=2)
     V.tensor("x_mean", x_mean, ndim=(2, 3))
     V.tensor("log_sigma2", log_sigma2, ndim=0)

@@ -28,7 +28,9 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
+from .._dispatch import cpu_kernel_of, select
+from . import _direct
+from . import _rust as R
 from ._register import fused_op
 from ._rust import cpu_launchers
 
@@ -101,8 +103,10 @@ def _dot_setup(ctx, inputs, output) -> None:
 
 
 def _dot_backward(ctx, go: torch.Tensor):
-    with same_cpu_kernel(ctx.cpu_kernel):
-        return _dot_bwd_op(go.contiguous(), ctx.seed, ctx.dist, ctx.d), None, None
+    du = _direct.launch(
+        ctx.cpu_kernel, _dot_bwd_op, _dot_bwd_direct, go.contiguous(), ctx.seed, ctx.dist, ctx.d
+    )
+    return du, None, None
 
 
 def _dot_bwd_setup(ctx, inputs, output) -> None:
@@ -112,8 +116,8 @@ def _dot_bwd_setup(ctx, inputs, output) -> None:
 
 
 def _dot_bwd_backward(ctx, ggu: torch.Tensor):
-    with same_cpu_kernel(ctx.cpu_kernel):
-        return _dot_op(ggu.contiguous(), ctx.seed, ctx.dist), None, None, None
+    ggo = _direct.launch(ctx.cpu_kernel, _dot_op, _dot_direct, ggu.contiguous(), ctx.seed, ctx.dist)
+    return ggo, None, None, None
 
 
 def _probes_setup(ctx, inputs, output) -> None:
@@ -127,6 +131,32 @@ def _probes_backward(ctx, grad):
 _probes_op.register_autograd(_probes_backward, setup_context=_probes_setup)
 _dot_op.register_autograd(_dot_backward, setup_context=_dot_setup)
 _dot_bwd_op.register_autograd(_dot_bwd_backward, setup_context=_dot_bwd_setup)
+_DotDirect = _direct.function(
+    "hutchinson_dot",
+    lambda u, seed, dist: R.hutchinson.dot(u, seed, _dist_id(dist)),
+    _dot_setup,
+    _dot_backward,
+)
+_DotBwdDirect = _direct.function(
+    "hutchinson_dot_backward",
+    lambda go, seed, dist, d: R.hutchinson.dot_backward(go, seed, _dist_id(dist), d),
+    _dot_bwd_setup,
+    _dot_bwd_backward,
+)
+
+
+def _dot_direct(u: torch.Tensor, seed: int, dist: str) -> torch.Tensor:
+    """``vsm::hutchinson_dot`` on the direct path (:mod:`vsm.ops._direct`), differentiable."""
+    if _direct.needs_grad(u):
+        return _DotDirect.apply(u, seed, dist)
+    return R.hutchinson.dot(u, seed, _dist_id(dist))
+
+
+def _dot_bwd_direct(go: torch.Tensor, seed: int, dist: str, d: int) -> torch.Tensor:
+    """``vsm::hutchinson_dot_backward`` on the direct path, differentiable (to any order)."""
+    if _direct.needs_grad(go):
+        return _DotBwdDirect.apply(go, seed, dist, d)
+    return R.hutchinson.dot_backward(go, seed, _dist_id(dist), d)
 
 
 def _check_options(n_probes: object, dist: object, seed: object) -> int:
@@ -184,6 +214,20 @@ def hutchinson_trace(
         ValueError: shapes, devices, empty inputs, ``dist``, ``n_probes < 1``, an input not
             requiring grad.
     """
+    direct = (
+        _direct.ready()
+        and _direct.plain_cpu(inputs, outputs)
+        and inputs.dim() == 2
+        and outputs.shape == inputs.shape
+        and inputs.numel() > 0
+        and inputs.requires_grad
+        and outputs.requires_grad
+    )
+    if direct:
+        seed = _check_options(n_probes, dist, seed)
+        shape = (n_probes, *inputs.shape)
+        v = R.hutchinson.probes(shape, seed, _dist_id(dist), inputs.dtype, inputs.device)
+        return _dot_direct(_vjps(outputs, inputs, v), seed, dist).mean(0)
     V.tensor("outputs", outputs, ndim=2)
     V.tensor("inputs", inputs, ndim=2)
     V.same_kind("inputs", inputs, outputs=outputs)
@@ -197,15 +241,10 @@ def hutchinson_trace(
     if select(inputs) == "reference":
         return reference.hutchinson_trace(outputs, inputs, n_probes=n_probes, dist=dist, seed=seed)
     v = _probes_op(inputs, n_probes, seed, dist)
-    us = []
-    for p in range(n_probes):
-        (u,) = torch.autograd.grad(
-            outputs,
-            inputs,
-            v[p],
-            create_graph=torch.is_grad_enabled(),
-            retain_graph=True,
-            allow_unused=True,
-        )
-        us.append(torch.zeros_like(inputs) if u is None else u)
-    return _dot_op(torch.stack(us).contiguous(), seed, dist).mean(0)
+    return _dot_op(_vjps(outputs, inputs, v), seed, dist).mean(0)
+
+
+def _vjps(outputs: torch.Tensor, inputs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """u (P, B, D), u_p = v_pᵀ ∂outputs/∂inputs (zeros where outputs do not depend on inputs)."""
+    us = reference.probe_vjps(outputs, inputs, v)
+    return torch.stack([torch.zeros_like(inputs) if u is None else u for u in us]).contiguous()

@@ -16,7 +16,9 @@ import torch
 
 from .. import _validate as V
 from .. import reference
-from .._dispatch import cpu_kernel_of, same_cpu_kernel, select
+from .._dispatch import cpu_kernel_of, select
+from . import _direct
+from . import _rust as R
 from ._register import fused_op
 from ._rust import cpu_launchers
 
@@ -63,6 +65,10 @@ def _(go, z, mu, logvar, g):
     return cpu_launchers("posterior_fd").backward(go, z, mu, logvar, g)
 
 
+def _rust_backward(*args: torch.Tensor):
+    return R.posterior_fd.backward(*args)  # looked up per call: tests patch the namespace
+
+
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(*inputs)
     ctx.cpu_kernel = cpu_kernel_of(inputs[0])
@@ -77,11 +83,25 @@ def _backward(ctx, go: torch.Tensor):
         e = torch.exp(-logvar)
         t = 2.0 * go.unsqueeze(-1) * (z - (z - mu) * e - g)
         return t * (1.0 - e), t.sum(0) * e, (t * (z - mu)).sum(0) * e, -t
-    with same_cpu_kernel(ctx.cpu_kernel):
-        return _pfd_bwd_op(go.contiguous(), z, mu, logvar, g)
+    return _direct.launch(
+        ctx.cpu_kernel, _pfd_bwd_op, _rust_backward, go.contiguous(), z, mu, logvar, g
+    )
 
 
 _pfd_op.register_autograd(_backward, setup_context=_setup_context)
+_PfdDirect = _direct.function(
+    "posterior_fd", lambda *a: R.posterior_fd.forward(*a), _setup_context, _backward
+)
+
+
+def _direct_ok(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, g: torch.Tensor) -> bool:
+    """Valid arguments for the direct path (:mod:`vsm.ops._direct`), checked cheaply."""
+    if not (_direct.ready() and _direct.plain_cpu(z, mu, logvar, g)):
+        return False
+    s = z.shape
+    return (
+        len(s) in (2, 3) and mu.shape == s[-2:] == logvar.shape and g.shape == s and z.numel() > 0
+    )
 
 
 def posterior_fd(
@@ -107,6 +127,18 @@ def posterior_fd(
         TypeError: an argument is not a float32/float64 tensor or dtypes differ.
         ValueError: shapes do not match, devices differ, z is empty.
     """
+    if _direct_ok(z, mu, logvar, grad_loglik_z):
+        squeeze = z.dim() == 2
+        args = (
+            (z[None], mu, logvar, grad_loglik_z[None])
+            if squeeze
+            else (z, mu, logvar, grad_loglik_z)
+        )
+        if _direct.needs_grad(z, mu, logvar, grad_loglik_z):
+            out = _PfdDirect.apply(*args)
+        else:
+            out = R.posterior_fd.forward(*args)
+        return out[0] if squeeze else out
     V.tensor("z", z, ndim=(2, 3))
     V.tensor("mu", mu, ndim=2)
     V.tensor("logvar", logvar, ndim=2)

@@ -18,47 +18,125 @@
 //! input dtype. The forward reduction over L is lane-wise ([`super::LANES`] partial sums).
 
 use super::threads::{plan, run};
-use super::{check_shape, hsum, slice, split_rows, split_slabs, standard, Real, LANES};
+use super::{check_shape, slice, split_rows, split_slabs, standard, sum_sq, Real};
 use crate::Result;
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, CowArray, Ix2, Ix3};
+use std::any::TypeId;
 
-/// Σ_l (z − (z − mu)·e − g)² for one row, lane-wise.
+/// Σ_l (z − (z − mu)·e − g)² for one row, lane-wise: the residuals go to `res` (a row buffer, an
+/// elementwise loop LLVM vectorises) and [`sum_sq`] reduces them (the same lane-wise sums, in the
+/// same order, as one fused loop would take, which LLVM vectorised only partly).
 #[inline(always)]
-fn row_pfd<T: Real>(z: &[T], mu: &[T], e: &[T], g: &[T]) -> T {
-    let (zc, zt) = z.as_chunks::<LANES>();
-    let (mc, mt) = mu.as_chunks::<LANES>();
-    let (ec, et) = e.as_chunks::<LANES>();
-    let (gc, gt) = g.as_chunks::<LANES>();
-    let mut acc = [T::ZERO; LANES];
-    for (((z, m), e), g) in zc.iter().zip(mc).zip(ec).zip(gc) {
-        for j in 0..LANES {
-            let res = z[j] - (z[j] - m[j]) * e[j] - g[j];
-            acc[j] += res * res;
-        }
+fn row_pfd<T: Real>(z: &[T], mu: &[T], e: &[T], g: &[T], res: &mut [T]) -> T {
+    let l = z.len();
+    let (mu, e, g, res) = (&mu[..l], &e[..l], &g[..l], &mut res[..l]);
+    for k in 0..l {
+        res[k] = z[k] - (z[k] - mu[k]) * e[k] - g[k];
     }
-    for (j, (((&z, &m), &e), &g)) in zt.iter().zip(mt).zip(et).zip(gt).enumerate() {
-        let res = z - (z - m) * e - g;
-        acc[j] += res * res;
-    }
-    hsum(&acc)
+    sum_sq(res)
 }
 
-/// e = exp(−logvar), elementwise, in parallel over chunks of `row_len` values.
-fn exp_neg<T: Real>(logvar: &[T], row_len: usize, n_threads: usize) -> Vec<T> {
-    let mut e = vec![T::ZERO; logvar.len()];
-    let rows = logvar.len().checked_div(row_len).unwrap_or(0);
-    let bounds = plan(n_threads, rows, row_len * 8);
-    run(
-        n_threads,
-        split_rows(&mut e, row_len, &bounds),
-        |(r0, out)| {
-            let lv = &logvar[r0 * row_len..r0 * row_len + out.len()];
-            for (o, &v) in out.iter_mut().zip(lv) {
-                *o = (-v).exp();
-            }
-        },
-    );
-    e
+/// e = exp(−logvar) for one row of L values, vectorised (see [`exp_f32`], [`exp_f64`]).
+#[inline(always)]
+fn exp_neg_row<T: Real>(logvar: &[T], e: &mut [T]) {
+    let e = &mut e[..logvar.len()];
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: T is f32 (same type, so same layout).
+        let (lv, e) = unsafe { (cast::<T, f32>(logvar), cast_mut::<T, f32>(e)) };
+        for (o, &v) in e.iter_mut().zip(lv) {
+            *o = exp_f32(-v);
+        }
+    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        // SAFETY: T is f64.
+        let (lv, e) = unsafe { (cast::<T, f64>(logvar), cast_mut::<T, f64>(e)) };
+        for (o, &v) in e.iter_mut().zip(lv) {
+            *o = exp_f64(-v);
+        }
+    } else {
+        for (o, &v) in e.iter_mut().zip(logvar) {
+            *o = (-v).exp();
+        }
+    }
+}
+
+/// `&[T]` as `&[U]`. Safety: `T` and `U` are the same type.
+unsafe fn cast<T, U>(a: &[T]) -> &[U] {
+    unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<U>(), a.len()) }
+}
+
+/// `&mut [T]` as `&mut [U]`. Safety: `T` and `U` are the same type.
+unsafe fn cast_mut<T, U>(a: &mut [T]) -> &mut [U] {
+    unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr().cast::<U>(), a.len()) }
+}
+
+/// 2^k for k in [−252, 254] as the product of two normal powers of two (exact unless the
+/// product over- or underflows, which then rounds once, as a correctly rounded exp would).
+#[inline(always)]
+fn pow2_f32(k: i32) -> (f32, f32) {
+    let k1 = k >> 1;
+    let s = |k: i32| f32::from_bits((k.wrapping_add(127) as u32) << 23);
+    (s(k1), s(k - k1))
+}
+
+/// e^x in float32, branch-free so that LLVM vectorises a loop of it (libm's `expf` is a scalar
+/// call): Cephes `expf` (range reduction by ln 2 in two parts, degree-6 polynomial; ≤ 1 ulp in
+/// the normal range). Overflow gives +inf, underflow subnormals or 0, NaN stays NaN.
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' published coefficients, as printed
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4; // ln 2 = C1 − C2, C1 with few mantissa bits (k·C1 exact)
+    const C2: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: (v + ROUND) − ROUND rounds v to an integer
+    let x = x.clamp(-104.0, 89.0); // beyond: 0 and +inf anyway (k stays in pow2's range)
+    let t = x * LOG2E + ROUND;
+    let kf = t - ROUND;
+    let r = (x - kf * C1) - kf * C2;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+        * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1)
+        * (r * r)
+        + r
+        + 1.0;
+    // k = kf from t's low mantissa bits (integer ops only: `kf as i32` would not vectorise)
+    let (s1, s2) = pow2_f32((t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32));
+    p * s1 * s2
+}
+
+/// 2^k for k in [−2044, 2046] as the product of two normal powers of two (see [`pow2_f32`]).
+#[inline(always)]
+fn pow2_f64(k: i64) -> (f64, f64) {
+    let k1 = k >> 1;
+    let s = |k: i64| f64::from_bits((k.wrapping_add(1023) as u64) << 52);
+    (s(k1), s(k - k1))
+}
+
+/// e^x in float64, branch-free (see [`exp_f32`]): Cephes `exp` (two-part ln 2 reduction, Padé
+/// form 1 + 2r·P(r²)/(Q(r²) − r·P(r²)); ≤ 1 ulp in the normal range).
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' published coefficients, as printed
+pub(crate) fn exp_f64(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const C1: f64 = 6.931_457_519_531_25e-1;
+    const C2: f64 = 1.428_606_820_309_417_232_12e-6;
+    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5·2^52
+    let x = x.clamp(-746.0, 710.0);
+    let t = x * LOG2E + ROUND;
+    let kf = t - ROUND;
+    let r = (x - kf * C1) - kf * C2;
+    let rr = r * r;
+    let px = r
+        * ((1.261_771_930_748_105_908_78e-4 * rr + 3.029_944_077_074_419_613e-2) * rr
+            + 9.999_999_999_999_999_999_1e-1);
+    let qx = ((3.001_985_051_386_644_550_42e-6 * rr + 2.524_483_403_496_841_041_92e-3) * rr
+        + 2.272_655_482_081_550_287_66e-1)
+        * rr
+        + 2.0;
+    let p = 1.0 + 2.0 * (px / (qx - px));
+    let (s1, s2) = pow2_f64((t.to_bits() as i64).wrapping_sub(ROUND.to_bits() as i64));
+    p * s1 * s2
 }
 
 /// The inputs of both kernels, checked against each other and in standard layout: `z`,
@@ -95,25 +173,32 @@ impl<'a, T: Real> Inputs<'a, T> {
     /// Forward: PFD per sample, (N, B).
     pub fn forward(&self, n_threads: usize) -> Array2<T> {
         let (n, b, l) = self.dims;
-        let (zs, ms, gs) = (slice(&self.z), slice(&self.mu), slice(&self.g));
+        let (zs, ms, lvs, gs) = (
+            slice(&self.z),
+            slice(&self.mu),
+            slice(&self.logvar),
+            slice(&self.g),
+        );
         let mut out = vec![T::ZERO; n * b];
-        if l == 0 || out.is_empty() {
-            return Array2::from_shape_vec((n, b), out).expect("N·B values");
+        if l > 0 && b > 0 && n > 0 {
+            // tasks own ranges of b: e = exp(−logvar[b]) is computed once per b, into a row buffer
+            // that stays in L1 while the N samples of that b use it
+            let bounds = plan(n_threads, b, (5 * n + 2) * l);
+            let starts = bounds.windows(2).map(|w| w[0]);
+            let tasks: Vec<_> = starts.zip(split_slabs(&mut out, b, 1, &bounds)).collect();
+            run(n_threads, tasks, |(b0, mut outp)| {
+                let (mut e, mut res) = (vec![T::ZERO; l], vec![T::ZERO; l]);
+                let rows = outp.first().map_or(0, |o| o.len());
+                for j in 0..rows {
+                    let br = (b0 + j) * l..(b0 + j + 1) * l;
+                    exp_neg_row(&lvs[br.clone()], &mut e);
+                    for (ni, o) in outp.iter_mut().enumerate() {
+                        let r = (ni * b + b0 + j) * l;
+                        o[j] = row_pfd(&zs[r..r + l], &ms[br.clone()], &e, &gs[r..r + l], &mut res);
+                    }
+                }
+            });
         }
-        let es = exp_neg(slice(&self.logvar), l, n_threads);
-        let bounds = plan(n_threads, n * b, 5 * l);
-        run(n_threads, split_rows(&mut out, 1, &bounds), |(r0, out)| {
-            for (i, o) in out.iter_mut().enumerate() {
-                let r = r0 + i;
-                let br = (r % b) * l;
-                *o = row_pfd(
-                    &zs[r * l..(r + 1) * l],
-                    &ms[br..br + l],
-                    &es[br..br + l],
-                    &gs[r * l..(r + 1) * l],
-                );
-            }
-        });
         Array2::from_shape_vec((n, b), out).expect("N·B values")
     }
 
@@ -145,39 +230,9 @@ impl<'a, T: Real> Inputs<'a, T> {
                 .zip(dz_parts.into_iter().zip(dg_parts))
                 .map(|(((b0, dmu_t), (_, dlv_t)), (dzp, dgp))| (b0, dzp, dgp, dmu_t, dlv_t))
                 .collect();
-            run(n_threads, tasks, |(b0, mut dzp, mut dgp, dmu_t, dlv_t)| {
-                let mut e = vec![T::ZERO; l];
-                let mut acc_mu = vec![T::ZERO; l];
-                let mut acc_lv = vec![T::ZERO; l];
-                let rows = dmu_t.chunks_exact_mut(l).zip(dlv_t.chunks_exact_mut(l));
-                for (j, (dmu_r, dlv_r)) in rows.enumerate() {
-                    let bi = b0 + j;
-                    let mu_r = &ms[bi * l..(bi + 1) * l];
-                    for (ev, &v) in e.iter_mut().zip(&lvs[bi * l..(bi + 1) * l]) {
-                        *ev = (-v).exp();
-                    }
-                    acc_mu.fill(T::ZERO);
-                    acc_lv.fill(T::ZERO);
-                    for ni in 0..n {
-                        let r = ni * b + bi;
-                        let t2go = T::TWO * gos[r];
-                        sample_step(
-                            t2go,
-                            &zs[r * l..(r + 1) * l],
-                            &gs[r * l..(r + 1) * l],
-                            mu_r,
-                            &e,
-                            &mut dzp[ni][j * l..(j + 1) * l],
-                            &mut dgp[ni][j * l..(j + 1) * l],
-                            &mut acc_mu,
-                            &mut acc_lv,
-                        );
-                    }
-                    for k in 0..l {
-                        dmu_r[k] = acc_mu[k] * e[k];
-                        dlv_r[k] = acc_lv[k] * e[k];
-                    }
-                }
+            let inputs = (gos, zs, ms, lvs, gs);
+            run(n_threads, tasks, |(b0, dzp, dgp, dmu_t, dlv_t)| {
+                backward_task(inputs, (n, b, l), b0, dzp, dgp, dmu_t, dlv_t)
             });
         }
         Ok((
@@ -186,6 +241,52 @@ impl<'a, T: Real> Inputs<'a, T> {
             Array2::from_shape_vec((b, l), dlv).expect("B·L values"),
             Array3::from_shape_vec((n, b, l), dg).expect("N·B·L values"),
         ))
+    }
+}
+
+/// One task of the backward: rows `b0..` of dmu/dlogvar and of every sample slab of dz/dg.
+/// A function marked `inline(always)`, so that it is compiled into [`run`]'s AVX2 copy (as a
+/// closure body this size it was not inlined there and ran as SSE2 code).
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn backward_task<T: Real>(
+    (gos, zs, ms, lvs, gs): (&[T], &[T], &[T], &[T], &[T]),
+    (n, b, l): (usize, usize, usize),
+    b0: usize,
+    mut dzp: Vec<&mut [T]>,
+    mut dgp: Vec<&mut [T]>,
+    dmu_t: &mut [T],
+    dlv_t: &mut [T],
+) {
+    let mut e = vec![T::ZERO; l];
+    let mut acc_mu = vec![T::ZERO; l];
+    let mut acc_lv = vec![T::ZERO; l];
+    let rows = dmu_t.chunks_exact_mut(l).zip(dlv_t.chunks_exact_mut(l));
+    for (j, (dmu_r, dlv_r)) in rows.enumerate() {
+        let bi = b0 + j;
+        let mu_r = &ms[bi * l..(bi + 1) * l];
+        exp_neg_row(&lvs[bi * l..(bi + 1) * l], &mut e);
+        acc_mu.fill(T::ZERO);
+        acc_lv.fill(T::ZERO);
+        for ni in 0..n {
+            let r = ni * b + bi;
+            let t2go = T::TWO * gos[r];
+            sample_step(
+                t2go,
+                &zs[r * l..(r + 1) * l],
+                &gs[r * l..(r + 1) * l],
+                mu_r,
+                &e,
+                &mut dzp[ni][j * l..(j + 1) * l],
+                &mut dgp[ni][j * l..(j + 1) * l],
+                &mut acc_mu,
+                &mut acc_lv,
+            );
+        }
+        for k in 0..l {
+            dmu_r[k] = acc_mu[k] * e[k];
+            dlv_r[k] = acc_lv[k] * e[k];
+        }
     }
 }
 
@@ -250,7 +351,7 @@ mod tests {
         let mut dlv = Array2::zeros((b, l));
         for bi in 0..b {
             for k in 0..l {
-                let e = (-lv[[bi, k]]).exp();
+                let e = exp_f64(-lv[[bi, k]]); // the kernels' exp (tested below)
                 let (mut sm, mut sl) = (0.0, 0.0);
                 for ni in 0..n {
                     let d = z[[ni, bi, k]] - mu[[bi, k]];
@@ -297,6 +398,56 @@ mod tests {
                 assert_eq!(dg, want.4);
             }
         }
+    }
+
+    /// ulps between two finite floats of the same sign (or both zero).
+    fn ulps_f64(a: f64, b: f64) -> u64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
+    }
+
+    #[test]
+    fn vectorised_exp_is_within_ulps_of_libm_and_keeps_special_values() {
+        let (mut worst, mut over_one) = ((0u64, 0u64), 0usize);
+        for i in 0..200_001 {
+            let x = -120.0 + 2.1e-3 * i as f64; // [-120, 300], through f32's range and beyond
+            let (got, want) = (exp_f64(x), x.exp());
+            over_one += usize::from(ulps_f64(got, want) > 1);
+            worst.0 = worst.0.max(ulps_f64(got, want));
+            let xf = (x / 1.4) as f32;
+            let (got, want) = (exp_f32(xf), (xf as f64).exp() as f32);
+            if want.is_normal() && got.is_finite() {
+                let d = (got.to_bits() as i64 - want.to_bits() as i64).unsigned_abs();
+                worst.1 = worst.1.max(d);
+            } else {
+                // subnormal range: within one subnormal step of the correctly rounded value
+                assert!(
+                    (got - want).abs() <= f32::from_bits(1) * 1.01 || got == want,
+                    "{xf}"
+                );
+            }
+        }
+        // Cephes' bounds: f64 ≤ 2 ulp (1 of 200 001 points here), f32 ≤ 1 ulp
+        assert!(
+            worst.0 <= 2 && over_one <= 5 && worst.1 <= 1,
+            "{worst:?} {over_one}"
+        );
+        for x in [-745.2f64, -740.0, -708.5, 0.0, 1e-300, 709.7, -1e-17] {
+            assert!(ulps_f64(exp_f64(x), x.exp()) <= 1, "{x}");
+        }
+        assert_eq!(exp_f64(0.0), 1.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f64(710.0), f64::INFINITY);
+        assert_eq!(exp_f64(f64::INFINITY), f64::INFINITY);
+        assert_eq!(exp_f64(f64::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f64(-800.0), 0.0);
+        assert!(exp_f64(f64::NAN).is_nan());
+        assert_eq!(exp_f32(88.8), f32::INFINITY);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-110.0), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(60.0), 60f64.exp() as f32);
+        assert!(exp_f32(88.7).is_finite());
     }
 
     #[test]

@@ -9,13 +9,16 @@
 
 use super::Row;
 use crate::{ensure_finite, Error, Result};
-use ndarray::{Array1, Array2, ArrayView2, ArrayView3, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ArrayView3};
 use rayon::prelude::*;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
+/// Data dimensions up to which a chunk's weighted differences are summed one dimension at a
+/// time (see [`chunk_row`]).
+const SMALL_D: usize = 8;
 
 /// acc += e·(g − x), elementwise over acc's length (slices pre-cut so the loop vectorises).
-#[inline]
+#[inline(always)]
 fn axpy_diff<T: Copy + Into<f64>>(acc: &mut [f64], e: f64, g: &[T], x: &[f64]) {
     let n = acc.len();
     let (g, x) = (&g[..n], &x[..n]);
@@ -25,7 +28,7 @@ fn axpy_diff<T: Copy + Into<f64>>(acc: &mut [f64], e: f64, g: &[T], x: &[f64]) {
 }
 
 /// ‖a − x‖² with 8 independent f64 accumulators (so the compiler can vectorise the reduction).
-#[inline]
+#[inline(always)]
 fn sqdist<T: Copy + Into<f64>>(a: &[T], x: &[f64]) -> f64 {
     let mut acc = [0.0f64; 8];
     let ca = a.chunks_exact(8);
@@ -42,7 +45,150 @@ fn sqdist<T: Copy + Into<f64>>(a: &[T], x: &[f64]) -> f64 {
         let d = (*va).into() - vx;
         tail += d * d;
     }
+    if a.len() < 8 {
+        return tail; // the lanes are all 0 (+0.0): skip their 8 serial adds (small D)
+    }
     acc.iter().sum::<f64>() + tail
+}
+
+/// [`sqdist`] of every sample of a chunk for a small D known at compile time (the same
+/// additions in the same order as `sqdist`'s tail; with D fixed, the loop over the samples
+/// vectorises).
+#[inline(always)]
+fn sqdist_small<const D: usize, T: Copy + Into<f64>>(sqs: &mut [f64], flat: &[T], x: &[f64]) {
+    let x: &[f64; D] = x.try_into().expect("x has D values");
+    for (sq, g) in sqs.iter_mut().zip(flat.as_chunks::<D>().0) {
+        let mut t = 0.0;
+        for j in 0..D {
+            let dj = g[j].into() - x[j];
+            t += dj * dj;
+        }
+        *sq = t;
+    }
+}
+
+/// Errors unless the log prior values are free of NaN and +∞ (−∞, a zero prior density, is
+/// allowed) and the log proposal values are finite.
+#[inline(always)]
+fn check_log_densities(lp: &[f64], lq: &[f64]) -> Result<()> {
+    if lp.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
+        return Err(Error::Value {
+            arg: "log_prior",
+            msg: "contains NaN or +inf".into(),
+        });
+    }
+    if lq.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Value {
+            arg: "log_proposal",
+            msg: "contains NaN or ±inf".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The error [`Accumulator::add`] reports for invalid values, in its documented order: NaN/+∞
+/// log prior, then NaN/±∞ log proposal, then the first non-finite decoder distance in (datum,
+/// sample) order. `None` if all values are valid. Runs only after a row found an error.
+fn first_error<T: Copy + Into<f64>>(
+    (lps, lqs): (&[f64], &[f64]),
+    xms: &[T],
+    kc: usize,
+    xs: &[f64],
+) -> Option<Error> {
+    if let Err(e) = check_log_densities(lps, lqs) {
+        return Some(e);
+    }
+    let d = xs.len() / (lps.len() / kc).max(1);
+    for (r, (rows, xr)) in xms.chunks_exact(kc * d).zip(xs.chunks_exact(d)).enumerate() {
+        if let Some(k) = rows
+            .chunks_exact(d)
+            .position(|g| !sqdist(g, xr).is_finite())
+        {
+            return Some(Error::Value {
+                arg: "x_mean",
+                msg: format!("contains NaN or inf (datum {r}, sample {k})"),
+            });
+        }
+    }
+    None
+}
+
+/// Reused per-thread buffers of [`chunk_row`] (Kc squared distances, log weights, weights).
+type Scratch = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Arguments of [`chunk_row`]: datum r, its Kc·D decoder means, its D values, its Kc log prior
+/// and log proposal values, log N normaliser, 1/σ².
+type RowArgs<'a, T> = (usize, &'a [T], &'a [f64], &'a [f64], &'a [f64], f64, f64);
+
+/// [`chunk_row`] compiled for AVX2 (the crate's baseline is SSE2): the exp and the loops run
+/// 4 × f64 wide. Safety: the CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chunk_row_avx2<T: Copy + Into<f64>>(
+    args: RowArgs<'_, T>,
+    scratch: &mut Scratch,
+) -> Result<Row> {
+    chunk_row(args, scratch)
+}
+
+/// The state of datum `r` over one chunk (see [`RowArgs`]).
+#[inline(always)]
+fn chunk_row<T: Copy + Into<f64>>(
+    (r, flat, xr, lp, lq, log_norm, inv_s2): RowArgs<'_, T>,
+    (sqs, lws, es): &mut Scratch,
+) -> Result<Row> {
+    let d = xr.len();
+    let mut st = Row::new(d);
+    check_log_densities(lp, lq)?;
+    // Pass 1: squared distances, then log weights, of the chunk (Kc values), written through
+    // slices (no per-sample push) so that the second loop vectorises.
+    let kc = lp.len();
+    sqs.resize(kc, 0.0);
+    lws.resize(kc, 0.0);
+    match d {
+        1 => sqdist_small::<1, T>(sqs, flat, xr),
+        2 => sqdist_small::<2, T>(sqs, flat, xr),
+        3 => sqdist_small::<3, T>(sqs, flat, xr),
+        4 => sqdist_small::<4, T>(sqs, flat, xr),
+        _ => {
+            for (sq, g) in sqs.iter_mut().zip(flat.chunks_exact(d)) {
+                *sq = sqdist(g, xr);
+            }
+        }
+    }
+    if let Some(k) = sqs.iter().position(|sq| !sq.is_finite()) {
+        return Err(Error::Value {
+            arg: "x_mean",
+            msg: format!("contains NaN or inf (datum {r}, sample {k})"),
+        });
+    }
+    for (lw, ((&sq, &p), &q)) in lws.iter_mut().zip(sqs.iter().zip(lp).zip(lq)) {
+        *lw = log_norm - 0.5 * sq * inv_s2 + p - q;
+    }
+    // Pass 2: weights relative to the chunk maximum (none if all vanished); the datum's Kc·D
+    // decoder values are still in cache.
+    st.weigh_into(lws, es);
+    for (&e, &sq) in es.iter().zip(sqs.iter()) {
+        st.sq += e * sq;
+    }
+    // Σ w (g − x) rather than Σ w g: the score (Σw(g−x)/Σw)/σ² then keeps its precision when
+    // |x| ≫ |g − x| (no cancellation of two large sums).
+    if d <= SMALL_D {
+        // one register accumulator per dimension (same order of additions over k as below,
+        // without a store and reload of st.sg per sample)
+        for (j, (sg, &xj)) in st.sg.iter_mut().zip(xr).enumerate() {
+            let mut a = 0.0;
+            for (g, &e) in flat.chunks_exact(d).zip(es.iter()) {
+                a += e * (g[j].into() - xj);
+            }
+            *sg += a;
+        }
+    } else {
+        for (g, &e) in flat.chunks_exact(d).zip(es.iter()) {
+            axpy_diff(&mut st.sg, e, g, xr);
+        }
+    }
+    Ok(st)
 }
 
 /// Per-datum outputs of [`Accumulator::result`].
@@ -146,69 +292,46 @@ impl Accumulator {
                 });
             }
         }
-        if log_prior.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
-            return Err(Error::Value {
-                arg: "log_prior",
-                msg: "contains NaN or +inf".into(),
-            });
-        }
-        if log_proposal.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Value {
-                arg: "log_proposal",
-                msg: "contains NaN or ±inf".into(),
-            });
-        }
         let xm = x_mean.as_standard_layout();
-        let x = &self.x;
+        let (lp, lq) = (
+            log_prior.as_standard_layout(),
+            log_proposal.as_standard_layout(),
+        );
+        let std_layout = "standard layout";
+        let (xms, lps, lqs) = (
+            xm.as_slice().expect(std_layout),
+            lp.as_slice().expect(std_layout),
+            lq.as_slice().expect(std_layout),
+        );
+        let xs = self.x.as_slice().expect(std_layout);
         let inv_s2 = (-self.log_sigma2).exp();
         let log_norm = -0.5 * (d as f64) * (LN_2PI + self.log_sigma2);
         let partial: Result<Vec<Row>> = (0..b)
             .into_par_iter()
-            .map(|r| {
-                let xr = x.row(r);
-                let xr = xr.as_slice().unwrap_or(&[]);
-                let chunk = xm.index_axis(Axis(0), r);
-                let lp = log_prior.row(r);
-                let lq = log_proposal.row(r);
-                let mut st = Row::new(d);
-                // The datum's chunk as one contiguous (Kc·D) slice (x_mean is in standard layout).
-                let owned_chunk;
-                let flat: &[T] = match chunk.to_slice() {
-                    Some(s) => s,
-                    None => {
-                        owned_chunk = chunk.iter().copied().collect::<Vec<T>>();
-                        &owned_chunk
+            .map_init(
+                || {
+                    (
+                        Vec::with_capacity(kc),
+                        Vec::with_capacity(kc),
+                        Vec::with_capacity(kc),
+                    )
+                },
+                |scratch, r| {
+                    let (flat, xr) = (&xms[r * kc * d..(r + 1) * kc * d], &xs[r * d..(r + 1) * d]);
+                    let (lp, lq) = (&lps[r * kc..(r + 1) * kc], &lqs[r * kc..(r + 1) * kc]);
+                    let args = (r, flat, xr, lp, lq, log_norm, inv_s2);
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the CPU supports AVX2 (checked just above).
+                        return unsafe { chunk_row_avx2(args, scratch) };
                     }
-                };
-                let lp = lp.to_vec();
-                let lq = lq.to_vec();
-                // Pass 1: squared distances and log weights of the chunk (Kc values).
-                let mut sqs = Vec::with_capacity(kc);
-                let mut lws = Vec::with_capacity(kc);
-                for (k, g) in flat.chunks_exact(d).enumerate() {
-                    let sq = sqdist(g, xr);
-                    if !sq.is_finite() {
-                        return Err(Error::Value {
-                            arg: "x_mean",
-                            msg: format!("contains NaN or inf (datum {r}, sample {k})"),
-                        });
-                    }
-                    sqs.push(sq);
-                    lws.push(log_norm - 0.5 * sq * inv_s2 + lp[k] - lq[k]);
-                }
-                // Pass 2: weights relative to the chunk maximum (none if all vanished); the
-                // chunk's row (Kc·D values) is still in cache.
-                let es = st.weigh(&lws);
-                for ((g, &e), &sq) in flat.chunks_exact(d).zip(&es).zip(&sqs) {
-                    st.sq += e * sq;
-                    // Σ w (g − x) rather than Σ w g: the score (Σw(g−x)/Σw)/σ² then keeps its
-                    // precision when |x| ≫ |g − x| (no cancellation of two large sums).
-                    axpy_diff(&mut st.sg, e, g, xr);
-                }
-                Ok(st)
-            })
+                    chunk_row(args, scratch)
+                },
+            )
             .collect();
-        let partial = partial?;
+        // The rows check their own values (no extra pass over the arrays); on an error, the
+        // checks run again in their documented order to report the first offending value.
+        let partial = partial.map_err(|e| first_error((lps, lqs), xms, kc, xs).unwrap_or(e))?;
         self.rows
             .par_iter_mut()
             .zip(partial.par_iter())

@@ -51,17 +51,28 @@ impl Row {
     /// Fill a fresh state from one set of log weights: m = max log w, s1 = Σ e_k, s2 = Σ e_k².
     /// Returns the e_k (empty if every weight is zero, i.e. all log w = −∞).
     pub(crate) fn weigh(&mut self, log_w: &[f64]) -> Vec<f64> {
+        let mut es = Vec::with_capacity(log_w.len());
+        self.weigh_into(log_w, &mut es);
+        es
+    }
+
+    /// [`Row::weigh`] writing the e_k into `es` (cleared first; reused across calls).
+    #[inline(always)]
+    pub(crate) fn weigh_into(&mut self, log_w: &[f64], es: &mut Vec<f64>) {
+        es.clear();
         self.m = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if self.m == f64::NEG_INFINITY {
-            return Vec::new();
+            return;
         }
         let m = self.m;
-        let es: Vec<f64> = log_w.iter().map(|&lw| exp_nonpos(lw - m)).collect();
-        for &e in &es {
+        es.resize(log_w.len(), 0.0);
+        for (e, &lw) in es.iter_mut().zip(log_w) {
+            *e = exp_nonpos(lw - m);
+        }
+        for &e in es.iter() {
             self.s1 += e;
             self.s2 += e * e;
         }
-        es
     }
 
     /// Whether no sample has positive weight (no estimate exists).
