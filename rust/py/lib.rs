@@ -442,23 +442,21 @@ fused_pyfunction! {
     } => |T, n_threads| Ok(hutchinson::dot_backward(go, seed, dist, d, n_threads))
 }
 
+/// The extension module `vsm._core`: every function above and the IS accumulator class.
 #[pymodule]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(is_log_evidence, m)?)?;
-    m.add_function(wrap_pyfunction!(grid_summary, m)?)?;
-    m.add_function(wrap_pyfunction!(grid_fd_scores, m)?)?;
-    m.add_function(wrap_pyfunction!(grid_divergences, m)?)?;
-    m.add_function(wrap_pyfunction!(toy_posterior, m)?)?;
-    m.add_function(wrap_pyfunction!(toy_log_joint, m)?)?;
-    m.add_function(wrap_pyfunction!(toy_divergences, m)?)?;
-    m.add_class::<PyISAccumulator>()?;
-    m.add_function(wrap_pyfunction!(posterior_fd_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(posterior_fd_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(gaussian_terms_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(gaussian_terms_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(hutchinson_probes, m)?)?;
-    m.add_function(wrap_pyfunction!(hutchinson_dot, m)?)?;
-    m.add_function(wrap_pyfunction!(hutchinson_dot_backward, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    Ok(())
+mod _core {
+    #[pymodule_export]
+    use super::{
+        gaussian_terms_backward, gaussian_terms_forward, grid_divergences, grid_fd_scores,
+        grid_summary, hutchinson_dot, hutchinson_dot_backward, hutchinson_probes, is_log_evidence,
+        posterior_fd_backward, posterior_fd_forward, toy_divergences, toy_log_joint, toy_posterior,
+        PyISAccumulator,
+    };
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
 }
