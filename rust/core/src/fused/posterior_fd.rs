@@ -44,7 +44,8 @@ fn residuals<T: Real>(z: &[T], mu: &[T], e: &[T], g: &[T], res: &mut [T]) {
     }
 }
 
-/// e = exp(−logvar) elementwise (a block of rows of L values), vectorised (see [`exp_f32`], [`exp_f64`]).
+/// e = exp(−logvar) elementwise (a block of rows of L values), vectorised (see [`exp_f32`],
+/// [`exp_f64`]).
 #[inline(always)]
 fn exp_neg_row<T: Real>(logvar: &[T], e: &mut [T]) {
     let e = &mut e[..logvar.len()];
