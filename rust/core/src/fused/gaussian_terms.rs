@@ -21,7 +21,7 @@
 //! Accumulation in the input dtype.
 
 use super::threads::{plan, run};
-use super::{check_shape, slice, split_rows, split_slabs, standard, sum, sum_sq, Real};
+use super::{check_shape, hsum, slice, split_rows, split_slabs, standard, Real, LANES};
 use crate::Result;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix2, Ix3};
 
@@ -33,7 +33,7 @@ fn block_d(d: usize) -> usize {
     d.max(1).next_power_of_two().min(MAX_BLOCK_D)
 }
 
-/// Accumulates Σ_n f and (when `acc_sq` is given) Σ_n f² of one datum's tile, f = (xm − x)·inv.
+/// Accumulates Σ_n f of one datum's tile into `acc_f`, f = (xm − x)·inv.
 #[inline(always)]
 fn accumulate_tile<T: Real>(
     xms: &[T],
@@ -42,31 +42,83 @@ fn accumulate_tile<T: Real>(
     row_stride: usize,
     n: usize,
     acc_f: &mut [T],
-    mut acc_sq: Option<&mut [T]>,
 ) {
     let w = x.len();
     let acc_f = &mut acc_f[..w];
     acc_f.fill(T::ZERO);
-    if let Some(sq) = acc_sq.as_deref_mut() {
-        sq[..w].fill(T::ZERO);
-    }
     for ni in 0..n {
         let xm = &xms[ni * row_stride..ni * row_stride + w];
-        match acc_sq.as_deref_mut() {
-            Some(sq) => {
-                let sq = &mut sq[..w];
-                for k in 0..w {
-                    let f = (xm[k] - x[k]) * inv;
-                    acc_f[k] += f;
-                    sq[k] += f * f;
-                }
-            }
-            None => {
-                for k in 0..w {
-                    acc_f[k] += (xm[k] - x[k]) * inv;
-                }
+        for k in 0..w {
+            acc_f[k] += (xm[k] - x[k]) * inv;
+        }
+    }
+}
+
+/// The forward's partials of one datum's tile: (Σ_k (Σ_n f²)_k, Σ_k fbar_k²), fbar = (Σ_n f)/N,
+/// each Σ_k lane-wise as [`super::sum_sq`] takes it (column k in lane k mod [`LANES`], the
+/// columns of a lane in order, then [`hsum`]). Full groups of [`LANES`] columns keep Σ_n f
+/// and Σ_n f² in registers (no per-column accumulator array stored and re-read); the last
+/// columns go one at a time.
+#[inline(always)]
+fn forward_tile<T: Real>(xms: &[T], x: &[T], inv: T, row_stride: usize, n: usize, nf: T) -> (T, T) {
+    let (mut lane_sq, mut lane_m) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let (groups, tail) = x.as_chunks::<LANES>();
+    for (g, xc) in groups.iter().enumerate() {
+        let (mut af, mut asq) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        for ni in 0..n {
+            let o = ni * row_stride + g * LANES;
+            let xm: &[T; LANES] = xms[o..o + LANES].try_into().expect("LANES values");
+            for j in 0..LANES {
+                let f = (xm[j] - xc[j]) * inv;
+                af[j] += f;
+                asq[j] += f * f;
             }
         }
+        for j in 0..LANES {
+            lane_sq[j] += asq[j];
+            let fbar = af[j] / nf;
+            lane_m[j] += fbar * fbar;
+        }
+    }
+    let c0 = groups.len() * LANES;
+    for (j, &xk) in tail.iter().enumerate() {
+        let (mut sf, mut sq) = (T::ZERO, T::ZERO);
+        for ni in 0..n {
+            let f = (xms[ni * row_stride + c0 + j] - xk) * inv;
+            sf += f;
+            sq += f * f;
+        }
+        lane_sq[j] += sq;
+        let fbar = sf / nf;
+        lane_m[j] += fbar * fbar;
+    }
+    (hsum(&lane_sq), hsum(&lane_m))
+}
+
+/// One task of the forward: data `b0..` of sq_mean (`sq_t`) and mean_sq (`msq_t`), tile by tile.
+/// A function marked `inline(always)`, so that it is compiled into the AVX2 copy of the thread
+/// runner's task call (a closure body this size is not inlined there and runs as SSE2 code).
+#[inline(always)]
+fn forward_task<T: Real>(
+    (xs, xms, inv): (&[T], &[T], T),
+    (n, b, d): (usize, usize, usize),
+    b0: usize,
+    sq_t: &mut [T],
+    msq_t: &mut [T],
+) {
+    let (nf, bd) = (T::from_usize(n), block_d(d));
+    for (j, (sq_b, msq_b)) in sq_t.iter_mut().zip(msq_t.iter_mut()).enumerate() {
+        let bi = b0 + j;
+        let (mut s, mut m) = (T::ZERO, T::ZERO);
+        for d0 in (0..d).step_by(bd) {
+            let w = bd.min(d - d0);
+            let x_t = &xs[bi * d + d0..bi * d + d0 + w];
+            let (ts, tm) = forward_tile(&xms[bi * d + d0..], x_t, inv, b * d, n, nf);
+            s += ts / nf;
+            m += tm;
+        }
+        *sq_b = s;
+        *msq_b = m;
     }
 }
 
@@ -102,34 +154,13 @@ impl<'a, T: Real> Inputs<'a, T> {
         if n * b * d == 0 {
             return (Array1::from_vec(sq), Array1::from_vec(msq));
         }
-        let nf = T::from_usize(n);
-        let bd = block_d(d);
         let bounds = plan(n_threads, b, 3 * n * d);
         let tasks: Vec<_> = split_rows(&mut sq, 1, &bounds)
             .into_iter()
             .zip(split_rows(&mut msq, 1, &bounds))
             .collect();
         run(n_threads, tasks, |((b0, sq_t), (_, msq_t))| {
-            let mut acc_f = [T::ZERO; MAX_BLOCK_D];
-            let mut acc_sq = [T::ZERO; MAX_BLOCK_D];
-            for (j, (sq_b, msq_b)) in sq_t.iter_mut().zip(msq_t.iter_mut()).enumerate() {
-                let bi = b0 + j;
-                let (mut s, mut m) = (T::ZERO, T::ZERO);
-                for d0 in (0..d).step_by(bd) {
-                    let w = bd.min(d - d0);
-                    let x_t = &xs[bi * d + d0..bi * d + d0 + w];
-                    let xm_t = &xms[bi * d + d0..];
-                    accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, Some(&mut acc_sq));
-                    let fbar = &mut acc_f[..w];
-                    for v in fbar.iter_mut() {
-                        *v = *v / nf;
-                    }
-                    s += sum(&acc_sq[..w]) / nf;
-                    m += sum_sq(fbar);
-                }
-                *sq_b = s;
-                *msq_b = m;
-            }
+            forward_task((xs, xms, inv), (n, b, d), b0, sq_t, msq_t)
         });
         (Array1::from_vec(sq), Array1::from_vec(msq))
     }
@@ -176,7 +207,7 @@ impl<'a, T: Real> Inputs<'a, T> {
                         let w = bd.min(d - d0);
                         let x_t = &xs[bi * d + d0..bi * d + d0 + w];
                         let xm_t = &xms[bi * d + d0..];
-                        accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f, None);
+                        accumulate_tile(xm_t, x_t, inv, b * d, n, &mut acc_f);
                         let (fbar, cf) = (&mut acc_f[..w], &mut cf[..w]);
                         let dx_w = &mut dx_r[d0..d0 + w];
                         for k in 0..w {

@@ -135,22 +135,6 @@ pub(crate) fn sum_sq<T: Real>(a: &[T]) -> T {
     dot(a, a)
 }
 
-/// Σ_i a_i lane-wise.
-#[inline(always)]
-pub(crate) fn sum<T: Real>(a: &[T]) -> T {
-    let (ac, at) = a.as_chunks::<LANES>();
-    let mut acc = [T::ZERO; LANES];
-    for x in ac {
-        for j in 0..LANES {
-            acc[j] += x[j];
-        }
-    }
-    for (j, x) in at.iter().enumerate() {
-        acc[j] += *x;
-    }
-    hsum(&acc)
-}
-
 /// `Error::Shape` unless `shape == expected`.
 pub(crate) fn check_shape(
     arg: &'static str,
@@ -257,7 +241,6 @@ mod tests {
         for n in [0usize, 1, 7, 8, 9, 17, 64, 100] {
             let a: Vec<f64> = (0..n).map(|i| i as f64 - 3.0).collect();
             let b: Vec<f64> = (0..n).map(|i| (i % 5) as f64).collect();
-            assert_eq!(sum(&a), a.iter().sum::<f64>());
             assert_eq!(
                 dot(&a, &b),
                 a.iter().zip(&b).map(|(x, y)| x * y).sum::<f64>()

@@ -23,20 +23,29 @@ use crate::Result;
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, CowArray, Ix2, Ix3};
 use std::any::TypeId;
 
-/// Σ_l (z − (z − mu)·e − g)² for one row, lane-wise: the residuals go to `res` (a row buffer, an
-/// elementwise loop LLVM vectorises) and [`sum_sq`] reduces them (the same lane-wise sums, in the
-/// same order, as one fused loop would take, which LLVM vectorised only partly).
+/// Values (rows of L) per block of rows that the kernels process together: a block's e, residuals
+/// and accumulators are one contiguous run of `rows·L` values, so that at small L the elementwise
+/// loops and the exp still vectorise (one row of L = 2 is all scalar tail) and per-row overhead is
+/// paid once per block. Elementwise results and each row's lane-wise sum are unchanged.
+const BLOCK_VALUES: usize = 256;
+
+/// Rows per block for rows of `l` values (at least 1).
+fn block_rows(l: usize) -> usize {
+    (BLOCK_VALUES / l.max(1)).max(1)
+}
+
+/// res = z − (z − mu)·e − g elementwise over equal-length slices (a loop LLVM vectorises).
 #[inline(always)]
-fn row_pfd<T: Real>(z: &[T], mu: &[T], e: &[T], g: &[T], res: &mut [T]) -> T {
+fn residuals<T: Real>(z: &[T], mu: &[T], e: &[T], g: &[T], res: &mut [T]) {
     let l = z.len();
     let (mu, e, g, res) = (&mu[..l], &e[..l], &g[..l], &mut res[..l]);
     for k in 0..l {
         res[k] = z[k] - (z[k] - mu[k]) * e[k] - g[k];
     }
-    sum_sq(res)
 }
 
-/// e = exp(−logvar) for one row of L values, vectorised (see [`exp_f32`], [`exp_f64`]).
+/// e = exp(−logvar) elementwise (a block of rows of L values), vectorised (see [`exp_f32`],
+/// [`exp_f64`]).
 #[inline(always)]
 fn exp_neg_row<T: Real>(logvar: &[T], e: &mut [T]) {
     let e = &mut e[..logvar.len()];
@@ -181,22 +190,14 @@ impl<'a, T: Real> Inputs<'a, T> {
         );
         let mut out = vec![T::ZERO; n * b];
         if l > 0 && b > 0 && n > 0 {
-            // tasks own ranges of b: e = exp(−logvar[b]) is computed once per b, into a row buffer
-            // that stays in L1 while the N samples of that b use it
+            // tasks own ranges of b: e = exp(−logvar[b]) is computed once per b, into a block
+            // buffer that stays in L1 while the N samples of those b use it
             let bounds = plan(n_threads, b, (5 * n + 2) * l);
             let starts = bounds.windows(2).map(|w| w[0]);
             let tasks: Vec<_> = starts.zip(split_slabs(&mut out, b, 1, &bounds)).collect();
-            run(n_threads, tasks, |(b0, mut outp)| {
-                let (mut e, mut res) = (vec![T::ZERO; l], vec![T::ZERO; l]);
-                let rows = outp.first().map_or(0, |o| o.len());
-                for j in 0..rows {
-                    let br = (b0 + j) * l..(b0 + j + 1) * l;
-                    exp_neg_row(&lvs[br.clone()], &mut e);
-                    for (ni, o) in outp.iter_mut().enumerate() {
-                        let r = (ni * b + b0 + j) * l;
-                        o[j] = row_pfd(&zs[r..r + l], &ms[br.clone()], &e, &gs[r..r + l], &mut res);
-                    }
-                }
+            let inputs = (zs, ms, lvs, gs);
+            run(n_threads, tasks, |(b0, outp)| {
+                forward_task(inputs, (b, l), b0, outp)
             });
         }
         Array2::from_shape_vec((n, b), out).expect("N·B values")
@@ -244,7 +245,42 @@ impl<'a, T: Real> Inputs<'a, T> {
     }
 }
 
-/// One task of the backward: rows `b0..` of dmu/dlogvar and of every sample slab of dz/dg.
+/// One task of the forward: rows `b0..` of every sample's output slab `outp[n]`, in blocks of
+/// [`block_rows`] rows of b. A function marked `inline(always)`, so that it is compiled into
+/// [`run`]'s AVX2 copy (see [`backward_task`]).
+#[inline(always)]
+fn forward_task<T: Real>(
+    (zs, ms, lvs, gs): (&[T], &[T], &[T], &[T]),
+    (b, l): (usize, usize),
+    b0: usize,
+    mut outp: Vec<&mut [T]>,
+) {
+    let rows = outp.first().map_or(0, |o| o.len());
+    let k = block_rows(l);
+    let (mut e, mut res) = (vec![T::ZERO; k * l], vec![T::ZERO; k * l]);
+    for j0 in (0..rows).step_by(k) {
+        let kk = k.min(rows - j0);
+        let br = (b0 + j0) * l..(b0 + j0 + kk) * l;
+        let (e, res) = (&mut e[..kk * l], &mut res[..kk * l]);
+        exp_neg_row(&lvs[br.clone()], e);
+        for (ni, o) in outp.iter_mut().enumerate() {
+            let r = (ni * b + b0 + j0) * l;
+            residuals(
+                &zs[r..r + kk * l],
+                &ms[br.clone()],
+                e,
+                &gs[r..r + kk * l],
+                res,
+            );
+            for (o, res_row) in o[j0..j0 + kk].iter_mut().zip(res.chunks_exact(l)) {
+                *o = sum_sq(res_row);
+            }
+        }
+    }
+}
+
+/// One task of the backward: rows `b0..` of dmu/dlogvar and of every sample slab of dz/dg, in
+/// blocks of [`block_rows`] rows of b (all elementwise, so blocks change no value).
 /// A function marked `inline(always)`, so that it is compiled into [`run`]'s AVX2 copy (as a
 /// closure body this size it was not inlined there and ran as SSE2 code).
 #[inline(always)]
@@ -258,44 +294,52 @@ fn backward_task<T: Real>(
     dmu_t: &mut [T],
     dlv_t: &mut [T],
 ) {
-    let mut e = vec![T::ZERO; l];
-    let mut acc_mu = vec![T::ZERO; l];
-    let mut acc_lv = vec![T::ZERO; l];
-    let rows = dmu_t.chunks_exact_mut(l).zip(dlv_t.chunks_exact_mut(l));
-    for (j, (dmu_r, dlv_r)) in rows.enumerate() {
-        let bi = b0 + j;
-        let mu_r = &ms[bi * l..(bi + 1) * l];
-        exp_neg_row(&lvs[bi * l..(bi + 1) * l], &mut e);
+    let k = block_rows(l);
+    let mut e = vec![T::ZERO; k * l];
+    let mut acc_mu = vec![T::ZERO; k * l];
+    let mut acc_lv = vec![T::ZERO; k * l];
+    let mut t2go = vec![T::ZERO; k * l];
+    let blocks = dmu_t.chunks_mut(k * l).zip(dlv_t.chunks_mut(k * l));
+    for (jb, (dmu_r, dlv_r)) in blocks.enumerate() {
+        let (j0, w) = (jb * k, dmu_r.len());
+        let bi = b0 + j0;
+        let mu_r = &ms[bi * l..bi * l + w];
+        let (e, acc_mu, acc_lv) = (&mut e[..w], &mut acc_mu[..w], &mut acc_lv[..w]);
+        let t2go = &mut t2go[..w];
+        exp_neg_row(&lvs[bi * l..bi * l + w], e);
         acc_mu.fill(T::ZERO);
         acc_lv.fill(T::ZERO);
         for ni in 0..n {
             let r = ni * b + bi;
-            let t2go = T::TWO * gos[r];
+            for (t_row, go) in t2go.chunks_exact_mut(l).zip(&gos[r..r + w / l]) {
+                t_row.fill(T::TWO * *go);
+            }
             sample_step(
                 t2go,
-                &zs[r * l..(r + 1) * l],
-                &gs[r * l..(r + 1) * l],
+                &zs[r * l..r * l + w],
+                &gs[r * l..r * l + w],
                 mu_r,
-                &e,
-                &mut dzp[ni][j * l..(j + 1) * l],
-                &mut dgp[ni][j * l..(j + 1) * l],
-                &mut acc_mu,
-                &mut acc_lv,
+                e,
+                &mut dzp[ni][j0 * l..j0 * l + w],
+                &mut dgp[ni][j0 * l..j0 * l + w],
+                acc_mu,
+                acc_lv,
             );
         }
-        for k in 0..l {
+        for k in 0..w {
             dmu_r[k] = acc_mu[k] * e[k];
             dlv_r[k] = acc_lv[k] * e[k];
         }
     }
 }
 
-/// One sample's row of the backward: t = t2go·(z − d·e − g) with d = z − mu; writes dz, dg and
-/// adds t, t·d to the accumulators (all slices have length L).
+/// One sample's rows of the backward: t = t2go·(z − d·e − g) with d = z − mu; writes dz, dg and
+/// adds t, t·d to the accumulators (all slices have the same length, `t2go` = 2·go of each
+/// value's row).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn sample_step<T: Real>(
-    t2go: T,
+    t2go: &[T],
     z: &[T],
     g: &[T],
     mu: &[T],
@@ -306,7 +350,7 @@ fn sample_step<T: Real>(
     acc_lv: &mut [T],
 ) {
     let l = z.len();
-    let (g, mu, e) = (&g[..l], &mu[..l], &e[..l]);
+    let (t2go, g, mu, e) = (&t2go[..l], &g[..l], &mu[..l], &e[..l]);
     let (dz, dg, acc_mu, acc_lv) = (
         &mut dz[..l],
         &mut dg[..l],
@@ -315,7 +359,7 @@ fn sample_step<T: Real>(
     );
     for k in 0..l {
         let d = z[k] - mu[k];
-        let t = t2go * (z[k] - d * e[k] - g[k]);
+        let t = t2go[k] * (z[k] - d * e[k] - g[k]);
         dz[k] = t * (T::ONE - e[k]);
         dg[k] = -t;
         acc_mu[k] += t;
