@@ -18,6 +18,7 @@ The extreme-value tests of ``test_extreme_values.py`` run on the Rust path too (
 from __future__ import annotations
 
 import math
+import sys
 
 import _cases as C
 import pytest
@@ -340,6 +341,40 @@ def test_results_independent_of_thread_count(threads):
         torch.set_num_threads(old)
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
+
+
+_POOL_SCRIPT = """
+import glob, torch
+from vsm.ops import _rust as R
+torch.set_num_threads(2)
+g = torch.Generator().manual_seed(0)
+z, g_ = (torch.randn(4, 1024, 100, generator=g) for _ in range(2))
+mu, lv = (torch.randn(1024, 100, generator=g) for _ in range(2))
+out = R.posterior_fd_forward(z, mu, lv, g_)
+names = sorted({open(p).read().strip() for p in glob.glob("/proc/self/task/*/comm")})
+print(repr(out.sum().item()), any(n.startswith("vsm-fused") for n in names))
+"""
+
+_TORCH_OPENMP = sys.platform.startswith("linux") and (
+    "parallel backend: OpenMP" in torch.__config__.parallel_info()
+)
+
+
+@pytest.mark.skipif(not _TORCH_OPENMP, reason="needs a Linux torch build with OpenMP")
+def test_parallel_kernels_run_on_torchs_openmp_team():
+    """With torch's libgomp loaded, a parallel Rust kernel runs on the OpenMP team that torch
+    uses (no rayon pool thread ``vsm-fused-*`` is started); ``VSM_RUST_POOL=rayon`` selects the
+    rayon pool instead, with bitwise the same result. Fresh processes: other tests may have
+    started pools already."""
+    runs = {}
+    for pool in ("openmp", "rayon"):
+        proc = C.run_compiled(_POOL_SCRIPT, VSM_RUST_POOL=pool)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        total, rayon_started = proc.stdout.split()
+        runs[pool] = (total, rayon_started)
+    assert runs["openmp"][1] == "False"
+    assert runs["rayon"][1] == "True"
+    assert runs["openmp"][0] == runs["rayon"][0]
 
 
 # ============================================================================ public ops on Rust

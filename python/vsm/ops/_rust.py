@@ -31,9 +31,13 @@ Threads policy: a Rust kernel runs on at most ``torch.get_num_threads()`` thread
 thread included, so it never uses more cores than torch's own intra-op pool, and torch ops and
 Rust kernels run one after the other, never at the same time. Below about 32k element
 operations a kernel runs serially in the calling thread (no pool, no synchronisation); above, the
-rows are split into tasks that the calling thread and the workers of a rayon pool of
-``torch.get_num_threads() − 1`` threads (built once per size and kept) take from a shared
-counter. ``torch.set_num_threads(1)`` therefore makes every Rust kernel single-threaded.
+rows are split into tasks that the threads of a team take from a shared counter. The team is
+torch's own OpenMP team when torch runs on OpenMP (Linux wheels), so the kernels run on the very
+threads torch uses: a separate pool's workers compete with torch's still-spinning OpenMP workers
+after every parallel torch op (measured on 2 cores: slower than serial). Elsewhere, or with
+``VSM_RUST_POOL=rayon``, it is the calling thread and the workers of a rayon pool of
+``torch.get_num_threads() − 1`` threads (built once per size and kept). ``torch.set_num_threads(1)``
+therefore makes every Rust kernel single-threaded.
 """
 
 from __future__ import annotations

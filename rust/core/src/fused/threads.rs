@@ -3,9 +3,14 @@
 //! - Work below [`PAR_MIN_WORK`] element operations (or `n_threads <= 1`) runs serially in the
 //!   calling thread: no pool is touched, so small shapes pay no synchronisation.
 //! - Otherwise the rows are cut into at most `TASKS_PER_THREAD · n_threads` tasks of at least
-//!   [`GRAIN`] operations; the calling thread and the `n_threads − 1` workers of a cached rayon
-//!   pool take tasks from a shared counter until none is left (dynamic scheduling: a core slowed
-//!   by another process simply takes fewer tasks). The pools are built once per size and kept.
+//!   [`GRAIN`] operations, which the threads of a team take from a shared counter until none is
+//!   left (dynamic scheduling: a core slowed by another process simply takes fewer tasks).
+//! - The team is the process's OpenMP team when an OpenMP runtime is loaded (torch's libgomp on
+//!   Linux; `GOMP_parallel` looked up at run time, nothing linked): the kernels then share
+//!   torch's intra-op threads instead of adding a pool of their own, whose workers would compete
+//!   with torch's still-spinning OpenMP workers after every parallel torch op. Otherwise, or with
+//!   `VSM_RUST_POOL=rayon` in the environment, it is the calling thread and the `n_threads − 1`
+//!   workers of a cached rayon pool (built once per size and kept).
 //!
 //! The caller (vsm's Python layer) passes `torch.get_num_threads()`, so a kernel never has more
 //! threads running than torch's own intra-op pool would for an op of the same size; torch ops and
@@ -86,10 +91,10 @@ fn call<I, F: Fn(I)>(f: &F, task: I) {
 /// counter (see the module docs). Panics in `f` propagate.
 pub fn run<I: Send, F: Fn(I) + Sync>(n_threads: usize, tasks: Vec<I>, f: F) {
     let n = n_threads.min(tasks.len());
-    let Some(pool) = (n > 1).then(|| pool(n - 1)).flatten() else {
+    if n <= 1 {
         tasks.into_iter().for_each(|t| call(&f, t));
         return;
-    };
+    }
     let slots: Vec<Mutex<Option<I>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let next = AtomicUsize::new(0);
     let work = || loop {
@@ -100,12 +105,88 @@ pub fn run<I: Send, F: Fn(I) + Sync>(n_threads: usize, tasks: Vec<I>, f: F) {
             call(&f, task);
         }
     };
+    if omp::parallel(n, &work) {
+        return;
+    }
+    let Some(pool) = pool(n - 1) else {
+        work();
+        return;
+    };
     pool.in_place_scope(|s| {
         for _ in 1..n {
             s.spawn(|_| work());
         }
         work();
     });
+}
+
+/// The OpenMP team of the process, when one is loaded (torch's `libgomp` on Linux): running the
+/// tasks on it shares torch's intra-op threads instead of adding a second pool. After a parallel
+/// torch op, torch's OpenMP workers keep spinning for a while; a separate pool's workers then
+/// compete with them for the cores, measured 1.1–2× slower than serial on a 2-core machine.
+mod omp {
+    use std::ffi::{c_char, c_uint, c_void};
+    use std::sync::OnceLock;
+
+    type Body = unsafe extern "C" fn(*mut c_void);
+    type Parallel = unsafe extern "C" fn(Body, *mut c_void, c_uint, c_uint);
+
+    /// `GOMP_parallel` of the libgomp already in the process (never loads one), if any.
+    fn gomp_parallel() -> Option<Parallel> {
+        static F: OnceLock<Option<Parallel>> = OnceLock::new();
+        *F.get_or_init(|| {
+            if std::env::var_os("VSM_RUST_POOL").is_some_and(|v| v == "rayon") {
+                return None;
+            }
+            #[cfg(target_os = "linux")]
+            {
+                extern "C" {
+                    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+                }
+                // SAFETY: RTLD_DEFAULT (null on glibc and musl) searches the loaded objects;
+                // the symbol, when present, is libgomp's GOMP_parallel with this signature.
+                let p = unsafe { dlsym(std::ptr::null_mut(), c"GOMP_parallel".as_ptr()) };
+                (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, Parallel>(p) })
+            }
+            #[cfg(not(target_os = "linux"))]
+            None
+        })
+    }
+
+    struct Job<'a, W> {
+        work: &'a W,
+        panicked: std::sync::atomic::AtomicBool,
+    }
+
+    unsafe extern "C" fn body<W: Fn() + Sync>(data: *mut c_void) {
+        // SAFETY: `data` is the `Job` that `parallel` keeps alive until GOMP_parallel returns.
+        let job = unsafe { &*(data as *const Job<'_, W>) };
+        // no unwinding across the C frames of libgomp: a panic is recorded and re-raised
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.work)).is_err() {
+            job.panicked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `work` on every thread of an OpenMP team of `n` threads (the calling thread
+    /// included) and returns true, or returns false when no OpenMP runtime is loaded.
+    pub(super) fn parallel<W: Fn() + Sync>(n: usize, work: &W) -> bool {
+        let Some(gomp) = gomp_parallel() else {
+            return false;
+        };
+        let job = Job {
+            work,
+            panicked: false.into(),
+        };
+        let n = c_uint::try_from(n).unwrap_or(c_uint::MAX);
+        // SAFETY: `body::<W>` only reads `job`, which outlives the call (GOMP_parallel joins
+        // the team before returning); flags 0 = default proc binding.
+        unsafe { gomp(body::<W>, &job as *const Job<'_, W> as *mut c_void, n, 0) };
+        if job.panicked.into_inner() {
+            panic!("a fused-kernel task panicked on an OpenMP thread");
+        }
+        true
+    }
 }
 
 #[cfg(test)]
