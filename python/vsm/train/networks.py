@@ -17,6 +17,7 @@ equal the single run with seed s.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -32,7 +33,7 @@ __all__ = ["Networks", "OneModel", "Params", "networks"]
 Params = dict[str, torch.Tensor]
 
 
-class Networks:
+class Networks(ABC):
     """The operations of Algorithm 1 on one layout of models (module docstring).
 
     ``phi`` arguments are encoder parameters by name (:meth:`encoder_params`' keys; stacked for
@@ -40,40 +41,40 @@ class Networks:
     """
 
     @property
+    @abstractmethod
     def log_sigma2(self) -> torch.Tensor:
         """log σ², 0-dim (or (S,))."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encoder_params(self) -> Params:
         """The encoder's parameters by name, the start of the bi-level unrolled steps."""
-        raise NotImplementedError
 
+    @abstractmethod
     def failure_counts(self, x: torch.Tensor) -> torch.Tensor:
         """A float64 zero per loss (0-dim, or (S,)) on x's device: the bi-level ``n_bad``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def noisy(self, x: torch.Tensor, eta: float) -> torch.Tensor:
         """x̃ = x + η ε flattened to (B, D) (or (S, B, D)), fresh noise on every call."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, x: torch.Tensor, phi: Params | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|x̃) for flat data, at encoder parameters ``phi`` if given."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., L) → flat decoder means (..., D)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample(
         self, mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, *, reparam: bool
     ) -> torch.Tensor:
         """z_n = mu + e^{logvar/2} ε_n with the sample axis before the batch axis
         (:func:`vsm.objectives.sample_posterior`); detached unless ``reparam``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decoder_vjp(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_mean, ∇_z log p(x|z)) (:func:`vsm.objectives.decoder_vjp`)."""
-        raise NotImplementedError
 
     def x_score(
         self,
@@ -91,10 +92,10 @@ class Networks:
             lambda v: self.encode(v, phi), x, z, create_graph=create, derivative=derivative
         )
 
+    @abstractmethod
     def batch_mean(self, formula: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
         """The batch mean of a per-datum objective ``formula`` of :mod:`vsm.objectives` (it
         takes one model's tensors and a 0-dim log σ²), per replica for replicas."""
-        raise NotImplementedError
 
 
 class OneModel(Networks):
