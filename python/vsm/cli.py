@@ -138,7 +138,13 @@ def _without_histograms(res: Any) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import TrainConfig, Trainer, TrainingDiverged, format_seeds
+    from .train import (
+        TrainConfig,
+        TrainingDiverged,
+        format_seeds,
+        make_trainer,
+        trainer_from_checkpoint,
+    )
 
     given = _config_args(args)
     progress = False if args.quiet else None
@@ -147,7 +153,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out = args.out or os.path.dirname(os.path.abspath(args.resume))
         if "steps" in given:  # --steps replaces the checkpoint's length, even if it was epochs
             given.setdefault("epochs", None)
-        trainer = Trainer.from_checkpoint(
+        trainer = trainer_from_checkpoint(
             args.resume, overrides=given, out_dir=out, progress=progress, log=log
         )
         if trainer.rank == 0:
@@ -157,7 +163,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(**given)
         tag = cfg.seed if cfg.seeds is None else format_seeds(cfg.seeds)
         out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{tag}")
-        trainer = Trainer(cfg, out_dir=out, progress=progress, log=log)
+        trainer = make_trainer(cfg, out_dir=out, progress=progress, log=log)
     try:
         res = trainer.run()
     except TrainingDiverged as e:

@@ -104,7 +104,7 @@ def _under_torchrun() -> bool:
 
 class SeedsTrainer(Trainer):
     """Algorithm 1 / bi-level training of one replica per seed of ``cfg.seeds``, batched
-    (module docstring). ``Trainer(cfg)`` returns one when ``cfg.seeds`` is set.
+    (module docstring). :func:`vsm.train.make_trainer` builds one when ``cfg.seeds`` is set.
 
     Args:
         cfg: the run's configuration, with ``seeds``.
