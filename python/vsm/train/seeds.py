@@ -115,7 +115,8 @@ class SeedsTrainer(Trainer):
     Attributes:
         seeds: the surviving replicas' seeds, in replica order.
         replicas: their :class:`vsm.train.replicas.StackedVAE`.
-        history, evals: per-seed lists of loss records / evaluations (dropped seeds included).
+        history: per-seed lists of loss records (dropped seeds included).
+        evals: per-seed lists of evaluations (dropped seeds included).
         diverged: one ``{"seed", "step", "message"}`` per dropped replica.
 
     The global RNG is left as it was: each replica has its own generator.

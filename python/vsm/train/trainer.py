@@ -3,7 +3,7 @@ parallelism, divergence checks, evaluation, checkpoints, logging and a clean sto
 
 Reading order: construction (data, config, process group, model, optimisers), one iteration
 (:meth:`Trainer.train_step`: an encoder update and every ``k_enc``-th iteration a decoder update,
-each through :meth:`Trainer._update`), evaluation and checkpoints, then :meth:`Trainer.run`, the
+each through ``_update``), evaluation and checkpoints, then :meth:`Trainer.run`, the
 loop itself. Training stops with :class:`TrainingDiverged` on a non-finite loss, and with
 :class:`TrainingInterrupted` (after writing a checkpoint of the last completed iteration) on
 SIGINT or SIGTERM.
@@ -315,7 +315,7 @@ class Trainer:
         """Train up to :attr:`total_steps`, evaluating every ``eval_every`` iterations and at the
         end; returns the final metrics.
 
-        Writes :attr:`checkpoint_path` (if any) at every evaluation, every ``save_every``
+        Writes ``checkpoint_path`` (if any) at every evaluation, every ``save_every``
         iterations, at the end, and on SIGINT/SIGTERM, which then raise
         :class:`TrainingInterrupted` once the current iteration is complete. With ``out_dir``
         also ``metrics/step_*.json``, ``metrics.json`` (final), ``history.json`` and
