@@ -69,14 +69,20 @@ napoleon_attr_annotations = False  # their types are in the signatures already
 # projects (torch, numpy, the standard library, ...) cannot resolve: the build is offline (no
 # intersphinx inventories), so they are ignored here; every reference into vsm must resolve.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|numpy|np|triton|tqdm|matplotlib|sklearn|scipy|argparse|collections|"
-     r"typing|typing_extensions|enum|dataclasses|os|pathlib|concurrent|multiprocessing|"
-     r"signal|types|contextlib|abc|json|io)(\..*)?"),
+    (
+        r"py:.*",
+        r"(torch|numpy|np|triton|tqdm|matplotlib|sklearn|scipy|argparse|collections|"
+        r"typing|typing_extensions|enum|dataclasses|os|pathlib|concurrent|multiprocessing|"
+        r"signal|types|contextlib|abc|json|io)(\..*)?",
+    ),
     # builtins and typing names as they appear in signatures
-    (r"py:.*", r"(None|int|float|str|bool|bytes|dict|list|tuple|set|object|type|slice|"
-     r"Callable|Iterator|Iterable|Sequence|Mapping|Any|Literal|Optional|Union|Self|TypeAlias|"
-     r"ValueError|TypeError|RuntimeError|KeyError|Exception|KeyboardInterrupt|NotImplemented|"
-     r"Tensor|ndarray|Path|Generator|NamedTuple|Protocol|ClassVar|Final|TypeVar|ParamSpec)"),
+    (
+        r"py:.*",
+        r"(None|int|float|str|bool|bytes|dict|list|tuple|set|object|type|slice|"
+        r"Callable|Iterator|Iterable|Sequence|Mapping|Any|Literal|Optional|Union|Self|TypeAlias|"
+        r"ValueError|TypeError|RuntimeError|KeyError|Exception|KeyboardInterrupt|NotImplemented|"
+        r"Tensor|ndarray|Path|Generator|NamedTuple|Protocol|ClassVar|Final|TypeVar|ParamSpec)",
+    ),
     # type variables in signatures
     (r"py:class", r"vsm\..*\.T"),
 ]
@@ -132,14 +138,20 @@ def _resolve_alias(app, env, node, contnode):
             # data re-exported from its defining module: the documented name holding this object
             tail = "." + cand.rsplit(".", 1)[-1]
             same = [
-                n for n in domain.objects
+                n
+                for n in domain.objects
                 if n.endswith(tail) and (_lookup(n) or (None,))[0] is found[0]
             ]
             name = same[0] if len(same) == 1 else name
         if name in domain.objects or name in domain.modules:
             return domain.resolve_xref(
-                env, node["refdoc"], app.builder, "obj" if name in domain.objects else "mod",
-                name, node, contnode,
+                env,
+                node["refdoc"],
+                app.builder,
+                "obj" if name in domain.objects else "mod",
+                name,
+                node,
+                contnode,
             )
     return None
 
@@ -214,9 +226,42 @@ def _restore_after_napoleon(app, what, name, obj, options, lines) -> None:
         lines[:] = _PROSE.pop(id(lines))
 
 
+# A literal or a role (left alone), or an emphasis / strong pair ``*word*`` (meant as markup).
+_MARKUP = re.compile(
+    r"``.+?``|:[\w:+.-]+:`[^`]*`|(?<![\w\\])(\*\*?)(?=[^\s*])[^*]*?(?<=[^\s\\])\1(?!\w)"
+)
+
+
+def _plain_text_stars(app, what, name, obj, options, lines) -> None:
+    """``autodoc-process-docstring``, after napoleon: vsm's docstrings write shapes with Python's
+    unpacking star (``x (B, *data_shape)``, ``(*batch,)``) and conditionals with a bar
+    (``q(·|x)``), which reStructuredText would read as the start of emphasis or of a
+    substitution. Outside literal blocks, inline literals, roles and matched ``*emphasis*``,
+    every ``*`` and ``|`` is escaped so that it shows as written."""
+    in_literal, base = False, 0
+    for i, line in enumerate(lines):
+        indent = len(line) - len(line.lstrip())
+        if in_literal:
+            if not line.strip() or indent > base:
+                continue
+            in_literal = False
+        if line.rstrip().endswith("::"):
+            in_literal, base = True, indent
+        if line.lstrip().startswith(">>>") or ("*" not in line and "|" not in line):
+            continue
+        pieces, last = [], 0
+        for m in _MARKUP.finditer(line):
+            pieces.append(re.sub(r"(?<!\\)([*|])", r"\\\1", line[last : m.start()]))
+            pieces.append(m.group(0))
+            last = m.end()
+        pieces.append(re.sub(r"(?<!\\)([*|])", r"\\\1", line[last:]))
+        lines[i] = "".join(pieces)
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _hide_from_napoleon, priority=100)
     app.connect("autodoc-process-docstring", _restore_after_napoleon, priority=900)
+    app.connect("autodoc-process-docstring", _plain_text_stars, priority=950)
     app.connect("autodoc-process-signature", _fix_signature)
     app.connect("builder-inited", _module_pages)
     app.connect("missing-reference", _resolve_alias)

@@ -1,6 +1,7 @@
 """The ``vsm`` command line (API.md "Command line"); also ``python -m vsm``.
 
 Subcommands:
+
 - ``vsm train --objective kl-m1 --dataset sparse [--steps N | --epochs E] ...``: trains with
   :class:`vsm.train.Trainer` (progress bar on a terminal, periodic loss lines, checkpoints,
   metrics JSON per evaluation, loss-curve PNG in ``--out``). Its options are generated from
