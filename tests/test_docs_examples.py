@@ -6,14 +6,18 @@
   make them slow). A block that must not run says so in its info string,
   ```` ```python norun ````, with the reason in a comment on its first line; such blocks are
   listed in :data:`NORUN` so that adding one is a reviewed change.
+- Every ``Example::`` block of a docstring in ``python/vsm`` (the API reference shows them) runs
+  the same way.
 - Every ``vsm ...`` command in a ```` ```bash ```` block (also ``python -m vsm``,
   ``torchrun ... -m vsm``) is accepted by the real argument parser of its subcommand.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -70,6 +74,37 @@ def test_python_examples_run(page, tmp_path, monkeypatch):
             exec(code, namespace)
         ran += 1
     assert ran > 0
+
+
+def _docstring_examples() -> list[tuple[str, str]]:
+    """(where, code) of every ``Example::`` literal block in the docstrings of python/vsm."""
+    found = []
+    for path in sorted((ROOT / "python" / "vsm").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(
+                node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+            ):
+                continue
+            doc = ast.get_docstring(node, clean=True)
+            for m in re.finditer(r"^Examples?::\n\n((?:[ \t]+.*\n|\n)+)", (doc or "") + "\n", re.M):
+                where = f"{path.relative_to(ROOT)}:{getattr(node, 'name', '<module>')}"
+                found.append((where, textwrap.dedent(m.group(1))))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("where", "code"), _docstring_examples(), ids=[w for w, _ in _docstring_examples()]
+)
+def test_docstring_examples_run(where, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    with vsm.backend("rust" if has_backend("rust") else "auto"):
+        exec(compile(code, where, "exec"), {"__name__": "__docs_example__"})
+
+
+def test_docstring_examples_are_found():
+    assert any(w.endswith("vsm/train/__init__.py:<module>") for w, _ in _docstring_examples())
 
 
 def _commands(body: str) -> list[list[str]]:

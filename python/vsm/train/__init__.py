@@ -27,10 +27,10 @@ One file per concern, in the order a reader needs them:
 Example::
 
     from vsm.train import TrainConfig, make_trainer
-    cfg = TrainConfig(objective="fd-m1", dataset="mixture", steps=500)
+    cfg = TrainConfig(objective="fd-m1", dataset="mixture", steps=50, n_test=200, n_is=100)
     make_trainer(cfg, out_dir="runs/x").run()  # a Trainer
-    # ten seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
-    make_trainer(TrainConfig(**{**vars(cfg), "seeds": "0-9"}), out_dir="runs/y").run()
+    # three seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
+    make_trainer(TrainConfig(**{**vars(cfg), "seeds": "0-2"}), out_dir="runs/y").run()
 """
 
 from __future__ import annotations

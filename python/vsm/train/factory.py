@@ -27,15 +27,8 @@ def trainer_class(cfg: TrainConfig) -> type[Trainer]:
 
 def make_trainer(cfg: TrainConfig, **kwargs: Any) -> Trainer:
     """The trainer of ``cfg`` (:func:`trainer_class`), built with ``kwargs`` (``data``,
-    ``out_dir``, ``progress``, ``log``, ``checkpoint``: see :class:`~vsm.train.Trainer`).
-
-    Example::
-
-        from vsm.train import TrainConfig, make_trainer
-        make_trainer(TrainConfig(objective="fd-m1", dataset="mixture", steps=500)).run()
-        # ten seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
-        make_trainer(TrainConfig(objective="fd-m1", dataset="mixture", seeds="0-9")).run()
-    """
+    ``out_dir``, ``progress``, ``log``, ``checkpoint``: see :class:`~vsm.train.Trainer`; an
+    example is in :mod:`vsm.train`)."""
     return trainer_class(cfg)(cfg, **kwargs)
 
 
