@@ -3,11 +3,12 @@
 Build (also part of the README's test command and ``.ci/run``, warnings and broken
 cross-references as errors)::
 
-    python -m sphinx -W -n --keep-going -b html docs docs/_build/html
+    python -m sphinx -W -n --keep-going -q -b html docs docs/_build/html
 
 The API reference (``api.md``) is generated from the docstrings by autodoc + napoleon (Google-style
-``Args:``/``Returns:``), one page per module of the ``vsm`` package via autosummary (into
-``docs/api/``, which is generated and ignored by git). The Markdown pages are MyST.
+``Args:``/``Returns:``): :func:`_module_pages` writes one page per module of the ``vsm`` package
+into ``docs/api/`` (generated, ignored by git) when the build starts. The Markdown pages are MyST;
+their Python examples run in ``tests/test_docs_examples.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# The documented package is the installed vsm (the compiled extension lives there); the source
-# tree is the fallback for a checkout whose package was installed in editable mode.
+# The documented package is the installed vsm (with its compiled extension); the source tree is
+# appended after site-packages, so it is only found when vsm is not installed.
 sys.path.append(str(ROOT / "python"))
 # Importing vsm must not need a GPU; the Triton kernels are only imported, never launched.
 os.environ.setdefault("TRITON_INTERPRET", "1")
