@@ -1,8 +1,9 @@
 """``vsm bench`` and ``vsm bench --check`` on CPU (conftest: Triton kernels in the interpreter).
 
 The acceptance check must pass on the real ops, write valid JSON and markdown, and fail (exit 1,
-naming the op) when vsm and the reference disagree. Timings are never asserted: ``_time_ms`` is
-replaced by one call of the timed function, so the harness runs end to end in seconds.
+naming the op) when vsm and the reference disagree. Timings are never asserted:
+``vsm.bench.timing.time_ms`` is replaced by one call of the timed function, so the harness runs
+end to end in seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def fake_timer(monkeypatch):
         f()
         return 1.0
 
-    monkeypatch.setattr(bench, "_time_ms", once)
+    monkeypatch.setattr(bench.timing, "time_ms", once)
 
 
 def _report(out):

@@ -147,7 +147,7 @@ def test_bench_harness_runs_from_the_package(capsys, monkeypatch):
     """``vsm bench`` (vsm.bench.main) produces its table; timings themselves are not asserted."""
     from vsm import bench
 
-    monkeypatch.setattr(bench, "_time_ms", lambda f, device, min_run_time: (f(), 1.0)[1])
+    monkeypatch.setattr(bench.timing, "time_ms", lambda f, device, min_run_time: (f(), 1.0)[1])
     status = bench.main(
         [
             "--quick",

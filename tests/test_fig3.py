@@ -244,7 +244,7 @@ def test_shared_prior_is_matches_a_direct_computation():
 
 
 def test_an_iteration_is_k_enc_encoder_updates_then_one_decoder_update():
-    from vsm.train import Trainer
+    from vsm.train import make_trainer
 
     cfg = fig3.Fig3Config(seeds=(0, 1), batch_size=16, width_mixture=4, n_test=16)
     tcfg = fig3.train_config("vsm", "mixture", "kl-m1", 3, cfg.seeds, cfg)
@@ -260,7 +260,7 @@ def test_an_iteration_is_k_enc_encoder_updates_then_one_decoder_update():
         "dec_lr": 1e-4,
     }
     assert fig3.optimiser_settings("fd-m3", cfg)["enc_lr"] == 1e-3
-    trainer = Trainer(tcfg, progress=False)
+    trainer = make_trainer(tcfg, progress=False)
     drv = fig3._Driver(trainer, cfg.seeds)
     series = fig3._Series(cfg.seeds)
     drv.iteration(3, series)

@@ -26,9 +26,12 @@ from vsm.train import (
     TrainingDiverged,
     format_seeds,
     load_checkpoint,
+    make_trainer,
     model_from_checkpoint,
     parse_seeds,
     replica_checkpoint,
+    trainer_class,
+    trainer_from_checkpoint,
 )
 from vsm.train.replicas import StackedVAE
 
@@ -79,7 +82,7 @@ def _assert_replica_equals(st: SeedsTrainer, seed: int, single: Trainer) -> None
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_replicas_equal_separate_runs(reference_backend, mixture, objective, setting):
     cfg = TrainConfig(objective=objective, seeds=SEEDS, **TINY, **SETTINGS[setting])
-    st = Trainer(cfg, data=mixture)
+    st = make_trainer(cfg, data=mixture)
     assert isinstance(st, SeedsTrainer)
     for _ in range(4):
         rec = st.train_step()
@@ -220,7 +223,7 @@ def test_resume_continues_every_replica_exactly(reference_backend, mixture, tmp_
     poisoned(cfg, checkpoint=path).run()
     state = load_checkpoint(path)
     assert sorted(state["replicas"]) == [1, 2] and state["diverged"][0]["seed"] == 0
-    resumed = Trainer.from_checkpoint(path, overrides={"steps": 5}, data=mixture, progress=False)
+    resumed = trainer_from_checkpoint(path, overrides={"steps": 5}, data=mixture, progress=False)
     assert isinstance(resumed, SeedsTrainer) and resumed.seeds == [1, 2] and resumed.step == 3
     assert [d["seed"] for d in resumed.diverged] == [0]
     resumed.run()
@@ -233,7 +236,7 @@ def test_resume_continues_every_replica_exactly(reference_backend, mixture, tmp_
             torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
         assert a["history"] == b["history"]
     with pytest.raises(ValueError, match="^seeds: the checkpoint holds seeds 0-2"):
-        Trainer.from_checkpoint(path, overrides={"seeds": (1, 2)}, data=mixture)
+        trainer_from_checkpoint(path, overrides={"seeds": (1, 2)}, data=mixture)
 
 
 def test_replica_checkpoint_is_a_single_run_checkpoint(reference_backend, mixture, tmp_path):
@@ -284,6 +287,16 @@ def test_seeds_trainer_guards(mixture, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="^seeds: .*torchrun"):
         SeedsTrainer(TrainConfig(seeds=(0, 1), **TINY), data=mixture)
+
+
+def test_make_trainer_picks_the_class_and_trainer_refuses_seeds(mixture):
+    """A config with seeds needs a SeedsTrainer: the factory builds it, ``Trainer`` itself says
+    where to go instead of silently training one seed."""
+    assert trainer_class(TrainConfig(seeds=(0, 1), **TINY)) is SeedsTrainer
+    assert trainer_class(TrainConfig(**TINY)) is Trainer
+    assert type(make_trainer(TrainConfig(**TINY), data=mixture)) is Trainer
+    with pytest.raises(ValueError, match=r"^cfg: seeds=\(0, 1\) .*make_trainer"):
+        Trainer(TrainConfig(seeds=(0, 1), **TINY), data=mixture)
 
 
 def test_replicas_get_their_own_data(reference_backend):

@@ -32,6 +32,7 @@ from vsm.train import (
     inference_loss,
     learning_loss,
     load_checkpoint,
+    make_trainer,
     model_from_checkpoint,
     variant_options,
 )
@@ -742,7 +743,7 @@ def test_seeds_replicas_equal_single_runs_under_paper_2d(
     reference_backend, sparse, objective, extra
 ):
     cfg = TrainConfig(objective=objective, **PAPER_SEEDS, **{**TINY, "batch_size": 24}, **extra)
-    st = Trainer(cfg, data=sparse)
+    st = make_trainer(cfg, data=sparse)
     assert isinstance(st, SeedsTrainer)
     assert st.replicas.noise_param == "log_sigma"
     for _ in range(3):
@@ -757,7 +758,7 @@ def test_seeds_replicas_equal_single_runs_under_paper_images(reference_backend, 
     cfg = TrainConfig(
         objective=objective, **PAPER_SEEDS, **SMALL, steps=3, batch_size=8, latent_dim=2, eta=0.1
     )
-    st = Trainer(cfg, data=data)
+    st = make_trainer(cfg, data=data)
     assert st.replicas.template.sd_head == "logsd"
     for _ in range(3):
         st.train_step()

@@ -14,7 +14,7 @@ host copies), and ``vsm.backend("triton")`` with CPU tensors when the kernels we
 
 ``vsm.backend("reference")`` / ``vsm.backend("triton")`` / ``vsm.backend("rust")`` override the
 choice in a ``with`` block (benchmarks use it; "rust" requires CPU tensors). Backends are listed in
-:data:`_BACKENDS`; :func:`select` maps a tensor to the backend that runs it, so another backend is
+``_BACKENDS``; :func:`select` maps a tensor to the backend that runs it, so another backend is
 one more name there and one more branch in :func:`select`. :func:`cpu_kernel` tells the ops' CPU
 implementation which kernels to run ("rust", or "triton" in the interpreter).
 """

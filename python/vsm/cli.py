@@ -1,6 +1,7 @@
 """The ``vsm`` command line (API.md "Command line"); also ``python -m vsm``.
 
 Subcommands:
+
 - ``vsm train --objective kl-m1 --dataset sparse [--steps N | --epochs E] ...``: trains with
   :class:`vsm.train.Trainer` (progress bar on a terminal, periodic loss lines, checkpoints,
   metrics JSON per evaluation, loss-curve PNG in ``--out``). Its options are generated from
@@ -138,7 +139,13 @@ def _without_histograms(res: Any) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import TrainConfig, Trainer, TrainingDiverged, format_seeds
+    from .train import (
+        TrainConfig,
+        TrainingDiverged,
+        format_seeds,
+        make_trainer,
+        trainer_from_checkpoint,
+    )
 
     given = _config_args(args)
     progress = False if args.quiet else None
@@ -147,7 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out = args.out or os.path.dirname(os.path.abspath(args.resume))
         if "steps" in given:  # --steps replaces the checkpoint's length, even if it was epochs
             given.setdefault("epochs", None)
-        trainer = Trainer.from_checkpoint(
+        trainer = trainer_from_checkpoint(
             args.resume, overrides=given, out_dir=out, progress=progress, log=log
         )
         if trainer.rank == 0:
@@ -157,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(**given)
         tag = cfg.seed if cfg.seeds is None else format_seeds(cfg.seeds)
         out = args.out or os.path.join("runs", f"{cfg.objective}-{cfg.dataset}-s{tag}")
-        trainer = Trainer(cfg, out_dir=out, progress=progress, log=log)
+        trainer = make_trainer(cfg, out_dir=out, progress=progress, log=log)
     try:
         res = trainer.run()
     except TrainingDiverged as e:

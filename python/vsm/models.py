@@ -100,8 +100,9 @@ class GaussianVAE(nn.Module, abc.ABC):
             the learned 0-dim ``nn.Parameter`` (:attr:`noise_parameter`; its state_dict key is
             this name).
         sd_head: "logvar", "softplus" or "logsd" (module docstring).
-        log_sigma2: 0-dim log σ² of the likelihood N(g(z), σ² I): the parameter itself under
-            ``noise_param="log_sigma2"``, else 2·log σ (differentiable w.r.t. log σ).
+
+    :attr:`log_sigma2` is the 0-dim log σ² of the likelihood N(g(z), σ² I) under either
+    ``noise_param``.
     """
 
     encoder: nn.Module
@@ -140,7 +141,8 @@ class GaussianVAE(nn.Module, abc.ABC):
 
     @property
     def log_sigma2(self) -> torch.Tensor:
-        """0-dim log σ² (the parameter itself, or 2·log σ)."""
+        """0-dim log σ² of the likelihood N(g(z), σ² I): the parameter itself under
+        ``noise_param="log_sigma2"``, else 2·log σ (differentiable w.r.t. log σ)."""
         p = self.noise_parameter
         return p if self.noise_param == "log_sigma2" else 2.0 * p
 

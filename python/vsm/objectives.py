@@ -26,7 +26,9 @@ default:
   mean_n f_n·Σ_m ψ_m in place of mean_n f_n·ψ_n;
 - ``encoder_x_score(..., derivative="total")``: ψ as the total derivative of log q(z|x) along a
   reparametrised z = μ(x) + s(x)·ε, the authors' ψ for the 2-D L_B and the FAE encoder step;
-  ``fae_loss(..., psi_derivative="total")`` uses it. Inference objective for the encoder φ: :func:`posterior_fd_loss`
+  ``fae_loss(..., psi_derivative="total")`` uses it.
+
+Inference objective for the encoder φ: :func:`posterior_fd_loss`
 (mean_n PFD, MATH.md Part I, no ½). Helpers: :func:`sample_posterior`, :func:`decoder_vjp`
 (∇_z log p(x|z) by autograd), :func:`encoder_x_score` (ψ by autograd), :func:`fae_loss`.
 

@@ -181,8 +181,8 @@ def grid_posterior(log_joint: Any, axes: Any) -> Posterior:
 
     Raises:
         ValueError: shapes, empty batch, an axis with < 3 points, non-uniform axes, NaN/+inf, a
-        row that is −inf everywhere. TypeError: non-numeric input (or float16/bool/complex),
-        ``axes`` not a tuple/list.
+            row that is −inf everywhere.
+        TypeError: non-numeric input (or float16/bool/complex), ``axes`` not a tuple/list.
     """
     ax = _axes(axes)
     lj = V.array("log_joint", log_joint, real=True)

@@ -30,17 +30,14 @@ writes ``bench.json`` and ``bench.md`` to ``--out`` and exits 1 on any mismatch.
 """
 
 import argparse
-import json
 import math
-import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import _dispatch
 from .cases import OPS, Case, cases
+from .report import write_report
 from .table import (
     Row,
     bandwidth_from_name,
@@ -74,45 +71,6 @@ __all__ = [
     "timing_backend",
     "write_report",
 ]
-
-
-def _time_ms(f: Callable[[], object], device: torch.device, min_run_time: float) -> float:
-    """Median ms per call of ``f``: ``do_bench`` (rep ≈ 200·min_run_time ms) on CUDA,
-    ``torch.utils.benchmark`` (after one warm-up call) on CPU."""
-    if device.type == "cuda":
-        import triton.testing
-
-        rep = max(10, int(200 * min_run_time))
-        return float(
-            triton.testing.do_bench(f, warmup=max(5, rep // 4), rep=rep, return_mode="median")
-        )
-    from torch.utils import benchmark
-
-    f()  # warm-up (and lazy initialisation)
-    m = benchmark.Timer(stmt="f()", globals={"f": f}).blocked_autorange(min_run_time=min_run_time)
-    return m.median * 1e3
-
-
-def _json_safe(v: Any) -> Any:
-    """``v`` with non-finite floats as the strings "inf", "-inf", "nan" (strict JSON)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
-
-
-def write_report(out_dir: str | os.PathLike, report: dict[str, Any], markdown: str) -> None:
-    """Write ``bench.json`` (``report``, strict JSON) and ``bench.md`` (``markdown``) into
-    ``out_dir`` (created if needed)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(report), indent=2, allow_nan=False)
-    (out / "bench.json").write_text(text + "\n")
-    (out / "bench.md").write_text(markdown + "\n")
-    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
 
 
 def parse_threads(text: str) -> list[int]:

@@ -45,6 +45,8 @@ from .._dispatch import backend
 from .compare import TOLERANCES, CheckResult, compare
 from .compile_step import check_compile
 from .op_specs import Spec, specs
+from .report import write_report
+from .table import format_table, has_backend, machine_description, run_table
 
 __all__ = [
     "TOLERANCES",
@@ -177,8 +179,6 @@ def targets(rows: Sequence[Any]) -> list[str]:
 def backends_under_test(device: torch.device) -> list[str]:
     """ "auto", plus "rust" on CPU when it exists and "auto" runs the Triton interpreter there."""
     modes = ["auto"]
-    from . import has_backend
-
     if device.type == "cpu" and has_backend("rust") and _dispatch.interpret_mode():
         modes.append("rust")
     return modes
@@ -213,8 +213,6 @@ def _format_checks(results: Sequence[CheckResult]) -> str:
 
 def run_check(args: argparse.Namespace, device: torch.device) -> int:
     """The whole acceptance run; returns 0 when every check passed, else 1."""
-    from . import format_table, machine_description, run_table, write_report
-
     t0 = time.perf_counter()
     small = device.type != "cuda"
     machine = machine_description(device)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 import torch
 
-# Tolerances of vsm against the reference, per dtype: |got − want| ≤ rtol·|want| + atol·max|want|
-# elementwise (atol is relative to the largest magnitude of the compared tensor, so it is
-# unit-free and covers entries that are sums with cancellation). float32: the Triton kernels
-# reduce in a different order than torch (a few ulp per element over sums of ≤ 10³ terms) and the
-# compiled float32 exp may be ex2.approx (≤ ~30 ulp ≈ 2e-6 relative at |log s²| ≤ 30, squared by
-# the PFD: ≤ 4e-6, see shared/notes/gpu_audit.md); 1e-4 leaves 25× headroom on that and still
-# catches any real error (a wrong term is O(1) relative). float64: order-of-summation error only
-# (≤ 1e-13 relative at these sizes); 1e-9 / 1e-11.
+#: Tolerances of vsm against the reference, per dtype: |got − want| ≤ rtol·|want| + atol·max|want|
+#: elementwise (atol is relative to the largest magnitude of the compared tensor, so it is
+#: unit-free and covers entries that are sums with cancellation). float32: the Triton kernels
+#: reduce in a different order than torch (a few ulp per element over sums of ≤ 10³ terms) and the
+#: compiled float32 exp may be ex2.approx (≤ ~30 ulp ≈ 2e-6 relative at |log s²| ≤ 30, squared by
+#: the PFD: ≤ 4e-6, see shared/notes/gpu_audit.md); 1e-4 leaves 25× headroom on that and still
+#: catches any real error (a wrong term is O(1) relative). float64: order-of-summation error only
+#: (≤ 1e-13 relative at these sizes); 1e-9 / 1e-11.
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (1e-4, 1e-5),
     torch.float64: (1e-9, 1e-11),

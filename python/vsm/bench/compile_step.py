@@ -45,8 +45,8 @@ def _vae_step(
 def check_compile(
     device: torch.device, dtype: torch.dtype, compile_backend: str, small: bool
 ) -> list[CheckResult]:
-    """``torch.compile(fullgraph=True)`` of :func:`_vae_step` vs eager: loss and parameter grads
-    (float32 / float64 tolerances of :data:`TOLERANCES`)."""
+    """``torch.compile(fullgraph=True)`` of ``_vae_step`` vs eager: loss and parameter grads
+    (float32 / float64 tolerances of :data:`vsm.bench.compare.TOLERANCES`)."""
     dname = str(dtype).removeprefix("torch.")
     n, b, d, l, w = (2, 3, 6, 2, 5) if small else (5, 100, 784, 16, 128)
     shape = f"N={n} B={b} D={d} L={l} width {w}"

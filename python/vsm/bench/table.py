@@ -1,6 +1,6 @@
 """The timing table of ``vsm bench``: per case, pass and thread count, the reference (eager), its
 ``torch.compile`` and vsm; bandwidth limits; markdown. Timings go through
-:func:`vsm.bench._time_ms`, looked up on the package at call time (tests replace it)."""
+:func:`vsm.bench.timing.time_ms`, looked up on its module at call time (tests replace it)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ import torch
 
 from .. import _dispatch
 from .._dispatch import backend
+from . import timing
 from .cases import Case, cases
 
 
 def _time_ms(f: Callable[[], object], device: torch.device, min_run_time: float) -> float:
-    from . import _time_ms as timer
-
-    return timer(f, device, min_run_time)
+    return timing.time_ms(f, device, min_run_time)
 
 
 def _runner(fn: Callable, inputs: dict, grad_wrt: tuple[str, ...], bwd: bool) -> Callable[[], None]:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._dispatch import backend
+from . import timing
+from .table import timing_backend
 
 if TYPE_CHECKING:
     from ..train import Trainer
@@ -91,11 +93,9 @@ def time_train_step(
     min_run_time: float,
 ) -> float:
     """Median ms of one training step with backend ``mode`` (after a warm-up step)."""
-    from . import _time_ms
-
     trainer = _trainer(shape, overrides, device)
     with backend(mode):
-        return _time_ms(trainer.train_step, device, min_run_time)
+        return timing.time_ms(trainer.train_step, device, min_run_time)
 
 
 def run_train_steps(
@@ -103,8 +103,6 @@ def run_train_steps(
 ) -> list[TrainRow]:
     """Training-step rows for both models at each thread count (``mode``: the vsm backend,
     default :func:`vsm.bench.timing_backend`)."""
-    from . import timing_backend
-
     mode = mode or timing_backend(device)
     min_run_time = 0.2 if quick else 2.0
     original = torch.get_num_threads()

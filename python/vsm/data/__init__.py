@@ -8,6 +8,7 @@ and cut into ``epoch_size // batch_size`` minibatches (100 of 1000). The test se
 ``n_test`` points per seed.
 
 Images and sequences (``IMAGE_DATASETS``), fixed train/test tensors:
+
 - "digits": scikit-learn's bundled 8×8 digits, scaled to [0, 1] and bilinearly resized to
   1×32×32 (1497 train / 300 test);
 - "mnist1d": MNIST-1D sequences (Greydanus 2020) generated here from the published recipe

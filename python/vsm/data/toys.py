@@ -83,6 +83,7 @@ _TOYS: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {
     "8gaussians": _eight_gaussians,
 }
 TOY_DATASETS: tuple[str, ...] = tuple(_TOYS)
+"""The names of the 2-D toy distributions (:func:`sample_toy`, :func:`vsm.data.load_dataset`)."""
 
 
 def sample_toy(

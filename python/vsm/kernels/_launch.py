@@ -109,7 +109,7 @@ def check_contiguous(**tensors: torch.Tensor) -> None:
 def launch(kernel: Any, n_programs: int, *args: Any, num_warps: int, **constexprs: Any) -> None:
     """Launch ``kernel`` on a 1-D grid of ``n_programs`` on the tensors' device.
 
-    Adds ``PRECISE`` (compiled kernels only; see :func:`_exp`) and the explicit FP-fusion
+    Adds ``PRECISE`` (compiled kernels only; see ``_exp``) and the explicit FP-fusion
     setting. The first tensor argument decides the device.
     """
     grid = (n_programs,)

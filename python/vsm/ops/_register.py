@@ -18,7 +18,7 @@ Either way the op has the same name, schema, fake behaviour and autograd formula
 the ops modules on the returned ``CustomOpDef``), and the ops modules add the CPU implementation
 (the Rust kernels) with ``op.register_kernel("cpu", fn)``. A ``triton_op`` is decomposed into its
 Triton launches for CUDA (and meta) tensors only; for CPU tensors it stays one opaque node with the explicit
-fake implementation (:func:`_decompose_off_cpu`), so ``torch.compile`` of CPU code runs the
+fake implementation (``_decompose_off_cpu``), so ``torch.compile`` of CPU code runs the
 Rust kernels.
 """
 

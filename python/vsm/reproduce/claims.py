@@ -9,14 +9,14 @@ interval [lo, hi] at level ``Thresholds.level`` (n − 1 degrees of freedom).
 :func:`outcome` turns that interval into ``"holds"``, ``"fails"`` or ``"inconclusive"`` for one
 *kind* of claim, with two stated thresholds (:class:`Thresholds`, in the metric's units):
 
-=================  ============================================  ===============================
-kind               holds when                                    fails when
-=================  ============================================  ===============================
-``equal``          −eq_tol ≤ lo and hi ≤ eq_tol                  lo > eq_tol or hi < −eq_tol
-``better``         lo > 0 (A − B: B is the improved setting)     hi < eq_tol
-``slightly_worse`` lo > 0 and hi < fail_margin                   hi < eq_tol or lo ≥ fail_margin
-``much_worse``     lo > fail_margin                              hi < fail_margin
-=================  ============================================  ===============================
+==================  ============================================  ===============================
+kind                holds when                                    fails when
+==================  ============================================  ===============================
+``equal``           −eq_tol ≤ lo and hi ≤ eq_tol                  lo > eq_tol or hi < −eq_tol
+``better``          lo > 0 (A − B: B is the improved setting)     hi < eq_tol
+``slightly_worse``  lo > 0 and hi < fail_margin                   hi < eq_tol or lo ≥ fail_margin
+``much_worse``      lo > fail_margin                              hi < fail_margin
+==================  ============================================  ===============================
 
 Everything else is ``inconclusive``: the interval is too wide for the seeds available. For
 ``much_worse`` ("A fits badly") a run of A that diverged counts as a failed fit: when at least

@@ -20,14 +20,17 @@ One file per concern, in the order a reader needs them:
 - :mod:`~vsm.train.replicas`: S replicas of a model stacked into one batched computation
   (:class:`~vsm.train.replicas.Replicas`, Algorithm 1's other layout);
 - :mod:`~vsm.train.seeds`: :class:`SeedsTrainer`, many seeds in one run
-  (``TrainConfig(seeds=...)``; ``Trainer`` builds one for such a config).
+  (``TrainConfig(seeds=...)``);
+- :mod:`~vsm.train.factory`: :func:`make_trainer` and :func:`trainer_from_checkpoint`, which
+  build a :class:`SeedsTrainer` for a config with ``seeds`` and a :class:`Trainer` otherwise.
 
 Example::
 
-    from vsm.train import TrainConfig, Trainer
-    Trainer(TrainConfig(objective="fd-m1", dataset="mixture", steps=500), out_dir="runs/x").run()
-    # ten seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
-    Trainer(TrainConfig(objective="fd-m1", dataset="mixture", seeds="0-9"), out_dir="runs/y").run()
+    from vsm.train import TrainConfig, make_trainer
+    cfg = TrainConfig(objective="fd-m1", dataset="mixture", steps=50, n_test=200, n_is=100)
+    make_trainer(cfg, out_dir="runs/x").run()  # a Trainer
+    # three seeds in one batched run (a SeedsTrainer): per-replica metrics and a summary
+    make_trainer(TrainConfig(**{**vars(cfg), "seeds": "0-2"}), out_dir="runs/y").run()
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import OBJECTIVES, TrainConfig, build_model, num_threads, split_objective
+from .factory import make_trainer, trainer_class, trainer_from_checkpoint
 from .seed_lists import format_seeds, parse_seeds
 from .seeds import SeedsTrainer
 from .stopping import TrainingDiverged, TrainingInterrupted
@@ -71,11 +75,14 @@ __all__ = [
     "iteration",
     "learning_loss",
     "load_checkpoint",
+    "make_trainer",
     "model_from_checkpoint",
     "num_threads",
     "parse_seeds",
     "replica_checkpoint",
     "save_checkpoint",
     "split_objective",
+    "trainer_class",
+    "trainer_from_checkpoint",
     "variant_options",
 ]

@@ -93,7 +93,7 @@ def set_rng_state(rng: dict[str, torch.Tensor], device: torch.device) -> None:
 
 
 def save_checkpoint(trainer: Trainer, path: str) -> None:
-    """Atomically write ``trainer``'s :meth:`Trainer.state_dict` to ``path`` (torch.save).
+    """Atomically write ``trainer``'s :meth:`vsm.train.Trainer.state_dict` to ``path`` (torch.save).
 
     Data-parallel: a collective; every rank calls it and rank 0 writes the file.
     """

@@ -82,8 +82,9 @@ class TrainConfig:
     or ``1e-3`` (FD), its image setting Adam 1e-4 for both with ``k_enc=5, n_samples=5``.
 
     ``seeds`` (e.g. ``(0, 1, 2)``, or the string ``"0-9"``) trains one replica per seed in one
-    batched run (:class:`vsm.train.SeedsTrainer`, which ``Trainer`` builds for such a config);
-    replica s is the run with ``seed=s`` and ``seeds=None``, and ``seed`` itself is then unused.
+    batched run (:class:`vsm.train.SeedsTrainer`, which :func:`vsm.train.make_trainer` builds
+    for such a config); replica s is the run with ``seed=s`` and ``seeds=None``, and ``seed``
+    itself is then unused.
     """
 
     objective: Objective = field(

@@ -109,11 +109,12 @@ class StackedVAE:
     Attributes:
         template: a copy of ``models[0]`` giving the architecture (``split``, ``data_shape``,
             ``latent_dim``, ``spec``); its own parameters are not trained.
-        enc, dec: ``named_parameters`` of the encoder / decoder, each stacked into an
-            ``nn.Parameter`` of shape (S, *shape).
+        enc: ``named_parameters`` of the encoder, each stacked into an ``nn.Parameter`` of
+            shape (S, *shape).
+        dec: those of the decoder, likewise.
         noise: (S,) ``nn.Parameter``, the replicas' noise parameters (log σ², or log σ under
-            the model's ``noise_param="log_sigma"``).
-        log_sigma2: (S,) the replicas' log σ² (``noise`` itself, or 2·``noise``).
+            the model's ``noise_param="log_sigma"``); :attr:`log_sigma2` is the replicas' log σ²
+            (``noise`` itself, or 2·``noise``).
     """
 
     def __init__(self, models: Sequence[GaussianVAE]):

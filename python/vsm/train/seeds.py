@@ -104,7 +104,7 @@ def _under_torchrun() -> bool:
 
 class SeedsTrainer(Trainer):
     """Algorithm 1 / bi-level training of one replica per seed of ``cfg.seeds``, batched
-    (module docstring). ``Trainer(cfg)`` returns one when ``cfg.seeds`` is set.
+    (module docstring). :func:`vsm.train.make_trainer` builds one when ``cfg.seeds`` is set.
 
     Args:
         cfg: the run's configuration, with ``seeds``.
@@ -115,7 +115,8 @@ class SeedsTrainer(Trainer):
     Attributes:
         seeds: the surviving replicas' seeds, in replica order.
         replicas: their :class:`vsm.train.replicas.StackedVAE`.
-        history, evals: per-seed lists of loss records / evaluations (dropped seeds included).
+        history: per-seed lists of loss records (dropped seeds included).
+        evals: per-seed lists of evaluations (dropped seeds included).
         diverged: one ``{"seed", "step", "message"}`` per dropped replica.
 
     The global RNG is left as it was: each replica has its own generator.

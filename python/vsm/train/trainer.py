@@ -3,7 +3,7 @@ parallelism, divergence checks, evaluation, checkpoints, logging and a clean sto
 
 Reading order: construction (data, config, process group, model, optimisers), one iteration
 (:meth:`Trainer.train_step`: an encoder update and every ``k_enc``-th iteration a decoder update,
-each through :meth:`Trainer._update`), evaluation and checkpoints, then :meth:`Trainer.run`, the
+each through ``_update``), evaluation and checkpoints, then :meth:`Trainer.run`, the
 loop itself. Training stops with :class:`TrainingDiverged` on a non-finite loss, and with
 :class:`TrainingInterrupted` (after writing a checkpoint of the last completed iteration) on
 SIGINT or SIGTERM.
@@ -48,18 +48,10 @@ class Trainer:
     Construction seeds torch's global RNG with ``cfg.seed`` and builds the model from it; training
     draws its noise and posterior samples from the global RNG, whose state is checkpointed.
 
-    A config with ``seeds`` makes ``Trainer(cfg, ...)`` (and :meth:`from_checkpoint` of such a
-    run) return a :class:`vsm.train.SeedsTrainer`, which trains one replica per seed in one
-    batched run.
+    A config with ``seeds`` (one replica per seed in one batched run) needs a
+    :class:`vsm.train.SeedsTrainer`: :func:`vsm.train.make_trainer` builds whichever a config
+    needs, :func:`vsm.train.trainer_from_checkpoint` whichever a checkpoint needs.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Trainer:  # noqa: PYI034 (may be a subclass)
-        cfg = args[0] if args else kwargs.get("cfg")
-        if cls is Trainer and getattr(cfg, "seeds", None) is not None:
-            from .seeds import SeedsTrainer
-
-            return super().__new__(SeedsTrainer)  # Python then runs SeedsTrainer.__init__
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -71,6 +63,12 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         checkpoint: str | None = None,
     ):
+        if cfg.seeds is not None:
+            raise ValueError(
+                f"cfg: seeds={cfg.seeds!r} trains one replica per seed in a batched run, which "
+                "Trainer does not: build it with vsm.train.make_trainer(cfg) (a SeedsTrainer), or "
+                "vsm.train.trainer_from_checkpoint(path) for a checkpoint"
+            )
         self.data = (
             data
             if data is not None
@@ -317,7 +315,7 @@ class Trainer:
         """Train up to :attr:`total_steps`, evaluating every ``eval_every`` iterations and at the
         end; returns the final metrics.
 
-        Writes :attr:`checkpoint_path` (if any) at every evaluation, every ``save_every``
+        Writes ``checkpoint_path`` (if any) at every evaluation, every ``save_every``
         iterations, at the end, and on SIGINT/SIGTERM, which then raise
         :class:`TrainingInterrupted` once the current iteration is complete. With ``out_dir``
         also ``metrics/step_*.json``, ``metrics.json`` (final), ``history.json`` and

@@ -55,6 +55,7 @@ def variant_options(variant: str, data: Dataset) -> VariantOptions:
 
     - "vsm": vsm's estimators and parametrisation (MATH.md Part I): every default.
     - "paper": the code the authors used for that kind of data (MATH.md §9, §10):
+
       - 2-D data (``data_shape == (2,)``; ``models/bilevels.py``, ``run_bilevel_toy.py``): L_S and
         L_B with the minibatch mean (one z per datum there), L_B's ψ a total derivative through
         the reparametrised z, decoder noise as log σ, encoder SD softplus, and, for generated data,
@@ -63,6 +64,7 @@ def variant_options(variant: str, data: Dataset) -> VariantOptions:
         cross term mean_n f_n·Σ_m ψ_m, decoder noise as log σ, encoder SD exp(h) (h = log s);
       - on both, the FAE encoder step with the total-derivative ψ (``VAEs.py::joint_score``,
         ``reparam=True``; the 2-D code has no FAE, so its only FAE is used).
+
       The initialisation of :class:`vsm.models.MLPVAE` already is the authors' 2-D one (weights
       N(0, 0.1²), encoder biases 0, decoder biases N(0, 0.1²), σ = 0.1), and the image models
       start at σ = 1 as theirs did.

@@ -1,35 +1,49 @@
 """Figure 1: parameter recovery by joint-KLD versus joint-FD minimisation (MATH.md Part III §5).
 
-Model (1-D linear-Gaussian VAE, σ² fixed):
+Model (1-D linear-Gaussian VAE, σ² fixed)::
+
     p(z) = N(0, 1),  p_θ(x|z) = N(θ z, σ²),  q_φ(z|x) = N(φ x, c),  c = α v_θ,
     v_θ = σ²/(θ² + σ²)  (the exact posterior variance; α imposes a posterior mismatch),
     data p_d = p_θ* = N(0, s²) with s² = θ*² + σ².
+
 We fit (θ, φ) by minimising the joint KLD or the joint FD between q(x,z) = p_d(x) q_φ(z|x) and
 p_θ(x,z), and compare θ̂ with θ*. Everything is Gaussian, so both objectives are closed-form.
 
 Derivation (all expectations under q(x,z)). Write x ~ N(0, s²), z = φx + √c ε, ε ~ N(0,1).
 For a linear form a x + b z:  E[(a x + b z)²] = (a + bφ)² s² + b² c.              (★)
 
-Joint KLD (exact, including the entropy constants):
+Joint KLD (exact, including the entropy constants)::
+
     JKLD = E[log p_d(x) + log q(z|x) − log p(z) − log p_θ(x|z)]
          = −½log(2πe s²) − ½log(2πe c) + ½log(2π) + ½(φ²s² + c)
            + ½log(2πσ²) + [(1 − θφ)² s² + θ² c]/(2σ²),
+
 using E z² = φ²s² + c and E(x − θz)² = (1 − θφ)² s² + θ² c (from ★). For fixed θ it is
-quadratic in φ with minimiser φ* = θ/(θ² + σ²) (the exact posterior mean), and then
+quadratic in φ with minimiser φ* = θ/(θ² + σ²) (the exact posterior mean), and then::
+
     JKLD(θ, φ*) = KL(p_d ‖ p_θ) + ½(α − 1 − log α),
+
 whose second term does not depend on θ: θ̂ = ±θ* for every α.
 
-Joint FD (½ convention, MATH.md §2 eq. 6; x-part + posterior FD). The scores are linear:
+Joint FD (½ convention, MATH.md §2 eq. 6; x-part + posterior FD). The scores are linear::
+
     ∇_x log q(x,z) = −x/s² + φ(z − φx)/c,   ∇_z log q(x,z) = −(z − φx)/c,
     ∇_x log p_θ(x,z) = −(x − θz)/σ²,        ∇_z log p_θ(x,z) = −z + θ(x − θz)/σ².
-The x-difference d_x = ∇_x log q − ∇_x log p_θ has coefficients
+
+The x-difference d_x = ∇_x log q − ∇_x log p_θ has coefficients::
+
     a_x = 1/σ² − 1/s² − φ²/c,  b_x = φ/c − θ/σ²,   so a_x + b_xφ = (1/σ² − 1/s²) − θφ/σ²;
-the z-difference d_z (the posterior-FD integrand) has
+
+the z-difference d_z (the posterior-FD integrand) has::
+
     a_z = φ/c − θ/σ²,  b_z = Λ − 1/c  (Λ = 1 + θ²/σ² = 1/v_θ),  so a_z + b_zφ = Λφ − θ/σ².
-By (★):
+
+By (★)::
+
     x-part        = ½ s² [(1/σ² − 1/s²) − θφ/σ²]² + ½ c (φ/c − θ/σ²)²,
     posterior FD  = ½ s² [Λφ − θ/σ²]² + ½ c (Λ − 1/c)²,
     JFD = x-part + posterior FD.
+
 With c = α v_θ the last term is ½ c (Λ − Λ/α)² = ½ Λ (α − 1)²/α = ½ (1 + θ²/σ²)(α − 1)²/α: for
 α ≠ 1 it grows with θ², so JFD minimisation shrinks θ̂ below θ*; at α = 1 the joints can match
 exactly (JFD = 0 at θ = θ*, φ = θ*/(θ*² + σ²)), so θ* is recovered. JFD is also quadratic in φ for

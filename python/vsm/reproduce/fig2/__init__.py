@@ -1,16 +1,20 @@
 """Figure 2 (and Fig. 5 / A.5.2): fitting Gaussians and Gaussian mixtures to 2-D toy posteriors.
 
-Toy models (MATH.md Part III §5, eq. 11), prior N(0, I₂), one observation x = 2:
+Toy models (MATH.md Part III §5, eq. 11), prior N(0, I₂), one observation x = 2::
+
     "sym":  x ~ N(z1·z2, 0.5²)                  (bimodal posterior, saddle at the origin)
     "soft": x ~ N(softplus_10(z1)·z2, 1)
+
 The exact posteriors come from grid quadrature in Rust (:func:`vsm.toy.posterior`), which also
 gives the exact KL(q‖p(z|x)) and FD ½E_q‖∇log q − ∇log p(z|x)‖² of every fitted q.
 
 Gaussian fits (Fig. 2): q = N(m, diag(e^{2ς})), m started on a grid of points, ς = 0; one sample
-per step; three gradient estimators, each with SGD and with Adam, all runs batched in one tensor:
+per step; three gradient estimators, each with SGD and with Adam, all runs batched in one tensor::
+
     "fd_repar":   ‖∇_z log q(z) − ∇_z log p(x|z) + z‖² (no ½), z = m + e^ς ε reparametrised;
     "fd_norepar": the same loss with z detached (the paper's biased gradient, MATH.md §8 A.5.1);
     "kld":        −log p(x|z) − log p(z) − Σ ς  (reparametrised z, analytic entropy; = KL + const).
+
 ∇_z log p(x|z) is taken by autograd (create_graph, so reparametrised gradients see it).
 The paper used lr 1e-4 for 10⁶ steps (SGD and Adam). Quick mode: 2·10⁴ steps, SGD lr 3e-4
 (SGD "time" lr × steps = 6 vs the paper's 100; larger SGD rates diverge on the cubic "sym"

@@ -19,7 +19,7 @@ class Fig2Config(FigureConfig):
     """Settings of the Figure 2 reproduction.
 
     grid: initial means on a grid × grid lattice over [-init_range, init_range]²;
-    steps / lr_sgd / lr_adam: Gaussian-fit optimisation; mix_*: mixture fit (A.5.2);
+    steps / lr_sgd / lr_adam: Gaussian-fit optimisation; ``mix_*``: mixture fit (A.5.2);
     quad_n / quad_lim: quadrature grid of the exact posterior.
 
     The defaults are the quick mode (minutes on a 2-core CPU: larger lr, fewer steps than the

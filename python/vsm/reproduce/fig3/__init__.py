@@ -48,10 +48,11 @@ active dimensions (Var_x μ_j(x) > 0.01, Burda et al. 2016's "active units").
 
 The claims of the paper's §5.1 (and §5's remark on FAE) are judged by
 :mod:`vsm.reproduce.claims` from paired differences of the test NLL over seeds (thresholds
-``eq_tol`` and ``fail_margin``, nats); see :data:`CLAIMS`. ``results.json`` holds every run,
+``eq_tol`` and ``fail_margin``, nats); see :data:`~vsm.reproduce.fig3.report.CLAIMS`.
+``results.json`` holds every run,
 the per-setting table, the claim table and the verdicts; ``fig3.png`` the figure (both
-variants); ``fig3.md`` the markdown section of ``docs/RESULTS_reproduce.md``
-(``python -m vsm.reproduce.fig3 render out/fig3/results.json --doc docs/RESULTS_reproduce.md``
+variants); ``fig3.md`` the markdown section of ``docs/reproducing.md``
+(``python -m vsm.reproduce.fig3 render out/fig3/results.json --doc docs/reproducing.md``
 splices it in).
 
 Modes: ``quick()`` is a smoke test (minutes; far from converged); ``medium()`` is sized to

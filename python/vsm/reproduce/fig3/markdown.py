@@ -1,4 +1,4 @@
-"""Figure 3's markdown section of ``docs/RESULTS_reproduce.md`` (:func:`markdown`, spliced in
+"""Figure 3's markdown section of ``docs/reproducing.md`` (:func:`markdown`, spliced in
 between the fig3 markers by :func:`splice`) and its command, ``python -m vsm.reproduce.fig3
 render`` (:func:`main`)."""
 
@@ -23,7 +23,7 @@ def _pm(d: dict[str, Any], digits: int = 3) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The Figure 3 section of docs/RESULTS_reproduce.md, generated from ``results``."""
+    """The Figure 3 section of docs/reproducing.md, generated from ``results``."""
     cfg = results["config"]
     th = results.get("thresholds", {})
     variants = results.get("variants_run", cfg.get("variants", ["vsm"]))
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("results", help="path of results.json written by vsm reproduce fig3")
     r.add_argument(
         "--doc",
-        help="splice into this markdown file (e.g. docs/RESULTS_reproduce.md) instead of printing",
+        help="splice into this markdown file (e.g. docs/reproducing.md) instead of printing",
     )
     args = p.parse_args(argv)
     results = json.loads(Path(args.results).read_text())

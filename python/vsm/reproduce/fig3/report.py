@@ -120,6 +120,7 @@ CLAIMS: tuple[Claim, ...] = (
         "kl-m1",
     ),
 )
+"""The paper's §5.1 claims about Figure 3 that :func:`judge` tests, in table order."""
 
 
 def _ks(runs: Sequence[dict[str, Any]], variant: str, dataset: str, objective: str) -> list[int]:
@@ -134,8 +135,7 @@ def _ks(runs: Sequence[dict[str, Any]], variant: str, dataset: str, objective: s
 
 def judge(runs: Sequence[dict[str, Any]], cfg: Fig3Config) -> list[dict[str, Any]]:
     """The claim table: for every claim of :data:`CLAIMS` and data set, each variant's paired
-    NLL (and SM-loss) difference, its outcome, and the verdict (:func:`vsm.reproduce.claims.
-    verdict`). Claims whose objectives were not run are left out."""
+    NLL (and SM-loss) difference, its outcome, and the verdict (:func:`vsm.reproduce.claims.verdict`). Claims whose objectives were not run are left out."""
     th = cfg.thresholds()
     rows = []
     for cl in CLAIMS:

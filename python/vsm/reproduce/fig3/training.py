@@ -285,7 +285,7 @@ def train_setting(
     :class:`vsm.train.TrainingInterrupted`; an existing checkpoint is continued. Both are also
     written when training ends (before evaluation).
     """
-    from ...train import Trainer
+    from ...train import make_trainer, trainer_from_checkpoint
 
     batched = cfg.batched and batched_seeds_available()
     groups = [list(seeds)] if batched else [[s] for s in seeds]
@@ -301,10 +301,10 @@ def train_setting(
             and path.is_file()
             and series_path.is_file()
         ):
-            trainer = Trainer.from_checkpoint(str(path), progress=False)
+            trainer = trainer_from_checkpoint(str(path), progress=False)
             series = _Series.load(series_path, group)
         else:
-            trainer = Trainer(gcfg, progress=False)
+            trainer = make_trainer(gcfg, progress=False)
             series = _Series(group)
         drv = _Driver(trainer, group)
 
