@@ -35,6 +35,7 @@ import sys
 import tarfile
 import tempfile
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -304,9 +305,15 @@ def main() -> None:
         check(twine.is_file(), f"{twine} missing: run `bash .ci/wheel` first")
         run([str(twine), "check", "--strict", str(wheel), str(sdist)])
         print("ok: twine check --strict")
+        t0 = time.monotonic()
         check_wheel_installs_without_rust(wheel, version, tmp)
+        t1 = time.monotonic()
         check_sdist_installs(sdist, version, tmp)
-    print("check_wheel: all checks passed")
+        t2 = time.monotonic()
+    print(
+        f"check_wheel: all checks passed (Rust-free install and smoke runs {t1 - t0:.0f} s, "
+        f"sdist build, install and smoke run {t2 - t1:.0f} s)"
+    )
 
 
 if __name__ == "__main__":
