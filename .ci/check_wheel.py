@@ -40,6 +40,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version  # installed with pytest (the test extra)
+
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "dist"
 TOOLS = REPO / "target" / "wheel-tools"  # made by .ci/wheel: the pinned maturin, ziglang, twine
@@ -88,7 +90,8 @@ def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 def cargo_version() -> str:
-    """The version in Cargo.toml's [workspace.package] (the one version source)."""
+    """The version in Cargo.toml's [workspace.package] (the one version source), as PEP 440
+    spells it in wheel names and metadata (maturin: 1.0.0-alpha.1 -> 1.0.0a1)."""
     text = (REPO / "Cargo.toml").read_text()
     table = re.search(r"^\[workspace\.package\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
     check(table, "Cargo.toml has no [workspace.package] table")
@@ -96,7 +99,7 @@ def cargo_version() -> str:
     m = re.search(r'^version\s*=\s*"([^"]+)"', table.group(1), re.M)
     check(m, "Cargo.toml's [workspace.package] has no version")
     assert m is not None
-    return m.group(1)
+    return str(Version(m.group(1)))
 
 
 def only(pattern: str) -> Path:
