@@ -11,6 +11,8 @@ Public API (``shared/spec/API.md``):
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from . import objectives, reference, score, toy
 from ._dispatch import backend
 from .importance import ISAccumulator, is_evaluate, is_log_evidence
@@ -21,7 +23,8 @@ from .ops.posterior_fd import posterior_fd
 from .reference import GaussianTerms
 from .train import TrainConfig, Trainer
 
-__version__ = "0.1.0"
+# One version source: the Cargo workspace's, which maturin writes into the installed metadata.
+__version__: str = importlib.metadata.version("vsm")
 
 __all__ = [
     "MLPVAE",

@@ -125,7 +125,7 @@ pub fn run<I: Send, F: Fn(I) + Sync>(n_threads: usize, tasks: Vec<I>, f: F) {
 /// torch op, torch's OpenMP workers keep spinning for a while; a separate pool's workers then
 /// compete with them for the cores, measured 1.1–2× slower than serial on a 2-core machine.
 mod omp {
-    use std::ffi::{c_char, c_uint, c_void};
+    use std::ffi::{c_uint, c_void};
     use std::sync::OnceLock;
 
     type Body = unsafe extern "C" fn(*mut c_void);
@@ -140,6 +140,7 @@ mod omp {
             }
             #[cfg(target_os = "linux")]
             {
+                use std::ffi::c_char;
                 extern "C" {
                     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
                 }
