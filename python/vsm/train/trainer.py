@@ -28,7 +28,7 @@ from . import distributed as D
 from . import reporting as report
 from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint, trainer_state
 from .config import TrainConfig, build_model, make_optimizers, num_threads, variant_options
-from .fast_step import FastStep
+from .fast_step import FastStep, retain_freed_memory
 from .fast_step import unsupported as fast_step_unsupported
 from .networks import Networks, OneModel
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
@@ -198,6 +198,8 @@ class Trainer:
             self.fast_step = FastStep(
                 c.objective, n_samples=c.n_samples, eta=c.eta, options=self.options, template=template
             )
+            if self.device.type == "cpu":
+                retain_freed_memory()
 
     def _gradients(
         self,
