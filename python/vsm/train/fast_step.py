@@ -395,7 +395,7 @@ class FastStep:
                     cross = ((xm - x3) * psi).sum(-1).mean(-2) * torch.exp(-_col(ls, 1))
                     cross = cross.mean(-1)
                     quad = 0.5 * fbar_sq
-                    dxm = (fbar + psi) * (inv / nb)
+                    dxm = ((fbar + psi) * (inv / nb)).expand(f.shape)
                 loss = quad + trace if cross is None else quad + cross + trace
                 dls = -2.0 * quad - trace if cross is None else -2.0 * quad - cross - trace
             grads, _ = self.dec.backward(
