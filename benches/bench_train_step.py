@@ -37,7 +37,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from handwritten_step import make_step  # noqa: E402
-
 from vsm.data import load_dataset  # noqa: E402
 from vsm.train import TrainConfig, Trainer  # noqa: E402
 
@@ -129,10 +128,16 @@ def bench_row(row: str, chunk: int, rounds: int, seeds: int) -> dict[str, Any]:
     }
     if seeds > 1:
         batched = Trainer(_config(ds, width, obj, k_enc, seeds=tuple(range(seeds))))
-        plain_b = Trainer(_config(ds, width, obj, k_enc, seeds=tuple(range(seeds)), fast_step=False))
+        plain_b = Trainer(
+            _config(ds, width, obj, k_enc, seeds=tuple(range(seeds)), fast_step=False)
+        )
         t = _alternate(
-            {"batched": batched.train_step, "plain_batched": plain_b.train_step,
-             "single": trainers["fast"].train_step, "plain_single": trainers["plain"].train_step},
+            {
+                "batched": batched.train_step,
+                "plain_batched": plain_b.train_step,
+                "single": trainers["fast"].train_step,
+                "plain_single": trainers["plain"].train_step,
+            },
             max(2, chunk // 4),
             rounds,
         )
@@ -162,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     out: dict[str, Any] = {"threads": args.threads, "load_before": load, "rows": []}
     print(f"threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("| row | hand ms | plain ms | fast ms | fast vs hand | fast vs plain | MFLOP (fast) "
-          "| GFLOP/s (fast) | % peak | seeds batched vs sequential (fast / plain) |")
+    print(
+        "| row | hand ms | plain ms | fast ms | fast vs hand | fast vs plain | MFLOP (fast) "
+        "| GFLOP/s (fast) | % peak | seeds batched vs sequential (fast / plain) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         ds, w = row.split(":")[:2]

@@ -288,7 +288,10 @@ class FastStep:
         """Σ dxm·x_mean differentiated w.r.t. z, shaped like z."""
         lead = dxm.shape[:-1]
         _, dz = self.dec.backward(
-            params, inputs, dxm.reshape(*dxm.shape[:-3], -1, dxm.shape[-1]), weights=False,
+            params,
+            inputs,
+            dxm.reshape(*dxm.shape[:-3], -1, dxm.shape[-1]),
+            weights=False,
             to_input=True,
         )
         assert dz is not None
@@ -423,7 +426,9 @@ class FastStep:
         lead = xt.shape[:-2]
         if n_copies > 1:  # (…, N, B, 2L) → (…, N·B, 2L) through B-row activations repeated N times
             # (the first layer's input only enters weight gradients, which ψ does not need)
-            rest = [h.unsqueeze(-2).expand(*h.shape[:-1], n_copies, h.shape[-1]) for h in e.inputs[1:]]
+            rest = [
+                h.unsqueeze(-2).expand(*h.shape[:-1], n_copies, h.shape[-1]) for h in e.inputs[1:]
+            ]
             inputs = [e.inputs[0], *(h.reshape(*h.shape[:-3], h.shape[-3], -1) for h in rest)]
             dh = dh.reshape(*lead, -1, dh.shape[-1])
         else:

@@ -196,7 +196,11 @@ class Trainer:
             )
         if self.fast_step_off is None:
             self.fast_step = FastStep(
-                c.objective, n_samples=c.n_samples, eta=c.eta, options=self.options, template=template
+                c.objective,
+                n_samples=c.n_samples,
+                eta=c.eta,
+                options=self.options,
+                template=template,
             )
             if self.device.type == "cpu":
                 retain_freed_memory()
