@@ -33,10 +33,10 @@ from typing import Any
 os.environ.pop("TRITON_INTERPRET", None)  # interpreter timings are meaningless
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from handwritten_step import make_step  # noqa: E402
+from vsm.bench.train_step import count_flops  # noqa: E402
 from vsm.data import load_dataset  # noqa: E402
 from vsm.train import TrainConfig, Trainer  # noqa: E402
 
@@ -50,9 +50,7 @@ ROWS = [
 
 
 def _flops(step: Callable[[], Any]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return int(counter.get_total_flops())
+    return count_flops(step)
 
 
 def _peak(m: int, w: int) -> dict[str, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -139,15 +139,41 @@ def time_train_step(
         return timing.time_ms(trainer.train_step, device, min_run_time)
 
 
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` by the formulas of ``torch.utils.flop_counter`` (matrix
+    products, convolutions, attention), counted at the dispatcher. (``FlopCounterMode`` itself
+    also tracks modules with autograd hooks, which ``torch.autograd.grad`` inside a step, e.g. a
+    decoder VJP, refuses.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(
+            self,
+            func: Any,
+            types: Any,
+            args: tuple[Any, ...] = (),
+            kwargs: dict[str, Any] | None = None,
+        ) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                Counter.total += int(formula(*args, **kwargs, out_val=out))
+            return out
+
+    with Counter():
+        fn()
+    return Counter.total
+
+
 def step_flops(shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device) -> int:
     """FLOPs (matrix products, convolutions) of one fast-path training step."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     trainer = _trainer(shape, overrides, device, fast=True)
     trainer.train_step()
-    with FlopCounterMode(display=False) as counter:
-        trainer.train_step()
-    return int(counter.get_total_flops())
+    return count_flops(trainer.train_step)
 
 
 def run_train_steps(
