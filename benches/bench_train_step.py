@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from handwritten_step import make_step  # noqa: E402
 from vsm.bench.train_step import count_flops  # noqa: E402
 from vsm.data import load_dataset  # noqa: E402
-from vsm.train import TrainConfig, Trainer  # noqa: E402
+from vsm.train import TrainConfig, make_trainer  # noqa: E402
 
 HAND = ("kl-elbo", "kl-m1", "kl-m3", "fd-m1", "fae")  # objectives of handwritten_step.py
 ROWS = [
@@ -111,7 +111,7 @@ def bench_row(row: str, chunk: int, rounds: int, seeds: int) -> dict[str, Any]:
         )
     trainers = {}
     for name, fast in (("plain", False), ("fast", True)):
-        trainers[name] = Trainer(_config(ds, width, obj, k_enc, fast_step=fast), data=data)
+        trainers[name] = make_trainer(_config(ds, width, obj, k_enc, fast_step=fast), data=data)
         steps[name] = trainers[name].train_step
     # FLOPs of K_enc iterations (one decoder update), per iteration
     flops = {k: sum(_flops(f) for _ in range(k_enc)) / k_enc for k, f in steps.items()}
@@ -125,8 +125,8 @@ def bench_row(row: str, chunk: int, rounds: int, seeds: int) -> dict[str, Any]:
         "fast_step_off": trainers["fast"].fast_step_off,
     }
     if seeds > 1:
-        batched = Trainer(_config(ds, width, obj, k_enc, seeds=tuple(range(seeds))))
-        plain_b = Trainer(
+        batched = make_trainer(_config(ds, width, obj, k_enc, seeds=tuple(range(seeds))))
+        plain_b = make_trainer(
             _config(ds, width, obj, k_enc, seeds=tuple(range(seeds)), fast_step=False)
         )
         t = _alternate(

@@ -29,12 +29,12 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 import torch
 from vsm.reproduce.fig3.config import Fig3Config, settings, train_config
-from vsm.train import Trainer
+from vsm.train import make_trainer
 
 
 def iteration_seconds(cfg: Any, k_enc: int, measure: int, repeats: int) -> float:
     """Minimum over ``repeats`` of the mean seconds per iteration (K_enc train steps)."""
-    tr = Trainer(cfg, progress=False)
+    tr = make_trainer(cfg, progress=False)
     for _ in range(k_enc):
         tr.train_step()
     best = float("inf")

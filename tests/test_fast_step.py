@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 from vsm.data import Dataset, load_dataset
-from vsm.train import OBJECTIVES, SeedsTrainer, TrainConfig, Trainer
+from vsm.train import OBJECTIVES, SeedsTrainer, TrainConfig, Trainer, make_trainer
 from vsm.train.fast_step import retain_freed_memory, unsupported
 
 COVERED = [o for o in OBJECTIVES if o != "fae"]
@@ -46,7 +46,7 @@ def _params(tr: Trainer) -> list[torch.Tensor]:
 
 
 def _train(cfg: TrainConfig, data: Dataset, steps: int) -> Trainer:
-    tr = Trainer(cfg, data=data, progress=False)
+    tr = make_trainer(cfg, data=data, progress=False)
     for _ in range(steps):
         tr.train_step()
     return tr
@@ -150,10 +150,10 @@ def test_resumed_fast_run_equals_uninterrupted(reference_backend, mixture, tmp_p
         steps=12,
         n_test=64,
     )
-    whole = Trainer(cfg, data=mixture, progress=False)
+    whole = make_trainer(cfg, data=mixture, progress=False)
     for _ in range(12):
         whole.train_step()
-    first = Trainer(cfg, data=mixture, progress=False)
+    first = make_trainer(cfg, data=mixture, progress=False)
     for _ in range(5):
         first.train_step()
     path = str(tmp_path / "ck.pt")
@@ -203,7 +203,7 @@ def test_divergence_is_detected_on_the_fast_path(reference_backend, mixture):
     from vsm.train import TrainingDiverged
 
     cfg = TrainConfig(objective="kl-m1", dataset="mixture", batch_size=16, n_test=64)
-    tr = Trainer(cfg, data=mixture, progress=False)
+    tr = make_trainer(cfg, data=mixture, progress=False)
     with torch.no_grad():
         tr.model.decoder[0].weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="inference loss"):
