@@ -220,8 +220,8 @@ class FastStep:
         template: the model (one model) or the replicas' template: its architecture, SD head and
             noise parametrisation. :func:`unsupported` must have returned None for it.
 
-    :meth:`inference` and :meth:`learning` take the layout (:class:`OneModel` or
-    :class:`Replicas`) and the minibatch, draw noise exactly as the plain path does (input noise,
+    :meth:`inference` and :meth:`learning` take the layout
+    (:class:`~vsm.train.networks.OneModel` or :class:`~vsm.train.replicas.Replicas`) and the minibatch, draw noise exactly as the plain path does (input noise,
     then posterior samples, from the same generators), set ``.grad`` of every parameter of the
     updated group (replicas: the gradient of the sum of their losses) and return the loss (0-dim,
     or one per replica), detached.
