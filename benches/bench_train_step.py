@@ -15,6 +15,11 @@ Run from the repository root (with vsm installed)::
     python benches/bench_train_step.py                      # the issue's rows, 1 thread
     python benches/bench_train_step.py --quick              # a smoke run
     python benches/bench_train_step.py --rows mixture:30:kl-m1 --seeds 10 --json out.json
+    python benches/bench_train_step.py --rows mnist784:100:fd-m1   # the MNIST-size MLP
+
+A row is ``dataset:width:objective[:k_enc]``; the data set ``mnist784`` is synthetic
+784-dimensional data in [0, 1] with the MNIST-size MLP's batch 100, N = 5, L = 8 (the 2-D rows:
+batch 1000, N = 3, L = 2).
 
 Not a test; the thread count (``--threads``, default 1) and the load average are printed with
 the table.
@@ -37,9 +42,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from handwritten_step import make_step  # noqa: E402
 from vsm.bench.train_step import count_flops  # noqa: E402
-from vsm.data import load_dataset  # noqa: E402
+from vsm.data import Dataset, load_dataset  # noqa: E402
 from vsm.train import TrainConfig, make_trainer  # noqa: E402
 
+MNIST = "mnist784"  # synthetic 784-dimensional data: the MNIST-size MLP rows
 HAND = ("kl-elbo", "kl-m1", "kl-m3", "fd-m1", "fae")  # objectives of handwritten_step.py
 ROWS = [
     f"{ds}:{w}:{obj}:{k}"
@@ -91,23 +97,43 @@ def _config(ds: str, width: int, obj: str, k_enc: int, **kw: Any) -> TrainConfig
         objective=obj,
         dataset=ds,
         width=width,
-        n_samples=3,
-        batch_size=1000,
         k_enc=k_enc,
         steps=10**9,
         n_test=100,
-        **kw,
+        **{**_shape(ds), **kw},
     )
+
+
+def _shape(ds: str) -> dict[str, int]:
+    """Batch size, N and L of a row: the paper's 2-D setting, or the MNIST-size MLP's."""
+    if ds == MNIST:
+        return {"batch_size": 100, "n_samples": 5, "latent_dim": 8}
+    return {"batch_size": 1000, "n_samples": 3, "latent_dim": 2}
+
+
+def _data(ds: str) -> Dataset:
+    """A 2-D toy, or synthetic 784-dimensional data in [0, 1] for the MNIST-size MLP."""
+    if ds != MNIST:
+        return load_dataset(ds, seed=0, n_test=100)
+    train = torch.rand(1000, 784, generator=torch.Generator().manual_seed(0))
+    return Dataset(MNIST, (784,), train[:100], train=train)
 
 
 def bench_row(row: str, chunk: int, rounds: int, seeds: int) -> dict[str, Any]:
     ds, w, obj, k = (row + ":1").split(":")[:4]
     width, k_enc = int(w), int(k)
-    data = load_dataset(ds, seed=0, n_test=100)
+    data = _data(ds)
+    sh = _shape(ds)
     steps: dict[str, Callable[[], Any]] = {}
     if obj in HAND:
         steps["hand"] = make_step(
-            obj, lambda s: data.batch(s, 1000, 0).float(), width=width, k_enc=k_enc
+            obj,
+            lambda s: data.batch(s, sh["batch_size"], 0).float(),
+            data_dim=data.data_shape[0],
+            latent=sh["latent_dim"],
+            n_samples=sh["n_samples"],
+            width=width,
+            k_enc=k_enc,
         )
     trainers = {}
     for name, fast in (("plain", False), ("fast", True)):
@@ -172,13 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         ds, w = row.split(":")[:2]
-        peak = _peak(3000, int(w))
+        peak = _peak(500 if ds == MNIST else 3000, int(w))
         r = bench_row(row, args.chunk, args.rounds, args.seeds)
         r["peak_gflops"] = peak
         out["rows"].append(r)
         ms = r["ms"]
         hand = ms.get("hand")
-        pk = peak[f"3000x{w}x{w}"]
+        pk = peak[f"{500 if ds == MNIST else 3000}x{w}x{w}"]
         seeds = r.get("seeds")
         fast = ms["fast"]
         hand_s = "-" if hand is None else f"{hand:.2f}"
