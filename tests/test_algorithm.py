@@ -144,6 +144,7 @@ def test_trainer_runs_exactly_the_plain_iteration(reference_backend, objective, 
         n_samples=2,
         eta=0.05,
         log_every=1000,
+        fast_step=False,  # the autograd path (tests/test_fast_step.py compares the fast one)
     )
     tr = Trainer(cfg, data=data)
     c = tr.cfg

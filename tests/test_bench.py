@@ -178,10 +178,12 @@ def test_table_at_two_thread_counts_with_training_steps(tmp_path, fake_timer, ca
     assert all(r["limit_gbs"] > 0 and r["gbs"] > 0 for r in rows)  # CPU copy limit measured
     assert set(data["limit_gbs_by_threads"]) == {"1", "2"}
     steps = data["train_steps"]
-    assert len(steps) == 4 and {s["threads"] for s in steps} == {1, 2}
+    assert len(steps) == 8 and {s["threads"] for s in steps} == {1, 2}
     assert any("MLP VAE D=784" in s["model"] for s in steps)
     assert any("conv VAE" in s["model"] for s in steps)
-    assert "| training step (fd-m2) |" in md and "| training step (fd-m2) |" in out
+    assert sum("2-D MLP" in s["model"] for s in steps) == 4
+    assert all(s["mflop"] > 0 and s["fast_ms"] > 0 for s in steps)
+    assert "| training step | objective |" in md and "| training step | objective |" in out
     # under the interpreter the CPU vsm column never times Triton's interpreter
     assert data["vsm_backend"] in ("reference", "rust")
     assert "Triton-interpreter timings are meaningless" in out

@@ -1,21 +1,27 @@
 """End-to-end training-step timings (``vsm bench --train-steps``): one :meth:`vsm.Trainer.train_step`
 (encoder update + decoder update, optimiser steps included) of
 
-- the MNIST-size MLP VAE: D = 784 (flat), N = 5 posterior samples, width 100, batch 100;
-- the conv VAE (:class:`vsm.ConvVAE`, 1×32×32 images, L = 16, ngf = ndf = 16), N = 5, batch 100;
+- the paper's 2-D MLP VAE (:class:`vsm.MLPVAE`, L = 2) on "mixture" (width 30) and "sparse"
+  (width 100), N = 3 posterior samples, batch 1000, objective "kl-m1";
+- the MNIST-size MLP VAE: D = 784 (flat), N = 5, width 100, batch 100, objective "fd-m2";
+- the conv VAE (:class:`vsm.ConvVAE`, 1×32×32 images, L = 16, ngf = ndf = 16), N = 5, batch 100,
+  "fd-m2" (the encoder's posterior-FD step runs ``vsm.posterior_fd``, the decoder's m2 step
+  ``vsm.gaussian_terms``);
 
-with objective "fd-m2" (the encoder's posterior-FD step runs ``vsm.posterior_fd``, the decoder's
-m2 step ``vsm.gaussian_terms``), on synthetic data in [0, 1], with backend "reference" and
-with the vsm backend of the table (:func:`vsm.bench.timing_backend`), at each thread count: the
-median ms per step (after a warm-up step), measured twice in alternation, best of the two. The
-model and optimiser are rebuilt from the same seed for each measurement.
+each three ways: the autograd path (``fast_step=False``) with backend "reference" and with the vsm
+backend of the table (:func:`vsm.bench.timing_backend`), and the default fast path
+(``fast_step=True``, :mod:`vsm.train.fast_step`; the conv VAE runs autograd there too), at each
+thread count: the median ms per step (after a warm-up step), measured twice in alternation, best
+of the two, with the fast step's FLOPs (``torch.utils.flop_counter.FlopCounterMode``: matrix
+products and convolutions) and GFLOP/s. The model and optimisers are rebuilt from the same seed
+for each measurement. ``benches/bench_train_step.py`` compares with a hand-written PyTorch step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,26 +40,59 @@ N_SAMPLES = 5
 
 @dataclass
 class TrainRow:
-    """One model at one thread count: ms per training step with each backend."""
+    """One model at one thread count: ms per training step of the autograd path with each
+    backend and of the fast path, and the fast step's matrix-product FLOPs."""
 
     model: str
+    objective: str
     threads: int
     backend: str
     reference_ms: float
     vsm_ms: float
+    fast_ms: float
+    mflop: float
 
     @property
     def speedup(self) -> float:
+        """The vsm backend against the reference, both on the autograd path."""
         return self.reference_ms / self.vsm_ms
 
+    @property
+    def fast_speedup(self) -> float:
+        """The fast path against the autograd path (vsm backend)."""
+        return self.vsm_ms / self.fast_ms
+
+    @property
+    def gflops(self) -> float:
+        """The fast step's GFLOP/s."""
+        return self.mflop / self.fast_ms
+
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "speedup": self.speedup}
+        return {
+            **dataclasses.asdict(self),
+            "speedup": self.speedup,
+            "fast_speedup": self.fast_speedup,
+            "gflops": self.gflops,
+        }
 
 
 def _models(quick: bool) -> list[tuple[str, tuple[int, ...], dict[str, Any]]]:
-    """(label, data shape, TrainConfig overrides) of the timed models."""
+    """(label, data shape, TrainConfig overrides) of the timed models (``dataset`` names a toy
+    to load; otherwise synthetic data of that shape)."""
     n = 4 if quick else BATCH
+    n2 = 8 if quick else 1000
+    toy = {"model": "mlp", "objective": "kl-m1", "n_samples": 3, "batch_size": n2}
     return [
+        (
+            f"2-D MLP 'mixture' width 30 N=3 B={n2}",
+            (2,),
+            {**toy, "dataset": "mixture", "width": 30},
+        ),
+        (
+            f"2-D MLP 'sparse' width 100 N=3 B={n2}",
+            (2,),
+            {**toy, "dataset": "sparse", "width": 100},
+        ),
         (
             f"MLP VAE D=784 N={N_SAMPLES} width 100 B={n}",
             (784,),
@@ -67,21 +106,21 @@ def _models(quick: bool) -> list[tuple[str, tuple[int, ...], dict[str, Any]]]:
     ]
 
 
-def _trainer(shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device) -> Trainer:
-    from ..data import Dataset
+def _trainer(
+    shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device, fast: bool = False
+) -> Trainer:
+    from ..data import Dataset, load_dataset
     from ..train import TrainConfig, Trainer
 
-    gen = torch.Generator().manual_seed(0)
-    train = torch.rand(10 * overrides["batch_size"], *shape, generator=gen)
-    data = Dataset("bench-synthetic", shape, test=train[:16], train=train)
-    cfg = TrainConfig(
-        objective="fd-m2",
-        dataset="bench-synthetic",
-        n_samples=N_SAMPLES,
-        device=str(device),
-        steps=10**9,
-        **overrides,
-    )
+    kw = {"objective": "fd-m2", "n_samples": N_SAMPLES, **overrides}
+    if "dataset" in kw:
+        data = load_dataset(kw["dataset"], seed=0, n_test=16)
+    else:
+        gen = torch.Generator().manual_seed(0)
+        train = torch.rand(10 * overrides["batch_size"], *shape, generator=gen)
+        data = Dataset("bench-synthetic", shape, test=train[:16], train=train)
+        kw["dataset"] = "bench-synthetic"
+    cfg = TrainConfig(device=str(device), steps=10**9, n_test=16, fast_step=fast, **kw)
     return Trainer(cfg, data=data, progress=False)
 
 
@@ -91,11 +130,50 @@ def time_train_step(
     device: torch.device,
     mode: str,
     min_run_time: float,
+    fast: bool = False,
 ) -> float:
-    """Median ms of one training step with backend ``mode`` (after a warm-up step)."""
-    trainer = _trainer(shape, overrides, device)
+    """Median ms of one training step with backend ``mode`` (after a warm-up step), on the fast
+    path or (default) the autograd path."""
+    trainer = _trainer(shape, overrides, device, fast)
     with backend(mode):
         return timing.time_ms(trainer.train_step, device, min_run_time)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` by the formulas of ``torch.utils.flop_counter`` (matrix
+    products, convolutions, attention), counted at the dispatcher. (``FlopCounterMode`` itself
+    also tracks modules with autograd hooks, which ``torch.autograd.grad`` inside a step, e.g. a
+    decoder VJP, refuses.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(
+            self,
+            func: Any,
+            types: Any,
+            args: tuple[Any, ...] = (),
+            kwargs: dict[str, Any] | None = None,
+        ) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                Counter.total += int(formula(*args, **kwargs, out_val=out))
+            return out
+
+    with Counter():
+        fn()
+    return Counter.total
+
+
+def step_flops(shape: tuple[int, ...], overrides: dict[str, Any], device: torch.device) -> int:
+    """FLOPs (matrix products, convolutions) of one fast-path training step."""
+    trainer = _trainer(shape, overrides, device, fast=True)
+    trainer.train_step()
+    return count_flops(trainer.train_step)
 
 
 def run_train_steps(
@@ -113,13 +191,20 @@ def run_train_steps(
             for label, shape, overrides in _models(quick):
                 # interleaved twice, best of two: neither backend pays the process's lazy
                 # initialisation (first conv, allocator growth) alone
-                ref, fast = math.inf, math.inf
+                ref, plain, fast = math.inf, math.inf, math.inf
                 for _ in range(2):
                     ref = min(
                         ref, time_train_step(shape, overrides, device, "reference", min_run_time)
                     )
-                    fast = min(fast, time_train_step(shape, overrides, device, mode, min_run_time))
-                rows.append(TrainRow(label, t, mode, ref, fast))
+                    plain = min(
+                        plain, time_train_step(shape, overrides, device, mode, min_run_time)
+                    )
+                    fast = min(
+                        fast, time_train_step(shape, overrides, device, mode, min_run_time, True)
+                    )
+                flops = step_flops(shape, overrides, device)
+                objective = overrides.get("objective", "fd-m2")
+                rows.append(TrainRow(label, objective, t, mode, ref, plain, fast, flops / 1e6))
     finally:
         torch.set_num_threads(original)
     return rows
@@ -128,12 +213,14 @@ def run_train_steps(
 def format_train_table(rows: Sequence[TrainRow]) -> str:
     """Markdown table of the training-step rows."""
     lines = [
-        "| training step (fd-m2) | threads | vsm backend | reference ms | vsm ms | speed-up |",
-        "|---|---:|---|---:|---:|---:|",
+        "| training step | objective | threads | vsm backend | reference ms | vsm ms | speed-up "
+        "| fast-path ms | fast vs vsm | MFLOP | GFLOP/s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.model} | {r.threads} | {r.backend} | {r.reference_ms:.2f} | "
-            f"{r.vsm_ms:.2f} | {r.speedup:.2f}x |"
+            f"| {r.model} | {r.objective} | {r.threads} | {r.backend} | {r.reference_ms:.2f} | "
+            f"{r.vsm_ms:.2f} | {r.speedup:.2f}x | {r.fast_ms:.2f} | {r.fast_speedup:.2f}x | "
+            f"{r.mflop:.1f} | {r.gflops:.1f} |"
         )
     return "\n".join(lines)

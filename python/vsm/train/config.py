@@ -85,6 +85,13 @@ class TrainConfig:
     batched run (:class:`vsm.train.SeedsTrainer`, which :func:`vsm.train.make_trainer` builds
     for such a config); replica s is the run with ``seed=s`` and ``seeds=None``, and ``seed``
     itself is then unused.
+
+    ``fast_step`` (default on; ``vsm train --no-fast-step`` turns it off) computes each update's
+    gradients in closed form for the MLP models (:mod:`vsm.train.fast_step`: the same losses and
+    gradients as autograd, in float64 to ~1e-12, in float32 to rounding) and uses the
+    optimisers' fused kernels where torch has them; a configuration it does not cover (the
+    Fisher autoencoder, ``k_bi > 0``, ``fd_reparam``, torchrun, conv models) runs the autograd
+    path whatever this says (``Trainer.fast_step_off`` gives the reason).
     """
 
     objective: Objective = field(
@@ -189,6 +196,14 @@ class TrainConfig:
         metadata=_meta(
             "intra-op CPU threads during the run (torch.set_num_threads); 0: every core, or "
             "OMP_NUM_THREADS if set (default: 1 for MLP models, 0 for conv models)"
+        ),
+    )
+    fast_step: bool = field(
+        default=True,
+        metadata=_meta(
+            "closed-form gradients for the MLP models' Algorithm-1 updates and fused Adam "
+            "(vsm.train.fast_step; fae, bi-level, fd_reparam, torchrun and conv models use autograd "
+            "anyway); --no-fast-step: autograd everywhere, the optimisers' default kernels"
         ),
     )
     ddp_find_unused: bool = field(
@@ -330,10 +345,16 @@ def make_optimizers(
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The encoder optimiser (``enc_optimizer`` at ``enc_lr``) and the decoder's (Adam at
     ``dec_lr``) of a resolved config. Both are elementwise (no weight decay, no momentum), which
-    :class:`vsm.train.SeedsTrainer`'s stacked replicas rely on."""
+    :class:`vsm.train.SeedsTrainer`'s stacked replicas rely on.
+
+    With ``cfg.fast_step`` on a CPU or CUDA device both use torch's fused kernels (``fused=True``:
+    one kernel per parameter instead of about ten ops; the same update up to rounding), else
+    torch's default implementation."""
+    device = (enc_params + dec_params)[0].device.type if enc_params + dec_params else "cpu"
+    kw: dict[str, Any] = {"fused": True} if cfg.fast_step and device in ("cpu", "cuda") else {}
     enc_opt: torch.optim.Optimizer
     if cfg.enc_optimizer == "adam":
-        enc_opt = torch.optim.Adam(enc_params, lr=cfg.enc_lr)
+        enc_opt = torch.optim.Adam(enc_params, lr=cfg.enc_lr, **kw)
     else:
-        enc_opt = torch.optim.SGD(enc_params, lr=cfg.enc_lr)
-    return enc_opt, torch.optim.Adam(dec_params, lr=cfg.dec_lr)
+        enc_opt = torch.optim.SGD(enc_params, lr=cfg.enc_lr, **kw)
+    return enc_opt, torch.optim.Adam(dec_params, lr=cfg.dec_lr, **kw)

@@ -46,7 +46,6 @@ from typing import Any
 import torch
 
 from ..data import TOY_DATASETS, Dataset, load_dataset
-from . import algorithm as A
 from . import replicas as R
 from . import reporting as report
 from .checkpoint import replica_state, restore_seeds, seeds_state
@@ -166,6 +165,7 @@ class SeedsTrainer(Trainer):
         self.enc_params = self.replicas.encoder_parameters()
         self.dec_params = self.replicas.decoder_parameters()
         self.enc_opt, self.dec_opt = make_optimizers(self.cfg, self.enc_params, self.dec_params)
+        self._setup_fast_step(self.replicas.template)
         self.step = 0
         self.history: dict[int, list[dict[str, float]]] = {s: [] for s in seeds}  # type: ignore[assignment]
         self.evals: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}  # type: ignore[assignment]
@@ -232,8 +232,7 @@ class SeedsTrainer(Trainer):
         assert self._x is not None
         opt.zero_grad(set_to_none=True)
         self._inner_bad = None
-        losses = objective(self._x)
-        A.group_backward(losses.sum(), params)
+        losses = self._gradients(which, objective, params, self._x)
         values = losses.detach().to(torch.float64).cpu().tolist()
         inner = (
             self._inner_bad.cpu().tolist() if self._inner_bad is not None else [0.0] * len(values)

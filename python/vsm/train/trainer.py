@@ -22,11 +22,14 @@ from typing import Any
 import torch
 
 from ..data import Dataset, load_dataset
+from ..models import GaussianVAE
 from . import algorithm as A
 from . import distributed as D
 from . import reporting as report
 from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint, trainer_state
 from .config import TrainConfig, build_model, make_optimizers, num_threads, variant_options
+from .fast_step import FastStep, retain_freed_memory
+from .fast_step import unsupported as fast_step_unsupported
 from .networks import Networks, OneModel
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
 
@@ -92,6 +95,7 @@ class Trainer:
         self.enc_params = self.model.encoder_parameters()
         self.dec_params = self.model.decoder_parameters()
         self.enc_opt, self.dec_opt = make_optimizers(self.cfg, self.enc_params, self.dec_params)
+        self._setup_fast_step(self.model)
         self._enc_objective = self._wrap_group(self.enc_params, self.inference_loss)
         self._dec_objective = self._wrap_group(self.dec_params, self._learning_step_loss)
         self.step = 0
@@ -176,6 +180,49 @@ class Trainer:
         D.average_(list(encoder.values()), self.world_size)
         return res.loss
 
+    def _setup_fast_step(self, template: GaussianVAE) -> None:
+        """:attr:`fast_step` (the closed-form updates of :mod:`vsm.train.fast_step`) when the
+        config asks for it and covers this run, else None and :attr:`fast_step_off` says why."""
+        c = self.cfg
+        self.fast_step: FastStep | None = None
+        self.fast_step_off: str | None = "fast_step=False" if not c.fast_step else None
+        if c.fast_step:
+            self.fast_step_off = fast_step_unsupported(
+                c.objective,
+                k_bi=c.k_bi,
+                fd_reparam=c.fd_reparam,
+                world_size=self.world_size,
+                model=template,
+            )
+        if self.fast_step_off is None:
+            self.fast_step = FastStep(
+                c.objective,
+                n_samples=c.n_samples,
+                eta=c.eta,
+                options=self.options,
+                template=template,
+            )
+            if self.device.type == "cpu":
+                retain_freed_memory()
+
+    def _gradients(
+        self,
+        which: str,
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        params: list[torch.nn.Parameter],
+        x: torch.Tensor,
+    ) -> torch.Tensor:
+        """The update's loss (one per replica for a SeedsTrainer), with the group's gradients
+        filled (those of the losses' sum): closed-form on the fast path, else by autograd."""
+        if self.fast_step is not None:
+            nets = self._networks()
+            if which == "inference":
+                return self.fast_step.inference(nets, x)
+            return self.fast_step.learning(nets, x)
+        loss = objective(x)
+        A.group_backward(loss if loss.dim() == 0 else loss.sum(), params)
+        return loss
+
     def _update(
         self,
         which: str,
@@ -192,8 +239,7 @@ class Trainer:
         """
         opt.zero_grad(set_to_none=True)
         self._inner_bad = None
-        loss = objective(x)
-        A.group_backward(loss, params)
+        loss = self._gradients(which, objective, params, x)
         bad = self._inner_bad if self._inner_bad is not None else loss.new_zeros(())
         stop = float(self._stop.signum is not None)
         stats = torch.stack(

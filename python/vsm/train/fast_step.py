@@ -1,0 +1,440 @@
+"""The fast path of Algorithm 1 (``TrainConfig.fast_step``, on by default): each update's loss and
+its parameter gradients in closed form, without building an autograd graph.
+
+For the MLP models (:class:`vsm.models.MLPVAE`: ``nn.Linear`` layers with ReLU between them) the
+gradients of the Algorithm-1 losses are short explicit formulas: a forward pass that keeps each
+layer's input, the loss's gradient with respect to the network outputs written out (below), and
+the backward pass of the MLP as matrix products (``W ← dyᵀ h``, ``b ← Σ dy``, ``h ← dy W`` masked
+by the ReLU). The update then is the optimiser's ordinary ``step()`` on those gradients, so
+optimiser states, checkpoints and resumes are those of the plain path. Compared with autograd
+(:mod:`vsm.train.algorithm`) this removes the graph bookkeeping, the second-order graph of the
+decoder VJP in the FD encoder step, the weight-gradient products that a group's update does not
+need, and the N-fold encoder pass of ψ (the N copies of x share one forward pass). Mathematically
+the same losses and gradients (the tests compare both paths in float64 to 1e-10 after 100
+iterations); summation orders differ, so float32 runs agree to rounding, not bit for bit.
+
+Covered: one model (:class:`~vsm.train.networks.OneModel`) and S stacked replicas
+(:class:`~vsm.train.replicas.Replicas`, batched products over replicas), on any device; the
+inference steps "kl" (−ELBO, reparametrised) and "fd" (mean_n PFD with detached samples); the
+learning steps elbo, m1, m2 and m3 with both variants' estimators (minibatch or per-datum means,
+per-sample or summed cross term, partial or total ψ), every SD head and noise parametrisation;
+any K_enc, input noise η, dtype. Everything else runs the plain autograd path automatically
+(:func:`unsupported` names the reason): the Fisher autoencoder ("fae", whose gradients need the
+decoder's and the encoder's second derivatives), the bi-level variant (``k_bi > 0``),
+``fd_reparam=True``, data-parallel runs (torchrun), and models other than an MLP of ``nn.Linear``
+and ``nn.ReLU`` (the conv VAE).
+
+Formulas (f_n = (x_mean_n − x)/σ², e = e^{−logvar}, per datum, then the batch mean; N samples, B
+data; ψ_n = ∇_x log q(z_n|x)):
+
+- −ELBO: ∂/∂x_mean_n = (x_mean_n − x)/(σ² N B), ∂/∂mu = Σ_n ∂z_n + mu/B, ∂/∂logvar =
+  Σ_n ∂z_n ⊙ ½ e^{logvar/2} ε_n + ½(e^{logvar} − 1)/B, ∂/∂log σ² = mean_b (D − mean_n‖x − x_mean_n‖²/σ²)/2;
+- PFD (z detached, g_n = ∇_z log p(x|z_n) by the decoder's input-gradient): r_n = z_n − (z_n − mu) e − g_n,
+  ∂/∂mu = Σ_n 2 r_n e/(N B), ∂/∂logvar = Σ_n 2 r_n (z_n − mu) e/(N B);
+- m1, m2, m3 (each ½‖·‖² or ‖·‖² term scales as σ⁻⁴, the cross term as σ⁻², the trace −D/σ²):
+  ∂/∂x_mean_n = (f_n, 2f_n − f̄, f̄ + ψ_n)/(σ² N B) and ∂/∂log σ² = −2Q − C + D/σ² for the
+  quadratic part Q, the cross part C (f̄ the per-datum or, for the minibatch estimator, the
+  per-minibatch mean of f).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import GaussianVAE, log_softplus
+from .config import VariantOptions, split_objective
+from .networks import Networks, OneModel, Params
+from .replicas import Replicas, StackedVAE, _plan
+
+__all__ = ["FastStep", "retain_freed_memory", "unsupported"]
+
+_Layer = tuple[str, str, bool]  # (weight name, bias name, ReLU after it)
+
+
+def _layers(module: nn.Module) -> list[_Layer] | None:
+    """The MLP ``module`` as (weight, bias, relu) layers, or None if it is not one that
+    :class:`FastStep` covers (``nn.Linear`` with bias, ``nn.ReLU`` after some, ``nn.Flatten``)."""
+    plan = _plan(module)
+    if plan is None:
+        return None
+    layers: list[_Layer] = []
+    for step in plan:
+        if step[0] == "linear":
+            if step[2] is None:
+                return None
+            layers.append((step[1], step[2], False))
+        elif step[0] == "apply":
+            if type(step[1]) is not nn.ReLU or not layers or layers[-1][2]:
+                return None
+            layers[-1] = (layers[-1][0], layers[-1][1], True)
+        # ("flatten", ...): the losses pass flat data already
+    if not layers or layers[-1][2]:
+        return None
+    return layers
+
+
+def unsupported(
+    objective: str, *, k_bi: int, fd_reparam: bool, world_size: int, model: GaussianVAE
+) -> str | None:
+    """Why the fast path cannot run this configuration (None: it can). ``model``: the model,
+    or the replicas' template."""
+    inference, learning = split_objective(objective)
+    if inference == "fae":
+        return "the Fisher autoencoder needs second derivatives of the networks"
+    if k_bi > 0:
+        return "the bi-level variant differentiates through unrolled encoder steps"
+    if inference == "fd" and fd_reparam:
+        return "fd_reparam=True needs the decoder VJP's derivative"
+    if world_size > 1:
+        return "data-parallel runs (torchrun) average gradients through DDP's autograd hooks"
+    if _layers(model.encoder) is None or _layers(model.decoder) is None:
+        return "the model is not an MLP of nn.Linear and nn.ReLU layers"
+    return None
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def retain_freed_memory() -> bool:
+    """Keep memory that torch frees in glibc's heap (Linux): ``mallopt`` trim threshold 1 GiB,
+    mmap threshold 32 MiB. True if both settings were applied.
+
+    A step allocates and frees the same large activations every iteration; with glibc's defaults
+    those above its (adaptive) mmap threshold, or freed at the top of the heap, go back to the
+    kernel and come back as thousands of page faults per iteration (10 stacked replicas at the
+    paper's 2-D shapes: ~2 000–9 000 minor faults per iteration, ~10 with these settings). The
+    process then holds its peak heap instead of returning it. Process-wide; called once by
+    :class:`vsm.train.Trainer` when the fast path runs on the CPU.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    trim = mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    mmap = mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    return bool(trim) and bool(mmap)
+
+
+def _t(h: torch.Tensor) -> torch.Tensor:
+    """Swap the last two axes (a view)."""
+    return h.transpose(-1, -2)
+
+
+class _MLP:
+    """Forward and closed-form backward passes of one MLP given its parameters by name.
+
+    Activations are kept feature-major, (…, F, M) contiguous for M rows: every product is then
+    W (out, in) @ hᵀ (in, M) with the long axis M last, which MKL runs 1.2–2× faster at the
+    paper's shapes (M = 1000–3000 rows, F = 2–100 features) than h (M, in) @ Wᵀ; callers see
+    row-shaped (…, M, F) views.
+    """
+
+    def __init__(self, layers: list[_Layer]):
+        self.layers = layers
+
+    def forward(self, params: Params, h: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(output (…, M, out), each layer's input feature-major (…, in, M)) for h (…, M, in),
+        (…) being () or the replica axis (S,)."""
+        inputs = []
+        ht = _t(h)
+        for w, b, relu in self.layers:
+            inputs.append(ht)
+            wp, bp = params[w], params[b]
+            if wp.dim() == 2:
+                ht = torch.addmm(bp.unsqueeze(-1), wp, ht)
+            else:
+                ht = torch.baddbmm(bp.unsqueeze(-1), wp, ht)
+            if relu:
+                ht = torch.relu(ht)
+        return _t(ht), inputs
+
+    def backward(
+        self,
+        params: Params,
+        inputs: list[torch.Tensor],
+        dy: torch.Tensor,
+        *,
+        weights: bool,
+        to_input: bool,
+    ) -> tuple[Params, torch.Tensor | None]:
+        """Gradients of Σ dy·output (dy (…, M, out)): by parameter name (if ``weights``) and for
+        the input, (…, M, in) (if ``to_input``), from the forward pass's ``inputs``."""
+        grads: Params = {}
+        dyt = _t(dy)
+        for i in range(len(self.layers) - 1, -1, -1):
+            w, b, _ = self.layers[i]
+            ht = inputs[i]
+            if weights:
+                grads[w] = dyt @ _t(ht)
+                grads[b] = dyt.sum(-1)
+            if i == 0 and not to_input:
+                return grads, None
+            dyt = _t(params[w]) @ dyt
+            if i > 0:  # ht = relu(previous layer's output)
+                dyt = torch.ops.aten.threshold_backward(dyt, ht, 0)
+        return grads, _t(dyt)
+
+
+def _sd_head(sd_head: str, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """(logvar, d logvar / d raw) of :meth:`vsm.models.GaussianVAE.split`'s SD head."""
+    if sd_head == "logvar":
+        return raw, 1.0
+    if sd_head == "logsd":
+        return 2.0 * raw, 2.0
+    low = raw < -30.0  # log_softplus's cut: log softplus(h) = h below it
+    safe = torch.where(low, torch.zeros_like(raw), raw)
+    e = torch.exp(safe)
+    dsoftplus = torch.where(safe > 20.0, torch.ones_like(raw), e / (e + 1.0))  # torch's formula
+    deriv = torch.where(low, torch.full_like(raw, 2.0), 2.0 * dsoftplus / F.softplus(safe))
+    return 2.0 * log_softplus(raw), deriv
+
+
+def _col(t: torch.Tensor, k: int) -> torch.Tensor:
+    """A per-replica (or 0-dim) tensor with k trailing axes of size 1, to broadcast."""
+    return t.reshape(*t.shape, *([1] * k))
+
+
+@dataclass
+class _Encoded:
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    dlogvar_draw: torch.Tensor | float
+    inputs: list[torch.Tensor]
+
+
+class FastStep:
+    """Closed-form losses and gradients of Algorithm 1's two updates (module docstring).
+
+    Args:
+        objective, n_samples, eta, options: the run's settings (:class:`vsm.train.algorithm.Settings`).
+        template: the model (one model) or the replicas' template: its architecture, SD head and
+            noise parametrisation. :func:`unsupported` must have returned None for it.
+
+    :meth:`inference` and :meth:`learning` take the layout
+    (:class:`~vsm.train.networks.OneModel` or :class:`~vsm.train.replicas.Replicas`) and the minibatch, draw noise exactly as the plain path does (input noise,
+    then posterior samples, from the same generators), set ``.grad`` of every parameter of the
+    updated group (replicas: the gradient of the sum of their losses) and return the loss (0-dim,
+    or one per replica), detached.
+    """
+
+    def __init__(
+        self,
+        objective: str,
+        *,
+        n_samples: int,
+        eta: float,
+        options: VariantOptions,
+        template: GaussianVAE,
+    ):
+        self.inference_kind, self.learning_kind = split_objective(objective)
+        self.n = n_samples
+        self.eta = eta
+        self.opt = options
+        self.latent = template.latent_dim
+        self.sd_head = template.sd_head
+        self.noise_scale = 1.0 if template.noise_param == "log_sigma2" else 2.0
+        enc, dec = _layers(template.encoder), _layers(template.decoder)
+        assert enc is not None and dec is not None
+        self.enc, self.dec = _MLP(enc), _MLP(dec)
+
+    # ------------------------------------------------------------------ layout
+
+    @staticmethod
+    def _params(nets: Networks) -> tuple[Params, Params, nn.Parameter]:
+        """(encoder parameters, decoder parameters, noise parameter) by name."""
+        if isinstance(nets, OneModel):
+            m = nets.model
+            return (
+                dict(m.encoder.named_parameters()),
+                dict(m.decoder.named_parameters()),
+                m.noise_parameter,
+            )
+        assert isinstance(nets, Replicas)
+        s: StackedVAE = nets.model
+        return dict(s.enc), dict(s.dec), s.noise
+
+    def _eps(self, nets: Networks, mu: torch.Tensor) -> torch.Tensor:
+        """Posterior-sample noise ε (…, N, B, L), the draw of the layout's ``sample``."""
+        if isinstance(nets, Replicas):
+            shape = (self.n, *mu.shape[1:])
+            return nets.noise.randn(shape, dtype=mu.dtype, device=mu.device)
+        return torch.randn((self.n, *mu.shape), dtype=mu.dtype, device=mu.device)
+
+    def _encode(self, params: Params, xt: torch.Tensor) -> _Encoded:
+        h, inputs = self.enc.forward(params, xt)
+        mu, raw = h[..., : self.latent], h[..., self.latent :]
+        logvar, deriv = _sd_head(self.sd_head, raw)
+        return _Encoded(mu, logvar, deriv, inputs)
+
+    def _decode(self, params: Params, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x_mean (…, N, B, D) and the decoder's layer inputs for z (…, N, B, L)."""
+        lead = z.shape[:-3]
+        out, inputs = self.dec.forward(params, z.reshape(*lead, -1, z.shape[-1]))
+        return out.reshape(*z.shape[:-1], out.shape[-1]), inputs
+
+    def _decoder_input_grad(
+        self, params: Params, inputs: list[torch.Tensor], dxm: torch.Tensor
+    ) -> torch.Tensor:
+        """Σ dxm·x_mean differentiated w.r.t. z, shaped like z."""
+        lead = dxm.shape[:-1]
+        _, dz = self.dec.backward(
+            params,
+            inputs,
+            dxm.reshape(*dxm.shape[:-3], -1, dxm.shape[-1]),
+            weights=False,
+            to_input=True,
+        )
+        assert dz is not None
+        return dz.reshape(*lead, dz.shape[-1])
+
+    def _encoder_grads(
+        self, params: Params, e: _Encoded, dmu: torch.Tensor, dlogvar: torch.Tensor
+    ) -> Params:
+        dh = torch.cat([dmu, dlogvar * e.dlogvar_draw], -1)
+        grads, _ = self.enc.backward(params, e.inputs, dh, weights=True, to_input=False)
+        return grads
+
+    @staticmethod
+    def _assign(params: Params, grads: Params) -> None:
+        for k, p in params.items():
+            p.grad = grads[k]
+
+    # ------------------------------------------------------------------ the two updates
+
+    def inference(self, nets: Networks, x: torch.Tensor) -> torch.Tensor:
+        """The encoder update's loss (−ELBO or mean_n PFD); sets the encoder's gradients."""
+        with torch.no_grad():
+            enc_p, dec_p, noise = self._params(nets)
+            ls = nets.log_sigma2.detach()
+            xt = nets.noisy(x, self.eta)
+            e = self._encode(enc_p, xt)
+            eps = self._eps(nets, e.mu)
+            mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+            sd = torch.exp(0.5 * lv3)
+            z = mu3 + sd * eps
+            xm, dec_in = self._decode(dec_p, z)
+            inv = torch.exp(-_col(ls, 3))  # 1/σ², broadcast over (…, N, B, D)
+            nb = self.n * xt.shape[-2]
+            if self.inference_kind == "kl":
+                sq = (xm - xt.unsqueeze(-3)).pow(2).sum(-1).mean(-2)
+                d = xt.shape[-1]
+                inv2 = torch.exp(-_col(ls, 1))
+                nll = 0.5 * sq * inv2 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
+                kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
+                loss = (nll + kl).mean(-1)
+                dz = self._decoder_input_grad(dec_p, dec_in, (xm - xt.unsqueeze(-3)) * (inv / nb))
+                b = xt.shape[-2]
+                dmu = dz.sum(-3) + e.mu / b
+                dlv = (dz * (0.5 * sd) * eps).sum(-3) + 0.5 * (torch.exp(e.logvar) - 1.0) / b
+            else:  # fd, detached samples
+                gz = self._decoder_input_grad(dec_p, dec_in, (xt.unsqueeze(-3) - xm) * inv)
+                einv = torch.exp(-lv3)
+                zc = z - mu3
+                r = z - zc * einv - gz
+                loss = r.pow(2).sum(-1).mean(-2).mean(-1)
+                t = r * (2.0 / nb)
+                dmu = t.sum(-3) * einv.squeeze(-3)
+                dlv = (t * zc).sum(-3) * einv.squeeze(-3)
+            self._assign(enc_p, self._encoder_grads(enc_p, e, dmu, dlv))
+        return loss
+
+    def learning(self, nets: Networks, x: torch.Tensor) -> torch.Tensor:
+        """The decoder update's loss (elbo, m1, m2 or m3); sets the decoder's and the noise
+        parameter's gradients."""
+        with torch.no_grad():
+            enc_p, dec_p, noise = self._params(nets)
+            ls = nets.log_sigma2.detach()
+            xt = nets.noisy(x, self.eta)
+            e = self._encode(enc_p, xt)
+            eps = self._eps(nets, e.mu)
+            mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+            z = mu3 + torch.exp(0.5 * lv3) * eps
+            xm, dec_in = self._decode(dec_p, z)
+            x3 = xt.unsqueeze(-3)
+            d = xt.shape[-1]
+            nb = self.n * xt.shape[-2]
+            inv = torch.exp(-_col(ls, 3))
+            trace = -d * torch.exp(-ls)  # the trace term −D/σ² (its log σ²-derivative: −trace)
+            kind = self.learning_kind
+            if kind == "elbo":
+                sq = (xm - x3).pow(2).sum(-1).mean(-2)
+                kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
+                inv1 = torch.exp(-_col(ls, 1))
+                nll = 0.5 * sq * inv1 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
+                loss = (nll + kl).mean(-1)
+                dxm = (xm - x3) * (inv / nb)
+                dls = (0.5 * d - 0.5 * sq * inv1).mean(-1)
+            else:
+                f = (xm - x3) * inv
+                fsq = f.pow(2).sum(-1).mean(-2)  # mean_n ‖f_n‖², (…, B)
+                if kind in ("m2", "m3"):
+                    estimator = self.opt.m2_estimator if kind == "m2" else self.opt.m3_estimator
+                    if estimator == "samples":
+                        fbar = f.mean(-3, keepdim=True)  # (…, 1, B, D)
+                        fbar_sq = fbar.pow(2).sum(-1).squeeze(-2).mean(-1)
+                    else:  # the minibatch mean over every sample of every datum
+                        fbar = f.mean((-3, -2), keepdim=True)  # (…, 1, 1, D)
+                        fbar_sq = fbar.pow(2).sum(-1).reshape(fbar.shape[:-3])
+                if kind == "m1":
+                    quad, cross = 0.5 * fsq.mean(-1), None
+                    dxm = f * (inv / nb)
+                elif kind == "m2":
+                    quad, cross = fsq.mean(-1) - 0.5 * fbar_sq, None
+                    dxm = (2.0 * f - fbar) * (inv / nb)
+                else:  # m3
+                    psi = self._psi(enc_p, xt, e, z)
+                    if self.opt.m3_cross == "summed":
+                        psi = psi.sum(-3, keepdim=True)
+                    cross = ((xm - x3) * psi).sum(-1).mean(-2) * torch.exp(-_col(ls, 1))
+                    cross = cross.mean(-1)
+                    quad = 0.5 * fbar_sq
+                    dxm = ((fbar + psi) * (inv / nb)).expand(f.shape)
+                loss = quad + trace if cross is None else quad + cross + trace
+                dls = -2.0 * quad - trace if cross is None else -2.0 * quad - cross - trace
+            grads, _ = self.dec.backward(
+                dec_p, dec_in, dxm.reshape(*dxm.shape[:-3], -1, d), weights=True, to_input=False
+            )
+            self._assign(dec_p, grads)
+            noise.grad = dls * self.noise_scale
+        return loss
+
+    def _psi(self, enc_p: Params, xt: torch.Tensor, e: _Encoded, z: torch.Tensor) -> torch.Tensor:
+        """ψ (…, N, B, D) at the samples z: ∇_x log q(z_n|x) (the encoder's input-gradient; the
+        N copies of x share the forward pass ``e``), or the total derivative −½∇_x Σ logvar."""
+        if self.opt.m3_psi == "total":
+            dmu = torch.zeros_like(e.mu)
+            dlv = torch.full_like(e.logvar, -0.5)
+            n_copies = 1
+        else:
+            mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+            einv = torch.exp(-lv3)
+            zc = z - mu3
+            dmu = zc * einv  # ∂ log q / ∂ mu
+            dlv = 0.5 * zc.pow(2) * einv - 0.5  # ∂ log q / ∂ logvar
+            n_copies = self.n
+        dh = torch.cat([dmu, dlv * e.dlogvar_draw], -1)
+        lead = xt.shape[:-2]
+        if n_copies > 1:  # (…, N, B, 2L) → (…, N·B, 2L) through B-row activations repeated N times
+            # (the first layer's input only enters weight gradients, which ψ does not need)
+            rest = [
+                h.unsqueeze(-2).expand(*h.shape[:-1], n_copies, h.shape[-1]) for h in e.inputs[1:]
+            ]
+            inputs = [e.inputs[0], *(h.reshape(*h.shape[:-3], h.shape[-3], -1) for h in rest)]
+            dh = dh.reshape(*lead, -1, dh.shape[-1])
+        else:
+            inputs = e.inputs
+        _, dx = self.enc.backward(enc_p, inputs, dh, weights=False, to_input=True)
+        assert dx is not None
+        return dx.reshape(*lead, self.n if n_copies > 1 else 1, xt.shape[-2], -1).expand(
+            *lead, self.n, *xt.shape[-2:]
+        )

@@ -1,0 +1,231 @@
+"""The fast path of Algorithm 1 (vsm.train.fast_step, TrainConfig.fast_step) trains the same model
+as the autograd path: parameters after many iterations agree in float64 to 1e-10 (relative), for
+every objective it covers, both variants, K_enc 1 and 2, one model and stacked replicas; resumes
+are exact; what it does not cover falls back to autograd."""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+
+import pytest
+import torch
+from vsm.data import Dataset, load_dataset
+from vsm.train import OBJECTIVES, SeedsTrainer, TrainConfig, Trainer, make_trainer
+from vsm.train.fast_step import retain_freed_memory, unsupported
+
+COVERED = [o for o in OBJECTIVES if o != "fae"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread, as training runs use (tiny batched products crawl with more on a
+    busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mixture() -> Dataset:
+    return load_dataset("mixture", seed=0, n_test=64)
+
+
+def _flat_data(d: int = 6) -> Dataset:
+    """A non-2-D flat data set (the "paper" variant's image-code estimators apply to it)."""
+    x = torch.rand(200, d, generator=torch.Generator().manual_seed(3))
+    return Dataset("flat", (d,), x[:16], train=x[16:])
+
+
+def _params(tr: Trainer) -> list[torch.Tensor]:
+    if isinstance(tr, SeedsTrainer):
+        return [p.detach().clone() for p in tr.replicas.parameters()]
+    return [p.detach().clone() for p in tr.model.parameters()]
+
+
+def _train(cfg: TrainConfig, data: Dataset, steps: int) -> Trainer:
+    tr = make_trainer(cfg, data=data, progress=False)
+    for _ in range(steps):
+        tr.train_step()
+    return tr
+
+
+def _assert_close(a: list[torch.Tensor], b: list[torch.Tensor], rtol: float = 1e-10) -> None:
+    for x, y in zip(a, b, strict=True):
+        scale = x.abs().max().clamp_min(1e-300)
+        assert ((x - y).abs().max() / scale).item() <= rtol, (x, y)
+
+
+def _both(cfg: TrainConfig, data: Dataset, steps: int) -> tuple[Trainer, Trainer]:
+    plain = _train(TrainConfig(**{**cfg.__dict__, "fast_step": False}), data, steps)
+    fast = _train(TrainConfig(**{**cfg.__dict__, "fast_step": True}), data, steps)
+    assert plain.fast_step is None and plain.fast_step_off == "fast_step=False"
+    return plain, fast
+
+
+@pytest.mark.parametrize("seeds", [None, (0, 1, 2)], ids=["one", "seeds3"])
+@pytest.mark.parametrize("k_enc", [1, 2])
+@pytest.mark.parametrize("variant", ["vsm", "paper"])
+@pytest.mark.parametrize("objective", COVERED)
+def test_fast_path_equals_autograd(reference_backend, mixture, objective, variant, k_enc, seeds):
+    cfg = TrainConfig(
+        objective=objective,
+        dataset="mixture",
+        variant=variant,
+        k_enc=k_enc,
+        seeds=seeds,
+        n_samples=3,
+        batch_size=32,
+        width=8,
+        dtype="float64",
+        n_test=64,
+    )
+    plain, fast = _both(cfg, mixture, 24)
+    assert fast.fast_step is not None, fast.fast_step_off
+    _assert_close(_params(plain), _params(fast))
+    # the logged losses are the same numbers too
+    last_p, last_f = plain.history, fast.history
+    if seeds is not None:
+        last_p, last_f = plain.history[0], fast.history[0]
+    for rp, rf in zip(last_p, last_f, strict=True):
+        for k in rp:
+            assert math.isclose(rp[k], rf[k], rel_tol=1e-9, abs_tol=1e-12), (k, rp[k], rf[k])
+
+
+@pytest.mark.parametrize(
+    ("objective", "extra"),
+    [
+        ("kl-m3", {"variant": "paper", "eta": 0.1}),  # summed cross term, exp SD head, log σ
+        ("fd-m2", {"variant": "vsm", "eta": 0.1, "enc_optimizer": "sgd", "enc_lr": 1e-2}),
+        ("fd-m3", {"variant": "paper", "seeds": (4, 5)}),
+    ],
+)
+def test_fast_path_on_flat_data_with_input_noise(reference_backend, objective, extra):
+    cfg = TrainConfig(
+        objective=objective,
+        dataset="flat",
+        n_samples=2,
+        batch_size=20,
+        width=10,
+        latent_dim=3,
+        dtype="float64",
+        **extra,
+    )
+    plain, fast = _both(cfg, _flat_data(), 30)
+    assert fast.fast_step is not None
+    _assert_close(_params(plain), _params(fast))
+
+
+@pytest.mark.parametrize(
+    ("objective", "seeds"), [("kl-m1", None), ("fd-m3", None), ("kl-m3", (0, 1, 2))]
+)
+def test_fast_path_equals_autograd_after_100_steps(reference_backend, mixture, objective, seeds):
+    cfg = TrainConfig(
+        objective=objective,
+        dataset="mixture",
+        seeds=seeds,
+        n_samples=3,
+        batch_size=100,
+        dtype="float64",
+        n_test=64,
+        dec_lr=3e-3,
+        enc_lr=3e-3,
+    )
+    plain, fast = _both(cfg, mixture, 100)
+    _assert_close(_params(plain), _params(fast))
+
+
+@pytest.mark.parametrize("seeds", [None, (0, 1)])
+def test_resumed_fast_run_equals_uninterrupted(reference_backend, mixture, tmp_path, seeds):
+    cfg = TrainConfig(
+        objective="fd-m3",
+        dataset="mixture",
+        seeds=seeds,
+        k_enc=2,
+        n_samples=2,
+        batch_size=50,
+        width=8,
+        steps=12,
+        n_test=64,
+    )
+    whole = make_trainer(cfg, data=mixture, progress=False)
+    for _ in range(12):
+        whole.train_step()
+    first = make_trainer(cfg, data=mixture, progress=False)
+    for _ in range(5):
+        first.train_step()
+    path = str(tmp_path / "ck.pt")
+    first.save(path)
+    resumed = type(first).from_checkpoint(path, data=mixture, progress=False)
+    assert resumed.fast_step is not None
+    for _ in range(7):
+        resumed.train_step()
+    for a, b in zip(_params(whole), _params(resumed), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_float32_fast_path_agrees_to_rounding(reference_backend, mixture):
+    cfg = TrainConfig(objective="kl-m1", dataset="mixture", batch_size=100, n_test=64)
+    plain, fast = _both(cfg, mixture, 50)
+    _assert_close(_params(plain), _params(fast), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"objective": "fae"}, "Fisher autoencoder"),
+        ({"k_bi": 1}, "bi-level"),
+        ({"objective": "fd-m1", "fd_reparam": True}, "fd_reparam"),
+    ],
+)
+def test_uncovered_settings_fall_back_to_autograd(reference_backend, mixture, overrides, reason):
+    cfg = TrainConfig(
+        **{"objective": "kl-m1", "dataset": "mixture", "batch_size": 16, "n_test": 64, **overrides}
+    )
+    tr = _train(cfg, mixture, 2)
+    assert tr.fast_step is None and reason in (tr.fast_step_off or "")
+    assert math.isfinite(tr.history[-1]["enc_loss"])
+
+
+def test_conv_model_falls_back_to_autograd(reference_backend):
+    imgs = torch.rand(12, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    data = Dataset("images", (1, 32, 32), imgs[:4], train=imgs[4:])
+    cfg = TrainConfig(objective="kl-m1", dataset="images", batch_size=4, latent_dim=2, ngf=2, ndf=2)
+    tr = _train(cfg, data, 1)
+    assert tr.fast_step is None and "MLP" in (tr.fast_step_off or "")
+    model = tr.model
+    assert unsupported("kl-m1", k_bi=0, fd_reparam=False, world_size=2, model=model) is not None
+
+
+def test_divergence_is_detected_on_the_fast_path(reference_backend, mixture):
+    from vsm.train import TrainingDiverged
+
+    cfg = TrainConfig(objective="kl-m1", dataset="mixture", batch_size=16, n_test=64)
+    tr = make_trainer(cfg, data=mixture, progress=False)
+    with torch.no_grad():
+        tr.model.decoder[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="inference loss"):
+        tr.train_step()
+
+
+def test_retain_freed_memory_applies_on_glibc():
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert retain_freed_memory() is glibc
+
+
+@pytest.mark.parametrize("objective", ["fd-m1", "kl-m3"])
+def test_fast_path_equals_the_fused_kernels_path(mixture, objective):
+    """Against the plain path on vsm's fused ops (the Triton kernels under the interpreter)."""
+    cfg = TrainConfig(
+        objective=objective,
+        dataset="mixture",
+        n_samples=2,
+        batch_size=16,
+        width=6,
+        dtype="float64",
+        n_test=64,
+    )
+    plain, fast = _both(cfg, mixture, 4)
+    _assert_close(_params(plain), _params(fast))
