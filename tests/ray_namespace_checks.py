@@ -50,6 +50,15 @@ def _sockets() -> list[tuple[str, str]]:
     return out
 
 
+def spin(seconds: float) -> None:
+    """Busy Python for ``seconds`` (a cancelled Ray task stops between bytecodes, like a
+    training loop; a sleep would run to its end). Defined in ``__main__``: Ray ships it by
+    value."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        pass
+
+
 def _executor_checks(address: str) -> dict[str, object]:
     from vsm.reproduce.executors import RayExecutor, Unit, run_units
 
@@ -73,7 +82,7 @@ def _executor_checks(address: str) -> dict[str, object]:
     interrupted = False
     try:
         run_units(
-            [Unit("fast", math.sqrt, (9.0,), cost=2.0), Unit("slow", time.sleep, (60.0,))],
+            [Unit("fast", math.sqrt, (9.0,), cost=2.0), Unit("slow", spin, (60.0,))],
             RayExecutor(address),
             on_done=stop_after_first,
             on_failed=lambda u, e: None,
@@ -113,8 +122,10 @@ def _stopped_run(out: Path, args: list[str], address: str, env: dict[str, str]) 
 
 
 def main(out: Path, args: list[str]) -> int:
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    os.environ["TRITON_INTERPRET"] = "0"
+    # Ray ≥ 2.59 turns on token authentication for clusters on one machine, and a driver then
+    # needs RAY_AUTH_MODE=token too; this cluster is reachable from this namespace only
+    os.environ.update(TRITON_INTERPRET="0", RAY_AUTH_MODE="disabled")
+    env = dict(os.environ)
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     address = f"127.0.0.1:{PORT}"
     checks: dict[str, object] = {"links": subprocess.check_output(["ip", "-o", "link"], text=True)}

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 from vsm.reproduce import executors as X
-from vsm.reproduce import main
 
 # the smallest Figure 3 sweep that still has several settings: 5 units of 2 seeds, seconds each
 TINY_FIG3 = [
@@ -174,8 +173,11 @@ def test_ray_cluster_on_loopback_gives_the_local_numbers(tmp_path):
     assert stopped["rc"] == 130 and stopped["recorded_at_signal"] >= 2
     partial = json.loads((tmp_path / "stopped" / "results.json").read_text())
     assert partial["complete"] is False and 2 <= len(partial["runs"]) < 10
-    argv = [*TINY_FIG3[1:], "--threads", "2", "--out", str(tmp_path / "stopped"), "--resume"]
-    assert main(["fig3", *argv]) == 0
+    argv = [*TINY_FIG3, "--threads", "2", "--out", str(tmp_path / "stopped"), "--resume"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "vsm", "reproduce", *argv], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = json.loads((tmp_path / "stopped" / "results.json").read_text())
     assert final["complete"] and len(final["runs"]) == 10
     key = ("objective", "k_enc", "seed")

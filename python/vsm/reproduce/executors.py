@@ -26,11 +26,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 EXECUTORS = ("local", "ray")
@@ -223,6 +224,8 @@ class RayExecutor(Executor):
         self._pending: dict[Any, Unit] = {}
         self._node_cpus = 1
         self._mean_threads = 1.0
+        self._signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> RayExecutor:
         try:
@@ -247,15 +250,40 @@ class RayExecutor(Executor):
                 if h is not None:
                     signal.signal(s, h)
             self._owned = True
+        self._catch_signals()
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._node_cpus = max([int(n.get("Resources", {}).get("CPU", 0)) for n in nodes] + [1])
         self._remote = ray.remote(call_unit)
         return self
 
+    def _catch_signals(self) -> None:
+        """While the executor is open, SIGINT and SIGTERM raise
+        :class:`vsm.train.TrainingInterrupted` with their number. (Ray's blocking calls check
+        for signals themselves and turn whatever the handler raised into a bare
+        KeyboardInterrupt; :meth:`wait_one` restores the signal from here.)"""
+        from ..train.stopping import SIGNALS, TrainingInterrupted
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self._signum = signum
+            raise TrainingInterrupted(signum)
+
+        self._previous = {s: signal.signal(s, handler) for s in SIGNALS}
+
     def close(self) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
         if self._ray is not None and self._owned:
             self._ray.shutdown()
             self._owned = False
+
+    def _interrupted(self) -> BaseException:
+        from ..train.stopping import TrainingInterrupted
+
+        return TrainingInterrupted(self._signum or signal.SIGINT)
 
     def submit(self, unit: Unit) -> None:
         n = max(1, min(int(unit.threads), self._node_cpus))
@@ -268,8 +296,11 @@ class RayExecutor(Executor):
         if not self._pending:
             raise IndexError("wait_one: no unit is queued")
         ready: list[Any] = []
-        while not ready:  # short waits: SIGINT is handled between them
-            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=1.0)
+        try:
+            while not ready:  # short waits: signals are handled between them too
+                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=1.0)
+        except KeyboardInterrupt as e:
+            raise self._interrupted() from e
         ref = ready[0]
         unit = self._pending.pop(ref)
         try:

@@ -118,7 +118,8 @@ FITS = {"gaussians": fit_gaussians, "mixtures": fit_mixtures}
 def _save_fit(path: Path, fit: dict[str, Any]) -> None:
     """Save a fit's arrays atomically (``runs`` is rebuilt from the config when loading)."""
     tmp = path.with_name(path.name + f".tmp.{os.getpid()}.npz")
-    np.savez(tmp, **{k: np.asarray(v) for k, v in fit.items() if k != "runs"})
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in fit.items() if k != "runs"}
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
