@@ -4,9 +4,10 @@
 starts a real Ray cluster on 127.0.0.1 (``ray start --head``), then against it:
 
 1. ``vsm reproduce ARGS --executor ray --address 127.0.0.1:PORT --out OUT/ray``: the sweep;
-2. the executor on its own (``RAY_ADDRESS``): a unit that raises is reported with its error while
-   the others finish, and an interrupt cancels a running unit (``ray.cancel``) at once; the TCP
-   sockets of this process and Ray's (``/proc/net/tcp``, ``tcp6``) are listed while connected;
+2. the executor on its own, on the Ray instance it starts without an address (on 127.0.0.1): a
+   unit that raises is reported with its error while the others finish, and an interrupt cancels
+   a running unit (``ray.cancel``) at once; the TCP sockets of the namespace (``/proc/net/tcp``,
+   ``tcp6``) are listed while connected;
 3. ``vsm reproduce ARGS --threads 2 ...`` stopped by SIGINT once ``results.json`` records a
    setting (2 threads per unit on the 2-CPU cluster: one unit at a time, so some are still queued
    or running), into ``OUT/stopped``;
@@ -59,7 +60,20 @@ def spin(seconds: float) -> None:
         pass
 
 
-def _executor_checks(address: str) -> dict[str, object]:
+def _executor_checks() -> dict[str, object]:
+    """The executor's own Ray instance (no address, no RAY_ADDRESS: a new one on 127.0.0.1),
+    opened once here; the executors of the two sweeps below find it running and use it."""
+    from vsm.reproduce.executors import RayExecutor
+
+    assert "RAY_ADDRESS" not in os.environ
+    owner = RayExecutor(num_cpus=2).__enter__()
+    try:
+        return _on_ray()
+    finally:
+        owner.close()
+
+
+def _on_ray() -> dict[str, object]:
     from vsm.reproduce.executors import RayExecutor, Unit, run_units
 
     done: dict[str, object] = {}
@@ -67,7 +81,7 @@ def _executor_checks(address: str) -> dict[str, object]:
     units = [Unit("ok", math.sqrt, (4.0,)), Unit("bad", math.sqrt, (-1.0,))]
     run_units(
         units,
-        RayExecutor(address),
+        RayExecutor(),
         on_done=lambda u, v: done.__setitem__(u.key, v),
         on_failed=lambda u, e: failed.__setitem__(u.key, e),
     )
@@ -83,7 +97,7 @@ def _executor_checks(address: str) -> dict[str, object]:
     try:
         run_units(
             [Unit("fast", math.sqrt, (9.0,), cost=2.0), Unit("slow", spin, (60.0,))],
-            RayExecutor(address),
+            RayExecutor(),
             on_done=stop_after_first,
             on_failed=lambda u, e: None,
         )
@@ -154,7 +168,7 @@ def main(out: Path, args: list[str]) -> int:
         ).returncode
         checks["sweep_rc"] = rc
         checks["sweep_seconds"] = time.perf_counter() - t0
-        checks["executor"] = _executor_checks(address)
+        checks["executor"] = _executor_checks()
         checks["stopped"] = _stopped_run(out / "stopped", args, address, env)
     finally:
         subprocess.run([*ray_cli, "stop", "--force"], env=env, stdout=subprocess.DEVNULL)
