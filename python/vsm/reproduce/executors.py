@@ -97,7 +97,7 @@ class Executor(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release what :meth:`__enter__` set up."""
+        """Release what ``__enter__`` set up."""
 
     @abstractmethod
     def submit(self, unit: Unit) -> None:

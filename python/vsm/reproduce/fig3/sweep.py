@@ -44,10 +44,11 @@ def run(
     (default: :class:`~vsm.reproduce.executors.LocalExecutor` with ``workers`` processes of
     ``threads`` threads each). ``results.json`` is rewritten as each setting finishes
     (``"complete": false`` until the sweep ends; a setting that raised is listed under
-    ``"failed"`` with its error, the others go on, and :class:`~vsm.reproduce.executors.
-    UnitsFailed` is raised at the end); with ``resume`` the settings it already records are
-    skipped, whichever executor ran them, and one interrupted by SIGINT or SIGTERM continues from
-    its checkpoint in ``out/checkpoints`` (on another Ray node only with a shared file system).
+    ``"failed"`` with its error, the others go on, and
+    :class:`~vsm.reproduce.executors.UnitsFailed` is raised at the end); with ``resume`` the
+    settings it already records are skipped, whichever executor ran them, and one interrupted by
+    SIGINT or SIGTERM continues from its checkpoint in ``out/checkpoints`` (on another Ray node
+    only with a shared file system).
     """
     cfg = config or Fig3Config.quick()
     _check(cfg)
