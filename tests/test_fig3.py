@@ -292,6 +292,39 @@ def test_settings_and_modes():
         run("fig1", "unused", medium=True)
 
 
+def test_paper_preset_is_the_papers_run():
+    """``--paper`` is the authors' 2-D run (MATH.md §9): 10⁴ iterations (100 epochs of 100) of
+    batch 1000, decoder Adam 1e-4, encoder SGD 1e-2 / 1e-3, the ELBO's joint Adam 1e-4, widths
+    100 / 30, seeds 0–9, both estimator families, all eight objectives at K_enc = 10 and 1."""
+    p = fig3.Fig3Config.paper()
+    assert (p.max_iters, p.batch_size, p.seeds) == (100 * 100, 1000, tuple(range(10)))
+    assert p.min_iters >= p.max_iters  # no early stop: convergence is only reported
+    assert p.continue_iters == 0  # the continuation to 10⁵ is optional (--set continue_iters)
+    assert (p.dec_lr, p.elbo_lr, p.enc_lr_kl, p.enc_lr_fd) == (1e-4, 1e-4, 1e-2, 1e-3)
+    assert (p.width("sparse"), p.width("mixture")) == (100, 30)
+    assert p.variants == ("vsm", "paper") and p.objectives == fig3.OBJECTIVES
+    assert p.datasets == ("sparse", "mixture")
+    assert all(p.k_encs_of(o) == (1, 10) for o in fig3.OBJECTIVES if o != "kl-elbo")
+    assert (p.n_test, p.n_is, p.n_samples, p.paper_n_samples) == (5000, 10_000, 3, 1)
+    assert len(fig3.settings(p)) == 2 * 2 * (1 + 7 * 2)
+    tc = fig3.train_config("vsm", "sparse", "kl-m1", 10, (0,), p)
+    assert (tc.steps, tc.batch_size, tc.k_enc, tc.width) == (10 * 10_000, 1000, 10, 100)
+    assert (tc.enc_optimizer, tc.enc_lr, tc.dec_lr) == ("sgd", 1e-2, 1e-4)
+    tc = fig3.train_config("paper", "mixture", "kl-elbo", 1, (0,), p)
+    assert (tc.enc_optimizer, tc.enc_lr, tc.dec_lr, tc.width) == ("adam", 1e-4, 1e-4, 30)
+    assert fig3.Fig3Config.full().max_iters == 100_000  # --full stays "to convergence"
+
+
+def test_figure_from_the_committed_medium_results(tmp_path):
+    """The figure is drawn from a results.json (``python -m vsm.reproduce.fig3 plot``): one slot
+    per objective, both estimator families and K_enc values, from the committed medium run."""
+    from pathlib import Path
+
+    src = Path(__file__).parents[1] / "docs" / "results" / "fig3_medium.json"
+    assert fig3.main(["plot", str(src), "--out", str(tmp_path / "fig3.png")]) == 0
+    assert (tmp_path / "fig3.png").stat().st_size > 10_000
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
@@ -374,3 +407,9 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
         ),
     )
     assert all(r["converged"] and r["iterations"] == 40 for r in loose["runs"])
+    # the continuation: runs that still move at max_iters go on, the later numbers beside
+    cont = fig3.run(tmp_path / "x", _tiny(objectives=("kl-m1",), k_encs=(1,), continue_iters=20))
+    for r in cont["runs"]:
+        assert r["iterations"] == 12 and r["continued"]["iterations"] == 20
+        assert math.isfinite(r["continued"]["is_nll"]) and r["continued"]["is_nll"] != r["is_nll"]
+    assert "claims_continued" in cont and "verdicts_continued" in cont

@@ -101,6 +101,27 @@ def test_fig2_tiny_run(tmp_path):
         assert len(mix["fd_per_restart"]) == cfg.mix_restarts
         assert all(v >= 0 and math.isfinite(v) for v in mix["fd_per_restart"])
     assert math.isfinite(res["seconds"])
+    assert data["complete"] and data["units_done"] == sorted(
+        f"{m}/{k}" for m in fig2.LIKELIHOODS for k in fig2.FITS
+    )
+    # --resume runs only the units results.json does not record, and gives the same numbers
+    from vsm.reproduce.executors import LocalExecutor
+
+    submitted = []
+
+    class Recording(LocalExecutor):
+        def submit(self, unit):
+            submitted.append(unit.key)
+            super().submit(unit)
+
+    data["complete"] = False
+    data["units_done"].remove("soft/mixtures")
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    fig2.run(tmp_path, cfg, resume=True, executor=Recording())
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["complete"] and submitted == ["soft/mixtures"]
+    assert again["soft"]["mixture"]["fd_per_restart"] == data["soft"]["mixture"]["fd_per_restart"]
+    assert again["sym"]["gaussian"] == data["sym"]["gaussian"]
 
 
 def test_fig2_kld_fit_is_a_local_minimum_of_the_exact_kl():
@@ -237,4 +258,4 @@ def test_presets_give_each_mode_its_values():
         preset(1, fast=2)
     from vsm.reproduce.fig3 import Fig3Config
 
-    assert Fig3Config.modes() == ("quick", "medium", "full")
+    assert Fig3Config.modes() == ("quick", "medium", "full", "paper")

@@ -2,8 +2,10 @@
 
 One module per figure (``fig1``, ``fig2``, ``fig3``, ``images``); each exposes a config dataclass
 (a :class:`~vsm.reproduce._common.FigureConfig`: one list of fields with their values per mode,
-``quick()`` / ``full()`` and, for fig3, ``medium()``) and ``run(out, config) -> dict``. :func:`main` is the
-command-line entry point that ``vsm reproduce`` delegates to.
+``quick()`` / ``full()`` and, for fig3, ``medium()`` and ``paper()``) and ``run(out, config) ->
+dict``; the figures made of independent units (fig2, fig3, images) also take ``executor=``
+(:mod:`vsm.reproduce.executors`: local processes or Ray). :func:`main` is the command-line entry
+point that ``vsm reproduce`` delegates to.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 
 from ._common import FigureConfig
+from .executors import EXECUTORS, UnitsFailed, make_executor
 
 FIGURES = ("fig1", "fig2", "fig3", "images")
 
@@ -44,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         help="between the two: fig3's claims in about 30 minutes on a quiet 2-core CPU (fig3 only)",
     )
     mode.add_argument("--full", action="store_true", help="paper-like settings (slow)")
+    mode.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's own run, where a figure defines one (fig3: 10^4 iterations at the "
+        "authors' settings, 10 seeds; many CPU hours: see docs/ray.md)",
+    )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
@@ -59,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the runs already recorded in "
         "--out's results.json and continue an interrupted run from its checkpoint",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the independent units (fig2 fits, fig3 settings, images objectives) run: "
+        "local (this process, or fig3's worker processes; the default) or ray (one Ray task "
+        'per unit; needs pip install "vsm[ray]"; see docs/ray.md)',
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the Ray cluster's address (default: RAY_ADDRESS, else a new "
+        "local Ray instance on 127.0.0.1)",
     )
     p.add_argument(
         "--set",
@@ -116,17 +140,22 @@ def run(
     *,
     full: bool = False,
     medium: bool = False,
+    paper: bool = False,
     seed: int = 0,
     threads: int | None = None,
     resume: bool = False,
     overrides: Sequence[str] = (),
+    executor: str = "local",
+    address: str | None = None,
 ) -> dict:
-    """Run figure ``name`` in quick (default), medium (figures that have one) or full mode into
-    folder ``out``; return results.
+    """Run figure ``name`` in quick (default), medium or paper mode (figures that have one) or
+    full mode into folder ``out``; return results.
 
     ``threads``: intra-op CPU threads (None: the figure's default, 1 except for ``images``);
     ``resume``: skip what ``out/results.json`` already records; ``overrides``: ``NAME=VALUE``
-    settings of the figure's config.
+    settings of the figure's config; ``executor``/``address``: where the figure's independent
+    units run (:func:`vsm.reproduce.executors.make_executor`; figures without units, fig1, run
+    here).
     """
     from ..train.config import num_threads
     from ._common import prepare_out, previous_results
@@ -135,11 +164,20 @@ def run(
         raise ValueError(f"name must be one of {FIGURES}, got {name!r}")
     mod = importlib.import_module(f"vsm.reproduce.{name}")
     cls = _config_class(mod)
-    if full and medium:
-        raise ValueError("full, medium: choose one mode")
-    if medium and "medium" not in cls.modes():
-        raise ValueError(f"medium: figure {name!r} has no medium mode (fig3 has one)")
-    cfg = cls.preset("full" if full else "medium" if medium else "quick")
+    chosen = [m for m, on in (("full", full), ("medium", medium), ("paper", paper)) if on]
+    if len(chosen) > 1:
+        raise ValueError(f"{', '.join(chosen)}: choose one mode")
+    mode = chosen[0] if chosen else "quick"
+    if mode not in cls.modes():
+        raise ValueError(f"{mode}: figure {name!r} has no {mode} mode (fig3 has one)")
+    ex = make_executor(executor, workers=1, address=address)
+    accepts = inspect.signature(mod.run).parameters
+    if executor != "local" and "executor" not in accepts:
+        raise ValueError(
+            f"executor: figure {name!r} runs as one piece (no independent units); "
+            "use --executor local"
+        )
+    cfg = cls.preset(mode)
     cfg.seed = seed
     _apply_overrides(cfg, overrides)
     if threads is not None and hasattr(cfg, "threads"):
@@ -147,7 +185,11 @@ def run(
     # the workloads are many small tensor ops: one thread avoids oversubscription (measured
     # 7 ms vs 60 ms per 2-D training step on a loaded 2-core machine)
     torch.set_num_threads(num_threads(getattr(cfg, "threads", 1 if threads is None else threads)))
-    if "resume" in inspect.signature(mod.run).parameters:
+    if executor == "local":
+        ex = make_executor("local", workers=int(getattr(cfg, "workers", 1)))
+    if "executor" in accepts:
+        return mod.run(out, cfg, resume=resume, executor=ex)
+    if "resume" in accepts:
         return mod.run(out, cfg, resume=resume)
     if resume:  # one-piece figures: skip when complete
         prev = previous_results(prepare_out(out), name, cfg)
@@ -170,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.out,
                 full=args.full,
                 medium=args.medium,
+                paper=args.paper,
                 seed=args.seed,
                 threads=args.threads,
                 resume=args.resume,
                 overrides=args.set,
+                executor=args.executor,
+                address=args.address,
             )
     except TrainingInterrupted as e:
         again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])
@@ -184,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return e.exit_code
+    except UnitsFailed as e:
+        again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])
+        again += "" if args.resume else " --resume"
+        print(
+            f"vsm reproduce: {e}; the finished units are in {args.out}/results.json; run the "
+            f"failed ones again with: {again}",
+            file=sys.stderr,
+        )
+        return 1
     summary = {k: v for k, v in results.items() if k in ("figure", "seconds", "summary")}
     print(json.dumps(summary, indent=1, default=str))
     print(f"wrote {args.out}/results.json", file=sys.stderr)

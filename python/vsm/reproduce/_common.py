@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-MODES = ("quick", "medium", "full")
-"""The settings modes of ``vsm reproduce`` (``--quick``, ``--medium``, ``--full``)."""
+MODES = ("quick", "medium", "full", "paper")
+"""The settings modes of ``vsm reproduce`` (``--quick``, ``--medium``, ``--full``, ``--paper``);
+quick and full exist for every figure, medium and paper where a field names them."""
 
 
 def preset(default: T, **modes: T) -> T:
@@ -45,7 +46,8 @@ def preset(default: T, **modes: T) -> T:
 class FigureConfig:
     """Base of the figures' config dataclasses: one list of fields whose :func:`preset` values
     give every mode. :meth:`quick` is what ``vsm reproduce`` runs by default, :meth:`full` the
-    paper's settings, and :meth:`medium` exists where a field names it (fig3)."""
+    paper's settings, and :meth:`medium` and :meth:`paper` exist where a field names them
+    (fig3)."""
 
     if TYPE_CHECKING:  # fields of every subclass (a dataclass)
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
@@ -53,9 +55,9 @@ class FigureConfig:
 
     @classmethod
     def modes(cls) -> tuple[str, ...]:
-        """The modes of this config: quick, full, and medium where a field names it."""
+        """The modes of this config: quick, full, and medium and paper where a field names them."""
         named = {m for f in dataclasses.fields(cls) for m in f.metadata.get("modes", {})}
-        return tuple(m for m in MODES if m != "medium" or m in named)
+        return tuple(m for m in MODES if m in ("quick", "full") or m in named)
 
     @classmethod
     def preset(cls, mode: str) -> Self:
@@ -78,6 +80,11 @@ class FigureConfig:
     def medium(cls) -> Self:
         """The medium mode, for the figures that have one (ValueError otherwise)."""
         return cls.preset("medium")
+
+    @classmethod
+    def paper(cls) -> Self:
+        """The paper's own run, for the figures that define one (ValueError otherwise)."""
+        return cls.preset("paper")
 
     @classmethod
     def full(cls) -> Self:
@@ -145,7 +152,21 @@ def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | No
         )
     if "config" in prev and config is not None:
         free = ("threads", "workers")
-        want = {k: v for k, v in to_jsonable(vars(config)).items() if k not in free}
+        defaults = (
+            {
+                f.name: to_jsonable(f.default)
+                for f in dataclasses.fields(config)
+                if f.default is not dataclasses.MISSING
+            }
+            if dataclasses.is_dataclass(config)
+            else {}
+        )
+        want = {
+            k: v
+            for k, v in to_jsonable(vars(config)).items()
+            # a field newer than the file, at its default, does not change the numbers
+            if k not in free and (k in prev["config"] or k not in defaults or v != defaults[k])
+        }
         have = {k: v for k, v in prev["config"].items() if k not in free}
         if want != have:
             diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))

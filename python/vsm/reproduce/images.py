@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..train.config import OBJECTIVES, Objective, Variant
+from ..train.config import OBJECTIVES, Objective, Variant, num_threads
 from ._common import (
     FigureConfig,
     Timer,
@@ -49,6 +49,7 @@ from ._common import (
     save_figure,
     write_results,
 )
+from .executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_units
 
 METRICS = ("neg_elbo", "mse", "mmd2", "posterior_fd")
 # the fields of ImagesConfig that TrainConfig takes as they are, under the same name
@@ -136,15 +137,22 @@ def train_one(
 
 
 def run(
-    out: str | Path, config: ImagesConfig | None = None, *, resume: bool = False
+    out: str | Path,
+    config: ImagesConfig | None = None,
+    *,
+    resume: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Train every objective and write ``images_metrics.png``, ``images_sd_hist.png``,
     ``images_samples.png`` and ``results.json`` into ``out``.
 
-    ``results.json`` is rewritten after every objective (``"complete": false`` until the end;
-    sample grids go to ``out/samples/<objective>.npy``); with ``resume`` the objectives it
-    already records are skipped, and one interrupted by SIGINT or SIGTERM continues from its
-    checkpoint in ``out/checkpoints``.
+    Each objective is one unit of :func:`vsm.reproduce.executors.run_units` on ``executor``
+    (default: this process). ``results.json`` is rewritten as each objective finishes
+    (``"complete": false`` until the end; sample grids go to ``out/samples/<objective>.npy``; an
+    objective that raised is listed under ``"failed"`` and the others go on, then
+    :class:`~vsm.reproduce.executors.UnitsFailed` is raised); with ``resume`` the objectives it
+    already records are skipped, whichever executor ran them, and one interrupted by SIGINT or
+    SIGTERM continues from its checkpoint in ``out/checkpoints``.
     """
     cfg = config or ImagesConfig.quick()
     out = prepare_out(out)
@@ -153,23 +161,49 @@ def run(
     per: dict[str, Any] = dict(prev["objectives"]) if prev else {}
     seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
     samples: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}
     results: dict[str, Any] = {"figure": "images", "config": vars(cfg).copy(), "objectives": per}
     (out / "samples").mkdir(exist_ok=True)
+    root = out.resolve()  # absolute: the units may run in other processes or on other nodes
+    todo: list[Objective] = []
     for obj in cfg.objectives:
         if obj in per and (out / "samples" / f"{obj}.npy").is_file():
             print(f"images: {obj}: recorded", file=sys.stderr)
             samples[obj] = np.load(out / "samples" / f"{obj}.npy")
             continue
-        ckpt = out / "checkpoints" / f"{obj}.pt"
         if not resume:
-            ckpt.unlink(missing_ok=True)
-        r = train_one(obj, cfg, checkpoint=ckpt)
+            (out / "checkpoints" / f"{obj}.pt").unlink(missing_ok=True)
+        todo.append(obj)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            **results,
+            "failed": dict(failed),
+            "complete": False,
+            "seconds": seconds + timer.elapsed(),
+        }
+
+    def record(unit: Unit, r: dict[str, Any]) -> None:
+        obj = unit.key
         samples[obj] = r.pop("_samples")
         np.save(out / "samples" / f"{obj}.npy", samples[obj])
         per[obj] = r
-        write_results(out, {**results, "complete": False, "seconds": seconds + timer.elapsed()})
-        ckpt.unlink(missing_ok=True)
-        print(f"images: {obj}: final {r['final']}", file=sys.stderr, flush=True)
+        write_results(out, snapshot())
+        (out / "checkpoints" / f"{obj}.pt").unlink(missing_ok=True)
+        log(f"images: {obj}: final {r['final']}")
+
+    def failure(unit: Unit, error: str) -> None:
+        failed[unit.key] = error
+        write_results(out, snapshot())
+
+    threads = num_threads(cfg.threads)
+    units = [
+        Unit(obj, train_one, (obj, cfg, root / "checkpoints" / f"{obj}.pt"), threads=threads)
+        for obj in todo
+    ]
+    run_units(units, executor or LocalExecutor(), on_done=record, on_failed=failure, desc="images")
+    if failed:
+        raise UnitsFailed("images", failed)
     results["table"] = [
         {"objective": o, **per[o]["final"], **sd_shares(per[o]), "diverged": per[o]["diverged"]}
         for o in cfg.objectives

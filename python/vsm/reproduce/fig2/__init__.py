@@ -35,6 +35,8 @@ this module runs them (:func:`run`) and summarises the fits against the exact po
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,8 @@ import numpy as np
 import torch
 
 from ... import toy
-from .._common import Timer, prepare_out, write_results
+from .._common import Timer, prepare_out, previous_results, write_results
+from ..executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_units
 from .config import (
     LIKELIHOODS,
     LOW_DENSITY_RADIUS,
@@ -51,7 +54,7 @@ from .config import (
     X_OBS,
     Fig2Config,
 )
-from .fits import fit_gaussians, fit_mixtures, initial_means, log_lik
+from .fits import fit_gaussians, fit_mixtures, gaussian_runs, initial_means, log_lik
 from .plots import _plot_mixtures, _plot_trajectories
 
 __all__ = [
@@ -61,8 +64,10 @@ __all__ = [
     "OPTIMISERS",
     "X_OBS",
     "Fig2Config",
+    "FITS",
     "fit_gaussians",
     "fit_mixtures",
+    "gaussian_runs",
     "initial_means",
     "log_lik",
     "run",
@@ -106,18 +111,99 @@ def _summaries(model: str, post: Any, fit: dict[str, Any]) -> dict[str, Any]:
     return {"per_method": out, "kl": kl, "fd": fd, "ok": ok}
 
 
-def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
-    """Run Figure 2 (Gaussian trajectories) and the A.5.2 mixture fits into ``out``."""
+FITS = {"gaussians": fit_gaussians, "mixtures": fit_mixtures}
+"""The fits of one toy likelihood; each (likelihood, fit) is one unit of the sweep."""
+
+
+def _save_fit(path: Path, fit: dict[str, Any]) -> None:
+    """Save a fit's arrays atomically (``runs`` is rebuilt from the config when loading)."""
+    tmp = path.with_name(path.name + f".tmp.{os.getpid()}.npz")
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in fit.items() if k != "runs"}
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_fit(path: Path, kind: str, cfg: Fig2Config) -> dict[str, Any]:
+    with np.load(path) as f:
+        fit: dict[str, Any] = {k: f[k] for k in f.files}
+    if kind == "gaussians":
+        fit["runs"] = gaussian_runs(cfg.grid**2)
+    return fit
+
+
+def run(
+    out: str | Path,
+    config: Fig2Config | None = None,
+    *,
+    resume: bool = False,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
+    """Run Figure 2 (Gaussian trajectories) and the A.5.2 mixture fits into ``out``.
+
+    Each (likelihood, fit) of :data:`FITS` is one unit of
+    :func:`vsm.reproduce.executors.run_units` on ``executor`` (default: this process); its arrays
+    go to ``out/fits/<likelihood>-<fit>.npz`` and ``results.json`` (``"units_done"``,
+    ``"complete": false``) is rewritten as each one finishes. With ``resume`` the recorded units
+    are loaded instead of run again, whichever executor made them. The starts of one fit share
+    one random stream, so they stay one batched unit.
+    """
     cfg = config or Fig2Config.quick()
     out = prepare_out(out)
     timer = Timer()
     torch.manual_seed(cfg.seed)
+    prev = previous_results(out, "fig2", cfg) if resume else None
+    if prev is not None and prev.get("complete"):
+        print(f"fig2: already in {out}/results.json (--resume)", file=sys.stderr)
+        return prev
     results: dict[str, Any] = {
         "figure": "fig2",
         "x": X_OBS,
         "config": vars(cfg).copy(),
         "low_density_radius": LOW_DENSITY_RADIUS,
     }
+    seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
+    fits_dir = out / "fits"
+    fits_dir.mkdir(exist_ok=True)
+    recorded = set(prev.get("units_done", [])) if prev else set()
+    done: dict[str, dict[str, Any]] = {}
+    for model in LIKELIHOODS:
+        for kind in FITS:
+            key, path = f"{model}/{kind}", fits_dir / f"{model}-{kind}.npz"
+            if key in recorded and path.is_file():
+                done[key] = _load_fit(path, kind, cfg)
+                print(f"fig2: {key}: recorded", file=sys.stderr)
+    failed: dict[str, str] = {}
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            **results,
+            "units_done": sorted(done),
+            "failed": dict(failed),
+            "complete": False,
+            "seconds": seconds + timer.elapsed(),
+        }
+
+    def record(unit: Unit, fit: dict[str, Any]) -> None:
+        model, kind = unit.key.split("/")
+        _save_fit(fits_dir / f"{model}-{kind}.npz", fit)
+        done[unit.key] = fit
+        write_results(out, snapshot())
+        log(f"fig2: {unit.key}: done")
+
+    def failure(unit: Unit, error: str) -> None:
+        failed[unit.key] = error
+        write_results(out, snapshot())
+
+    threads = torch.get_num_threads()
+    units = [
+        Unit(f"{model}/{kind}", fn, (model, cfg), threads=threads)
+        for model in LIKELIHOODS
+        for kind, fn in FITS.items()
+        if f"{model}/{kind}" not in done
+    ]
+    run_units(units, executor or LocalExecutor(), on_done=record, on_failed=failure, desc="fig2")
+    if failed:
+        raise UnitsFailed("fig2", failed)
     posts, fits, mixes = {}, {}, {}
     for model in LIKELIHOODS:
         p = toy.posterior(model, X_OBS, lo=-cfg.quad_lim, hi=cfg.quad_lim, n=cfg.quad_n)
@@ -132,9 +218,9 @@ def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
         }
         # the best single Gaussian by KL from the exact moments is not unique for "sym"; report
         # the moment-matched Gaussian's divergences as a reference point
-        fits[model] = fit_gaussians(model, cfg)
+        fits[model] = done[f"{model}/gaussians"]
         summ = _summaries(model, posts[model], fits[model])
-        mix = fit_mixtures(model, cfg)
+        mix = done[f"{model}/mixtures"]
         mixes[model] = mix
         R = cfg.mix_restarts
         var = np.exp(2 * mix["log_sd"])
@@ -161,6 +247,8 @@ def run(out: str | Path, config: Fig2Config | None = None) -> dict[str, Any]:
         }
     _plot_trajectories(out / "fig2.png", cfg, posts, fits, results)
     _plot_mixtures(out / "fig2_mixture.png", cfg, posts, mixes, results)
-    results["seconds"] = timer.elapsed()
+    results["units_done"] = sorted(done)
+    results["complete"] = True
+    results["seconds"] = seconds + timer.elapsed()
     write_results(out, results)
     return results

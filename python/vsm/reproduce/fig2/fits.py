@@ -39,6 +39,12 @@ def initial_means(cfg: Fig2Config) -> np.ndarray:
     return np.stack([a.ravel(), b.ravel()], -1)
 
 
+def gaussian_runs(n_starts: int) -> list[tuple[str, str, int]]:
+    """(method, optimiser, start index) of every Gaussian fit, in :func:`fit_gaussians`' order
+    (first the SGD half, then the Adam half)."""
+    return [(me, op, i) for op in OPTIMISERS for me in METHODS for i in range(n_starts)]
+
+
 def fit_gaussians(model: str, cfg: Fig2Config, *, record_every: int = 0) -> dict[str, Any]:
     """Run every (method, optimiser, initial mean) Gaussian fit for ``model`` in one batch.
 
@@ -48,7 +54,7 @@ def fit_gaussians(model: str, cfg: Fig2Config, *, record_every: int = 0) -> dict
     gen = torch.Generator().manual_seed(cfg.seed)
     starts = torch.tensor(initial_means(cfg), dtype=torch.float64)
     n0 = starts.shape[0]
-    runs = [(me, op, i) for op in OPTIMISERS for me in METHODS for i in range(n0)]
+    runs = gaussian_runs(n0)
     R = len(runs)
     half = R // 2  # first half SGD, second half Adam
     m0 = starts.repeat(len(OPTIMISERS) * len(METHODS), 1)

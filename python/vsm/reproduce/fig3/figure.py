@@ -1,5 +1,6 @@
-"""Figure 3's figure (``fig3.png``): test NLL, SM loss and σ² against K_enc per data set and
-objective, both variants (:func:`plot`)."""
+"""Figure 3's figure (``fig3.png``, :func:`plot`): per data set, the eight objectives along the
+x-axis with their test NLL against the ELBO (paired over seeds), σ² and active latent dimensions;
+the two estimator families side by side and each K_enc with its own marker."""
 
 from __future__ import annotations
 
@@ -7,103 +8,164 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
+from .. import claims as C
 from .._common import plt, save_figure
 from .config import OBJECTIVES
+from .report import _values
+
+VARIANT_COLORS = {"vsm": "tab:blue", "paper": "tab:orange"}
+K_MARKERS = ("o", "s", "^", "D", "v")
+PANELS = (
+    ("nll", "test NLL − ELBO's, same seed (nats; symlog)"),
+    ("sigma2", "σ² (log scale)"),
+    ("active_dims", "active latent dims (Var_x μ_j > 0.01)"),
+)
+
+
+def _row(tab: list[dict[str, Any]], v: str, ds: str, obj: str, k: int) -> dict[str, Any] | None:
+    for r in tab:
+        if (r["variant"], r["dataset"], r["objective"], r["k_enc"]) == (v, ds, obj, k):
+            return r
+    return None
 
 
 def plot(path: Path, results: dict[str, Any]) -> None:
-    """Rows: data sets; columns: test NLL, SM loss, σ²; x: K_enc; one colour per objective;
-    vsm solid with filled markers, paper dashed with open markers; kl-elbo (K_enc-free) a
-    horizontal line. Off-scale means are drawn at the top edge as ▲."""
+    """Rows: data sets; columns: (1) test NLL minus the ELBO's on the same seed, mean and 95 %
+    paired-t interval over seeds (symlog axis; grey band |Δ| ≤ eq_tol, dashed line at
+    fail_margin; the kl-elbo slot gives the ELBO's own NLL); (2) σ² and (3) active latent dims,
+    mean ± s.e. over seeds. x: the objectives; colour: estimator family (vsm, the paper code's),
+    left and right of each slot; marker and offset: K_enc. Settings whose runs all diverged are
+    marked "div" at the top."""
     tab = results["table"]
+    runs = results["runs"]
+    th = results.get("thresholds", {})
+    eq_tol = float(th.get("eq_tol", 0.1))
+    fail = float(th.get("fail_margin", 0.5))
+    level = float(th.get("level", 0.95))
     datasets = list(dict.fromkeys(r["dataset"] for r in tab))
-    objectives = list(dict.fromkeys(r["objective"] for r in tab))
+    present = {r["objective"] for r in tab}
+    objectives = [o for o in OBJECTIVES if o in present]
     variants = list(dict.fromkeys(r["variant"] for r in tab))
     ks = sorted({r["k_enc"] for r in tab})
+    n_seeds = len(results.get("config", {}).get("seeds", [])) or len({r["seed"] for r in runs})
     fig, axes = plt.subplots(
-        max(1, len(datasets)), 3, figsize=(15, 3.9 * max(1, len(datasets))), squeeze=False
+        max(1, len(datasets)), 3, figsize=(17, 4.4 * max(1, len(datasets))), squeeze=False
     )
-    colors = dict(zip(OBJECTIVES, plt.cm.tab10(np.arange(len(OBJECTIVES))), strict=True))
-    keys = (
-        ("is_nll", "test NLL (nats; IS, prior proposal)"),
-        ("sm_loss", ("test SM loss (FD − const)")),
-        ("sigma2", "σ² (log scale)"),
-    )
-    xlo, xhi = min(ks) / 1.3, max(ks) * 1.3
+    x_of = {o: i for i, o in enumerate(objectives)}
+
+    def offset(iv: int, ik: int) -> float:
+        return (iv - (len(variants) - 1) / 2) * 0.4 + (ik - (len(ks) - 1) / 2) * 0.14
+
     for i, ds in enumerate(datasets):
-        for j, (key, label) in enumerate(keys):
+        for j, (key, label) in enumerate(PANELS):
             ax = axes[i, j]
-            finite = [
-                r[f"{key}_mean"]
-                for r in tab
-                if r["dataset"] == ds and math.isfinite(r[f"{key}_mean"])
-            ]
-            top = None
-            if key != "sigma2" and finite:
-                lo, med = float(np.min(finite)), float(np.median(finite))
-                top = med + 2.0 * (med - lo) + 0.5
-                ax.set_ylim(lo - 0.1 * abs(lo) - 0.1, top)
-            for obj in objectives:
-                for v in variants:
-                    rows = sorted(
-                        (
-                            r
-                            for r in tab
-                            if (r["dataset"], r["objective"], r["variant"]) == (ds, obj, v)
-                        ),
-                        key=lambda r: r["k_enc"],
-                    )
-                    if not rows:
-                        continue
-                    m = np.array([r[f"{key}_mean"] for r in rows], dtype=float)
-                    se = np.nan_to_num(np.array([r[f"{key}_se"] for r in rows], dtype=float))
-                    x = np.array([r["k_enc"] for r in rows], dtype=float)
-                    if obj == "kl-elbo":
-                        x, m, se = np.array([xlo, xhi]), np.repeat(m[:1], 2), np.repeat(se[:1], 2)
-                    ls, face = ("-", None) if v == "vsm" else ("--", "none")
-                    lab = f"{obj} [{v}]"
-                    if top is not None and np.any(m > top):
-                        off = m > top
-                        ax.plot(
-                            x[off],
-                            np.full(off.sum(), top),
-                            "^",
-                            color=colors[obj],
-                            mfc=face or colors[obj],
-                            ms=7,
-                            clip_on=False,
+            diverged: list[tuple[float, str]] = []
+            for iv, v in enumerate(variants):
+                color = VARIANT_COLORS.get(v, f"C{iv + 2}")
+                for ik, k in enumerate(ks):
+                    marker = K_MARKERS[ik % len(K_MARKERS)]
+                    for obj in objectives:
+                        row = _row(tab, v, ds, obj, k)
+                        if row is None:
+                            continue
+                        x = x_of[obj] + offset(iv, ik)
+                        if key == "nll":
+                            if obj == "kl-elbo":
+                                continue
+                            p = C.paired(
+                                _values(runs, v, ds, obj, k, "is_nll"),
+                                _values(runs, v, ds, "kl-elbo", 1, "is_nll"),
+                                level=level,
+                            )
+                            m, lo, hi = p.mean, p.lo, p.hi
+                        else:
+                            m, se = row[f"{key}_mean"], row[f"{key}_se"]
+                            se = se if math.isfinite(se) else 0.0
+                            lo, hi = m - se, m + se
+                        if not math.isfinite(m):
+                            diverged.append((x, color))
+                            continue
+                        yerr = None
+                        if math.isfinite(lo) and math.isfinite(hi):
+                            yerr = [[max(m - lo, 0.0)], [max(hi - m, 0.0)]]
+                        ax.errorbar(
+                            [x],
+                            [m],
+                            yerr=yerr,
+                            fmt=marker,
+                            color=color,
+                            ms=5,
+                            capsize=2,
+                            lw=1.1,
                         )
-                        m = np.where(off, np.nan, m)
-                    ax.errorbar(
-                        x,
-                        m,
-                        yerr=se,
-                        fmt="o" + ls,
-                        color=colors[obj],
-                        mfc=face,
-                        label=lab,
-                        capsize=2,
-                        ms=4,
-                        lw=1.2,
+            if key == "nll":
+                ax.set_yscale("symlog", linthresh=1.0)
+                ax.axhspan(-eq_tol, eq_tol, color="0.85", zorder=0)
+                ax.axhline(0.0, color="0.4", lw=0.8, zorder=0)
+                ax.axhline(fail, color="0.4", lw=0.8, ls="--", zorder=0)
+                elbo = []
+                for v in variants:
+                    row = _row(tab, v, ds, "kl-elbo", 1)
+                    if row is not None and math.isfinite(row["is_nll_mean"]):
+                        elbo.append(f"{v}: {row['is_nll_mean']:.3g}")
+                if "kl-elbo" in x_of and elbo:
+                    ax.text(
+                        x_of["kl-elbo"],
+                        0.5,
+                        "ELBO's NLL\n" + "\n".join(elbo),
+                        transform=ax.get_xaxis_transform(),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
                     )
-            ax.set_xscale("log")
-            if key == "sigma2":
+            elif key == "sigma2":
                 ax.set_yscale("log")
-            ax.minorticks_off()
-            ax.set_xlim(xlo, xhi)
-            ax.set_xticks(ks)
-            ax.set_xticklabels([str(k) for k in ks])
-            ax.set_xlabel("K_enc (encoder updates per decoder update)")
+            else:
+                ax.set_ylim(-0.2, 2.2)
+                ax.set_yticks([0, 1, 2])
+            for x, color in diverged:
+                ax.text(
+                    x,
+                    0.98,
+                    "div",
+                    transform=ax.get_xaxis_transform(),
+                    color=color,
+                    fontsize=6,
+                    ha="center",
+                    va="top",
+                    rotation=90,
+                )
+            for b in range(1, len(objectives)):
+                ax.axvline(b - 0.5, color="0.9", lw=0.8, zorder=0)
+            ax.set_xlim(-0.5, len(objectives) - 0.5)
+            ax.set_xticks(range(len(objectives)))
+            ax.set_xticklabels(objectives, fontsize=8)
             ax.set_ylabel(label, fontsize=8)
             ax.set_title(f"{ds}", fontsize=9)
-            if i == 0 and j == 2:
-                ax.legend(fontsize=6, ncol=2)
+    handles: list[Any] = [
+        Patch(color=VARIANT_COLORS.get(v, f"C{iv + 2}"), label=f"{v} estimators")
+        for iv, v in enumerate(variants)
+    ]
+    handles += [
+        Line2D(
+            [], [], marker=K_MARKERS[ik % len(K_MARKERS)], color="0.3", ls="", label=f"K_enc = {k}"
+        )
+        for ik, k in enumerate(ks)
+    ]
+    handles += [
+        Patch(color="0.85", label=f"|Δ| ≤ {eq_tol:g} (equal)"),
+        Line2D([], [], color="0.4", ls="--", label=f"Δ = {fail:g} (fails)"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    iters = sorted({int(r["iterations"]) for r in runs})
+    its = f"{iters[0]}" if len(iters) == 1 else f"{iters[0]}–{iters[-1]}"
     fig.suptitle(
-        "Figure 3: mean ± s.e. over seeds; solid = vsm estimators, dashed/open = the "
-        "paper code's; ▲ = off-scale (values in results.json)",
-        fontsize=9,
+        f"Figure 3 ({its} iterations, {n_seeds} seeds): test NLL minus the ELBO's on the same seed "
+        f"(mean, {int(100 * level)} % paired-t interval), σ² and active latent dims (mean ± s.e.)",
+        fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     save_figure(fig, path)

@@ -1,6 +1,6 @@
 """Figure 3's markdown section of ``docs/reproducing.md`` (:func:`markdown`, spliced in
 between the fig3 markers by :func:`splice`) and its command, ``python -m vsm.reproduce.fig3
-render`` (:func:`main`)."""
+render`` / ``plot`` (:func:`main`)."""
 
 from __future__ import annotations
 
@@ -162,7 +162,8 @@ def splice(doc: str, section: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vsm.reproduce.fig3 render RESULTS [--doc PATH]``: print the markdown section
-    of a results.json, or splice it into PATH between the fig3 markers."""
+    of a results.json, or splice it into PATH between the fig3 markers;
+    ``python -m vsm.reproduce.fig3 plot RESULTS --out PNG``: draw its figure."""
     import json
 
     p = argparse.ArgumentParser(prog="python -m vsm.reproduce.fig3")
@@ -173,10 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         "--doc",
         help="splice into this markdown file (e.g. docs/reproducing.md) instead of printing",
     )
+    f = sub.add_parser("plot", help="fig3.png of a fig3 results.json")
+    f.add_argument("results", help="path of results.json written by vsm reproduce fig3")
+    f.add_argument("--out", required=True, help="PNG to write (e.g. docs/figures/fig3.png)")
     args = p.parse_args(argv)
     results = json.loads(Path(args.results).read_text())
     if results.get("figure") != "fig3" or not results.get("complete"):
         raise SystemExit(f"{args.results}: not a complete fig3 results.json")
+    if args.cmd == "plot":
+        from .figure import plot
+
+        plot(Path(args.out), results)
+        print(f"wrote {args.out}", file=sys.stderr)
+        return 0
     section = markdown(results)
     if args.doc:
         path = Path(args.doc)

@@ -1,18 +1,19 @@
-"""The Figure 3 sweep: :func:`run` trains every setting (in worker processes when asked),
-records them in ``results.json`` and writes the figure and the claims."""
+"""The Figure 3 sweep: :func:`run` trains every setting (each one unit of
+:mod:`vsm.reproduce.executors`: in this process, worker processes or Ray tasks), records them in
+``results.json`` as they finish and writes the figure and the claims."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ...train.config import num_threads
 from .._common import Timer, prepare_out, previous_results, write_results
+from ..executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_units
 from .config import VARIANTS, Fig3Config, batched_seeds_available, settings, variants_available
 from .figure import plot
 from .markdown import markdown
@@ -20,17 +21,6 @@ from .report import judge, overall_verdicts, table
 from .training import train_setting
 
 # ------------------------------------------------------------------------------ the sweep
-
-
-def _task(
-    args: tuple[str, str, str, int, tuple[int, ...], Fig3Config, str | None],
-) -> list[dict[str, Any]]:
-    """One setting in a worker process (1 thread each)."""
-    variant, ds, obj, k, seeds, cfg, ckpt = args
-    from ...train.config import num_threads
-
-    torch.set_num_threads(num_threads(cfg.threads))
-    return train_setting(variant, ds, obj, k, seeds, cfg, None if ckpt is None else Path(ckpt))
 
 
 def _cost(setting: tuple[str, str, str, int], cfg: Fig3Config) -> float:
@@ -42,14 +32,23 @@ def _cost(setting: tuple[str, str, str, int], cfg: Fig3Config) -> float:
 
 
 def run(
-    out: str | Path, config: Fig3Config | None = None, *, resume: bool = False
+    out: str | Path,
+    config: Fig3Config | None = None,
+    *,
+    resume: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Run the Figure 3 sweep into ``out``: ``fig3.png``, ``fig3.md`` and ``results.json``.
 
-    ``results.json`` is rewritten after every setting (``"complete": false`` until the sweep
-    ends); with ``resume`` the settings it already records are skipped, and one interrupted by
-    SIGINT or SIGTERM continues from its checkpoint in ``out/checkpoints``. With ``workers > 1``
-    settings run in that many processes (``threads`` threads each).
+    Each setting is one unit of :func:`vsm.reproduce.executors.run_units` on ``executor``
+    (default: :class:`~vsm.reproduce.executors.LocalExecutor` with ``workers`` processes of
+    ``threads`` threads each). ``results.json`` is rewritten as each setting finishes
+    (``"complete": false`` until the sweep ends; a setting that raised is listed under
+    ``"failed"`` with its error, the others go on, and
+    :class:`~vsm.reproduce.executors.UnitsFailed` is raised at the end); with ``resume`` the
+    settings it already records are skipped, whichever executor ran them, and one interrupted by
+    SIGINT or SIGTERM continues from its checkpoint in ``out/checkpoints`` (on another Ray node
+    only with a shared file system).
     """
     cfg = config or Fig3Config.quick()
     _check(cfg)
@@ -74,38 +73,66 @@ def run(
         "variants_run": [v for v in cfg.variants if v in avail],
         "batched_seeds": bool(cfg.batched and batched_seeds_available()),
     }
+    failed: dict[str, str] = {}
     todo = [st for st in settings(cfg) if st[0] in avail]
     for st in todo:
         if st in done:
             print(f"fig3: {st[1]} {st[2]} K_enc={st[3]} [{st[0]}]: recorded", file=sys.stderr)
     todo = [st for st in todo if st not in done]
+    root = out.resolve()  # absolute: the units may run in other processes or on other nodes
 
     def ckpt_of(st: tuple[str, str, str, int]) -> Path:
         v, ds, obj, k = st
-        return out / "checkpoints" / f"{v}-{ds}-{obj}-k{k}"
+        return root / "checkpoints" / f"{v}-{ds}-{obj}-k{k}"
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            **results,
+            "failed": dict(failed),
+            "complete": False,
+            "seconds": seconds + timer.elapsed(),
+        }
 
     def record(st: tuple[str, str, str, int], recs: list[dict[str, Any]]) -> None:
         runs.extend(recs)
-        write_results(out, {**results, "complete": False, "seconds": seconds + timer.elapsed()})
+        write_results(out, snapshot())
         shutil.rmtree(ckpt_of(st), ignore_errors=True)
         nll = [float(r["is_nll"]) for r in recs if not r["diverged"]]
         conv = sum(bool(r["converged"]) for r in recs)
         shown = f"{np.mean(nll):.4g}" if nll else "diverged"
-        print(
+        log(
             f"fig3: {st[1]} {st[2]} K_enc={st[3]} [{st[0]}]: NLL={shown} "
-            f"converged {conv}/{len(recs)} after {recs[0]['iterations']} iterations",
-            file=sys.stderr,
-            flush=True,
+            f"converged {conv}/{len(recs)} after {recs[0]['iterations']} iterations"
         )
 
     if not resume:
         for st in todo:
             shutil.rmtree(ckpt_of(st), ignore_errors=True)
-    if cfg.workers <= 1 or len(todo) <= 1:
-        for st in todo:
-            record(st, train_setting(*st, cfg.seeds, cfg, ckpt_dir=ckpt_of(st)))
-    else:
-        _run_pool(cfg, sorted(todo, key=lambda s: -_cost(s, cfg)), ckpt_of, record)
+    units = {
+        unit_key(st): Unit(
+            unit_key(st),
+            train_setting,
+            (*st, tuple(cfg.seeds), cfg, ckpt_of(st)),
+            threads=num_threads(cfg.threads),
+            cost=_cost(st, cfg),
+        )
+        for st in todo
+    }
+    setting_of = {unit_key(st): st for st in todo}
+
+    def failure(unit: Unit, error: str) -> None:
+        failed[unit.key] = error
+        write_results(out, snapshot())
+
+    run_units(
+        list(units.values()),
+        executor or LocalExecutor(cfg.workers),
+        on_done=lambda unit, recs: record(setting_of[unit.key], recs),
+        on_failed=failure,
+        desc="fig3",
+    )
+    if failed:
+        raise UnitsFailed("fig3", failed)
     order = {st: i for i, st in enumerate(settings(cfg))}
     runs.sort(
         key=lambda r: (
@@ -117,6 +144,10 @@ def run(
     results["thresholds"] = cfg.thresholds().as_dict()
     results["claims"] = judge(runs, cfg)
     results["verdicts"] = overall_verdicts(results["claims"])
+    if any("continued" in r for r in runs):  # the claims again after the continuation
+        later = [{**r, **r.get("continued", {})} for r in runs]
+        results["claims_continued"] = judge(later, cfg)
+        results["verdicts_continued"] = overall_verdicts(results["claims_continued"])
     results["complete"] = True
     plot(out / "fig3.png", results)
     results["seconds"] = seconds + timer.elapsed()
@@ -125,45 +156,11 @@ def run(
     return results
 
 
-def _run_pool(
-    cfg: Fig3Config, todo: list[tuple[str, str, str, int]], ckpt_of: Any, record: Any
-) -> None:
-    """Run ``todo`` in ``cfg.workers`` processes; on SIGINT/SIGTERM in this process, forward
-    SIGTERM to the workers (each checkpoints its setting) and re-raise."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-    import signal
-
-    from ...train import TrainingInterrupted
-
-    ctx = mp.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
-        futures = {
-            pool.submit(_task, (*st, tuple(cfg.seeds), cfg, str(ckpt_of(st)))): st for st in todo
-        }
-        recorded: set[Any] = set()
-        try:
-            for fut in cf.as_completed(futures):
-                record(futures[fut], fut.result())
-                recorded.add(fut)
-        except (TrainingInterrupted, KeyboardInterrupt):
-            for p in list(getattr(pool, "_processes", {}).values()):
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except (ProcessLookupError, OSError):
-                    pass
-            for f in futures:
-                f.cancel()
-            cf.wait(list(futures), timeout=120)
-            for fut, st in futures.items():  # record what finished before the stop
-                if (
-                    fut not in recorded
-                    and fut.done()
-                    and not fut.cancelled()
-                    and fut.exception() is None
-                ):
-                    record(st, fut.result())
-            raise
+def unit_key(setting: tuple[str, str, str, int]) -> str:
+    """The name of a setting's unit in ``results.json`` (``"failed"``), e.g.
+    ``vsm/sparse/kl-m1/k10``."""
+    v, ds, obj, k = setting
+    return f"{v}/{ds}/{obj}/k{k}"
 
 
 def _check(cfg: Fig3Config) -> None:
@@ -182,6 +179,9 @@ def _check(cfg: Fig3Config) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    c = cfg.continue_iters
+    if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+        raise ValueError(f"continue_iters: expected an int ≥ 0 (0: off), got {c!r}")
     bad = [o for o in cfg.objectives if o not in ALL]
     if bad:
         raise ValueError(f"objectives: unknown {bad}; expected some of {ALL}")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import time
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._common import to_jsonable
 from .config import ACTIVE_VAR, EVAL_SEED, Fig3Config, batched_seeds_available, train_config
 
 # ------------------------------------------------------------------------------ convergence
@@ -267,6 +270,57 @@ def _train_loop(
     _save(drv, series, path, series_path)
 
 
+def _records(
+    drv: _Driver,
+    series: _Series,
+    group: Sequence[int],
+    setting: tuple[str, str, str, int],
+    cfg: Fig3Config,
+) -> list[dict[str, Any]]:
+    """One record per seed of ``group``: convergence report and test metrics of the models as
+    they are now."""
+    variant, dataset, objective, k_enc = setting
+    div = drv.diverged()
+    records = []
+    for s in group:
+        rec: dict[str, Any] = {
+            "variant": variant,
+            "dataset": dataset,
+            "objective": objective,
+            "k_enc": k_enc,
+            "seed": s,
+            "iterations": series.iters,
+            "train_wall_s": series.wall / len(group),
+        }
+        if s in div:
+            rec.update(
+                diverged=True,
+                converged=False,
+                error=div[s][:300],
+                iterations=len(series.loss[s]),
+            )
+        else:
+            conv = _conv(series, s, cfg)
+            if conv["converged"] and series.converged_at[s] is None:
+                series.converged_at[s] = series.iters
+            rec.update(
+                diverged=False,
+                converged=conv["converged"],
+                converged_at=series.converged_at[s],
+                sigma2_change=conv["sigma2_change"],
+                loss_change=conv["loss_change"],
+                loss_allowed=conv["loss_allowed"],
+            )
+            rec.update(
+                evaluate_model(drv.model(s), drv.test(s)[: cfg.n_test], n_is=cfg.n_is, seed=s)
+            )
+            if not all(math.isfinite(rec[k]) for k in ("is_nll", "sm_loss")):
+                rec["diverged"] = True
+        rec["sigma2_curve"] = _curve(series.sigma2[s])
+        records.append(rec)
+    return records
+
+
 def train_setting(
     variant: str,
     dataset: str,
@@ -284,6 +338,11 @@ def train_setting(
     plus the convergence series ``*.series.npz``) after the current iteration and raise
     :class:`vsm.train.TrainingInterrupted`; an existing checkpoint is continued. Both are also
     written when training ends (before evaluation).
+
+    With ``cfg.continue_iters`` > ``cfg.max_iters``: when a run has not converged at
+    ``max_iters``, the setting goes on to convergence or ``continue_iters`` iterations and each
+    record gets the later numbers under ``"continued"`` (the records at ``max_iters`` wait in
+    ``*.records.json`` beside the checkpoint meanwhile).
     """
     from ...train import make_trainer, trainer_from_checkpoint
 
@@ -308,42 +367,24 @@ def train_setting(
             series = _Series(group)
         drv = _Driver(trainer, group)
 
-        _train_loop(drv, series, k_enc, cfg, path, series_path)
-        div = drv.diverged()
-        for s in group:
-            rec: dict[str, Any] = {
-                "variant": variant,
-                "dataset": dataset,
-                "objective": objective,
-                "k_enc": k_enc,
-                "seed": s,
-                "iterations": series.iters,
-                "train_wall_s": series.wall / len(group),
-            }
-            if s in div:
-                rec.update(
-                    diverged=True,
-                    converged=False,
-                    error=div[s][:300],
-                    iterations=len(series.loss[s]),
-                )
-            else:
-                conv = _conv(series, s, cfg)
-                if conv["converged"] and series.converged_at[s] is None:
-                    series.converged_at[s] = series.iters
-                rec.update(
-                    diverged=False,
-                    converged=conv["converged"],
-                    converged_at=series.converged_at[s],
-                    sigma2_change=conv["sigma2_change"],
-                    loss_change=conv["loss_change"],
-                    loss_allowed=conv["loss_allowed"],
-                )
-                rec.update(
-                    evaluate_model(drv.model(s), drv.test(s)[: cfg.n_test], n_is=cfg.n_is, seed=s)
-                )
-                if not all(math.isfinite(rec[k]) for k in ("is_nll", "sm_loss")):
-                    rec["diverged"] = True
-            rec["sigma2_curve"] = _curve(series.sigma2[s])
-            records.append(rec)
+        # the records at max_iters, kept beside the checkpoint while a continuation runs
+        rec_path = None if ckpt_dir is None else ckpt_dir / f"{name}.records.json"
+        if rec_path is not None and rec_path.is_file():
+            recs = json.loads(rec_path.read_text())
+        else:
+            _train_loop(drv, series, k_enc, cfg, path, series_path)
+            recs = _records(drv, series, group, (variant, dataset, objective, k_enc), cfg)
+        if cfg.continue_iters > cfg.max_iters and not all(
+            r["converged"] or r["diverged"] for r in recs
+        ):
+            if rec_path is not None:
+                rec_path.parent.mkdir(parents=True, exist_ok=True)
+                rec_path.write_text(json.dumps(to_jsonable(recs)))
+            longer = dataclasses.replace(cfg, max_iters=cfg.continue_iters)
+            _train_loop(drv, series, k_enc, longer, path, series_path)
+            later = _records(drv, series, group, (variant, dataset, objective, k_enc), cfg)
+            ident = ("variant", "dataset", "objective", "k_enc", "seed")
+            for r, c in zip(recs, later, strict=True):
+                r["continued"] = {k: v for k, v in c.items() if k not in ident}
+        records.extend(recs)
     return records
