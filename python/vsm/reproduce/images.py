@@ -42,10 +42,12 @@ from ..train.config import OBJECTIVES, Objective, Variant
 from ._common import (
     FigureConfig,
     Timer,
+    load_array,
     plt,
     prepare_out,
     preset,
     previous_results,
+    save_array,
     save_figure,
     write_results,
 )
@@ -149,7 +151,7 @@ def run(
     cfg = config or ImagesConfig.quick()
     out = prepare_out(out)
     timer = Timer()
-    prev = previous_results(out, "images", cfg) if resume else None
+    prev = previous_results(out, "images", cfg, {"objectives": dict}) if resume else None
     per: dict[str, Any] = dict(prev["objectives"]) if prev else {}
     seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
     samples: dict[str, np.ndarray] = {}
@@ -158,14 +160,14 @@ def run(
     for obj in cfg.objectives:
         if obj in per and (out / "samples" / f"{obj}.npy").is_file():
             print(f"images: {obj}: recorded", file=sys.stderr)
-            samples[obj] = np.load(out / "samples" / f"{obj}.npy")
+            samples[obj] = load_array(out / "samples" / f"{obj}.npy")
             continue
         ckpt = out / "checkpoints" / f"{obj}.pt"
         if not resume:
             ckpt.unlink(missing_ok=True)
         r = train_one(obj, cfg, checkpoint=ckpt)
         samples[obj] = r.pop("_samples")
-        np.save(out / "samples" / f"{obj}.npy", samples[obj])
+        save_array(out / "samples" / f"{obj}.npy", samples[obj])
         per[obj] = r
         write_results(out, {**results, "complete": False, "seconds": seconds + timer.elapsed()})
         ckpt.unlink(missing_ok=True)

@@ -25,7 +25,13 @@ from ..data import Dataset, load_dataset
 from . import algorithm as A
 from . import distributed as D
 from . import reporting as report
-from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint, trainer_state
+from .checkpoint import (
+    check_resume_overrides,
+    load_checkpoint,
+    restore_trainer,
+    save_checkpoint,
+    trainer_state,
+)
 from .config import TrainConfig, build_model, make_optimizers, num_threads, variant_options
 from .networks import Networks, OneModel
 from .stopping import StopRequest, TrainingDiverged, TrainingInterrupted, catch_signals
@@ -306,6 +312,7 @@ class Trainer:
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint; ``overrides`` may change e.g. ``steps``."""
         state = load_checkpoint(path)
+        check_resume_overrides(state, overrides or {}, path)
         cfg = TrainConfig.from_dict({**state["config"], **(overrides or {})})
         trainer = cls(cfg, **kwargs)
         trainer.load_state_dict(state)

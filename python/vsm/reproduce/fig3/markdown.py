@@ -4,11 +4,11 @@ render`` (:func:`main`)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..._errors import BadFileError
 from .. import claims as C
 
 BEGIN, END = "<!-- fig3:begin -->", "<!-- fig3:end -->"
@@ -163,9 +163,10 @@ def splice(doc: str, section: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m vsm.reproduce.fig3 render RESULTS [--doc PATH]``: print the markdown section
     of a results.json, or splice it into PATH between the fig3 markers."""
-    import json
+    from ...cli import ArgumentParser
+    from .._common import read_results
 
-    p = argparse.ArgumentParser(prog="python -m vsm.reproduce.fig3")
+    p = ArgumentParser(prog="python -m vsm.reproduce.fig3")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("render", help="markdown of a fig3 results.json")
     r.add_argument("results", help="path of results.json written by vsm reproduce fig3")
@@ -174,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         help="splice into this markdown file (e.g. docs/RESULTS_reproduce.md) instead of printing",
     )
     args = p.parse_args(argv)
-    results = json.loads(Path(args.results).read_text())
+    results = read_results(args.results)
     if results.get("figure") != "fig3" or not results.get("complete"):
-        raise SystemExit(f"{args.results}: not a complete fig3 results.json")
+        raise BadFileError(args.results, "not a complete fig3 results.json", arg="results")
     section = markdown(results)
     if args.doc:
         path = Path(args.doc)

@@ -3,6 +3,7 @@ records them in ``results.json`` and writes the figure and the claims."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._errors import BadFileError
 from .._common import Timer, prepare_out, previous_results, write_results
 from .config import VARIANTS, Fig3Config, batched_seeds_available, settings, variants_available
 from .figure import plot
@@ -20,6 +22,9 @@ from .report import judge, overall_verdicts, table
 from .training import train_setting
 
 # ------------------------------------------------------------------------------ the sweep
+
+# What every recorded run must name for --resume to know its setting.
+_RUN_KEYS = ("variant", "dataset", "objective", "k_enc", "seed", "diverged")
 
 
 def _task(
@@ -52,11 +57,19 @@ def run(
     settings run in that many processes (``threads`` threads each).
     """
     cfg = config or Fig3Config.quick()
-    _check(cfg)
+    check_config(cfg)
     out = prepare_out(out)
     timer = Timer()
-    prev = previous_results(out, "fig3", cfg) if resume else None
+    prev = previous_results(out, "fig3", cfg, {"runs": list}) if resume else None
     runs: list[dict[str, Any]] = list(prev["runs"]) if prev else []
+    for r in runs:
+        if not isinstance(r, dict) or any(k not in r for k in _RUN_KEYS):
+            raise BadFileError(
+                out / "results.json",
+                f"damaged fig3 results file (a run without {', '.join(_RUN_KEYS)})",
+                "move it away, or choose another --out",
+                arg="out",
+            )
     done = {(r["variant"], r["dataset"], r["objective"], r["k_enc"]) for r in runs}
     seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
     avail = variants_available()
@@ -166,7 +179,8 @@ def _run_pool(
             raise
 
 
-def _check(cfg: Fig3Config) -> None:
+def check_config(cfg: Fig3Config) -> None:
+    """Check a :class:`Fig3Config` before any work (ValueError naming the field)."""
     from ...train import OBJECTIVES as ALL
 
     for name in (
@@ -182,6 +196,10 @@ def _check(cfg: Fig3Config) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    for name in ("dec_lr", "elbo_lr", "enc_lr_kl", "enc_lr_fd"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name}: expected a finite positive learning rate, got {v!r}")
     bad = [o for o in cfg.objectives if o not in ALL]
     if bad:
         raise ValueError(f"objectives: unknown {bad}; expected some of {ALL}")
