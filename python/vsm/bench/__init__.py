@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None, ops: tuple[str, ...] | None = None) -> i
     if args.budget_s is not None and not (math.isfinite(args.budget_s) and args.budget_s > 0):
         raise UsageError(f"--budget-s: expected a finite positive number, got {args.budget_s}")
     if args.out or args.check:  # an unwritable --out fails now, not after the timings
-        Path(args.out or "vsm-bench-out").mkdir(parents=True, exist_ok=True)
+        out = args.out or "vsm-bench-out"
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise type(e)(e.errno, f"cannot create the output folder: {e.strerror}", out) from e
     if args.check:
         from .check import run_check
 
