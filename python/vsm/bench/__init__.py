@@ -122,9 +122,7 @@ def parse_threads(text: str) -> list[int]:
     except ValueError:
         vals = []
     if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(
-            f"expected positive ints like 1,2, got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected positive ints like 1,2, got {text!r}")
     return vals
 
 

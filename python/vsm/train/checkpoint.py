@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -125,7 +126,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     with open(path, "rb"):  # a missing or unreadable file is an OSError, not a bad file
         pass
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": refused anyway
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # any failure to parse a readable file: the content is bad
         raise _unloadable(path, e) from e
     check_state(state, path)
@@ -232,12 +235,12 @@ def _plain(obj: Any, path: str, at: str) -> Any:
     """``obj`` as tensors, numbers, strings and containers only (:func:`convert_checkpoint`)."""
     import numpy as np
 
-    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor, torch.dtype)):
-        return obj
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
+        return obj.item()
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(obj.copy())
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor, torch.dtype)):
+        return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     if isinstance(obj, dict):
