@@ -206,8 +206,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 print(f"resumed {args.resume} at step {trainer.step}", flush=True)
         try:
             res = trainer.run()
-        except TrainingDiverged as e:
+        except TrainingDiverged as e:  # every rank stops at the same step
+            trainer.close()
             raise _RunFailed(str(e)) from e
+        trainer.close()  # data-parallel: the process group ends while Python is alive
     if trainer.rank != 0:  # data-parallel (torchrun): rank 0 reports
         return 0
     print(json.dumps(_without_histograms(res), indent=1))

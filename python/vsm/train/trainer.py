@@ -306,6 +306,17 @@ class Trainer:
         """
         save_checkpoint(self, path)
 
+    def close(self) -> None:
+        """End data-parallel training: drop the DDP wrappers and destroy the process group that
+        the trainer joined, after every rank got here (:func:`vsm.train.distributed.shutdown`).
+        Afterwards the trainer cannot train or save any more. A no-op for a single process.
+        """
+        if self.world_size == 1:
+            return
+        self._enc_objective = D.unwrap(self._enc_objective)
+        self._dec_objective = D.unwrap(self._dec_objective)
+        D.shutdown(barrier=True)
+
     @classmethod
     def from_checkpoint(
         cls, path: str, *, overrides: dict[str, Any] | None = None, **kwargs: Any
