@@ -11,8 +11,9 @@ Usage (from the repository root)::
     python tests/stress/ddp_stress.py --suite ddp -n 20 --busy 2 --keep /tmp/ddp-stress
     python tests/stress/ddp_stress.py --suite interrupt -n 10 --busy 2
 
-``--suite`` names a test file's suite (``ddp``: tests/test_ddp.py; ``interrupt``: the
-signal/resume tests of tests/test_interrupt.py) or ``-k``-style selections with ``--k``. Prints
+``--suite``: ``ddp`` (all of tests/test_ddp.py: five torchrun launches), ``ddp-one`` (its
+one-launch test: more trials per hour), ``interrupt`` (the signal/resume tests of
+tests/test_interrupt.py). Prints
 one line per trial and a JSON summary (``--json FILE`` also writes it): trials, failures, aborts
 (outputs with "terminate called" or SIGABRT), seconds per trial and the load average.
 """
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SUITES = {
     "ddp": ["tests/test_ddp.py"],
+    # one torchrun launch per trial (the abort was at a rank's exit: any launch exercises it)
+    "ddp-one": ["tests/test_ddp.py", "-k", "nan_on_one_rank"],
     "interrupt": [
         "tests/test_interrupt.py",
         "-k",
