@@ -199,14 +199,6 @@ def previous_results(
             f"out: {path} holds results of {prev.get('figure')!r}, not {figure!r}; "
             "choose another --out or drop --resume"
         )
-    for key, typ in (parts or {}).items():
-        if not isinstance(prev.get(key), typ):
-            raise BadFileError(
-                path,
-                f"damaged {figure} results file ({key!r} is not a {typ.__name__})",
-                "move it away, or choose another --out",
-                arg="out",
-            )
     if "config" in prev and config is not None:
         if not isinstance(prev["config"], dict):
             raise BadFileError(
@@ -220,6 +212,14 @@ def previous_results(
             raise UsageError(
                 f"out: {path} was made with other settings ({', '.join(diff)}); "
                 "choose another --out or drop --resume"
+            )
+    for key, typ in (parts or {}).items():
+        if not isinstance(prev.get(key), typ):
+            raise BadFileError(
+                path,
+                f"damaged {figure} results file ({key!r} is not a {typ.__name__})",
+                "move it away, or choose another --out",
+                arg="out",
             )
     return prev
 
