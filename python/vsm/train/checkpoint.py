@@ -284,11 +284,21 @@ def check_resume_overrides(state: dict[str, Any], overrides: dict[str, Any], pat
         old, new = saved.get(name), overrides[name]
         if isinstance(old, list):
             old = tuple(old)
-        if new != old:
+        if new == old:
+            continue
+        if name == "seeds":
             raise ValueError(
-                f"{name}: the checkpoint was trained with {name}={old!r}; a resume cannot change "
-                f"it to {new!r} (start a new run instead) ({path})"
+                f"seeds: the checkpoint holds seeds {_seeds_text(old)}, not {_seeds_text(new)}; "
+                f"a resume cannot change them (start a new run instead) ({path})"
             )
+        raise ValueError(
+            f"{name}: the checkpoint was trained with {name}={old!r}; a resume cannot change "
+            f"it to {new!r} (start a new run instead) ({path})"
+        )
+
+
+def _seeds_text(seeds: Any) -> str:
+    return "none (a single run)" if seeds is None else format_seeds(tuple(seeds))
 
 
 def replica_checkpoint(state: dict[str, Any], seed: int) -> dict[str, Any]:
