@@ -103,8 +103,8 @@ def run_trial(
         )
         wait = rng.uniform(0.5, max_wait)
         try:
-            proc.wait(timeout=wait)
-            events.append({"kill": k, "after_s": round(wait, 1), "finished_first": True})
+            rc = proc.wait(timeout=wait)
+            events.append({"kill": k, "after_s": round(wait, 1), "finished_first": True, "rc": rc})
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -127,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--kills", type=int, default=2, help="kills per trial before the last resume")
-    ap.add_argument("--max-wait", type=float, default=None, help="seconds (default: baseline's)")
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=None,
+        help="latest kill moment, seconds after a start (default: the uninterrupted run's time; "
+        "give it when the load changes, or the kills come after the end)",
+    )
     ap.add_argument("--set", action="append", default=[], help="fig3 override NAME=VALUE")
     ap.add_argument("--seed", type=int, default=0, help="of the random kill moments")
     ap.add_argument("--json", default=None)
