@@ -27,8 +27,9 @@ sit in a reference cycle with the trainer) was freed during finalisation; gloo's
 joined by its destructor, then still released the last work objects, whose tensors need the GIL,
 and a thread taking the GIL in a finalising interpreter is ended with ``pthread_exit``, whose
 unwinding through C++ ``noexcept`` code aborts the process ("terminate called without an active
-exception", SIGABRT). The threads lag the main thread most on a busy machine, hence the rare
-failures of the DDP tests under load (issue 20).
+exception", SIGABRT). The threads lag the main thread most on a busy machine: this is the likely
+cause of the rare rank-0 aborts of the DDP tests under load (issue 20), inferred from the abort's
+message and PyTorch's account of it, not reproduced here (see docs/files_and_errors.md).
 """
 
 from __future__ import annotations
