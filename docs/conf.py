@@ -74,7 +74,7 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(torch|numpy|np|triton|tqdm|matplotlib|sklearn|scipy|argparse|collections|"
         r"typing|typing_extensions|enum|dataclasses|os|pathlib|concurrent|multiprocessing|"
-        r"signal|types|contextlib|abc|json|io)(\..*)?",
+        r"signal|types|contextlib|abc|json|io|fcntl|atexit|ray)(\..*)?",
     ),
     # builtins and typing names as they appear in signatures
     (

@@ -93,8 +93,8 @@ def main() -> None:
         "diverged": diverged,
     }
     torch.save(state, os.path.join(a.out, f"rank{trainer.rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
+    trainer.close()  # barrier, then the group destroyed and freed while Python is alive
+    assert not dist.is_initialized()
 
 
 if __name__ == "__main__":

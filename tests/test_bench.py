@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 from vsm import bench, cli, reference
+from vsm._errors import UsageError
 from vsm.bench import check
 
 
@@ -239,7 +240,7 @@ def test_has_backend():
 
 
 def test_threads_option_rejects_bad_values():
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="argument --threads: expected positive ints"):
         bench.build_parser().parse_args(["--threads", "0,2"])
     assert bench.parse_threads("1,2") == [1, 2]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 import vsm
+from vsm._errors import UsageError
 from vsm.bench import has_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,5 +177,5 @@ def test_command_extraction():
         ["bench", "--check", "--out", "b"],
         ["train", "--steps", "3"],
     ]
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="unrecognized arguments: --no-such-option"):
         _parse(["train", "--no-such-option"])

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from vsm._errors import UsageError
 from vsm.reproduce import executors as X
 
 # the smallest Figure 3 sweep that still has several settings: 5 units of 2 seeds, seconds each
@@ -93,7 +94,7 @@ def test_interrupt_cancels_the_pool_and_keeps_finished_units():
 
 def test_ray_executor_without_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(RuntimeError, match=r"install vsm\[ray\]"):
+    with pytest.raises(UsageError, match=r"install vsm\[ray\]"):
         X.RayExecutor().__enter__()
 
 

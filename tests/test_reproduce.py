@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from vsm._errors import UsageError
 from vsm.reproduce import fig1
 from vsm.reproduce._common import all_finite
 
@@ -214,7 +215,7 @@ def test_main_cli_fig1(tmp_path, capsys):
     capsys.readouterr()
     assert main(["fig1", "--quick", "--out", str(tmp_path / "o"), "--resume"]) == 0
     assert "already in" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="invalid choice: 'nope'"):  # vsm: error: ..., exit 2
         main(["nope", "--out", str(tmp_path)])
 
 

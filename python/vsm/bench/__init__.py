@@ -31,6 +31,7 @@ writes ``bench.json`` and ``bench.md`` to ``--out`` and exits 1 on any mismatch.
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,15 +81,15 @@ def parse_threads(text: str) -> list[int]:
     except ValueError:
         vals = []
     if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(
-            f"--threads: expected positive ints like 1,2, got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected positive ints like 1,2, got {text!r}")
     return vals
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``vsm bench``."""
-    ap = argparse.ArgumentParser(prog="vsm bench", description=__doc__.splitlines()[0])
+    from ..cli import ArgumentParser
+
+    ap = ArgumentParser(prog="vsm bench", description=__doc__.splitlines()[0])
     ap.add_argument(
         "--check",
         action="store_true",
@@ -136,8 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, ops: tuple[str, ...] | None = None) -> int:
     """Entry point of ``vsm bench``; returns the exit status (``ops``: the default op filter)."""
+    from .._errors import UsageError
+
     args = build_parser().parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as e:
+        raise UsageError(f"--device: expected cpu, cuda or cuda:K, got {args.device!r}") from e
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device: expected cpu, cuda or cuda:K, got {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device: no CUDA device here ({args.device})")
+    if args.budget_s is not None and not (math.isfinite(args.budget_s) and args.budget_s > 0):
+        raise UsageError(f"--budget-s: expected a finite positive number, got {args.budget_s}")
+    if args.out or args.check:  # an unwritable --out fails now, not after the timings
+        out = args.out or "vsm-bench-out"
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise type(e)(e.errno, f"cannot create the output folder: {e.strerror}", out) from e
     if args.check:
         from .check import run_check
 

@@ -1,5 +1,8 @@
-"""``python -m vsm.bench``: the same as ``vsm bench`` (:func:`vsm.bench.main`)."""
+"""``python -m vsm.bench``: the same as ``vsm bench`` (:func:`vsm.bench.main`, errors reported by
+:func:`vsm.cli.main`)."""
 
-from . import main
+import sys
 
-raise SystemExit(main())
+from ..cli import main
+
+raise SystemExit(main(["bench", *sys.argv[1:]]))

@@ -30,7 +30,9 @@ FIGURES = ("fig1", "fig2", "fig3", "images")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from ..cli import ArgumentParser
+
+    p = ArgumentParser(
         prog="vsm reproduce",
         description="Reproduce a figure of 'On the failure of variational score matching for VAE "
         "models': writes PNG figures and results.json into --out. SIGINT/SIGTERM stop it with a "
@@ -114,7 +116,12 @@ def _parse_value(name: str, typ: Any, text: str) -> Any:
         return text
     if typ is bool:
         return text.lower() in ("1", "true", "yes")
-    return typ(text)
+    try:
+        return typ(text)
+    except ValueError:
+        raise ValueError(
+            f"set: {name}: expected {getattr(typ, '__name__', typ)}, got {text!r}"
+        ) from None
 
 
 def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
@@ -132,6 +139,51 @@ def _apply_overrides(cfg: Any, overrides: Sequence[str]) -> None:
         else:
             value = _parse_value(name, typ, text)
         setattr(cfg, name, value)
+
+
+def configure(
+    name: str,
+    *,
+    full: bool = False,
+    medium: bool = False,
+    paper: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[ModuleType, FigureConfig]:
+    """(figure module, config) of figure ``name`` in its mode with ``overrides``, checked.
+
+    Raises:
+        UsageError: (a ValueError) an unknown figure or mode, a bad ``NAME=VALUE`` override,
+            or a config that the figure's ``check_config`` (where it has one) refuses.
+    """
+    from .._errors import UsageError
+
+    if name not in FIGURES:
+        raise UsageError(f"name must be one of {FIGURES}, got {name!r}")
+    mod = importlib.import_module(f"vsm.reproduce.{name}")
+    cls = _config_class(mod)
+    chosen = [m for m, on in (("full", full), ("medium", medium), ("paper", paper)) if on]
+    if len(chosen) > 1:
+        raise UsageError(f"{', '.join(chosen)}: choose one mode")
+    mode = chosen[0] if chosen else "quick"
+    if mode not in cls.modes():
+        raise UsageError(f"{mode}: figure {name!r} has no {mode} mode (fig3 has one)")
+    cfg = cls.preset(mode)
+    cfg.seed = seed
+    try:
+        _apply_overrides(cfg, overrides)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from e
+    if threads is not None and hasattr(cfg, "threads"):
+        cfg.threads = threads
+    check = getattr(mod, "check_config", None)
+    if check is not None:
+        try:
+            check(cfg)
+        except (TypeError, ValueError) as e:
+            raise UsageError(str(e)) from e
+    return mod, cfg
 
 
 def run(
@@ -157,31 +209,26 @@ def run(
     units run (:func:`vsm.reproduce.executors.make_executor`; figures without units, fig1, run
     here).
     """
+    from .._errors import UsageError
     from ..train.config import num_threads
     from ._common import prepare_out, previous_results
 
-    if name not in FIGURES:
-        raise ValueError(f"name must be one of {FIGURES}, got {name!r}")
-    mod = importlib.import_module(f"vsm.reproduce.{name}")
-    cls = _config_class(mod)
-    chosen = [m for m, on in (("full", full), ("medium", medium), ("paper", paper)) if on]
-    if len(chosen) > 1:
-        raise ValueError(f"{', '.join(chosen)}: choose one mode")
-    mode = chosen[0] if chosen else "quick"
-    if mode not in cls.modes():
-        raise ValueError(f"{mode}: figure {name!r} has no {mode} mode (fig3 has one)")
-    ex = make_executor(executor, workers=1, address=address)
+    mod, cfg = configure(
+        name,
+        full=full,
+        medium=medium,
+        paper=paper,
+        seed=seed,
+        threads=threads,
+        overrides=overrides,
+    )
     accepts = inspect.signature(mod.run).parameters
     if executor != "local" and "executor" not in accepts:
-        raise ValueError(
+        raise UsageError(
             f"executor: figure {name!r} runs as one piece (no independent units); "
             "use --executor local"
         )
-    cfg = cls.preset(mode)
-    cfg.seed = seed
-    _apply_overrides(cfg, overrides)
-    if threads is not None and hasattr(cfg, "threads"):
-        cfg.threads = threads
+    ex = make_executor(executor, workers=1, address=address)
     # the workloads are many small tensor ops: one thread avoids oversubscription (measured
     # 7 ms vs 60 ms per 2-D training step on a loaded 2-core machine)
     torch.set_num_threads(num_threads(getattr(cfg, "threads", 1 if threads is None else threads)))
@@ -202,11 +249,21 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status (128 + signal number when
     stopped by SIGINT/SIGTERM)."""
+    from .._outdir import claim_out_dir
     from ..train.stopping import TrainingInterrupted, catch_signals
 
     args = _parser().parse_args(argv)
+    configure(  # options checked before the folder is touched
+        args.name,
+        full=args.full,
+        medium=args.medium,
+        paper=args.paper,
+        seed=args.seed,
+        threads=args.threads,
+        overrides=args.set,
+    )
     try:
-        with catch_signals(defer=False):
+        with catch_signals(defer=False), claim_out_dir(args.out):
             results = run(
                 args.name,
                 args.out,

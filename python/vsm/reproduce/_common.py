@@ -22,6 +22,8 @@ matplotlib.use("Agg")  # headless: figures are only ever written to files
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .._errors import BadFileError, UsageError
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -134,23 +136,81 @@ def write_results(out: Path, results: dict[str, Any]) -> Path:
     return path
 
 
-def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | None:
+def read_results(path: str | Path) -> dict[str, Any]:
+    """The ``results.json`` at ``path``, checked to be one (a JSON object naming its figure).
+
+    Raises:
+        OSError: it cannot be read.
+        BadFileError: (a ValueError) it is not valid JSON, or not a results object.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadFileError(
+            path,
+            f"not a vsm results file (not valid JSON: {e})",
+            "move it away, or choose another --out",
+            arg="out",
+        ) from e
+    if not isinstance(data, dict) or not isinstance(data.get("figure"), str):
+        raise BadFileError(
+            path,
+            "not a vsm results file (no 'figure' entry)",
+            "move it away, or choose another --out",
+            arg="out",
+        )
+    return data
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save(path, array)`` atomically (a temporary file, then :func:`os.replace`)."""
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}.npy")
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_array(path: Path) -> np.ndarray:
+    """An array written by :func:`save_array`, as data (no pickles).
+
+    Raises:
+        BadFileError: (a ValueError) not a NumPy ``.npy`` file of numbers.
+    """
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except (ValueError, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise BadFileError(path, f"not a NumPy array file ({e})", "delete it to redo it") from e
+
+
+def previous_results(
+    out: Path, figure: str, config: Any, parts: dict[str, type] | None = None
+) -> dict[str, Any] | None:
     """The ``results.json`` that an earlier run of ``figure`` left in ``out`` (for ``--resume``).
 
-    None when there is none. Raises ValueError when it belongs to another figure or was made
-    with another configuration (``threads`` and ``workers`` may differ: they do not change the
-    numbers).
+    None when there is none. Raises :class:`UsageError` (a ValueError) when it belongs to another
+    figure or was made with another configuration (``threads`` and ``workers`` may differ: they do not change the
+    numbers), and :class:`BadFileError` (a ValueError) when it is not a results file, or lacks
+    one of ``parts`` (name -> type, e.g. ``{"runs": list}``). The file is never overwritten here.
     """
     path = out / "results.json"
     if not path.is_file():
         return None
-    prev = json.loads(path.read_text())
+    prev = read_results(path)
     if prev.get("figure") != figure:
-        raise ValueError(
+        raise UsageError(
             f"out: {path} holds results of {prev.get('figure')!r}, not {figure!r}; "
             "choose another --out or drop --resume"
         )
     if "config" in prev and config is not None:
+        if not isinstance(prev["config"], dict):
+            raise BadFileError(
+                path, f"damaged {figure} results file ('config' is not an object)", arg="out"
+            )
         free = ("threads", "workers")
         defaults = (
             {
@@ -170,9 +230,17 @@ def previous_results(out: Path, figure: str, config: Any) -> dict[str, Any] | No
         have = {k: v for k, v in prev["config"].items() if k not in free}
         if want != have:
             diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-            raise ValueError(
+            raise UsageError(
                 f"out: {path} was made with other settings ({', '.join(diff)}); "
                 "choose another --out or drop --resume"
+            )
+    for key, typ in (parts or {}).items():
+        if not isinstance(prev.get(key), typ):
+            raise BadFileError(
+                path,
+                f"damaged {figure} results file ({key!r} is not a {typ.__name__})",
+                "move it away, or choose another --out",
+                arg="out",
             )
     return prev
 

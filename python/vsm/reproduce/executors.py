@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
+from .._errors import UsageError
+
 EXECUTORS = ("local", "ray")
 """The executors ``vsm reproduce --executor`` offers."""
 
@@ -231,7 +233,7 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError as e:
-            raise RuntimeError(
+            raise UsageError(
                 'executor: --executor ray needs Ray; install vsm[ray] (pip install "vsm[ray]")'
             ) from e
         self._ray = ray
@@ -357,11 +359,11 @@ def make_executor(name: str, *, workers: int = 1, address: str | None = None) ->
     (``address`` must be None), or ``ray`` on the cluster at ``address``."""
     if name == "local":
         if address is not None:
-            raise ValueError("address: --address is for --executor ray")
+            raise UsageError("address: --address is for --executor ray")
         return LocalExecutor(workers)
     if name == "ray":
         return RayExecutor(address)
-    raise ValueError(f"executor: expected one of {EXECUTORS}, got {name!r}")
+    raise UsageError(f"executor: expected one of {EXECUTORS}, got {name!r}")
 
 
 def log(message: str) -> None:

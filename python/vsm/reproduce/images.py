@@ -42,10 +42,12 @@ from ..train.config import OBJECTIVES, Objective, Variant, num_threads
 from ._common import (
     FigureConfig,
     Timer,
+    load_array,
     plt,
     prepare_out,
     preset,
     previous_results,
+    save_array,
     save_figure,
     write_results,
 )
@@ -157,7 +159,7 @@ def run(
     cfg = config or ImagesConfig.quick()
     out = prepare_out(out)
     timer = Timer()
-    prev = previous_results(out, "images", cfg) if resume else None
+    prev = previous_results(out, "images", cfg, {"objectives": dict}) if resume else None
     per: dict[str, Any] = dict(prev["objectives"]) if prev else {}
     seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
     samples: dict[str, np.ndarray] = {}
@@ -169,7 +171,7 @@ def run(
     for obj in cfg.objectives:
         if obj in per and (out / "samples" / f"{obj}.npy").is_file():
             print(f"images: {obj}: recorded", file=sys.stderr)
-            samples[obj] = np.load(out / "samples" / f"{obj}.npy")
+            samples[obj] = load_array(out / "samples" / f"{obj}.npy")
             continue
         if not resume:
             (out / "checkpoints" / f"{obj}.pt").unlink(missing_ok=True)
@@ -186,7 +188,7 @@ def run(
     def record(unit: Unit, r: dict[str, Any]) -> None:
         obj = unit.key
         samples[obj] = r.pop("_samples")
-        np.save(out / "samples" / f"{obj}.npy", samples[obj])
+        save_array(out / "samples" / f"{obj}.npy", samples[obj])
         per[obj] = r
         write_results(out, snapshot())
         (out / "checkpoints" / f"{obj}.pt").unlink(missing_ok=True)

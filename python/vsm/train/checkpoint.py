@@ -22,10 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._errors import BadFileError
 from ..models import GaussianVAE, from_spec
 from . import distributed as D
 from .config import TrainConfig
@@ -36,8 +38,12 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 __all__ = [
+    "FIXED_ON_RESUME",
     "FORMAT",
     "atomic_torch_save",
+    "check_resume_overrides",
+    "check_state",
+    "convert_checkpoint",
     "load_checkpoint",
     "model_from_checkpoint",
     "replica_checkpoint",
@@ -103,11 +109,196 @@ def save_checkpoint(trainer: Trainer, path: str) -> None:
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (raises ValueError if it is not one)."""
-    state = torch.load(os.fspath(path), map_location=map_location, weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"path: {path} is not a vsm checkpoint")
+    """Read a checkpoint written by :func:`save_checkpoint` (or by a many-seeds run), as data.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+    so a file that would run code when unpickled (a class whose ``__reduce__`` calls
+    ``os.system``, say) is refused before anything in it runs. A checkpoint of an older vsm that
+    holds other Python objects (NumPy scalars, a config object) is refused the same way; if the
+    user trusts it, ``vsm convert OLD NEW`` (:func:`convert_checkpoint`) rewrites it as data.
+
+    Raises:
+        OSError: the file cannot be opened (missing, a folder, no permission).
+        BadFileError: (a ValueError) not a vsm checkpoint: junk, empty, truncated, another
+            kind of torch file, a file that needs code to load, or missing parts.
+    """
+    path = os.fspath(path)
+    with open(path, "rb"):  # a missing or unreadable file is an OSError, not a bad file
+        pass
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": refused anyway
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # any failure to parse a readable file: the content is bad
+        raise _unloadable(path, e) from e
+    check_state(state, path)
     return state
+
+
+def _unloadable(path: str, err: Exception) -> BadFileError:
+    """The error for a file that ``torch.load(weights_only=True)`` refused or could not read."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not even a torch.save zip file
+        unsafe = []
+    if unsafe:
+        shown = ", ".join(unsafe[:4]) + (", ..." if len(unsafe) > 4 else "")
+        return BadFileError(
+            path,
+            f"refused to load: the file holds Python objects ({shown}) and loading them could "
+            "run code",
+            f"if you trust it (e.g. a checkpoint of an older vsm), convert it with: "
+            f"vsm convert {path} NEW.pt",
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        why = "an empty file"
+    elif head.startswith(b"PK"):  # a zip file: torch.save's format, cut short or damaged
+        why = "a truncated or damaged torch file"
+    else:
+        why = "not a file written by torch.save"
+    return BadFileError(path, f"not a vsm checkpoint ({why}: {type(err).__name__})")
+
+
+# The parts of a single-run checkpoint and their types (a many-seeds one: _SEEDS_PARTS, and
+# every replica a single-run checkpoint).
+_RUN_PARTS: dict[str, type | tuple[type, ...]] = {
+    "config": dict,
+    "model_spec": dict,
+    "model": dict,
+    "enc_opt": dict,
+    "dec_opt": dict,
+    "step": int,
+    "rng": dict,
+}
+_SEEDS_PARTS: dict[str, type | tuple[type, ...]] = {
+    "config": dict,
+    "model_spec": dict,
+    "step": int,
+    "replicas": dict,
+}
+
+
+def check_state(state: Any, path: str, where: str = "") -> None:
+    """Check that a loaded ``state`` has the parts of a vsm checkpoint (BadFileError if not)."""
+    if not isinstance(state, dict):
+        raise BadFileError(path, f"not a vsm checkpoint (it holds a {type(state).__name__})")
+    fmt = state.get("format")
+    if fmt != FORMAT and not where:
+        what = "no format tag" if fmt is None else f"format {fmt!r}, not {FORMAT!r}"
+        raise BadFileError(path, f"not a vsm checkpoint ({what})")
+    parts = _SEEDS_PARTS if "replicas" in state else _RUN_PARTS
+    for key, typ in parts.items():
+        if not isinstance(state.get(key), typ):
+            got = "missing" if key not in state else f"a {type(state[key]).__name__}"
+            raise BadFileError(path, f"incomplete vsm checkpoint: {where}{key!r} is {got}")
+    try:
+        TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as e:
+        raise BadFileError(path, f"vsm checkpoint with a bad {where}config: {e}") from e
+    if "replicas" in state:
+        for seed, rep in state["replicas"].items():
+            check_state(rep, path, where=f"replica {seed}'s ")
+    elif not isinstance(state["rng"].get("torch"), torch.Tensor):
+        raise BadFileError(path, f"incomplete vsm checkpoint: {where}RNG state is missing")
+
+
+def convert_checkpoint(src: str, dst: str) -> dict[str, Any]:
+    """Rewrite a *trusted* checkpoint as plain data that :func:`load_checkpoint` accepts
+    (``vsm convert SRC DST``); returns the converted state.
+
+    ``src`` is unpickled in full (``weights_only=False``): only run this on files you trust, as
+    unpickling can run code. NumPy scalars and arrays become Python numbers and tensors, a config
+    object (a dataclass) becomes its dict; anything else that is not plain data is an error.
+
+    Raises:
+        OSError: ``src`` cannot be read or ``dst`` written.
+        BadFileError: ``src`` is not a vsm checkpoint, or holds objects that have no plain form.
+    """
+    src, dst = os.fspath(src), os.fspath(dst)
+    with open(src, "rb"):
+        pass
+    try:
+        raw = torch.load(src, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise BadFileError(
+            src, f"not a torch checkpoint ({type(e).__name__}: {e})", arg="src"
+        ) from e
+    state = _plain(raw, src, "")
+    check_state(state, src)
+    atomic_torch_save(state, dst)
+    return load_checkpoint(dst)
+
+
+def _plain(obj: Any, path: str, at: str) -> Any:
+    """``obj`` as tensors, numbers, strings and containers only (:func:`convert_checkpoint`)."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor, torch.dtype)):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {k: _plain(v, path, f"{at}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_plain(v, path, f"{at}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    raise BadFileError(
+        path, f"cannot convert: {type(obj).__module__}.{type(obj).__name__} at state{at}"
+    )
+
+
+FIXED_ON_RESUME = (
+    "dataset",
+    "model",
+    "latent_dim",
+    "width",
+    "ngf",
+    "ndf",
+    "variant",
+    "dtype",
+    "enc_optimizer",
+    "seed",
+    "seeds",
+)
+"""Config fields a resume cannot change: they fix the model's architecture and parametrisation,
+the data, the optimiser's kind and the random streams that the checkpoint continues."""
+
+
+def check_resume_overrides(state: dict[str, Any], overrides: dict[str, Any], path: str) -> None:
+    """Check that ``overrides`` (options given with ``--resume``) leave the :data:`FIXED_ON_RESUME`
+    fields of the checkpoint's config as they are.
+
+    Raises:
+        ValueError: "<field>: ..." naming the checkpoint's value, the new one and the file.
+    """
+    saved = state["config"]
+    for name in FIXED_ON_RESUME:
+        if name not in overrides:
+            continue
+        old, new = saved.get(name), overrides[name]
+        if isinstance(old, list):
+            old = tuple(old)
+        if new == old:
+            continue
+        if name == "seeds":
+            raise ValueError(
+                f"seeds: the checkpoint holds seeds {_seeds_text(old)}, not {_seeds_text(new)}; "
+                f"a resume cannot change them (start a new run instead) ({path})"
+            )
+        raise ValueError(
+            f"{name}: the checkpoint was trained with {name}={old!r}; a resume cannot change "
+            f"it to {new!r} (start a new run instead) ({path})"
+        )
+
+
+def _seeds_text(seeds: Any) -> str:
+    return "none (a single run)" if seeds is None else format_seeds(tuple(seeds))
 
 
 def replica_checkpoint(state: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 
 from .. import _validate as V
-from ..data import CONV_DATASETS, DATASETS, TOY_DATASETS, Dataset
+from ..data import CONV_DATASETS, DATASETS, IDX_DATASETS, TOY_DATASETS, Dataset
 from ..importance import ISProposal
 from ..models import MLPVAE, ConvVAE, GaussianVAE
 from .seed_lists import checked_seeds, format_seeds, parse_seeds
@@ -230,8 +230,10 @@ class TrainConfig:
         the type checker which fields are no longer ``None``.
 
         Raises:
-            TypeError: an integer option that is not an int.
-            ValueError: an unknown objective or choice, a non-positive size, a negative count.
+            TypeError: an integer option that is not an int, a rate that is not a number.
+            ValueError: an unknown objective or choice, a non-positive size, a negative count, a
+                learning rate that is not finite and positive, a conv model for data that are
+                not images, an IDX data set without ``data_dir``.
         """
         c = dataclasses.replace(self)
         inference = split_objective(c.objective)[0]
@@ -259,6 +261,22 @@ class TrainConfig:
             V.positive_int(name, getattr(c, name), minimum=0)
         if c.eta < 0:
             raise ValueError(f"eta: expected a non-negative noise SD, got {c.eta}")
+        for name in ("enc_lr", "dec_lr", "bi_lr"):
+            rate = getattr(c, name)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+                raise TypeError(f"{name}: expected a float, got {type(rate).__name__}")
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"{name}: expected a finite positive learning rate, got {rate}")
+        if not math.isfinite(c.eta):
+            raise ValueError(f"eta: expected a finite noise SD, got {c.eta}")
+        V.positive_int("n_test", c.n_test)
+        V.positive_int("n_is", c.n_is, minimum=0)
+        if data is None and c.model == "conv" and c.dataset not in CONV_DATASETS:
+            raise ValueError(
+                f"model: 'conv' needs 32×32 images, not {c.dataset!r} (one of {CONV_DATASETS})"
+            )
+        if data is None and c.dataset in IDX_DATASETS and c.data_dir is None:
+            raise ValueError(f"data_dir: required for {c.dataset!r} (a folder with its IDX files)")
         hints = typing.get_type_hints(TrainConfig)
         for f in dataclasses.fields(c):
             allowed = choices(hints[f.name])

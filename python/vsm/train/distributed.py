@@ -18,10 +18,24 @@ stops at the same step). In the bi-level variant each rank unrolls φ on its own
 averaged over the ranks (:func:`average_`). Only rank 0 writes files, logs and shows a progress
 bar; saving a checkpoint is a collective (:func:`gather_objects` collects every rank's RNG state).
 Everything here is a no-op for a single process.
+
+Teardown (:func:`shutdown`, :meth:`vsm.train.Trainer.close`): the process group that
+:func:`init_distributed` created is destroyed, and freed, while Python is still fully alive: at the
+end of ``vsm train`` and, for a script that does not close its trainer, from an :mod:`atexit`
+handler. Left to interpreter shutdown, the group (kept alive by the DDP wrappers' reducers, which
+sit in a reference cycle with the trainer) was freed during finalisation; gloo's worker threads,
+joined by its destructor, then still released the last work objects, whose tensors need the GIL,
+and a thread taking the GIL in a finalising interpreter is ended with ``pthread_exit``, whose
+unwinding through C++ ``noexcept`` code aborts the process ("terminate called without an active
+exception", SIGABRT). The threads lag the main thread most on a busy machine: this is the likely
+cause of the rare rank-0 aborts of the DDP tests under load (issue 20), inferred from the abort's
+message and PyTorch's account of it, not reproduced here (see docs/files_and_errors.md).
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +51,13 @@ __all__ = [
     "init_distributed",
     "reduce_stats",
     "reseed_rank",
+    "shutdown",
+    "unwrap",
     "wrap_group",
 ]
+
+# Whether init_distributed created the default process group (then vsm also destroys it).
+_owned = False
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -55,11 +74,42 @@ def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return 0, 1, device
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _own_group()
     world = dist.get_world_size()
     if world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return dist.get_rank(), world, device
+
+
+def _own_group() -> None:
+    """Note that vsm created the default group, and destroy it at exit at the latest."""
+    global _owned
+    if not _owned:
+        atexit.register(shutdown)
+    _owned = True
+
+
+def shutdown(*, barrier: bool = False) -> None:
+    """Destroy the process group that :func:`init_distributed` created (a no-op otherwise) and
+    free it now, while the interpreter can still run the gloo threads' last releases.
+
+    ``barrier``: first wait for every rank (the normal end of a run; not at exit after an error,
+    when a rank may be gone). Drop the DDP wrappers first (:func:`unwrap`): their reducers hold
+    the group.
+    """
+    global _owned
+    if _owned and dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
+    _owned = False
+    gc.collect()  # frees the reducers and the group (their cycles with the trainer), joining threads
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper of :func:`wrap_group` (itself when not wrapped)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 class GroupObjective(nn.Module):

@@ -26,7 +26,13 @@ from ..models import GaussianVAE
 from . import algorithm as A
 from . import distributed as D
 from . import reporting as report
-from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint, trainer_state
+from .checkpoint import (
+    check_resume_overrides,
+    load_checkpoint,
+    restore_trainer,
+    save_checkpoint,
+    trainer_state,
+)
 from .config import TrainConfig, build_model, make_optimizers, num_threads, variant_options
 from .fast_step import FastStep, retain_freed_memory
 from .fast_step import unsupported as fast_step_unsupported
@@ -344,12 +350,24 @@ class Trainer:
         """
         save_checkpoint(self, path)
 
+    def close(self) -> None:
+        """End data-parallel training: drop the DDP wrappers and destroy the process group that
+        the trainer joined, after every rank got here (:func:`vsm.train.distributed.shutdown`).
+        Afterwards the trainer cannot train or save any more. A no-op for a single process.
+        """
+        if self.world_size == 1:
+            return
+        self._enc_objective = D.unwrap(self._enc_objective)
+        self._dec_objective = D.unwrap(self._dec_objective)
+        D.shutdown(barrier=True)
+
     @classmethod
     def from_checkpoint(
         cls, path: str, *, overrides: dict[str, Any] | None = None, **kwargs: Any
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint; ``overrides`` may change e.g. ``steps``."""
         state = load_checkpoint(path)
+        check_resume_overrides(state, overrides or {}, path)
         cfg = TrainConfig.from_dict({**state["config"], **(overrides or {})})
         trainer = cls(cfg, **kwargs)
         trainer.load_state_dict(state)

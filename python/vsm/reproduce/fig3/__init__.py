@@ -82,7 +82,7 @@ from .config import (
 from .figure import plot
 from .markdown import BEGIN, END, main, markdown, splice
 from .report import Claim, judge, overall_verdicts, table
-from .sweep import run
+from .sweep import check_config, run
 from .training import _Driver as _Driver
 from .training import _Series as _Series
 from .training import convergence, evaluate_model, train_setting
@@ -97,6 +97,7 @@ __all__ = [
     "Claim",
     "Fig3Config",
     "batched_seeds_available",
+    "check_config",
     "convergence",
     "evaluate_model",
     "judge",

@@ -4,11 +4,11 @@ render`` / ``plot`` (:func:`main`)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..._errors import BadFileError
 from .. import claims as C
 
 BEGIN, END = "<!-- fig3:begin -->", "<!-- fig3:end -->"
@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m vsm.reproduce.fig3 render RESULTS [--doc PATH]``: print the markdown section
     of a results.json, or splice it into PATH between the fig3 markers;
     ``python -m vsm.reproduce.fig3 plot RESULTS --out PNG``: draw its figure."""
-    import json
+    from ...cli import ArgumentParser
+    from .._common import read_results
 
-    p = argparse.ArgumentParser(prog="python -m vsm.reproduce.fig3")
+    p = ArgumentParser(prog="python -m vsm.reproduce.fig3")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("render", help="markdown of a fig3 results.json")
     r.add_argument("results", help="path of results.json written by vsm reproduce fig3")
@@ -178,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("results", help="path of results.json written by vsm reproduce fig3")
     f.add_argument("--out", required=True, help="PNG to write (e.g. docs/figures/fig3.png)")
     args = p.parse_args(argv)
-    results = json.loads(Path(args.results).read_text())
+    results = read_results(args.results)
     if results.get("figure") != "fig3" or not results.get("complete"):
-        raise SystemExit(f"{args.results}: not a complete fig3 results.json")
+        raise BadFileError(args.results, "not a complete fig3 results.json", arg="results")
     if args.cmd == "plot":
         from .figure import plot
 

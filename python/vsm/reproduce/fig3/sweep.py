@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._errors import BadFileError
 from ...train.config import num_threads
 from .._common import Timer, prepare_out, previous_results, write_results
 from ..executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_units
@@ -21,6 +23,9 @@ from .report import judge, overall_verdicts, table
 from .training import train_setting
 
 # ------------------------------------------------------------------------------ the sweep
+
+# What every recorded run must name for --resume to know its setting.
+_RUN_KEYS = ("variant", "dataset", "objective", "k_enc", "seed", "diverged")
 
 
 def _cost(setting: tuple[str, str, str, int], cfg: Fig3Config) -> float:
@@ -51,11 +56,19 @@ def run(
     only with a shared file system).
     """
     cfg = config or Fig3Config.quick()
-    _check(cfg)
+    check_config(cfg)
     out = prepare_out(out)
     timer = Timer()
-    prev = previous_results(out, "fig3", cfg) if resume else None
+    prev = previous_results(out, "fig3", cfg, {"runs": list}) if resume else None
     runs: list[dict[str, Any]] = list(prev["runs"]) if prev else []
+    for r in runs:
+        if not isinstance(r, dict) or any(k not in r for k in _RUN_KEYS):
+            raise BadFileError(
+                out / "results.json",
+                f"damaged fig3 results file (a run without {', '.join(_RUN_KEYS)})",
+                "move it away, or choose another --out",
+                arg="out",
+            )
     done = {(r["variant"], r["dataset"], r["objective"], r["k_enc"]) for r in runs}
     seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
     avail = variants_available()
@@ -163,7 +176,8 @@ def unit_key(setting: tuple[str, str, str, int]) -> str:
     return f"{v}/{ds}/{obj}/k{k}"
 
 
-def _check(cfg: Fig3Config) -> None:
+def check_config(cfg: Fig3Config) -> None:
+    """Check a :class:`Fig3Config` before any work (ValueError naming the field)."""
     from ...train import OBJECTIVES as ALL
 
     for name in (
@@ -179,6 +193,10 @@ def _check(cfg: Fig3Config) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    for name in ("dec_lr", "elbo_lr", "enc_lr_kl", "enc_lr_fd"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name}: expected a finite positive learning rate, got {v!r}")
     c = cfg.continue_iters
     if isinstance(c, bool) or not isinstance(c, int) or c < 0:
         raise ValueError(f"continue_iters: expected an int ≥ 0 (0: off), got {c!r}")

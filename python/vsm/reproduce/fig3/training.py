@@ -7,7 +7,9 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._errors import BadFileError
 from .._common import to_jsonable
 from .config import ACTIVE_VAR, EVAL_SEED, Fig3Config, batched_seeds_available, train_config
 
@@ -127,9 +130,10 @@ class _Series:
         self.converged_at: dict[int, int | None] = {s: None for s in seeds}
         self.iters = 0
         self.wall = 0.0
+        self.step = 0  # the trainer's step when saved: pairs the file with its checkpoint
 
     def save(self, path: Path) -> None:
-        arrays: dict[str, Any] = {"iters": self.iters, "wall": self.wall}
+        arrays: dict[str, Any] = {"iters": self.iters, "wall": self.wall, "step": self.step}
         arrays |= {f"loss_{s}": np.asarray(v) for s, v in self.loss.items()}
         arrays |= {f"sigma2_{s}": np.asarray(v) for s, v in self.sigma2.items()}
         arrays |= {
@@ -142,13 +146,19 @@ class _Series:
     @classmethod
     def load(cls, path: Path, seeds: Sequence[int]) -> _Series:
         out = cls(seeds)
-        with np.load(path) as f:
-            out.iters, out.wall = int(f["iters"]), float(f["wall"])
-            for s in seeds:
-                out.loss[s] = f[f"loss_{s}"].tolist()
-                out.sigma2[s] = f[f"sigma2_{s}"].tolist()
-                c = int(f[f"conv_{s}"])
-                out.converged_at[s] = None if c < 0 else c
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                out.iters, out.wall = int(f["iters"]), float(f["wall"])
+                out.step = int(f["step"]) if "step" in f else -1
+                for s in seeds:
+                    out.loss[s] = f[f"loss_{s}"].tolist()
+                    out.sigma2[s] = f[f"sigma2_{s}"].tolist()
+                    c = int(f[f"conv_{s}"])
+                    out.converged_at[s] = None if c < 0 else c
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise BadFileError(path, f"not a fig3 series file ({e})", "delete it to redo it") from e
         return out
 
 
@@ -218,10 +228,32 @@ def _curve(values: Sequence[float], points: int = 60) -> list[list[float]]:
 
 
 def _save(drv: _Driver, series: _Series, path: Path | None, series_path: Path | None) -> None:
+    """The checkpoint, then the series (each atomic; a kill between the two leaves a pair whose
+    steps differ, which :func:`_resume` detects)."""
     if path is not None and series_path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        series.step = drv.trainer.step
         drv.trainer.save(str(path))
         series.save(series_path)
+
+
+def _resume(path: Path | None, series_path: Path | None, group: list[int]) -> Any:
+    """(trainer, series) continued from the setting's checkpoint and series, or None to start
+    afresh: when there are none, or when a kill between the two writes left a pair that does
+    not match (the setting is then retrained from the start, which gives the same numbers)."""
+    from ...train import load_checkpoint, trainer_from_checkpoint
+
+    if path is None or series_path is None or not (path.is_file() and series_path.is_file()):
+        return None
+    series = _Series.load(series_path, group)
+    if series.step != load_checkpoint(str(path))["step"]:
+        print(
+            f"fig3: {path} and {series_path.name} are from different steps (a run killed "
+            "between the two writes); retraining this setting from the start",
+            file=sys.stderr,
+        )
+        return None
+    return trainer_from_checkpoint(str(path), progress=False), series
 
 
 def _all_converged(drv: _Driver, series: _Series, cfg: Fig3Config) -> bool:
@@ -344,7 +376,7 @@ def train_setting(
     record gets the later numbers under ``"continued"`` (the records at ``max_iters`` wait in
     ``*.records.json`` beside the checkpoint meanwhile).
     """
-    from ...train import make_trainer, trainer_from_checkpoint
+    from ...train import make_trainer
 
     batched = cfg.batched and batched_seeds_available()
     groups = [list(seeds)] if batched else [[s] for s in seeds]
@@ -354,14 +386,9 @@ def train_setting(
         name = "ckpt" if batched else f"ckpt-s{group[0]}"
         path = None if ckpt_dir is None else ckpt_dir / f"{name}.pt"
         series_path = None if ckpt_dir is None else ckpt_dir / f"{name}.series.npz"
-        if (
-            path is not None
-            and series_path is not None
-            and path.is_file()
-            and series_path.is_file()
-        ):
-            trainer = trainer_from_checkpoint(str(path), progress=False)
-            series = _Series.load(series_path, group)
+        resumed = _resume(path, series_path, group)
+        if resumed is not None:
+            trainer, series = resumed
         else:
             trainer = make_trainer(gcfg, progress=False)
             series = _Series(group)
