@@ -635,3 +635,14 @@ def run_compiled(script: str, *paths: str, cwd=None, **env: str) -> subprocess.C
         timeout=600,
         check=False,
     )
+
+
+class Evil:
+    """Unpickling runs ``exec`` of a line that creates the marker file: the malicious checkpoint of
+    issue 20 (``tests/test_bad_files.py``, ``tests/test_cli_errors.py``)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('PWNED')",))

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import vsm
+from _cases import Evil
 from vsm import cli
 from vsm._errors import BadFileError
 from vsm.data import load_dataset, read_idx
@@ -34,16 +35,6 @@ from vsm.train import (
 from vsm.train.checkpoint import convert_checkpoint
 
 RUN = {"objective": "kl-m1", "dataset": "sparse", "width": 4, "batch_size": 16, "n_test": 32}
-
-
-class Evil:
-    """Unpickling creates the marker file (``exec``): the attack of issue 20, item 1."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('PWNED')",))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import time
 import pytest
 import torch
 import vsm
+from _cases import Evil
 from vsm import cli
 from vsm._errors import OutDirBusy
 from vsm._outdir import LOCK_NAME, claim_out_dir
@@ -94,16 +95,6 @@ CLI_ERRORS = [
     ("no-command", [], USAGE, "command"),
     ("unknown-command", ["trian"], USAGE, "'trian'"),
 ]
-
-
-class Evil:
-    """Unpickling runs ``exec`` of a line that creates the marker file: the attack of issue 20."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('PWNED')",))
 
 
 @pytest.fixture(scope="module")
