@@ -51,6 +51,11 @@ class Fig3Config(FigureConfig):
       convergence criterion is a report here (``converged`` says which runs still move at 10⁴);
       ``--set continue_iters=100000`` then continues the settings with a run that still moves
       to convergence or 10⁵ iterations and records those numbers under ``continued``.
+      Cost on the 2-core machine, extrapolated from measured per-iteration costs of all 60
+      settings with 5 seeds (``benches/fig3_extrapolate.py``, 2 workers of 1 thread, fast
+      training step): 21.8 h at load average 10–12 (28.5 h without the fast step), roughly
+      4–9 h on a quiet machine (not measured there); 10 seeds cost up to twice that. Issue 18's
+      target of ≤ 2.5 h is not met. ``--executor ray`` spreads the 60 settings over a cluster.
     """
 
     variants: tuple[str, ...] = VARIANTS
