@@ -245,7 +245,11 @@ def test_compiled_fast_step_equals_uncompiled(reference_backend, mixture, object
         dtype="float64",
         n_test=64,
     )
+    from torch._dynamo.utils import counters  # dynamo's own tally of compiled frames
+
     eager = _train(cfg, mixture, 20)
+    graphs = counters["stats"]["unique_graphs"]
     compiled = _train(TrainConfig(**{**cfg.__dict__, "compile_step": True}), mixture, 20)
     assert compiled.fast_step is not None, compiled.fast_step_off
+    assert counters["stats"]["unique_graphs"] >= graphs + 2  # both updates were compiled
     _assert_close(_params(eager), _params(compiled))
