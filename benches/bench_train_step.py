@@ -16,6 +16,7 @@ Run from the repository root (with vsm installed)::
     python benches/bench_train_step.py --quick              # a smoke run
     python benches/bench_train_step.py --rows mixture:30:kl-m1 --seeds 10 --json out.json
     python benches/bench_train_step.py --rows mnist784:100:fd-m1   # the MNIST-size MLP
+    python benches/bench_train_step.py --rows mixture:30:kl-m1 --compiled  # + compile_step
 
 A row is ``dataset:width:objective[:k_enc]``; the data set ``mnist784`` is synthetic
 784-dimensional data in [0, 1] with the MNIST-size MLP's batch 100, N = 5, L = 8 (the 2-D rows:
@@ -119,7 +120,9 @@ def _data(ds: str) -> Dataset:
     return Dataset(MNIST, (784,), train[:100], train=train)
 
 
-def bench_row(row: str, chunk: int, rounds: int, seeds: int) -> dict[str, Any]:
+def bench_row(
+    row: str, chunk: int, rounds: int, seeds: int, compiled: bool = False
+) -> dict[str, Any]:
     ds, w, obj, k = (row + ":1").split(":")[:4]
     width, k_enc = int(w), int(k)
     data = _data(ds)
@@ -141,12 +144,23 @@ def bench_row(row: str, chunk: int, rounds: int, seeds: int) -> dict[str, Any]:
         steps[name] = trainers[name].train_step
     # FLOPs of K_enc iterations (one decoder update), per iteration
     flops = {k: sum(_flops(f) for _ in range(k_enc)) / k_enc for k, f in steps.items()}
+    compile_s = None
+    if compiled:  # TrainConfig.compile_step: the first call compiles (timed), then as the others
+        trainers["compiled"] = make_trainer(
+            _config(ds, width, obj, k_enc, compile_step=True), data=data
+        )
+        steps["compiled"] = trainers["compiled"].train_step
+        t0 = time.perf_counter()
+        for _ in range(k_enc + 1):  # both updates compiled
+            steps["compiled"]()
+        compile_s = time.perf_counter() - t0
     ms = _alternate(steps, chunk * max(1, k_enc // 2), rounds)
     res: dict[str, Any] = {
         "row": row,
         "ms": ms,
         "mflop": {k: v / 1e6 for k, v in flops.items()},
-        "gflops": {k: flops[k] / ms[k] / 1e6 for k in ms},
+        "gflops": {k: flops[k] / ms[k] / 1e6 for k in flops},
+        "compile_s": compile_s,
         "fast_path": trainers["fast"].fast_step is not None,
         "fast_step_off": trainers["fast"].fast_step_off,
     }
@@ -181,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=10)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--seeds", type=int, default=0, help="also time S replicas batched")
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time the fast path with TrainConfig.compile_step (torch.compile)",
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -199,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         ds, w = row.split(":")[:2]
         peak = _peak(500 if ds == MNIST else 3000, int(w))
-        r = bench_row(row, args.chunk, args.rounds, args.seeds)
+        r = bench_row(row, args.chunk, args.rounds, args.seeds, args.compiled)
         r["peak_gflops"] = peak
         out["rows"].append(r)
         ms = r["ms"]
@@ -218,7 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                 if seeds
                 else "- |"
             )
-            + ("" if r["fast_path"] else f" (autograd: {r['fast_step_off']})"),
+            + ("" if r["fast_path"] else f" (autograd: {r['fast_step_off']})")
+            + (
+                ""
+                if r["compile_s"] is None
+                else f" compiled {ms['compiled']:.2f} ms ({fast / ms['compiled']:.2f}x fast, "
+                f"first calls {r['compile_s']:.1f} s)"
+            ),
             flush=True,
         )
     out["load_after"] = os.getloadavg()

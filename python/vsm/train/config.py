@@ -91,7 +91,10 @@ class TrainConfig:
     gradients as autograd, in float64 to ~1e-12, in float32 to rounding) and uses the
     optimisers' fused kernels where torch has them; a configuration it does not cover (the
     Fisher autoencoder, ``k_bi > 0``, ``fd_reparam``, torchrun, conv models) runs the autograd
-    path whatever this says (``Trainer.fast_step_off`` gives the reason).
+    path whatever this says (``Trainer.fast_step_off`` gives the reason). ``compile_step``
+    (default off) also runs the fast path's closed-form updates through ``torch.compile``: the
+    first iteration compiles (seconds), later ones are ~1.1–1.25× faster on one CPU thread at the
+    paper's 2-D shapes (docs/training.md, "The fast step").
     """
 
     objective: Objective = field(
@@ -204,6 +207,14 @@ class TrainConfig:
             "closed-form gradients for the MLP models' Algorithm-1 updates and fused Adam "
             "(vsm.train.fast_step; fae, bi-level, fd_reparam, torchrun and conv models use autograd "
             "anyway); --no-fast-step: autograd everywhere, the optimisers' default kernels"
+        ),
+    )
+    compile_step: bool = field(
+        default=False,
+        metadata=_meta(
+            "torch.compile the fast path's closed-form updates (inductor fuses their elementwise "
+            "chains; ~1.1-1.25x per step on one CPU thread, 5-20 s of compilation at the start; "
+            "no effect where the fast path does not run)"
         ),
     )
     ddp_find_unused: bool = field(

@@ -235,6 +235,7 @@ class FastStep:
         eta: float,
         options: VariantOptions,
         template: GaussianVAE,
+        compile_step: bool = False,
     ):
         self.inference_kind, self.learning_kind = split_objective(objective)
         self.n = n_samples
@@ -246,6 +247,13 @@ class FastStep:
         enc, dec = _layers(template.encoder), _layers(template.decoder)
         assert enc is not None and dec is not None
         self.enc, self.dec = _MLP(enc), _MLP(dec)
+        if compile_step:
+            self._inference_core = torch.compile(  # type: ignore[method-assign]
+                self._inference_core, dynamic=False, fullgraph=True
+            )
+            self._learning_core = torch.compile(  # type: ignore[method-assign]
+                self._learning_core, dynamic=False, fullgraph=True
+            )
 
     # ------------------------------------------------------------------ layout
 
@@ -317,36 +325,47 @@ class FastStep:
             enc_p, dec_p, noise = self._params(nets)
             ls = nets.log_sigma2.detach()
             xt = nets.noisy(x, self.eta)
-            e = self._encode(enc_p, xt)
-            eps = self._eps(nets, e.mu)
-            mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
-            sd = torch.exp(0.5 * lv3)
-            z = mu3 + sd * eps
-            xm, dec_in = self._decode(dec_p, z)
-            inv = torch.exp(-_col(ls, 3))  # 1/σ², broadcast over (…, N, B, D)
-            nb = self.n * xt.shape[-2]
-            if self.inference_kind == "kl":
-                sq = (xm - xt.unsqueeze(-3)).pow(2).sum(-1).mean(-2)
-                d = xt.shape[-1]
-                inv2 = torch.exp(-_col(ls, 1))
-                nll = 0.5 * sq * inv2 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
-                kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
-                loss = (nll + kl).mean(-1)
-                dz = self._decoder_input_grad(dec_p, dec_in, (xm - xt.unsqueeze(-3)) * (inv / nb))
-                b = xt.shape[-2]
-                dmu = dz.sum(-3) + e.mu / b
-                dlv = (dz * (0.5 * sd) * eps).sum(-3) + 0.5 * (torch.exp(e.logvar) - 1.0) / b
-            else:  # fd, detached samples
-                gz = self._decoder_input_grad(dec_p, dec_in, (xt.unsqueeze(-3) - xm) * inv)
-                einv = torch.exp(-lv3)
-                zc = z - mu3
-                r = z - zc * einv - gz
-                loss = r.pow(2).sum(-1).mean(-2).mean(-1)
-                t = r * (2.0 / nb)
-                dmu = t.sum(-3) * einv.squeeze(-3)
-                dlv = (t * zc).sum(-3) * einv.squeeze(-3)
-            self._assign(enc_p, self._encoder_grads(enc_p, e, dmu, dlv))
+            eps = self._eps(nets, self._mu_like(xt))
+            loss, grads = self._inference_core(enc_p, dec_p, ls, xt, eps)
+            self._assign(enc_p, grads)
         return loss
+
+    def _mu_like(self, xt: torch.Tensor) -> torch.Tensor:
+        """An empty tensor shaped like the encoder's mean for ``xt`` (for :meth:`_eps`)."""
+        return xt.new_empty((*xt.shape[:-1], self.latent))
+
+    def _inference_core(
+        self, enc_p: Params, dec_p: Params, ls: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, Params]:
+        """(loss, encoder gradients) of the inference update given the draws: pure tensor math."""
+        e = self._encode(enc_p, xt)
+        mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+        sd = torch.exp(0.5 * lv3)
+        z = mu3 + sd * eps
+        xm, dec_in = self._decode(dec_p, z)
+        inv = torch.exp(-_col(ls, 3))  # 1/σ², broadcast over (…, N, B, D)
+        nb = self.n * xt.shape[-2]
+        if self.inference_kind == "kl":
+            sq = (xm - xt.unsqueeze(-3)).pow(2).sum(-1).mean(-2)
+            d = xt.shape[-1]
+            inv2 = torch.exp(-_col(ls, 1))
+            nll = 0.5 * sq * inv2 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
+            kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
+            loss = (nll + kl).mean(-1)
+            dz = self._decoder_input_grad(dec_p, dec_in, (xm - xt.unsqueeze(-3)) * (inv / nb))
+            b = xt.shape[-2]
+            dmu = dz.sum(-3) + e.mu / b
+            dlv = (dz * (0.5 * sd) * eps).sum(-3) + 0.5 * (torch.exp(e.logvar) - 1.0) / b
+        else:  # fd, detached samples
+            gz = self._decoder_input_grad(dec_p, dec_in, (xt.unsqueeze(-3) - xm) * inv)
+            einv = torch.exp(-lv3)
+            zc = z - mu3
+            r = z - zc * einv - gz
+            loss = r.pow(2).sum(-1).mean(-2).mean(-1)
+            t = r * (2.0 / nb)
+            dmu = t.sum(-3) * einv.squeeze(-3)
+            dlv = (t * zc).sum(-3) * einv.squeeze(-3)
+        return loss, self._encoder_grads(enc_p, e, dmu, dlv)
 
     def learning(self, nets: Networks, x: torch.Tensor) -> torch.Tensor:
         """The decoder update's loss (elbo, m1, m2 or m3); sets the decoder's and the noise
@@ -355,58 +374,66 @@ class FastStep:
             enc_p, dec_p, noise = self._params(nets)
             ls = nets.log_sigma2.detach()
             xt = nets.noisy(x, self.eta)
-            e = self._encode(enc_p, xt)
-            eps = self._eps(nets, e.mu)
-            mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
-            z = mu3 + torch.exp(0.5 * lv3) * eps
-            xm, dec_in = self._decode(dec_p, z)
-            x3 = xt.unsqueeze(-3)
-            d = xt.shape[-1]
-            nb = self.n * xt.shape[-2]
-            inv = torch.exp(-_col(ls, 3))
-            trace = -d * torch.exp(-ls)  # the trace term −D/σ² (its log σ²-derivative: −trace)
-            kind = self.learning_kind
-            if kind == "elbo":
-                sq = (xm - x3).pow(2).sum(-1).mean(-2)
-                kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
-                inv1 = torch.exp(-_col(ls, 1))
-                nll = 0.5 * sq * inv1 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
-                loss = (nll + kl).mean(-1)
-                dxm = (xm - x3) * (inv / nb)
-                dls = (0.5 * d - 0.5 * sq * inv1).mean(-1)
-            else:
-                f = (xm - x3) * inv
-                fsq = f.pow(2).sum(-1).mean(-2)  # mean_n ‖f_n‖², (…, B)
-                if kind in ("m2", "m3"):
-                    estimator = self.opt.m2_estimator if kind == "m2" else self.opt.m3_estimator
-                    if estimator == "samples":
-                        fbar = f.mean(-3, keepdim=True)  # (…, 1, B, D)
-                        fbar_sq = fbar.pow(2).sum(-1).squeeze(-2).mean(-1)
-                    else:  # the minibatch mean over every sample of every datum
-                        fbar = f.mean((-3, -2), keepdim=True)  # (…, 1, 1, D)
-                        fbar_sq = fbar.pow(2).sum(-1).reshape(fbar.shape[:-3])
-                if kind == "m1":
-                    quad, cross = 0.5 * fsq.mean(-1), None
-                    dxm = f * (inv / nb)
-                elif kind == "m2":
-                    quad, cross = fsq.mean(-1) - 0.5 * fbar_sq, None
-                    dxm = (2.0 * f - fbar) * (inv / nb)
-                else:  # m3
-                    psi = self._psi(enc_p, xt, e, z)
-                    if self.opt.m3_cross == "summed":
-                        psi = psi.sum(-3, keepdim=True)
-                    cross = ((xm - x3) * psi).sum(-1).mean(-2) * torch.exp(-_col(ls, 1))
-                    cross = cross.mean(-1)
-                    quad = 0.5 * fbar_sq
-                    dxm = ((fbar + psi) * (inv / nb)).expand(f.shape)
-                loss = quad + trace if cross is None else quad + cross + trace
-                dls = -2.0 * quad - trace if cross is None else -2.0 * quad - cross - trace
-            grads, _ = self.dec.backward(
-                dec_p, dec_in, dxm.reshape(*dxm.shape[:-3], -1, d), weights=True, to_input=False
-            )
+            eps = self._eps(nets, self._mu_like(xt))
+            loss, grads, dls = self._learning_core(enc_p, dec_p, ls, xt, eps)
             self._assign(dec_p, grads)
             noise.grad = dls * self.noise_scale
         return loss
+
+    def _learning_core(
+        self, enc_p: Params, dec_p: Params, ls: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, Params, torch.Tensor]:
+        """(loss, decoder gradients, log σ²-gradient before the noise parametrisation's factor) of
+        the learning update given the draws: pure tensor math."""
+        e = self._encode(enc_p, xt)
+        mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+        z = mu3 + torch.exp(0.5 * lv3) * eps
+        xm, dec_in = self._decode(dec_p, z)
+        x3 = xt.unsqueeze(-3)
+        d = xt.shape[-1]
+        nb = self.n * xt.shape[-2]
+        inv = torch.exp(-_col(ls, 3))
+        trace = -d * torch.exp(-ls)  # the trace term −D/σ² (its log σ²-derivative: −trace)
+        kind = self.learning_kind
+        if kind == "elbo":
+            sq = (xm - x3).pow(2).sum(-1).mean(-2)
+            kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
+            inv1 = torch.exp(-_col(ls, 1))
+            nll = 0.5 * sq * inv1 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
+            loss = (nll + kl).mean(-1)
+            dxm = (xm - x3) * (inv / nb)
+            dls = (0.5 * d - 0.5 * sq * inv1).mean(-1)
+        else:
+            f = (xm - x3) * inv
+            fsq = f.pow(2).sum(-1).mean(-2)  # mean_n ‖f_n‖², (…, B)
+            if kind in ("m2", "m3"):
+                estimator = self.opt.m2_estimator if kind == "m2" else self.opt.m3_estimator
+                if estimator == "samples":
+                    fbar = f.mean(-3, keepdim=True)  # (…, 1, B, D)
+                    fbar_sq = fbar.pow(2).sum(-1).squeeze(-2).mean(-1)
+                else:  # the minibatch mean over every sample of every datum
+                    fbar = f.mean((-3, -2), keepdim=True)  # (…, 1, 1, D)
+                    fbar_sq = fbar.pow(2).sum(-1).reshape(fbar.shape[:-3])
+            if kind == "m1":
+                quad, cross = 0.5 * fsq.mean(-1), None
+                dxm = f * (inv / nb)
+            elif kind == "m2":
+                quad, cross = fsq.mean(-1) - 0.5 * fbar_sq, None
+                dxm = (2.0 * f - fbar) * (inv / nb)
+            else:  # m3
+                psi = self._psi(enc_p, xt, e, z)
+                if self.opt.m3_cross == "summed":
+                    psi = psi.sum(-3, keepdim=True)
+                cross = ((xm - x3) * psi).sum(-1).mean(-2) * torch.exp(-_col(ls, 1))
+                cross = cross.mean(-1)
+                quad = 0.5 * fbar_sq
+                dxm = ((fbar + psi) * (inv / nb)).expand(f.shape)
+            loss = quad + trace if cross is None else quad + cross + trace
+            dls = -2.0 * quad - trace if cross is None else -2.0 * quad - cross - trace
+        grads, _ = self.dec.backward(
+            dec_p, dec_in, dxm.reshape(*dxm.shape[:-3], -1, d), weights=True, to_input=False
+        )
+        return loss, grads, dls
 
     def _psi(self, enc_p: Params, xt: torch.Tensor, e: _Encoded, z: torch.Tensor) -> torch.Tensor:
         """ψ (…, N, B, D) at the samples z: ∇_x log q(z_n|x) (the encoder's input-gradient; the

@@ -207,6 +207,7 @@ class Trainer:
                 eta=c.eta,
                 options=self.options,
                 template=template,
+                compile_step=c.compile_step,
             )
             if self.device.type == "cpu":
                 retain_freed_memory()
