@@ -92,6 +92,26 @@ def test_interrupt_cancels_the_pool_and_keeps_finished_units():
     assert time.perf_counter() - t0 < 30  # the sleeping unit was stopped, not waited for
 
 
+def test_interrupt_with_queued_units_stops_every_worker_promptly():
+    """More units than workers: after the interrupt no worker takes a queued unit (the pool's
+    call queue holds one beyond its workers), so the sweep stops in seconds, not hours."""
+    seen = {}
+
+    def stop(unit, value):
+        seen[unit.key] = value
+        raise KeyboardInterrupt
+
+    units = [X.Unit("fast", math.sqrt, (9.0,), cost=10.0)]
+    units += [X.Unit(f"slow{i}", time.sleep, (60.0,), cost=1.0) for i in range(5)]
+    ex = X.LocalExecutor(2)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        X.run_units(units, ex, on_done=stop, on_failed=lambda u, e: None)
+    assert seen == {"fast": 3.0}
+    assert time.perf_counter() - t0 < 30
+    assert ex._pool is None  # closed: every worker has exited
+
+
 def test_ray_executor_without_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(UsageError, match=r"install vsm\[ray\]"):

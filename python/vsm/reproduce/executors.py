@@ -67,6 +67,53 @@ def call_unit(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> An
     return fn(*args)
 
 
+# ---- the local pool's workers: stop after SIGTERM/SIGINT instead of taking the next unit
+#
+# A pool worker whose unit was stopped by a signal would otherwise take the next unit already
+# in the pool's call queue (ProcessPoolExecutor queues one more than it has workers) and train
+# it for hours while the parent waits, and a worker killed by the signal while idle breaks the
+# pool (whose bookkeeping then fails on the cancelled futures on Python 3.11). So each worker
+# notes the signal (and stops a unit that does not catch signals itself, with
+# KeyboardInterrupt) and refuses every unit after it.
+
+_stop_requested = False
+_unit_running = False
+
+
+class UnitCancelled(RuntimeError):
+    """A unit that a pool worker refused because the sweep is stopping."""
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
+    _stop_requested = True
+    if _unit_running:  # a unit without its own handler: stop it (training units checkpoint)
+        raise KeyboardInterrupt
+
+
+def _init_pool_worker() -> None:
+    """Pool-worker initialiser: note SIGTERM and SIGINT (:func:`_on_stop_signal`)."""
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+
+
+def _pool_call_unit(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> Any:
+    """:func:`call_unit` in a local pool worker: refused once a stop was signalled, and a unit
+    stopped by a signal (its own handler's KeyboardInterrupt included) marks the worker
+    stopping."""
+    global _stop_requested, _unit_running
+    if _stop_requested:
+        raise UnitCancelled("the sweep is stopping; the unit did not start")
+    _unit_running = True
+    try:
+        return call_unit(fn, args, threads)
+    except KeyboardInterrupt:
+        _stop_requested = True
+        raise
+    finally:
+        _unit_running = False
+
+
 def describe_error(exc: BaseException) -> str:
     """``"Type: message"`` of an exception (the cause of a Ray task error), one line."""
     cause = getattr(exc, "cause", None)
@@ -140,7 +187,9 @@ class LocalExecutor(Executor):
             import multiprocessing as mp
 
             self._pool = cf.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=mp.get_context("spawn")
+                max_workers=self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_pool_worker,
             )
         return self
 
@@ -153,7 +202,7 @@ class LocalExecutor(Executor):
         if self._pool is None:
             self._queue.append(unit)
         else:
-            fut = self._pool.submit(call_unit, unit.fn, unit.args, unit.threads)
+            fut = self._pool.submit(_pool_call_unit, unit.fn, unit.args, unit.threads)
             self._futures[fut] = unit
 
     def wait_one(self) -> Outcome:
@@ -191,14 +240,15 @@ class LocalExecutor(Executor):
             return []
         import concurrent.futures as cf
 
-        # the workers checkpoint their unit on SIGTERM (vsm.train.stopping) and stop
+        for f in self._futures:  # the queued units no worker has taken yet
+            f.cancel()
+        # the workers checkpoint their unit on SIGTERM (vsm.train.stopping) and refuse the
+        # units still in the pool's call queue (_pool_call_unit)
         for p in list(getattr(self._pool, "_processes", {}).values()):
             try:
                 os.kill(p.pid, signal.SIGTERM)
             except (ProcessLookupError, OSError):
                 pass
-        for f in self._futures:
-            f.cancel()
         cf.wait(list(self._futures), timeout=CANCEL_GRACE_S)
         out = [
             (unit, f.result())
