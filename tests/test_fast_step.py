@@ -65,22 +65,24 @@ def _both(cfg: TrainConfig, data: Dataset, steps: int) -> tuple[Trainer, Trainer
     return plain, fast
 
 
+def _mixture64(**fields: object) -> TrainConfig:
+    """A float64 config on "mixture" with 64 test points (what the equivalence tests share)."""
+    return TrainConfig(dataset="mixture", dtype="float64", n_test=64, **fields)
+
+
 @pytest.mark.parametrize("seeds", [None, (0, 1, 2)], ids=["one", "seeds3"])
 @pytest.mark.parametrize("k_enc", [1, 2])
 @pytest.mark.parametrize("variant", ["vsm", "paper"])
 @pytest.mark.parametrize("objective", COVERED)
 def test_fast_path_equals_autograd(reference_backend, mixture, objective, variant, k_enc, seeds):
-    cfg = TrainConfig(
+    cfg = _mixture64(
         objective=objective,
-        dataset="mixture",
         variant=variant,
         k_enc=k_enc,
         seeds=seeds,
         n_samples=3,
         batch_size=32,
         width=8,
-        dtype="float64",
-        n_test=64,
     )
     plain, fast = _both(cfg, mixture, 24)
     assert fast.fast_step is not None, fast.fast_step_off
@@ -122,14 +124,11 @@ def test_fast_path_on_flat_data_with_input_noise(reference_backend, objective, e
     ("objective", "seeds"), [("kl-m1", None), ("fd-m3", None), ("kl-m3", (0, 1, 2))]
 )
 def test_fast_path_equals_autograd_after_100_steps(reference_backend, mixture, objective, seeds):
-    cfg = TrainConfig(
+    cfg = _mixture64(
         objective=objective,
-        dataset="mixture",
         seeds=seeds,
         n_samples=3,
         batch_size=100,
-        dtype="float64",
-        n_test=64,
         dec_lr=3e-3,
         enc_lr=3e-3,
     )
@@ -218,14 +217,11 @@ def test_retain_freed_memory_applies_on_glibc():
 @pytest.mark.parametrize("objective", ["fd-m1", "kl-m3"])
 def test_fast_path_equals_the_fused_kernels_path(mixture, objective):
     """Against the plain path on vsm's fused ops (the Triton kernels under the interpreter)."""
-    cfg = TrainConfig(
+    cfg = _mixture64(
         objective=objective,
-        dataset="mixture",
         n_samples=2,
         batch_size=16,
         width=6,
-        dtype="float64",
-        n_test=64,
     )
     plain, fast = _both(cfg, mixture, 4)
     _assert_close(_params(plain), _params(fast))
@@ -235,15 +231,12 @@ def test_fast_path_equals_the_fused_kernels_path(mixture, objective):
 def test_compiled_fast_step_equals_uncompiled(reference_backend, mixture, objective, seeds):
     """TrainConfig.compile_step (torch.compile of the closed-form updates) trains the same model
     as the uncompiled fast path: float64 parameters after 20 iterations to 1e-10 relative."""
-    cfg = TrainConfig(
+    cfg = _mixture64(
         objective=objective,
-        dataset="mixture",
         seeds=seeds,
         n_samples=3,
         batch_size=32,
         width=8,
-        dtype="float64",
-        n_test=64,
     )
     from torch._dynamo.utils import counters  # dynamo's own tally of compiled frames
 
