@@ -22,6 +22,9 @@ Run from anywhere after `bash .ci/wheel`: `python .ci/check_wheel.py`. In order,
 The venvs use --system-site-packages so that torch and the other dependencies come from the
 running environment (CI installed them with `pip install ".[test]"`) instead of a second 3 GB
 download; pip installs with --no-index into the no-Rust venv, so nothing is fetched or built there.
+The artefact is installed with --no-deps --ignore-installed (it must land in the venv even when the
+running environment holds the same vsm version, as CI's does), and the smoke run checks that the
+dependencies the venv sees satisfy the artefact's own Requires-Dist.
 """
 
 from __future__ import annotations
@@ -213,6 +216,15 @@ import vsm, vsm._core
 for mod in (vsm, vsm._core):
     assert venv in Path(mod.__file__).resolve().parents, f"{mod.__name__} from {mod.__file__}"
 assert vsm.__version__ == version, (vsm.__version__, version)
+# the artefact went in with --no-deps: its dependencies must be met by what the venv sees
+from importlib.metadata import distribution, version as dist_version
+from packaging.requirements import Requirement
+for line in distribution("vsm").requires or []:
+    req = Requirement(line)
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        continue  # an extra, or another platform
+    found = dist_version(req.name)
+    assert req.specifier.contains(found, prereleases=True), f"{req} unmet: {req.name} {found}"
 backends = ["rust", "reference"]
 if sys.platform == "linux" and platform.machine() == "x86_64":  # triton is a dependency there
     assert importlib.util.find_spec("triton") is not None, "triton missing"
@@ -250,6 +262,13 @@ def readme_example() -> str:
     return README_PRELUDE + blocks[0] + README_POSTLUDE
 
 
+# The artefact itself goes into the venv even when the running environment already has this
+# vsm version (CI's `pip install ".[test]"` put it there: a plain install would answer
+# "already satisfied" and the smoke run would test that copy). Its dependencies come from the
+# running environment (--no-deps); the smoke run checks they satisfy the artefact's metadata.
+INTO_VENV = ("--disable-pip-version-check", "--no-deps", "--ignore-installed")
+
+
 def fresh_venv(where: Path) -> Path:
     """A venv without pip of its own (the running pip installs into it with --python) that sees
     the running environment's packages."""
@@ -263,7 +282,7 @@ def check_wheel_installs_without_rust(wheel: Path, version: str, tmp: Path) -> N
     work = tmp / "work"
     work.mkdir()
     pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-    run([*pip, "--no-index", "--disable-pip-version-check", str(wheel)], env=env, cwd=work)
+    run([*pip, *INTO_VENV, "--no-index", str(wheel)], env=env, cwd=work)
     py = str(venv / "bin" / "python")
     (work / "smoke.py").write_text(textwrap.dedent(SMOKE))
     print(run([py, "smoke.py", str(venv), version, "0"], env=env, cwd=work).stdout.strip())
@@ -286,7 +305,7 @@ def check_sdist_installs(sdist: Path, version: str, tmp: Path) -> None:
     work = tmp / "clean"
     work.mkdir()
     pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-    run([*pip, "--disable-pip-version-check", str(sdist)], env=env, cwd=work)
+    run([*pip, *INTO_VENV, str(sdist)], env=env, cwd=work)
     (work / "smoke.py").write_text(textwrap.dedent(SMOKE))
     py = str(venv / "bin" / "python")
     env["TRITON_INTERPRET"] = "1"
