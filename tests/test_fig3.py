@@ -325,6 +325,46 @@ def test_figure_from_the_committed_medium_results(tmp_path):
     assert (tmp_path / "fig3.png").stat().st_size > 10_000
 
 
+def test_partial_results_are_reported_with_partial(tmp_path, capsys):
+    """A sweep still running (``complete: false``) is refused by render/plot unless --partial;
+    with it, the claims of the settings recorded so far are judged, the others left out, and
+    the section says how many settings are in."""
+    import json
+
+    from vsm._errors import BadFileError
+
+    cfg = fig3.Fig3Config(datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1"))
+    runs = [r for r in _synthetic_runs() if r["objective"] in ("kl-elbo", "kl-m1")]
+    partial = {
+        "figure": "fig3",
+        "config": dataclasses.asdict(cfg),
+        "runs": runs,
+        "variants_run": ["vsm", "paper"],
+        "complete": False,
+        "seconds": 5.0,
+    }
+    src = tmp_path / "results.json"
+    src.write_text(json.dumps(partial))
+    with pytest.raises(BadFileError, match="--partial"):
+        fig3.main(["render", str(src)])
+    doc = tmp_path / "doc.md"
+    doc.write_text("# doc\n\n<!-- p:begin -->\nOLD\n<!-- p:end -->\n\n## after\n")
+    argv = ["render", str(src), "--partial", "--doc", str(doc), "--section", "p"]
+    assert fig3.main([*argv, "--figure", "figures/p.png", "--title", "Paper run"]) == 0
+    text = doc.read_text()
+    assert "OLD" not in text and text.endswith("## after\n") and "## Paper run" in text
+    # kl-elbo, kl-m1 at K_enc 1 and 10, both variants: 6 of the 10 settings of this config
+    assert "**Partial run: 6 of 10 settings recorded**" in text
+    assert "| elbo-m1 | mixture |" in text and "| k-enc | mixture |" in text
+    assert "| fd-m1 | mixture |" not in text  # fd-m1 not recorded: its claim is left out
+    assert "![Figure 3](figures/p.png)" in text
+    assert fig3.main(["plot", str(src), "--partial", "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    src.write_text(json.dumps({**partial, "runs": []}))
+    with pytest.raises(BadFileError, match="no setting recorded"):
+        fig3.main(["render", str(src), "--partial"])
+
+
 # ------------------------------------------------------------------------------ end to end
 
 

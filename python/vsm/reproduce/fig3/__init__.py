@@ -81,7 +81,7 @@ from .config import (
 )
 from .figure import plot
 from .markdown import BEGIN, END, main, markdown, splice
-from .report import Claim, judge, overall_verdicts, table
+from .report import Claim, judge, overall_verdicts, summarize, table
 from .sweep import check_config, run
 from .training import _Driver as _Driver
 from .training import _Series as _Series
@@ -105,6 +105,7 @@ __all__ = [
     "markdown",
     "optimiser_settings",
     "overall_verdicts",
+    "summarize",
     "plot",
     "run",
     "settings",

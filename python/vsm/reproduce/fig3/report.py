@@ -1,10 +1,12 @@
 """Figure 3's tables and claims: the per-setting :func:`table`, the paper's claims
-(:class:`Claim`, :func:`judge`) and their :func:`overall_verdicts`. The figure is in
+(:class:`Claim`, :func:`judge`), their :func:`overall_verdicts`, and :func:`summarize`, which
+adds all of them to a (complete or partial) ``results.json``. The figure is in
 :mod:`.figure`, the markdown section and ``python -m vsm.reproduce.fig3 render`` in
 :mod:`.markdown`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -198,4 +200,43 @@ def overall_verdicts(claim_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
         if rows:
             per = {r["dataset"]: {v: p["outcome"] for v, p in r["variants"].items()} for r in rows}
             out.append({"claim": cl.id, "text": cl.text, "verdict": C.overall(per)})
+    return out
+
+
+def config_of(results: dict[str, Any]) -> Fig3Config:
+    """The :class:`Fig3Config` recorded in a fig3 ``results.json`` (fields of a newer or older
+    vsm that this one lacks are ignored; JSON lists become tuples)."""
+    known = {f.name for f in dataclasses.fields(Fig3Config)}
+    rec = results.get("config", {})
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in rec.items() if k in known
+    }
+    return Fig3Config(**fields)
+
+
+def summarize(results: dict[str, Any], cfg: Fig3Config | None = None) -> dict[str, Any]:
+    """``results`` with the per-setting ``table``, the ``thresholds``, the ``claims`` and the
+    ``verdicts`` computed from its ``runs`` (and ``claims_continued``/``verdicts_continued``
+    when runs were continued), plus ``settings_recorded``/``settings_total``.
+
+    Also for a partial ``results.json`` (a sweep still running or interrupted): the claims whose
+    settings are not recorded yet are left out, and the others may still change as settings are
+    added (a claim row needs only its two settings, so it is final once both are recorded).
+    """
+    cfg = cfg or config_of(results)
+    runs = results["runs"]
+    out = dict(results)
+    out["table"] = table(runs, cfg)
+    out["thresholds"] = cfg.thresholds().as_dict()
+    out["claims"] = judge(runs, cfg)
+    out["verdicts"] = overall_verdicts(out["claims"])
+    if any("continued" in r for r in runs):  # the claims again after the continuation
+        later = [{**r, **r.get("continued", {})} for r in runs]
+        out["claims_continued"] = judge(later, cfg)
+        out["verdicts_continued"] = overall_verdicts(out["claims_continued"])
+    variants = results.get("variants_run", list(cfg.variants))
+    every = [st for st in settings(cfg) if st[0] in variants]
+    have = {(r["variant"], r["dataset"], r["objective"], r["k_enc"]) for r in runs}
+    out["settings_recorded"] = sum(st in have for st in every)
+    out["settings_total"] = len(every)
     return out

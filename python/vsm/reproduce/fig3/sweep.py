@@ -19,7 +19,7 @@ from ..executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_uni
 from .config import VARIANTS, Fig3Config, batched_seeds_available, settings, variants_available
 from .figure import plot
 from .markdown import markdown
-from .report import judge, overall_verdicts, table
+from .report import summarize
 from .training import train_setting
 
 # ------------------------------------------------------------------------------ the sweep
@@ -153,14 +153,7 @@ def run(
             r["seed"],
         )
     )
-    results["table"] = table(runs, cfg)
-    results["thresholds"] = cfg.thresholds().as_dict()
-    results["claims"] = judge(runs, cfg)
-    results["verdicts"] = overall_verdicts(results["claims"])
-    if any("continued" in r for r in runs):  # the claims again after the continuation
-        later = [{**r, **r.get("continued", {})} for r in runs]
-        results["claims_continued"] = judge(later, cfg)
-        results["verdicts_continued"] = overall_verdicts(results["claims_continued"])
+    results = summarize(results, cfg)
     results["complete"] = True
     plot(out / "fig3.png", results)
     results["seconds"] = seconds + timer.elapsed()
