@@ -246,3 +246,26 @@ def test_compiled_fast_step_equals_uncompiled(reference_backend, mixture, object
     assert compiled.fast_step is not None, compiled.fast_step_off
     assert counters["stats"]["unique_graphs"] >= graphs + 2  # both updates were compiled
     _assert_close(_params(eager), _params(compiled))
+
+
+def test_compile_failure_falls_back_to_the_uncompiled_step(reference_backend, mixture, monkeypatch):
+    """compile_step on a machine where torch.compile cannot work (e.g. no C++ compiler): one
+    warning, then the run trains exactly as uncompiled; an error of the step itself still
+    raises."""
+    import vsm.train.fast_step as fs
+
+    def broken_compile(fn, **kw):
+        def call(*args):
+            raise RuntimeError("inductor: no working C++ compiler found")
+
+        return call
+
+    monkeypatch.setattr(fs.torch, "compile", broken_compile)
+    cfg = _mixture64(objective="fd-m1", steps=6, compile_step=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        tr = _train(cfg, mixture, 6)
+    ref = _train(_mixture64(objective="fd-m1", steps=6), mixture, 6)
+    _assert_close(_params(tr), _params(ref), rtol=0.0)
+    step = fs._compiled(lambda x: x.reshape(7))  # a genuine error is not swallowed
+    with pytest.raises(RuntimeError, match="shape"):
+        step(torch.zeros(3))

@@ -313,6 +313,30 @@ def test_paper_preset_is_the_papers_run():
     tc = fig3.train_config("paper", "mixture", "kl-elbo", 1, (0,), p)
     assert (tc.enc_optimizer, tc.enc_lr, tc.dec_lr, tc.width) == ("adam", 1e-4, 1e-4, 30)
     assert fig3.Fig3Config.full().max_iters == 100_000  # --full stays "to convergence"
+    assert p.compile_step and tc.compile_step  # 10⁴ iterations amortise the compilation
+    assert not fig3.Fig3Config.medium().compile_step
+
+
+def test_resume_accepts_free_fields_and_refuses_others(tmp_path):
+    """--resume of a sweep whose results.json was made with other threads, workers or
+    compile_step (or before compile_step existed) goes on; another batch size is refused."""
+    import json
+
+    from vsm._errors import UsageError
+    from vsm.reproduce._common import previous_results, to_jsonable
+
+    p = fig3.Fig3Config.paper()
+    old = {k: v for k, v in to_jsonable(vars(p)).items() if k != "compile_step"}
+    old.update(workers=1, threads=2)
+    (tmp_path / "results.json").write_text(
+        json.dumps({"figure": "fig3", "config": old, "runs": []})
+    )
+    assert previous_results(tmp_path, "fig3", p, {"runs": list}) is not None
+    p.compile_step = False
+    assert previous_results(tmp_path, "fig3", p, {"runs": list}) is not None
+    p.batch_size = 500
+    with pytest.raises(UsageError, match="batch_size"):
+        previous_results(tmp_path, "fig3", p, {"runs": list})
 
 
 def test_figure_from_the_committed_medium_results(tmp_path):

@@ -193,8 +193,8 @@ def previous_results(
     """The ``results.json`` that an earlier run of ``figure`` left in ``out`` (for ``--resume``).
 
     None when there is none. Raises :class:`UsageError` (a ValueError) when it belongs to another
-    figure or was made with another configuration (``threads`` and ``workers`` may differ: they do not change the
-    numbers), and :class:`BadFileError` (a ValueError) when it is not a results file, or lacks
+    figure or was made with another configuration (``threads``, ``workers`` and ``compile_step`` may differ:
+    they change float rounding at most), and :class:`BadFileError` (a ValueError) when it is not a results file, or lacks
     one of ``parts`` (name -> type, e.g. ``{"runs": list}``). The file is never overwritten here.
     """
     path = out / "results.json"
@@ -211,7 +211,7 @@ def previous_results(
             raise BadFileError(
                 path, f"damaged {figure} results file ('config' is not an object)", arg="out"
             )
-        free = ("threads", "workers")
+        free = ("threads", "workers", "compile_step")
         defaults = (
             {
                 f.name: to_jsonable(f.default)

@@ -40,9 +40,13 @@ data; ψ_n = ∇_x log q(z_n|x)):
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +127,36 @@ def retain_freed_memory() -> bool:
     trim = mallopt(_M_TRIM_THRESHOLD, 1 << 30)
     mmap = mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     return bool(trim) and bool(mmap)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _compiled(fn: _F) -> _F:
+    """``torch.compile(fn)`` (one graph, static shapes) that falls back to ``fn`` itself, with a
+    warning, if compiling fails: e.g. no C++ compiler for inductor on this machine. An error that
+    ``fn`` raises uncompiled too is raised as it is."""
+    compiled = torch.compile(fn, dynamic=False, fullgraph=True)
+    use = [compiled]
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        try:
+            return use[0](*args)
+        except Exception as err:
+            if use[0] is fn:
+                raise
+            out = fn(*args)  # raises if the error is not the compiler's
+            use[0] = fn
+            warnings.warn(
+                f"compile_step: torch.compile failed ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); training uncompiled",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return out
+
+    return cast(_F, call)
 
 
 def _t(h: torch.Tensor) -> torch.Tensor:
@@ -248,12 +282,8 @@ class FastStep:
         assert enc is not None and dec is not None
         self.enc, self.dec = _MLP(enc), _MLP(dec)
         if compile_step:
-            self._inference_core = torch.compile(  # type: ignore[method-assign]
-                self._inference_core, dynamic=False, fullgraph=True
-            )
-            self._learning_core = torch.compile(  # type: ignore[method-assign]
-                self._learning_core, dynamic=False, fullgraph=True
-            )
+            self._inference_core = _compiled(self._inference_core)  # type: ignore[method-assign]
+            self._learning_core = _compiled(self._learning_core)  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ layout
 
