@@ -208,3 +208,44 @@ def test_ray_cluster_on_loopback_gives_the_local_numbers(tmp_path):
     before = {tuple(r[k] for k in key): r["is_nll"] for r in partial["runs"]}
     after = {tuple(r[k] for k in key): r["is_nll"] for r in final["runs"]}
     assert all(after[k] == v for k, v in before.items())
+
+
+def _training_like_unit(seconds: float) -> float:
+    """A unit that stops as a training run does on SIGTERM: vsm.train.stopping's deferred
+    handler, then TrainingInterrupted with its step and checkpoint (sent back pickled)."""
+    from vsm.train.stopping import TrainingInterrupted, catch_signals
+
+    with catch_signals(defer=True) as req:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+            if req.signum is not None:
+                raise TrainingInterrupted(req.signum, step=3, checkpoint="ckpt.pt")
+    return seconds
+
+
+def test_interrupting_training_units_leaves_no_worker_behind():
+    """Stopping a sweep whose running units are training runs: their TrainingInterrupted comes
+    back through the pool (it broke the pool before: it did not unpickle, the pool's thread
+    died on the cancelled futures and the workers were never told to exit, so `vsm reproduce`
+    hung at exit), and every worker process has exited when run_units returns."""
+    import pickle
+
+    from vsm.train.stopping import TrainingInterrupted
+
+    e = pickle.loads(pickle.dumps(TrainingInterrupted(15, step=3, checkpoint="c.pt")))
+    assert (e.signum, e.step, e.checkpoint, e.exit_code) == (15, 3, "c.pt", 143)
+    ex = X.LocalExecutor(2)
+    procs: list = []
+
+    def stop(unit, value):
+        procs.extend(ex._pool._processes.values())
+        raise KeyboardInterrupt
+
+    units = [X.Unit("fast", math.sqrt, (9.0,), cost=10.0)]
+    units += [X.Unit(f"train{i}", _training_like_unit, (60.0,), cost=1.0) for i in range(3)]
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        X.run_units(units, ex, on_done=stop, on_failed=lambda u, e: None)
+    assert time.perf_counter() - t0 < 30
+    assert procs and not any(p.is_alive() for p in procs)

@@ -194,9 +194,19 @@ class LocalExecutor(Executor):
         return self
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        procs = list(getattr(pool, "_processes", {}).values())
+        # the pool's own bookkeeping thread may be gone (a broken pool): then no worker gets
+        # its shutdown sentinel, and joining them would hang this process at exit
+        broken = bool(getattr(pool, "_broken", False))
+        pool.shutdown(wait=not broken, cancel_futures=True)
+        for proc in procs:
+            proc.join(timeout=5.0 if broken else CANCEL_GRACE_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
 
     def submit(self, unit: Unit) -> None:
         if self._pool is None:

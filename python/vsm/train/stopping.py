@@ -44,6 +44,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple[type[TrainingInterrupted], tuple[int, int | None, str | None]]:
+        # pickled with its own fields (a worker process sends it back to the sweep's process;
+        # the default would call TrainingInterrupted(message) and fail to unpickle)
+        return (type(self), (self.signum, self.step, self.checkpoint))
+
     @property
     def exit_code(self) -> int:
         """128 + the signal number (the shell's convention: 130 for SIGINT, 143 for SIGTERM)."""
