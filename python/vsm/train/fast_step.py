@@ -90,8 +90,6 @@ def unsupported(
     """Why the fast path cannot run this configuration (None: it can). ``model``: the model,
     or the replicas' template."""
     inference, learning = split_objective(objective)
-    if inference == "fae":
-        return "the Fisher autoencoder needs second derivatives of the networks"
     if k_bi > 0:
         return "the bi-level variant differentiates through unrolled encoder steps"
     if inference == "fd" and fd_reparam:
@@ -200,14 +198,19 @@ class _MLP:
         *,
         weights: bool,
         to_input: bool,
+        signals: list[torch.Tensor] | None = None,
     ) -> tuple[Params, torch.Tensor | None]:
         """Gradients of Σ dy·output (dy (…, M, out)): by parameter name (if ``weights``) and for
-        the input, (…, M, in) (if ``to_input``), from the forward pass's ``inputs``."""
+        the input, (…, M, in) (if ``to_input``), from the forward pass's ``inputs``. ``signals``,
+        if given, receives each layer's backward signal (the gradient at its output, after the
+        ReLU mask; feature-major (…, out, M)), first layer first, for :meth:`vjp_weight_grads`."""
         grads: Params = {}
         dyt = _t(dy)
         for i in range(len(self.layers) - 1, -1, -1):
             w, b, _ = self.layers[i]
             ht = inputs[i]
+            if signals is not None:
+                signals.insert(0, dyt)
             if weights:
                 grads[w] = dyt @ _t(ht)
                 grads[b] = dyt.sum(-1)
@@ -217,6 +220,31 @@ class _MLP:
             if i > 0:  # ht = relu(previous layer's output)
                 dyt = torch.ops.aten.threshold_backward(dyt, ht, 0)
         return grads, _t(dyt)
+
+    def jvp(
+        self, params: Params, inputs: list[torch.Tensor], t: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(J t (…, M, out), the tangent into each layer feature-major (…, in, M)) for tangents
+        t (…, M, in) at the inputs of :meth:`forward` (its ReLU patterns; biases do not enter)."""
+        tangents = []
+        tt = _t(t)
+        for i, (w, _, relu) in enumerate(self.layers):
+            tangents.append(tt)
+            tt = params[w] @ tt
+            if relu:  # the next layer's input is this layer's ReLU output
+                tt = torch.ops.aten.threshold_backward(tt, inputs[i + 1], 0)
+        return _t(tt), tangents
+
+    def vjp_weight_grads(
+        self, signals: list[torch.Tensor], tangents: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """∂(uᵀ J r)/∂W per weight name, the weight derivative of the VJP Jᵀu contracted with r
+        (at fixed ReLU patterns: the MLP is piecewise linear): u's backward ``signals`` of
+        :meth:`backward` times r's ``tangents`` of :meth:`jvp`, layer by layer. Biases do not
+        enter J."""
+        return {
+            w: s @ _t(t) for (w, _, _), s, t in zip(self.layers, signals, tangents, strict=True)
+        }
 
 
 def _sd_head(sd_head: str, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
@@ -233,6 +261,20 @@ def _sd_head(sd_head: str, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return 2.0 * log_softplus(raw), deriv
 
 
+def _sd_head_curvature(sd_head: str, raw: torch.Tensor) -> torch.Tensor | None:
+    """d² logvar / d raw² of the SD head (None where it is 0: "logvar", "logsd")."""
+    if sd_head != "softplus":
+        return None
+    low = raw < -30.0
+    safe = torch.where(low, torch.zeros_like(raw), raw)
+    sig = torch.sigmoid(safe)
+    big = safe > 20.0  # torch's softplus is the identity there
+    d1 = torch.where(big, torch.ones_like(raw), sig)
+    d2 = torch.where(big, torch.zeros_like(raw), sig * (1.0 - sig))
+    sp = F.softplus(safe)
+    return torch.where(low, torch.zeros_like(raw), 2.0 * (d2 / sp - (d1 / sp).pow(2)))
+
+
 def _col(t: torch.Tensor, k: int) -> torch.Tensor:
     """A per-replica (or 0-dim) tensor with k trailing axes of size 1, to broadcast."""
     return t.reshape(*t.shape, *([1] * k))
@@ -241,9 +283,24 @@ def _col(t: torch.Tensor, k: int) -> torch.Tensor:
 @dataclass
 class _Encoded:
     mu: torch.Tensor
+    raw: torch.Tensor  # the SD head's input
     logvar: torch.Tensor
     dlogvar_draw: torch.Tensor | float
     inputs: list[torch.Tensor]
+
+
+@dataclass
+class _Score:
+    """ψ = ∇_x log q(z|x) by the encoder's input-VJP Jᵀc, c = ∂ log q/∂(mu, raw), on M rows:
+    the N·B (sample, datum) pairs, sample-major, for the partial ψ, or the B data for the total
+    derivative (the same for every sample)."""
+
+    psi: torch.Tensor  # (…, M, D)
+    dlogvar: torch.Tensor  # ∂ log q/∂ logvar, (…, M, L) (c's raw half is this times d logvar/d raw)
+    inputs: list[torch.Tensor]  # the encoder's layer inputs for the M rows (their ReLU patterns)
+    signals: list[torch.Tensor]  # the VJP's backward signals (MLP.backward)
+    copies: int  # N, or 1 for the total derivative
+    partial: bool  # ψ at fixed z (c depends on z, mu and logvar), else the total derivative
 
 
 class FastStep:
@@ -312,7 +369,7 @@ class FastStep:
         h, inputs = self.enc.forward(params, xt)
         mu, raw = h[..., : self.latent], h[..., self.latent :]
         logvar, deriv = _sd_head(self.sd_head, raw)
-        return _Encoded(mu, logvar, deriv, inputs)
+        return _Encoded(mu, raw, logvar, deriv, inputs)
 
     def _decode(self, params: Params, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x_mean (…, N, B, D) and the decoder's layer inputs for z (…, N, B, L)."""
@@ -321,9 +378,13 @@ class FastStep:
         return out.reshape(*z.shape[:-1], out.shape[-1]), inputs
 
     def _decoder_input_grad(
-        self, params: Params, inputs: list[torch.Tensor], dxm: torch.Tensor
+        self,
+        params: Params,
+        inputs: list[torch.Tensor],
+        dxm: torch.Tensor,
+        signals: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Σ dxm·x_mean differentiated w.r.t. z, shaped like z."""
+        """Σ dxm·x_mean differentiated w.r.t. z, shaped like z (``signals``: _MLP.backward's)."""
         lead = dxm.shape[:-1]
         _, dz = self.dec.backward(
             params,
@@ -331,14 +392,32 @@ class FastStep:
             dxm.reshape(*dxm.shape[:-3], -1, dxm.shape[-1]),
             weights=False,
             to_input=True,
+            signals=signals,
         )
         assert dz is not None
         return dz.reshape(*lead, dz.shape[-1])
 
+    def _decoder_jvp(
+        self, params: Params, inputs: list[torch.Tensor], t: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(J_g t shaped like x_mean, the tangents of _MLP.jvp) for tangents t shaped like z."""
+        jt, tangents = self.dec.jvp(params, inputs, t.reshape(*t.shape[:-3], -1, t.shape[-1]))
+        return jt.reshape(*t.shape[:-1], jt.shape[-1]), tangents
+
     def _encoder_grads(
-        self, params: Params, e: _Encoded, dmu: torch.Tensor, dlogvar: torch.Tensor
+        self,
+        params: Params,
+        e: _Encoded,
+        dmu: torch.Tensor,
+        dlogvar: torch.Tensor,
+        draw: torch.Tensor | None = None,
     ) -> Params:
-        dh = torch.cat([dmu, dlogvar * e.dlogvar_draw], -1)
+        """The encoder's parameter gradients for the gradients w.r.t. mu and logvar (and
+        ``draw``, w.r.t. the SD head's input directly)."""
+        draw_total = dlogvar * e.dlogvar_draw
+        if draw is not None:
+            draw_total = draw_total + draw
+        dh = torch.cat([dmu, draw_total], -1)
         grads, _ = self.enc.backward(params, e.inputs, dh, weights=True, to_input=False)
         return grads
 
@@ -368,6 +447,8 @@ class FastStep:
         self, enc_p: Params, dec_p: Params, ls: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor
     ) -> tuple[torch.Tensor, Params]:
         """(loss, encoder gradients) of the inference update given the draws: pure tensor math."""
+        if self.inference_kind == "fae":
+            return self._fae_inference_core(enc_p, dec_p, ls, xt, eps)
         e = self._encode(enc_p, xt)
         mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
         sd = torch.exp(0.5 * lv3)
@@ -415,6 +496,8 @@ class FastStep:
     ) -> tuple[torch.Tensor, Params, torch.Tensor]:
         """(loss, decoder gradients, log σ²-gradient before the noise parametrisation's factor) of
         the learning update given the draws: pure tensor math."""
+        if self.learning_kind == "fae":
+            return self._fae_learning_core(enc_p, dec_p, ls, xt, eps)
         e = self._encode(enc_p, xt)
         mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
         z = mu3 + torch.exp(0.5 * lv3) * eps
@@ -466,32 +549,118 @@ class FastStep:
         return loss, grads, dls
 
     def _psi(self, enc_p: Params, xt: torch.Tensor, e: _Encoded, z: torch.Tensor) -> torch.Tensor:
-        """ψ (…, N, B, D) at the samples z: ∇_x log q(z_n|x) (the encoder's input-gradient; the
-        N copies of x share the forward pass ``e``), or the total derivative −½∇_x Σ logvar."""
-        if self.opt.m3_psi == "total":
-            dmu = torch.zeros_like(e.mu)
-            dlv = torch.full_like(e.logvar, -0.5)
-            n_copies = 1
-        else:
+        """ψ (…, N, B, D) at the samples z for the L_B learning step (``m3_psi``)."""
+        sc = self._x_score(enc_p, e, z, self.opt.m3_psi)
+        lead = xt.shape[:-2]
+        return sc.psi.reshape(*lead, sc.copies, *xt.shape[-2:]).expand(
+            *lead, self.n, *xt.shape[-2:]
+        )
+
+    def _x_score(self, enc_p: Params, e: _Encoded, z: torch.Tensor, derivative: str) -> _Score:
+        """ψ at the samples z: ∇_x log q(z_n|x) (the encoder's input-gradient; the N copies of x
+        share the forward pass ``e``), or the total derivative −½∇_x Σ logvar (:class:`_Score`)."""
+        partial = derivative != "total"
+        if partial:
             mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
             einv = torch.exp(-lv3)
             zc = z - mu3
             dmu = zc * einv  # ∂ log q / ∂ mu
             dlv = 0.5 * zc.pow(2) * einv - 0.5  # ∂ log q / ∂ logvar
-            n_copies = self.n
-        dh = torch.cat([dmu, dlv * e.dlogvar_draw], -1)
-        lead = xt.shape[:-2]
-        if n_copies > 1:  # (…, N, B, 2L) → (…, N·B, 2L) through B-row activations repeated N times
-            # (the first layer's input only enters weight gradients, which ψ does not need)
-            rest = [
-                h.unsqueeze(-2).expand(*h.shape[:-1], n_copies, h.shape[-1]) for h in e.inputs[1:]
-            ]
-            inputs = [e.inputs[0], *(h.reshape(*h.shape[:-3], h.shape[-3], -1) for h in rest)]
-            dh = dh.reshape(*lead, -1, dh.shape[-1])
         else:
-            inputs = e.inputs
-        _, dx = self.enc.backward(enc_p, inputs, dh, weights=False, to_input=True)
+            dmu = torch.zeros_like(e.mu)
+            dlv = torch.full_like(e.logvar, -0.5)
+        dh = torch.cat([dmu, dlv * e.dlogvar_draw], -1)
+        inputs = e.inputs
+        if partial:  # (…, N, B, 2L) → (…, N·B, 2L) through B-row activations repeated N times
+            dh = dh.reshape(*dh.shape[:-3], -1, dh.shape[-1])
+            dlv = dlv.reshape(*dh.shape[:-1], dlv.shape[-1])
+        if partial and self.n > 1:  # (the first layer's input only enters weight gradients,
+            # which ψ does not need)
+            rest = [h.unsqueeze(-2).expand(*h.shape[:-1], self.n, h.shape[-1]) for h in inputs[1:]]
+            inputs = [inputs[0], *(h.reshape(*h.shape[:-3], h.shape[-3], -1) for h in rest)]
+        signals: list[torch.Tensor] = []
+        _, dx = self.enc.backward(enc_p, inputs, dh, weights=False, to_input=True, signals=signals)
         assert dx is not None
-        return dx.reshape(*lead, self.n if n_copies > 1 else 1, xt.shape[-2], -1).expand(
-            *lead, self.n, *xt.shape[-2:]
+        return _Score(dx, dlv, inputs, signals, self.n if partial else 1, partial)
+
+    # ------------------------------------------------------------------ the Fisher autoencoder
+
+    def _fae_inference_core(
+        self, enc_p: Params, dec_p: Params, ls: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, Params]:
+        """(loss, encoder gradients) of the FAE encoder step (module docstring), z reparametrised."""
+        e = self._encode(enc_p, xt)
+        mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+        sd = torch.exp(0.5 * lv3)
+        z = mu3 + sd * eps
+        xm, dec_in = self._decode(dec_p, z)
+        inv = torch.exp(-_col(ls, 3))
+        b, nb = xt.shape[-2], self.n * xt.shape[-2]
+        f = (xm - xt.unsqueeze(-3)) * inv
+        einv, zc = torch.exp(-lv3), z - mu3
+        r = z - zc * einv + self._decoder_input_grad(dec_p, dec_in, f)  # PFD's residual
+        jr, _ = self._decoder_jvp(dec_p, dec_in, r)
+        # ∂/∂z of ½‖f‖² + ½‖r‖² (Gauss–Newton: the decoder's second derivative vanishes)
+        dz = ((1.0 - einv) * r + self._decoder_input_grad(dec_p, dec_in, (f + jr) * inv)) / nb
+        dmu = (r * einv).sum(-3) / nb
+        dlv = (r * zc * einv).sum(-3) / nb
+        # ½ mean ‖ψ‖², ψ = J_hᵀ c: c's derivative along w = J_h ψ, J_h's along (c, ψ)
+        sc = self._x_score(enc_p, e, z, self.opt.fae_encoder_psi)
+        psi_sq = sc.psi.pow(2).sum(-1).mean(-1)
+        w, tangents = self.enc.jvp(enc_p, sc.inputs, sc.psi / sc.psi.shape[-2])
+        extra = self.enc.vjp_weight_grads(sc.signals, tangents)
+        lead = (*w.shape[:-2], sc.copies, b)
+        w_mu = w[..., : self.latent].reshape(*lead, self.latent)
+        w_raw = w[..., self.latent :].reshape(*lead, self.latent)
+        if sc.partial:  # c depends on z, mu and logvar
+            d1 = e.dlogvar_draw
+            d1 = d1.unsqueeze(-3) if isinstance(d1, torch.Tensor) else d1
+            a_mu = einv * w_mu
+            a_raw = zc * einv * d1 * w_raw
+            dz = dz + a_mu + a_raw
+            dmu = dmu - (a_mu + a_raw).sum(-3)
+            dlv = dlv - (zc * (a_mu + 0.5 * a_raw)).sum(-3)
+        d2 = _sd_head_curvature(self.sd_head, e.raw)
+        draw = None
+        if d2 is not None:
+            draw = (sc.dlogvar.reshape(lead + (self.latent,)) * w_raw).sum(-3) * d2
+        dmu = dmu + dz.sum(-3)
+        dlv = dlv + (dz * (0.5 * sd) * eps).sum(-3)
+        grads = self._encoder_grads(enc_p, e, dmu, dlv, draw)
+        for k, g in extra.items():
+            grads[k] = grads[k] + g
+        quad = (f.pow(2).sum(-1) + r.pow(2).sum(-1)).mean(-2).mean(-1)
+        loss = 0.5 * (quad + psi_sq) - xt.shape[-1] * torch.exp(-ls)
+        return loss, grads
+
+    def _fae_learning_core(
+        self, enc_p: Params, dec_p: Params, ls: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, Params, torch.Tensor]:
+        """(loss, decoder gradients, log σ²-gradient) of the FAE decoder step, z detached."""
+        e = self._encode(enc_p, xt)
+        mu3, lv3 = e.mu.unsqueeze(-3), e.logvar.unsqueeze(-3)
+        z = mu3 + torch.exp(0.5 * lv3) * eps
+        xm, dec_in = self._decode(dec_p, z)
+        inv = torch.exp(-_col(ls, 3))
+        nb = self.n * xt.shape[-2]
+        f = (xm - xt.unsqueeze(-3)) * inv
+        signals: list[torch.Tensor] = []
+        r = z - (z - mu3) * torch.exp(-lv3) + self._decoder_input_grad(dec_p, dec_in, f, signals)
+        # ½‖r‖² varies with θ through rᵀ J_gᵀ f: f's variation along J_g r, J_g's along (f, r)
+        jr, tangents = self._decoder_jvp(dec_p, dec_in, r / nb)
+        dxm = (f / nb + jr) * inv
+        grads, _ = self.dec.backward(
+            dec_p,
+            dec_in,
+            dxm.reshape(*dxm.shape[:-3], -1, dxm.shape[-1]),
+            weights=True,
+            to_input=False,
         )
+        for k, g in self.dec.vjp_weight_grads(signals, tangents).items():
+            grads[k] = grads[k] + g
+        psi = self._x_score(enc_p, e, z, "partial").psi  # the decoder step's ψ (loss only)
+        trace = -xt.shape[-1] * torch.exp(-ls)
+        fsq = f.pow(2).sum(-1).mean(-2).mean(-1)
+        quad = 0.5 * (fsq + r.pow(2).sum(-1).mean(-2).mean(-1) + psi.pow(2).sum(-1).mean(-1))
+        dls = -fsq - (f * jr).sum((-3, -2, -1)) - trace
+        return quad + trace, grads, dls
