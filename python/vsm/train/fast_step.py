@@ -569,7 +569,10 @@ class FastStep:
         else:
             dmu = torch.zeros_like(e.mu)
             dlv = torch.full_like(e.logvar, -0.5)
-        dh = torch.cat([dmu, dlv * e.dlogvar_draw], -1)
+        d1 = e.dlogvar_draw  # (…, B, L) or a number
+        if partial and isinstance(d1, torch.Tensor):
+            d1 = d1.unsqueeze(-3)  # over the samples (not aligned with a replica axis)
+        dh = torch.cat([dmu, dlv * d1], -1)
         inputs = e.inputs
         if partial:  # (…, N, B, 2L) → (…, N·B, 2L) through B-row activations repeated N times
             dh = dh.reshape(*dh.shape[:-3], -1, dh.shape[-1])
