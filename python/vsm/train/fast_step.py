@@ -17,12 +17,19 @@ Covered: one model (:class:`~vsm.train.networks.OneModel`) and S stacked replica
 (:class:`~vsm.train.replicas.Replicas`, batched products over replicas), on any device; the
 inference steps "kl" (−ELBO, reparametrised) and "fd" (mean_n PFD with detached samples); the
 learning steps elbo, m1, m2 and m3 with both variants' estimators (minibatch or per-datum means,
-per-sample or summed cross term, partial or total ψ), every SD head and noise parametrisation;
-any K_enc, input noise η, dtype. Everything else runs the plain autograd path automatically
-(:func:`unsupported` names the reason): the Fisher autoencoder ("fae", whose gradients need the
-decoder's and the encoder's second derivatives), the bi-level variant (``k_bi > 0``),
-``fd_reparam=True``, data-parallel runs (torchrun), and models other than an MLP of ``nn.Linear``
-and ``nn.ReLU`` (the conv VAE).
+per-sample or summed cross term, partial or total ψ); both steps of the Fisher autoencoder
+("fae", partial or total ψ in the encoder step); every SD head and noise parametrisation; any
+K_enc, input noise η, dtype. Everything else runs the plain autograd path automatically
+(:func:`unsupported` names the reason): the bi-level variant (``k_bi > 0``), ``fd_reparam=True``,
+data-parallel runs (torchrun), and models other than an MLP of ``nn.Linear`` and ``nn.ReLU`` (the
+conv VAE).
+
+The FAE's gradients differentiate VJPs once more. A ReLU MLP is piecewise linear, so its second
+derivatives with respect to its input vanish almost everywhere (autograd's ReLU has the same
+zero second derivative), and what remains are products with the Jacobian at the forward pass's
+ReLU patterns: J t by forward tangents (:meth:`_MLP.jvp`), and the weight derivative of uᵀ J t,
+at layer l the backward signal of u times the tangent of t into it (:meth:`_MLP.vjp_weight_grads`;
+biases do not enter J).
 
 Formulas (f_n = (x_mean_n − x)/σ², e = e^{−logvar}, per datum, then the batch mean; N samples, B
 data; ψ_n = ∇_x log q(z_n|x)):
@@ -34,7 +41,20 @@ data; ψ_n = ∇_x log q(z_n|x)):
 - m1, m2, m3 (each ½‖·‖² or ‖·‖² term scales as σ⁻⁴, the cross term as σ⁻², the trace −D/σ²):
   ∂/∂x_mean_n = (f_n, 2f_n − f̄, f̄ + ψ_n)/(σ² N B) and ∂/∂log σ² = −2Q − C + D/σ² for the
   quadratic part Q, the cross part C (f̄ the per-datum or, for the minibatch estimator, the
-  per-minibatch mean of f).
+  per-minibatch mean of f);
+- fae, per sample ½‖f_n‖² − D/σ² + ½‖ψ_n‖² + ½‖r_n‖² with the PFD residual
+  r_n = z_n − (z_n − mu) e + J_gᵀ f_n and ψ_n = J_hᵀ c_n, the encoder h = (mu, raw)'s input-VJP of
+  c_n = ∂ log q(z_n|x)/∂h = (δ_n, λ_n logvar'), δ_n = (z_n − mu) e, λ_n = ½(z_n − mu)² e − ½ (ψ at
+  fixed z; the total derivative: δ = 0, λ = −½, one row per datum); everything below is divided
+  by N B (by B for ψ's terms with the total derivative). Decoder step (z detached): ∂/∂x_mean_n =
+  (f_n + J_g r_n)/σ² plus, for each weight, the product of f_n's backward signal and r_n's
+  tangent; ∂/∂log σ² = −‖f_n‖² − f_n·J_g r_n + D/σ². Encoder step (z_n = mu + e^{logvar/2} ε_n),
+  with (a_n, b_n) = J_h ψ_n split into its mu and raw halves, k_n = δ_n logvar' b_n:
+  ∂/∂z_n = (1 − e) r_n + J_gᵀ(f_n + J_g r_n)/σ² + e a_n + k_n, then as for −ELBO through z_n, and
+  directly ∂/∂mu = r_n e − e a_n − k_n, ∂/∂logvar = (z_n − mu)(r_n e − e a_n − ½ k_n),
+  ∂/∂raw = λ_n logvar'' b_n (softplus head only), plus for each encoder weight the product of
+  c_n's backward signal and ψ_n's tangent; the a_n and k_n terms only for ψ at fixed z (the
+  total derivative's c does not depend on z, mu or logvar).
 """
 
 from __future__ import annotations
