@@ -122,6 +122,7 @@ def _one_update(nets: Networks, x: torch.Tensor, which: str, fast: FastStep | No
 
 
 @pytest.mark.parametrize("which", ["inference", "learning"])
+@pytest.mark.parametrize("n", [1, 3], ids=["N1", "N3"])
 @pytest.mark.parametrize("stacked", [False, True], ids=["one", "stacked3"])
 @pytest.mark.parametrize(
     ("sd_head", "noise_param", "psi"),
@@ -133,11 +134,11 @@ def _one_update(nets: Networks, x: torch.Tensor, which: str, fast: FastStep | No
     ],
 )
 def test_fae_update_gradients_equal_autograd(
-    reference_backend, which, stacked, sd_head, noise_param, psi
+    reference_backend, which, n, stacked, sd_head, noise_param, psi
 ):
     """One FAE update's loss and gradients, closed form against autograd (float64), at weights
-    far from the initialisation so that every term (ψ's included) matters; 3 replicas with
-    N = 3 samples, so that a replica axis mistaken for the sample axis would broadcast."""
+    far from the initialisation so that every term (ψ's included) matters; N = 1 and 3 samples
+    (3 replicas with N = 3: a replica axis mistaken for the sample axis would broadcast)."""
     torch.manual_seed(0)
     models = [
         MLPVAE((5,), 3, 7, noise_param=noise_param, sd_head=sd_head).double() for _ in range(3)
@@ -147,7 +148,7 @@ def test_fae_update_gradients_equal_autograd(
             for p in m.parameters():
                 p.add_(0.3 * torch.randn_like(p))
     opt = VariantOptions(fae_encoder_psi=psi, sd_head=sd_head, noise_param=noise_param)
-    kw = {"n_samples": 3, "eta": 0.1, "options": opt}
+    kw = {"n_samples": n, "eta": 0.1, "options": opt}
     nets: Networks = OneModel(models[0])
     x = torch.randn(3, 4, 5, dtype=torch.float64)
     if stacked:
