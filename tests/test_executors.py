@@ -60,6 +60,45 @@ def test_local_executor_reports_results_and_failures(workers):
     assert failed == {"sqrt-1": "ValueError: math domain error"}
 
 
+def test_units_run_by_priority_then_most_expensive_first():
+    units = [
+        X.Unit(k, math.sqrt, (1.0,), cost=c, priority=pr)
+        for k, c, pr in (("cheap", 1.0, 0), ("dear", 9.0, 0), ("base", 0.5, 1), ("mid", 5.0, 0))
+    ]
+    order: list[str] = []
+    X.run_units(
+        units,
+        X.LocalExecutor(1),
+        on_done=lambda u, v: order.append(u.key),
+        on_failed=lambda u, e: None,
+    )
+    assert order == ["base", "dear", "mid", "cheap"]
+
+
+def test_fig3_runs_the_elbo_baselines_first(tmp_path, monkeypatch):
+    """Every claim compares against kl-elbo: a partial paper-length sweep can be judged as it
+    goes only if the baselines are recorded first."""
+    from vsm.reproduce import fig3
+    from vsm.reproduce.fig3 import sweep
+
+    seen: list[X.Unit] = []
+
+    class Captured(Exception):
+        pass
+
+    def fake_run_units(units, executor, **kw):
+        seen.extend(sorted(units, key=lambda u: (-u.priority, -u.cost)))
+        raise Captured
+
+    monkeypatch.setattr(sweep, "run_units", fake_run_units)
+    cfg = fig3.Fig3Config.paper()
+    with pytest.raises(Captured):
+        sweep.run(tmp_path, cfg)
+    keys = [u.key for u in seen]
+    assert len(keys) == 60 and all("kl-elbo" in k for k in keys[:4])
+    assert not any("kl-elbo" in k for k in keys[4:])
+
+
 def test_run_units_rejects_duplicate_keys_and_bad_executors():
     with pytest.raises(ValueError, match="^units: keys must be unique"):
         _collect(

@@ -12,9 +12,9 @@ function, its arguments and its CPU threads) and hands them to :func:`run_units`
   new local Ray instance bound to 127.0.0.1. Ray is imported only here, and only when used
   (``pip install "vsm[ray]"``).
 
-:func:`run_units` submits every unit (the most expensive first), hands each result to the
-figure as it arrives (``on_done``, where the figure rewrites its ``results.json``; a unit that
-raised goes to ``on_failed`` with its error and the others go on), shows a progress bar of units
+:func:`run_units` submits every unit (by priority, then the most expensive first), hands each
+result to the figure as it arrives (``on_done``, where the figure rewrites its ``results.json``;
+a unit that raised goes to ``on_failed`` with its error and the others go on), shows a progress bar of units
 done / running / queued with an ETA, and on SIGINT/SIGTERM (:class:`KeyboardInterrupt`, e.g.
 :class:`vsm.train.TrainingInterrupted`) cancels the outstanding units, hands over those that
 finished meanwhile, and re-raises. The numbers do not depend on the executor: a unit is the same
@@ -49,7 +49,8 @@ class Unit:
 
     ``fn`` must be a module-level function of an importable module (it is pickled by reference
     to reach a worker process or a Ray node); ``key`` names the unit in ``results.json``;
-    ``cost`` is a rough relative cost (larger ones are submitted first).
+    ``cost`` is a rough relative cost; units are submitted by ``priority`` (higher first), then
+    the most expensive first.
     """
 
     key: str
@@ -57,6 +58,7 @@ class Unit:
     args: tuple[Any, ...] = ()
     threads: int = 1
     cost: float = 1.0
+    priority: int = 0
 
 
 def call_unit(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> Any:
@@ -454,7 +456,7 @@ def run_units(
     if not units:
         return
     with executor:
-        for u in sorted(units, key=lambda u: -u.cost):
+        for u in sorted(units, key=lambda u: (-u.priority, -u.cost)):
             executor.submit(u)
         bar = tqdm(
             total=len(units),
