@@ -77,6 +77,13 @@ def markdown(
             f"{cfg['batch_size']}; N = {cfg['n_samples']} (vsm) / {cfg['paper_n_samples']} (paper)."
         ),
         (
+            f"- Training: exactly {cfg['max_iters']} iterations; convergence (σ² relative change ≤ "
+            f"{cfg['tol_sigma2']:g} and decoder-loss change ≤ {cfg['tol_loss']:g}·max(|loss|, 1) + "
+            f"2 s.e. over the last {100 * cfg['window']:g} % of iterations) is reported, not used "
+            f"to stop. {conv} of {len(runs)} runs had converged, {div} diverged."
+        )
+        if cfg["min_iters"] >= cfg["max_iters"]
+        else (
             f"- Training: until converged (σ² relative change ≤ {cfg['tol_sigma2']:g} and decoder-loss "
             f"change ≤ {cfg['tol_loss']:g}·max(|loss|, 1) + 2 s.e. over the last "
             f"{100 * cfg['window']:g} % of iterations; checked every {cfg['check_every']} iterations "
