@@ -202,6 +202,26 @@ def test_images_epochs_and_posterior_sd_shares(tmp_path):
     assert shares == {"sd_share_low": 0.0, "sd_share_high": 1.0}
 
 
+def test_images_sigma2_reach_says_when_a_run_is_too_short(tmp_path, capsys):
+    """Adam moves log σ² by about lr per decoder update: the paper's 1000 epochs on the 1497
+    offline digits (14 000 minibatches, 2 800 decoder updates) reach 0.28, the paper's MNIST run
+    (600 000 minibatches) 12; a run that cannot take σ² down 100× prints a note."""
+    from vsm.reproduce import images
+
+    full = images.ImagesConfig.full()
+    assert images.sigma2_reach(full) == pytest.approx(1e-4 * (1000 * 14 // 5), rel=1e-9)
+    assert images.sigma2_reach(full, train_size=60_000) == pytest.approx(12.0)
+    full.variant = "paper"  # its decoder parameter is log σ: log σ² moves twice as far
+    assert images.sigma2_reach(full) == pytest.approx(0.56)
+    full.dataset = "mnist"  # epochs of a data set of unknown size: not judged
+    assert images.sigma2_reach(full) is None
+    long = images.ImagesConfig(steps=250_000, k_enc=5, lr=1e-4)
+    assert images.sigma2_reach(long) == pytest.approx(5.0)
+    cfg = _tiny_images_config(objectives=("kl-m1",), steps=2, eval_every=2, latent_dim=3)
+    images.run(tmp_path, cfg)
+    assert "too few iterations for the paper's image claims" in capsys.readouterr().err
+
+
 def test_main_cli_fig1(tmp_path, capsys):
     from vsm.reproduce import main
 

@@ -24,6 +24,18 @@ All eight objectives: ≈ 18.5 s per iteration, ≈ 72 h at 1 loaded thread; on 
 machine (about 2× for a whole core, ×1.7 for the second thread) ≈ 20 h, of which FAE is half.
 ``--set objectives=kl-elbo,kl-m1,fae`` (the SD-histogram and FAE claims) ≈ 11 h there, and
 ``--set epochs=100`` divides any of these by 10.
+
+On the digits, though, the paper's epoch count is not the paper's run: 1000 epochs of 1497
+images are 14 000 minibatches, where the paper's 1000 MNIST epochs are 600 000. Adam moves
+log σ² by about ``lr`` per decoder update, so 2 800 updates at 1e-4 leave σ² above 0.75 of its
+start (:func:`sigma2_reach`; :func:`run` prints a note for such runs), and the image claims,
+which need a decoder with a small σ², cannot show. Measured 2026-12-07 with ``--full --set
+objectives=kl-elbo,kl-m1,fae --set epochs=40 --set eval_every=140 --threads 1`` (560
+minibatches, 52 min on one core of the 2-core machine: 1.26, 0.95 and 3.25 s per iteration
+with evaluations): σ² 0.9885 for all three (the Adam bound, 0.9889), every posterior SD above
+0.8, kl-elbo and kl-m1 equal to 0.02 nats (−ELBO 972), FAE +3.7 nats with 5× the latent MMD².
+The paper's length is ``--set steps=600000 --set epochs=0`` (at those rates ≈ 9 days of one
+core for kl-elbo, 23 for fae), or MNIST itself (``--set dataset=mnist --set data_dir=DIR``).
 """
 
 from __future__ import annotations
@@ -159,6 +171,16 @@ def run(
     cfg = config or ImagesConfig.quick()
     out = prepare_out(out)
     timer = Timer()
+    reach = sigma2_reach(cfg)
+    if reach is not None and reach < SIGMA2_REACH_MIN:
+        print(
+            f"images: note: {reach / cfg.lr:.0f} decoder updates at Adam {cfg.lr:g} can move "
+            f"log σ² by at most ≈ {reach:.2f} (Adam's steps are ≈ lr), so σ² stays ≥ "
+            f"{math.exp(-reach):.2f} of its start: too few iterations for the paper's image "
+            "claims, which need a small σ² (the paper's 1000 MNIST epochs are 600 000 "
+            "minibatches; see vsm.reproduce.images.sigma2_reach)",
+            file=sys.stderr,
+        )
     prev = previous_results(out, "images", cfg, {"objectives": dict}) if resume else None
     per: dict[str, Any] = dict(prev["objectives"]) if prev else {}
     seconds = float(prev.get("seconds", 0.0)) if prev else 0.0
@@ -219,6 +241,32 @@ def run(
     return results
 
 
+SIGMA2_REACH_MIN = math.log(100.0)
+"""The smallest reach of log σ² (:func:`sigma2_reach`) at which a run can take σ² down by 100×
+from its start; below it :func:`run` prints a note."""
+
+
+def sigma2_reach(cfg: ImagesConfig, train_size: int = 1497) -> float | None:
+    """How far Adam can move log σ² in the run: ``lr`` × decoder updates (Adam's steps are about
+    ``lr`` each, whatever the gradient's size; ×2 for the paper variant's log σ parameter).
+
+    The paper's image runs (1000 epochs of MNIST, batch 100, K_enc = 5) make 120 000 decoder
+    updates: log σ² can move by up to 12 (24) at Adam 1e-4. On the offline digits (1497
+    training images, ``train_size``), 1000 epochs are 14 000 minibatches, 2 800 decoder
+    updates: at most 0.28, so σ² stays above 0.75 of its start and the image claims (posterior
+    SDs at 0/1 need a decoder that explains the data with a small σ²) cannot show at any
+    epoch count the paper used. None when the run length is set in steps for another data set
+    (the caller knows its size)."""
+    if cfg.epochs > 0:
+        if cfg.dataset != "digits":
+            return None
+        steps = cfg.epochs * (train_size // cfg.batch_size)  # whole minibatches per epoch
+    else:
+        steps = cfg.steps
+    scale = 2.0 if cfg.variant == "paper" else 1.0
+    return scale * cfg.lr * (steps // max(cfg.k_enc, 1))
+
+
 def sd_shares(run: dict[str, Any], low: float = 0.2, high: float = 0.8) -> dict[str, float]:
     """Shares of posterior SDs (all test images and latent dims) below ``low`` and above
     ``high``: the paper's image claim is that under kl-m1 (and the ELBO) they concentrate near 0
@@ -263,11 +311,15 @@ def _plot_hist(path: Path, cfg: ImagesConfig, per: dict[str, Any]) -> None:
         2, math.ceil(n / 2), figsize=(3.2 * math.ceil(n / 2), 5.5), squeeze=False
     )
     # a 2 × ⌈n/2⌉ grid: one panel is left over when n is odd
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
     for ax, obj in zip(axes.ravel(), cfg.objectives, strict=False):
         h, b = per[obj]["sd_hist"], per[obj]["sd_bins"]
         if h:
             ax.bar(np.asarray(b[:-1]), h, width=np.diff(b), align="edge", color="tab:blue")
-        ax.set_title(obj, fontsize=9)
+        sh = sd_shares(per[obj])
+        title = f"{obj}: {100 * sh['sd_share_low']:.0f} % < 0.2, {100 * sh['sd_share_high']:.0f} % > 0.8"
+        ax.set_title(title if h else obj, fontsize=9)
         ax.set_xlabel("posterior SD", fontsize=8)
     fig.suptitle("posterior SDs, all latent dims and test images", fontsize=9)
     fig.tight_layout()
@@ -280,6 +332,8 @@ def _plot_samples(path: Path, cfg: ImagesConfig, samples: dict[str, np.ndarray])
         2, math.ceil(n / 2), figsize=(2.6 * math.ceil(n / 2), 6.4), squeeze=False
     )
     # a 2 × ⌈n/2⌉ grid: one panel is left over when n is odd
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
     for ax, obj in zip(axes.ravel(), cfg.objectives, strict=False):
         s = samples[obj]
         grid = s.reshape(4, 4, 32, 32).transpose(0, 2, 1, 3).reshape(128, 128)
