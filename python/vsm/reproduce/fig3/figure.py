@@ -162,8 +162,11 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     iters = sorted({int(r["iterations"]) for r in runs})
     its = f"{iters[0]}" if len(iters) == 1 else f"{iters[0]}–{iters[-1]}"
+    head = f"{its} iterations, {n_seeds} seeds"
+    if "settings_total" in results and not results.get("complete", True):
+        head += f"; partial: {results['settings_recorded']} of {results['settings_total']} settings"
     fig.suptitle(
-        f"Figure 3 ({its} iterations, {n_seeds} seeds): test NLL minus the ELBO's on the same seed "
+        f"Figure 3 ({head}): test NLL minus the ELBO's on the same seed "
         f"(mean, {int(100 * level)} % paired-t interval), σ² and active latent dims (mean ± s.e.)",
         fontsize=10,
     )
