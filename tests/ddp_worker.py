@@ -7,11 +7,14 @@ rank's final parameters, the losses it logged, the minibatch indices it drew and
 wrappers' class names to ``<out>/rank<r>.pt`` for the test to compare.
 
 Usage: ``python -m torch.distributed.run --nproc_per_node=2 --standalone tests/ddp_worker.py OUT
-OBJECTIVE STEPS K_BI [--fit] [--resume CKPT] [--save CKPT] [--nan-rank R --nan-step S]``.
+OBJECTIVE STEPS K_BI [--fit] [--resume CKPT] [--save CKPT] [--nan-rank R --nan-step S]
+[--no-fast-step] [--float64]``.
 ``--fit`` trains with :meth:`vsm.Trainer.run` (evaluation, checkpoint, metrics and plot files).
 ``--resume`` continues from a checkpoint (every rank loads it); ``--save`` writes one at the end
 (a collective: every rank calls it); ``--nan-*`` feeds rank R a NaN minibatch at iteration S, and
 the worker records the :class:`vsm.train.TrainingDiverged` message it got instead of failing.
+``--no-fast-step`` trains on the autograd path (DDP's reducer) instead of the closed-form fast
+path (gradients averaged by the trainer); ``--float64`` trains in float64.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def main() -> None:
     ap.add_argument("--fit", action="store_true", help="use Trainer.run() (files, eval)")
     ap.add_argument("--nan-rank", type=int, default=-1)
     ap.add_argument("--nan-step", type=int, default=-1)
+    ap.add_argument("--no-fast-step", action="store_true")
+    ap.add_argument("--float64", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
     rank = int(os.environ["RANK"])
@@ -64,6 +69,8 @@ def main() -> None:
         n_test=64,
         k_bi=a.k_bi,
         log_every=1,
+        fast_step=not a.no_fast_step,
+        dtype="float64" if a.float64 else "float32",
     )
     kw = {"data": data, "out_dir": os.path.join(a.out, "run"), "progress": False}
     if a.resume:
@@ -91,6 +98,7 @@ def main() -> None:
         "drawn": drawn,
         "wrappers": [type(trainer._enc_objective).__name__, type(trainer._dec_objective).__name__],
         "diverged": diverged,
+        "fast_step_off": trainer.fast_step_off,
     }
     torch.save(state, os.path.join(a.out, f"rank{trainer.rank}.pt"))
     trainer.close()  # barrier, then the group destroyed and freed while Python is alive

@@ -8,7 +8,9 @@ unless the caller already did, and each parameter group's objective runs through
 decoder group are each held by a small module whose forward evaluates that group's loss, DDP wraps
 it (broadcasting rank 0's initial parameters) and ``loss.backward(inputs=group)`` lets DDP's
 reducer average the group's gradients over the ranks, bucketed and overlapped with the backward
-pass.
+pass. The closed-form fast path (:mod:`vsm.train.fast_step`) has no backward pass: its gradients
+are averaged by one ``all_reduce`` of a flat buffer per update (:func:`average_grads_`), and the
+DDP wrappers then only broadcast rank 0's initial parameters.
 
 Rank r trains on minibatch ``P·step + r`` (disjoint batches; an epoch has 1/P as many
 iterations) with its own noise stream (:func:`reseed_rank`), so all ranks keep identical
@@ -47,6 +49,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
     "average_",
+    "average_grads_",
     "gather_objects",
     "init_distributed",
     "reduce_stats",
@@ -168,6 +171,24 @@ def average_(params: list[torch.Tensor], world_size: int) -> None:
         for p in params:
             dist.all_reduce(p)
             p /= world_size
+
+
+def average_grads_(params: list[nn.Parameter], world_size: int) -> None:
+    """Replace each parameter's ``.grad`` by its mean over the ranks, in one ``all_reduce`` of a
+    flat buffer (the closed-form fast path's counterpart of DDP's reducer; a missing gradient
+    counts as zero and stays missing only if it is missing on every rank)."""
+    if world_size == 1 or not params:
+        return
+    with torch.no_grad():
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world_size
+        offset = 0
+        for p, g in zip(params, grads, strict=True):
+            n = g.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone()
+            offset += n
 
 
 def gather_objects(obj: Any, world_size: int) -> list[Any] | None:

@@ -19,10 +19,11 @@ inference steps "kl" (−ELBO, reparametrised) and "fd" (mean_n PFD with detache
 learning steps elbo, m1, m2 and m3 with both variants' estimators (minibatch or per-datum means,
 per-sample or summed cross term, partial or total ψ); both steps of the Fisher autoencoder
 ("fae", partial or total ψ in the encoder step); every SD head and noise parametrisation; any
-K_enc, input noise η, dtype. Everything else runs the plain autograd path automatically
-(:func:`unsupported` names the reason): the bi-level variant (``k_bi > 0``), ``fd_reparam=True``,
-data-parallel runs (torchrun), and models other than an MLP of ``nn.Linear`` and ``nn.ReLU`` (the
-conv VAE).
+K_enc, input noise η, dtype; data-parallel runs (torchrun: the trainer averages the closed-form
+gradients over the ranks, :func:`vsm.train.distributed.average_grads_`). Everything else runs the
+plain autograd path automatically (:func:`unsupported` names the reason): the bi-level variant
+(``k_bi > 0``), ``fd_reparam=True``, and models other than an MLP of ``nn.Linear`` and
+``nn.ReLU`` (the conv VAE).
 
 The FAE's gradients differentiate VJPs once more. A ReLU MLP is piecewise linear, so its second
 derivatives with respect to its input vanish almost everywhere (autograd's ReLU has the same
@@ -108,14 +109,13 @@ def unsupported(
     objective: str, *, k_bi: int, fd_reparam: bool, world_size: int, model: GaussianVAE
 ) -> str | None:
     """Why the fast path cannot run this configuration (None: it can). ``model``: the model,
-    or the replicas' template."""
+    or the replicas' template. ``world_size`` is accepted for callers and no longer decides
+    anything: data-parallel runs take the fast path too."""
     inference, learning = split_objective(objective)
     if k_bi > 0:
         return "the bi-level variant differentiates through unrolled encoder steps"
     if inference == "fd" and fd_reparam:
         return "fd_reparam=True needs the decoder VJP's derivative"
-    if world_size > 1:
-        return "data-parallel runs (torchrun) average gradients through DDP's autograd hooks"
     if _layers(model.encoder) is None or _layers(model.decoder) is None:
         return "the model is not an MLP of nn.Linear and nn.ReLU layers"
     return None

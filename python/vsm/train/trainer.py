@@ -224,8 +224,11 @@ class Trainer:
         if self.fast_step is not None:
             nets = self._networks()
             if which == "inference":
-                return self.fast_step.inference(nets, x)
-            return self.fast_step.learning(nets, x)
+                loss = self.fast_step.inference(nets, x)
+            else:
+                loss = self.fast_step.learning(nets, x)
+            D.average_grads_(params, self.world_size)  # data-parallel: the ranks' mean
+            return loss
         loss = objective(x)
         A.group_backward(loss if loss.dim() == 0 else loss.sum(), params)
         return loss
