@@ -113,9 +113,11 @@ def run(
         nll = [float(r["is_nll"]) for r in recs if not r["diverged"]]
         conv = sum(bool(r["converged"]) for r in recs)
         shown = f"{np.mean(nll):.4g}" if nll else "diverged"
+        div = sum(bool(r["diverged"]) for r in recs)
+        iters = max(int(r["iterations"]) for r in recs)  # a diverged seed stopped earlier
         log(
             f"fig3: {st[1]} {st[2]} K_enc={st[3]} [{st[0]}]: NLL={shown} "
-            f"converged {conv}/{len(recs)} after {recs[0]['iterations']} iterations"
+            f"converged {conv}/{len(recs)}, diverged {div}/{len(recs)} after {iters} iterations"
         )
 
     if not resume:
