@@ -277,9 +277,11 @@ def test_resumed_fast_run_equals_uninterrupted(reference_backend, mixture, tmp_p
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("objective", ["kl-m1", "fae"])
-def test_float32_fast_path_agrees_to_rounding(reference_backend, mixture, objective):
-    cfg = TrainConfig(objective=objective, dataset="mixture", batch_size=100, n_test=64)
+@pytest.mark.parametrize(
+    ("objective", "extra"), [("kl-m1", {}), ("fae", {}), ("fd-m1", {"fd_reparam": True})]
+)
+def test_float32_fast_path_agrees_to_rounding(reference_backend, mixture, objective, extra):
+    cfg = TrainConfig(objective=objective, dataset="mixture", batch_size=100, n_test=64, **extra)
     plain, fast = _both(cfg, mixture, 50)
     _assert_close(_params(plain), _params(fast), rtol=1e-4)
 
