@@ -112,9 +112,10 @@ def unsupported(
     objective: str, *, k_bi: int, fd_reparam: bool, world_size: int, model: GaussianVAE
 ) -> str | None:
     """Why the fast path cannot run this configuration (None: it can). ``model``: the model,
-    or the replicas' template. ``world_size`` is accepted for callers and no longer decides
-    anything: data-parallel runs take the fast path too."""
-    inference, learning = split_objective(objective)
+    or the replicas' template. ``world_size`` and ``fd_reparam`` are accepted for callers and no
+    longer decide anything: data-parallel runs and reparametrised FD samples take the fast path
+    too. An unknown ``objective`` raises ValueError."""
+    split_objective(objective)
     if k_bi > 0:
         return "the bi-level variant differentiates through unrolled encoder steps"
     if _layers(model.encoder) is None or _layers(model.decoder) is None:
