@@ -17,6 +17,7 @@ Run from the repository root (with vsm installed)::
     python benches/bench_train_step.py --rows mixture:30:kl-m1 --seeds 10 --json out.json
     python benches/bench_train_step.py --rows mnist784:100:fd-m1   # the MNIST-size MLP
     python benches/bench_train_step.py --rows mixture:30:kl-m1 --compiled  # + compile_step
+    python benches/bench_train_step.py --rows mixture:30:fd-m1 --fd-reparam  # reparametrised FD
 
 A row is ``dataset:width:objective[:k_enc]``; the data set ``mnist784`` is synthetic
 784-dimensional data in [0, 1] with the MNIST-size MLP's batch 100, N = 5, L = 8 (the 2-D rows:
@@ -121,14 +122,21 @@ def _data(ds: str) -> Dataset:
 
 
 def bench_row(
-    row: str, chunk: int, rounds: int, seeds: int, compiled: bool = False
+    row: str,
+    chunk: int,
+    rounds: int,
+    seeds: int,
+    compiled: bool = False,
+    fd_reparam: bool = False,
 ) -> dict[str, Any]:
+    """Times of one row; ``fd_reparam``: TrainConfig.fd_reparam (no hand-written step then)."""
     ds, w, obj, k = (row + ":1").split(":")[:4]
     width, k_enc = int(w), int(k)
     data = _data(ds)
     sh = _shape(ds)
     steps: dict[str, Callable[[], Any]] = {}
-    if obj in HAND:
+    extra: dict[str, Any] = {"fd_reparam": True} if fd_reparam else {}
+    if obj in HAND and not fd_reparam:
         steps["hand"] = make_step(
             obj,
             lambda s: data.batch(s, sh["batch_size"], 0).float(),
@@ -140,14 +148,16 @@ def bench_row(
         )
     trainers = {}
     for name, fast in (("plain", False), ("fast", True)):
-        trainers[name] = make_trainer(_config(ds, width, obj, k_enc, fast_step=fast), data=data)
+        trainers[name] = make_trainer(
+            _config(ds, width, obj, k_enc, fast_step=fast, **extra), data=data
+        )
         steps[name] = trainers[name].train_step
     # FLOPs of K_enc iterations (one decoder update), per iteration
     flops = {k: sum(_flops(f) for _ in range(k_enc)) / k_enc for k, f in steps.items()}
     compile_s = None
     if compiled:  # TrainConfig.compile_step: the first call compiles (timed), then as the others
         trainers["compiled"] = make_trainer(
-            _config(ds, width, obj, k_enc, compile_step=True), data=data
+            _config(ds, width, obj, k_enc, compile_step=True, **extra), data=data
         )
         steps["compiled"] = trainers["compiled"].train_step
         t0 = time.perf_counter()
@@ -165,9 +175,9 @@ def bench_row(
         "fast_step_off": trainers["fast"].fast_step_off,
     }
     if seeds > 1:
-        batched = make_trainer(_config(ds, width, obj, k_enc, seeds=tuple(range(seeds))))
+        batched = make_trainer(_config(ds, width, obj, k_enc, seeds=tuple(range(seeds)), **extra))
         plain_b = make_trainer(
-            _config(ds, width, obj, k_enc, seeds=tuple(range(seeds)), fast_step=False)
+            _config(ds, width, obj, k_enc, seeds=tuple(range(seeds)), fast_step=False, **extra)
         )
         t = _alternate(
             {
@@ -200,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time the fast path with TrainConfig.compile_step (torch.compile)",
     )
+    p.add_argument(
+        "--fd-reparam",
+        action="store_true",
+        help="TrainConfig.fd_reparam=True (FD rows: reparametrised samples; no hand-written step)",
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -208,8 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         rows, args.chunk, args.rounds = rows[:2], 2, 2
     load = os.getloadavg()
-    out: dict[str, Any] = {"threads": args.threads, "load_before": load, "rows": []}
-    print(f"threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    out: dict[str, Any] = {
+        "threads": args.threads,
+        "fd_reparam": args.fd_reparam,
+        "load_before": load,
+        "rows": [],
+    }
+    print(
+        f"threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        + (", fd_reparam=True" if args.fd_reparam else "")
+    )
     print(
         "| row | hand ms | plain ms | fast ms | fast vs hand | fast vs plain | MFLOP (fast) "
         "| GFLOP/s (fast) | % peak | seeds batched vs sequential (fast / plain) |"
@@ -218,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         ds, w = row.split(":")[:2]
         peak = _peak(500 if ds == MNIST else 3000, int(w))
-        r = bench_row(row, args.chunk, args.rounds, args.seeds, args.compiled)
+        r = bench_row(row, args.chunk, args.rounds, args.seeds, args.compiled, args.fd_reparam)
         r["peak_gflops"] = peak
         out["rows"].append(r)
         ms = r["ms"]

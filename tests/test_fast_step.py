@@ -79,29 +79,42 @@ def _mixture64(**fields: object) -> TrainConfig:
 @pytest.mark.parametrize("variant", ["vsm", "paper"])
 @pytest.mark.parametrize("objective", COVERED)
 def test_fast_path_equals_autograd(reference_backend, mixture, objective, variant, k_enc, seeds):
-    cfg = _mixture64(
-        objective=objective,
-        variant=variant,
-        k_enc=k_enc,
-        seeds=seeds,
-        n_samples=3,
-        batch_size=32,
-        width=8,
+    _check_equivalence(mixture, objective=objective, variant=variant, k_enc=k_enc, seeds=seeds)
+
+
+@pytest.mark.parametrize("seeds", [None, (0, 1, 2)], ids=["one", "seeds3"])
+@pytest.mark.parametrize("k_enc", [1, 2])
+@pytest.mark.parametrize("variant", ["vsm", "paper"])
+@pytest.mark.parametrize("objective", ["fd-m1", "fd-m2", "fd-m3"])
+def test_fd_reparam_fast_path_equals_autograd(
+    reference_backend, mixture, objective, variant, k_enc, seeds
+):
+    """The FD encoder step with reparametrised samples (gradient through z into the decoder's
+    input-gradient) on the fast path."""
+    _check_equivalence(
+        mixture, objective=objective, variant=variant, k_enc=k_enc, seeds=seeds, fd_reparam=True
     )
+
+
+def _check_equivalence(mixture: Dataset, **fields: object) -> None:
+    """24 float64 iterations on both paths: same parameters (1e-10) and logged losses."""
+    cfg = _mixture64(n_samples=3, batch_size=32, width=8, **fields)
     plain, fast = _both(cfg, mixture, 24)
     assert fast.fast_step is not None, fast.fast_step_off
     _assert_close(_params(plain), _params(fast))
     # the logged losses are the same numbers too
     last_p, last_f = plain.history, fast.history
-    if seeds is not None:
+    if cfg.seeds is not None:
         last_p, last_f = plain.history[0], fast.history[0]
     for rp, rf in zip(last_p, last_f, strict=True):
         for k in rp:
             assert math.isclose(rp[k], rf[k], rel_tol=1e-9, abs_tol=1e-12), (k, rp[k], rf[k])
 
 
-def _one_update(nets: Networks, x: torch.Tensor, which: str, fast: FastStep | None, **kw):
-    """(loss, the updated group's gradients) of one FAE update from fixed draws (seed 7)."""
+def _one_update(
+    nets: Networks, x: torch.Tensor, which: str, fast: FastStep | None, objective="fae", **kw
+):
+    """(loss, the updated group's gradients) of one update from fixed draws (seed 7)."""
     torch.manual_seed(7)
     if isinstance(nets, Replicas):
         nets.noise = ReplicaNoise([torch.Generator().manual_seed(7 + r) for r in range(3)])
@@ -116,7 +129,7 @@ def _one_update(nets: Networks, x: torch.Tensor, which: str, fast: FastStep | No
         loss = getattr(fast, which)(nets, x)
     else:
         loss_fn = A.inference_loss if which == "inference" else A.learning_loss
-        loss = loss_fn(nets, x, objective="fae", **kw)
+        loss = loss_fn(nets, x, objective=objective, **kw)
         A.group_backward(loss.sum(), group)
     return loss.detach(), [p.grad for p in group]
 
@@ -139,14 +152,7 @@ def test_fae_update_gradients_equal_autograd(
     """One FAE update's loss and gradients, closed form against autograd (float64), at weights
     far from the initialisation so that every term (ψ's included) matters; N = 1 and 3 samples
     (3 replicas with N = 3: a replica axis mistaken for the sample axis would broadcast)."""
-    torch.manual_seed(0)
-    models = [
-        MLPVAE((5,), 3, 7, noise_param=noise_param, sd_head=sd_head).double() for _ in range(3)
-    ]
-    with torch.no_grad():
-        for m in models:
-            for p in m.parameters():
-                p.add_(0.3 * torch.randn_like(p))
+    models = _far_models(sd_head, noise_param)
     opt = VariantOptions(fae_encoder_psi=psi, sd_head=sd_head, noise_param=noise_param)
     kw = {"n_samples": n, "eta": 0.1, "options": opt}
     nets: Networks = OneModel(models[0])
@@ -159,6 +165,44 @@ def test_fae_update_gradients_equal_autograd(
     loss_a, grads_a = _one_update(nets, x, which, None, **kw)
     loss_f, grads_f = _one_update(nets, x, which, fast)
     _assert_close([loss_a, *grads_a], [loss_f, *grads_f], rtol=1e-12)
+
+
+def _far_models(sd_head: str, noise_param: str) -> list[MLPVAE]:
+    """Three float64 MLP VAEs (5-D data, 3 latents, width 7) at weights far from the
+    initialisation, so that every term of a loss matters."""
+    torch.manual_seed(0)
+    models = [
+        MLPVAE((5,), 3, 7, noise_param=noise_param, sd_head=sd_head).double() for _ in range(3)
+    ]
+    with torch.no_grad():
+        for m in models:
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return models
+
+
+@pytest.mark.parametrize("n", [1, 3], ids=["N1", "N3"])
+@pytest.mark.parametrize("stacked", [False, True], ids=["one", "stacked3"])
+@pytest.mark.parametrize("sd_head", ["logvar", "softplus", "logsd"])
+def test_fd_reparam_update_gradients_equal_autograd(reference_backend, n, stacked, sd_head):
+    """One FD encoder update with reparametrised samples (fd_reparam=True): loss and encoder
+    gradients, closed form against autograd's second-order graph (float64)."""
+    models = _far_models(sd_head, "log_sigma2")
+    kw = {"n_samples": n, "eta": 0.1, "options": VariantOptions(sd_head=sd_head)}
+    nets: Networks = OneModel(models[0])
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    if stacked:
+        nets = Replicas(StackedVAE(models), ReplicaNoise([]))
+    else:
+        x = x[0]
+    fast = FastStep("fd-m1", template=models[0], fd_reparam=True, **kw)
+    loss_a, grads_a = _one_update(nets, x, "inference", None, "fd-m1", fd_reparam=True, **kw)
+    loss_f, grads_f = _one_update(nets, x, "inference", fast, "fd-m1")
+    _assert_close([loss_a, *grads_a], [loss_f, *grads_f], rtol=1e-12)
+    # the detached step's gradients differ: the test sees the term through z
+    plain = FastStep("fd-m1", template=models[0], **kw)
+    _, grads_d = _one_update(nets, x, "inference", plain, "fd-m1")
+    assert not torch.allclose(grads_d[0], grads_f[0])
 
 
 @pytest.mark.parametrize(
@@ -233,9 +277,11 @@ def test_resumed_fast_run_equals_uninterrupted(reference_backend, mixture, tmp_p
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("objective", ["kl-m1", "fae"])
-def test_float32_fast_path_agrees_to_rounding(reference_backend, mixture, objective):
-    cfg = TrainConfig(objective=objective, dataset="mixture", batch_size=100, n_test=64)
+@pytest.mark.parametrize(
+    ("objective", "extra"), [("kl-m1", {}), ("fae", {}), ("fd-m1", {"fd_reparam": True})]
+)
+def test_float32_fast_path_agrees_to_rounding(reference_backend, mixture, objective, extra):
+    cfg = TrainConfig(objective=objective, dataset="mixture", batch_size=100, n_test=64, **extra)
     plain, fast = _both(cfg, mixture, 50)
     _assert_close(_params(plain), _params(fast), rtol=1e-4)
 
@@ -245,7 +291,7 @@ def test_float32_fast_path_agrees_to_rounding(reference_backend, mixture, object
     [
         ({"k_bi": 1}, "bi-level"),
         ({"objective": "fae", "k_bi": 1}, "bi-level"),
-        ({"objective": "fd-m1", "fd_reparam": True}, "fd_reparam"),
+        ({"objective": "fd-m1", "fd_reparam": True, "k_bi": 1}, "bi-level"),
     ],
 )
 def test_uncovered_settings_fall_back_to_autograd(reference_backend, mixture, overrides, reason):

@@ -90,7 +90,7 @@ class TrainConfig:
     gradients in closed form for the MLP models (:mod:`vsm.train.fast_step`: the same losses and
     gradients as autograd, in float64 to ~1e-12, in float32 to rounding) and uses the
     optimisers' fused kernels where torch has them; a configuration it does not cover
-    (``k_bi > 0``, ``fd_reparam``, conv models) runs the autograd
+    (``k_bi > 0``, conv models) runs the autograd
     path whatever this says (``Trainer.fast_step_off`` gives the reason). ``compile_step``
     (default off) also runs the fast path's closed-form updates through ``torch.compile``: the
     first iteration compiles (seconds), later ones are ~1.1–1.25× faster on one CPU thread at the
@@ -205,8 +205,8 @@ class TrainConfig:
         default=True,
         metadata=_meta(
             "closed-form gradients for the MLP models' Algorithm-1 updates and fused Adam "
-            "(vsm.train.fast_step; also under torchrun; bi-level, fd_reparam and conv models use "
-            "autograd anyway); --no-fast-step: autograd everywhere, the optimisers' default kernels"
+            "(vsm.train.fast_step; also under torchrun and with fd_reparam; bi-level and conv "
+            "models use autograd anyway); --no-fast-step: autograd everywhere, the optimisers' default kernels"
         ),
     )
     compile_step: bool = field(

@@ -15,22 +15,22 @@ iterations); summation orders differ, so float32 runs agree to rounding, not bit
 
 Covered: one model (:class:`~vsm.train.networks.OneModel`) and S stacked replicas
 (:class:`~vsm.train.replicas.Replicas`, batched products over replicas), on any device; the
-inference steps "kl" (−ELBO, reparametrised) and "fd" (mean_n PFD with detached samples); the
-learning steps elbo, m1, m2 and m3 with both variants' estimators (minibatch or per-datum means,
-per-sample or summed cross term, partial or total ψ); both steps of the Fisher autoencoder
+inference steps "kl" (−ELBO, reparametrised) and "fd" (mean_n PFD with detached samples, or
+reparametrised ones with ``fd_reparam``); the learning steps elbo, m1, m2 and m3 with both
+variants' estimators (minibatch or per-datum means, per-sample or summed cross term, partial or
+total ψ); both steps of the Fisher autoencoder
 ("fae", partial or total ψ in the encoder step); every SD head and noise parametrisation; any
 K_enc, input noise η, dtype; data-parallel runs (torchrun: the trainer averages the closed-form
 gradients over the ranks, :func:`vsm.train.distributed.average_grads_`). Everything else runs the
 plain autograd path automatically (:func:`unsupported` names the reason): the bi-level variant
-(``k_bi > 0``), ``fd_reparam=True``, and models other than an MLP of ``nn.Linear`` and
-``nn.ReLU`` (the conv VAE).
+(``k_bi > 0``) and models other than an MLP of ``nn.Linear`` and ``nn.ReLU`` (the conv VAE).
 
-The FAE's gradients differentiate VJPs once more. A ReLU MLP is piecewise linear, so its second
-derivatives with respect to its input vanish almost everywhere (autograd's ReLU has the same
-zero second derivative), and what remains are products with the Jacobian at the forward pass's
-ReLU patterns: J t by forward tangents (:meth:`_MLP.jvp`), and the weight derivative of uᵀ J t,
-at layer l the backward signal of u times the tangent of t into it (:meth:`_MLP.vjp_weight_grads`;
-biases do not enter J).
+The FAE's gradients, and the FD encoder step's with ``fd_reparam``, differentiate VJPs once
+more. A ReLU MLP is piecewise linear, so its second derivatives with respect to its input vanish
+almost everywhere (autograd's ReLU has the same zero second derivative), and what remains are
+products with the Jacobian at the forward pass's ReLU patterns: J t by forward tangents
+(:meth:`_MLP.jvp`), and the weight derivative of uᵀ J t, at layer l the backward signal of u
+times the tangent of t into it (:meth:`_MLP.vjp_weight_grads`; biases do not enter J).
 
 Formulas (f_n = (x_mean_n − x)/σ², e = e^{−logvar}, per datum, then the batch mean; N samples, B
 data; ψ_n = ∇_x log q(z_n|x)):
@@ -38,7 +38,10 @@ data; ψ_n = ∇_x log q(z_n|x)):
 - −ELBO: ∂/∂x_mean_n = (x_mean_n − x)/(σ² N B), ∂/∂mu = Σ_n ∂z_n + mu/B, ∂/∂logvar =
   Σ_n ∂z_n ⊙ ½ e^{logvar/2} ε_n + ½(e^{logvar} − 1)/B, ∂/∂log σ² = mean_b (D − mean_n‖x − x_mean_n‖²/σ²)/2;
 - PFD (z detached, g_n = ∇_z log p(x|z_n) by the decoder's input-gradient): r_n = z_n − (z_n − mu) e − g_n,
-  ∂/∂mu = Σ_n 2 r_n e/(N B), ∂/∂logvar = Σ_n 2 r_n (z_n − mu) e/(N B);
+  ∂/∂mu = Σ_n 2 r_n e/(N B), ∂/∂logvar = Σ_n 2 r_n (z_n − mu) e/(N B); with ``fd_reparam``
+  (z_n = mu + e^{logvar/2} ε_n) also ∂/∂z_n = 2((1 − e) r_n + J_gᵀ J_g r_n/σ²)/(N B) (g_n's
+  z-derivative is −J_gᵀJ_g/σ²), then as for −ELBO through z_n: the FAE encoder step's PFD part
+  with weight 2 and without ½‖f_n‖²;
 - m1, m2, m3 (each ½‖·‖² or ‖·‖² term scales as σ⁻⁴, the cross term as σ⁻², the trace −D/σ²):
   ∂/∂x_mean_n = (f_n, 2f_n − f̄, f̄ + ψ_n)/(σ² N B) and ∂/∂log σ² = −2Q − C + D/σ² for the
   quadratic part Q, the cross part C (f̄ the per-datum or, for the minibatch estimator, the
@@ -109,13 +112,12 @@ def unsupported(
     objective: str, *, k_bi: int, fd_reparam: bool, world_size: int, model: GaussianVAE
 ) -> str | None:
     """Why the fast path cannot run this configuration (None: it can). ``model``: the model,
-    or the replicas' template. ``world_size`` is accepted for callers and no longer decides
-    anything: data-parallel runs take the fast path too."""
-    inference, learning = split_objective(objective)
+    or the replicas' template. ``world_size`` and ``fd_reparam`` are accepted for callers and no
+    longer decide anything: data-parallel runs and reparametrised FD samples take the fast path
+    too. An unknown ``objective`` raises ValueError."""
+    split_objective(objective)
     if k_bi > 0:
         return "the bi-level variant differentiates through unrolled encoder steps"
-    if inference == "fd" and fd_reparam:
-        return "fd_reparam=True needs the decoder VJP's derivative"
     if _layers(model.encoder) is None or _layers(model.decoder) is None:
         return "the model is not an MLP of nn.Linear and nn.ReLU layers"
     return None
@@ -300,6 +302,13 @@ def _col(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.reshape(*t.shape, *([1] * k))
 
 
+def _through_z(
+    dmu: torch.Tensor, dlv: torch.Tensor, dz: torch.Tensor, sd: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∂/∂mu, ∂/∂logvar) plus the chain through reparametrised z_n = mu + sd ε_n of ∂/∂z_n."""
+    return dmu + dz.sum(-3), dlv + (dz * (0.5 * sd) * eps).sum(-3)
+
+
 @dataclass
 class _Encoded:
     mu: torch.Tensor
@@ -347,8 +356,10 @@ class FastStep:
         options: VariantOptions,
         template: GaussianVAE,
         compile_step: bool = False,
+        fd_reparam: bool = False,
     ):
         self.inference_kind, self.learning_kind = split_objective(objective)
+        self.fd_reparam = fd_reparam
         self.n = n_samples
         self.eta = eta
         self.opt = options
@@ -483,20 +494,51 @@ class FastStep:
             nll = 0.5 * sq * inv2 + 0.5 * d * (math.log(2 * math.pi) + _col(ls, 1))
             kl = 0.5 * (torch.exp(e.logvar) + e.mu * e.mu - 1.0 - e.logvar).sum(-1)
             loss = (nll + kl).mean(-1)
-            dz = self._decoder_input_grad(dec_p, dec_in, (xm - xt.unsqueeze(-3)) * (inv / nb))
+            dz: torch.Tensor | None = self._decoder_input_grad(
+                dec_p, dec_in, (xm - xt.unsqueeze(-3)) * (inv / nb)
+            )
             b = xt.shape[-2]
-            dmu = dz.sum(-3) + e.mu / b
-            dlv = (dz * (0.5 * sd) * eps).sum(-3) + 0.5 * (torch.exp(e.logvar) - 1.0) / b
-        else:  # fd, detached samples
-            gz = self._decoder_input_grad(dec_p, dec_in, (xt.unsqueeze(-3) - xm) * inv)
-            einv = torch.exp(-lv3)
-            zc = z - mu3
-            r = z - zc * einv - gz
+            dmu = e.mu / b
+            dlv = 0.5 * (torch.exp(e.logvar) - 1.0) / b
+        else:  # fd: mean_n ‖r_n‖², z detached or (fd_reparam) reparametrised
+            f = (xm - xt.unsqueeze(-3)) * inv
+            einv, zc = torch.exp(-lv3), z - mu3
+            r, dmu, dlv, dz = self._pfd_grads(
+                dec_p, dec_in, z, zc, einv, f, inv, 2.0 / nb, reparam=self.fd_reparam
+            )
             loss = r.pow(2).sum(-1).mean(-2).mean(-1)
-            t = r * (2.0 / nb)
-            dmu = t.sum(-3) * einv.squeeze(-3)
-            dlv = (t * zc).sum(-3) * einv.squeeze(-3)
+        if dz is not None:
+            dmu, dlv = _through_z(dmu, dlv, dz, sd, eps)
         return loss, self._encoder_grads(enc_p, e, dmu, dlv)
+
+    def _pfd_grads(
+        self,
+        dec_p: Params,
+        dec_in: list[torch.Tensor],
+        z: torch.Tensor,
+        zc: torch.Tensor,
+        einv: torch.Tensor,
+        f: torch.Tensor,
+        inv: torch.Tensor,
+        scale: float,
+        *,
+        reparam: bool,
+        fit: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(r, ∂/∂mu, ∂/∂logvar, ∂/∂z) for PFD's residual r_n = z_n − zc_n e + J_gᵀ f_n
+        (zc = z − mu, e = e^{−logvar}) and the loss scale·Σ_{n,b} ½‖r_n‖² (plus ½‖f_n‖² with
+        ``fit``, the FAE's): mu's and logvar's derivatives at fixed z (through zc and e); z's,
+        only if ``reparam`` (else None), (1 − e) r_n + J_gᵀ(J_g r_n (+ f_n))/σ² times scale (the
+        ReLU decoder's second derivative vanishes)."""
+        r = z - zc * einv + self._decoder_input_grad(dec_p, dec_in, f)
+        dmu = (r * einv).sum(-3) * scale
+        dlv = (r * zc * einv).sum(-3) * scale
+        if not reparam:
+            return r, dmu, dlv, None
+        jr, _ = self._decoder_jvp(dec_p, dec_in, r)
+        u = f + jr if fit else jr
+        dz = ((1.0 - einv) * r + self._decoder_input_grad(dec_p, dec_in, u * inv)) * scale
+        return r, dmu, dlv, dz
 
     def learning(self, nets: Networks, x: torch.Tensor) -> torch.Tensor:
         """The decoder update's loss (elbo, m1, m2 or m3); sets the decoder's and the noise
@@ -621,12 +663,10 @@ class FastStep:
         b, nb = xt.shape[-2], self.n * xt.shape[-2]
         f = (xm - xt.unsqueeze(-3)) * inv
         einv, zc = torch.exp(-lv3), z - mu3
-        r = z - zc * einv + self._decoder_input_grad(dec_p, dec_in, f)  # PFD's residual
-        jr, _ = self._decoder_jvp(dec_p, dec_in, r)
-        # ∂/∂z of ½‖f‖² + ½‖r‖² (Gauss–Newton: the decoder's second derivative vanishes)
-        dz = ((1.0 - einv) * r + self._decoder_input_grad(dec_p, dec_in, (f + jr) * inv)) / nb
-        dmu = (r * einv).sum(-3) / nb
-        dlv = (r * zc * einv).sum(-3) / nb
+        r, dmu, dlv, dz = self._pfd_grads(
+            dec_p, dec_in, z, zc, einv, f, inv, 1.0 / nb, reparam=True, fit=True
+        )
+        assert dz is not None
         # ½ mean ‖ψ‖², ψ = J_hᵀ c: c's derivative along w = J_h ψ, J_h's along (c, ψ)
         sc = self._x_score(enc_p, e, z, self.opt.fae_encoder_psi)
         psi_sq = sc.psi.pow(2).sum(-1).mean(-1)
@@ -647,8 +687,7 @@ class FastStep:
         draw = None
         if d2 is not None:
             draw = (sc.dlogvar.reshape(lead + (self.latent,)) * w_raw).sum(-3) * d2
-        dmu = dmu + dz.sum(-3)
-        dlv = dlv + (dz * (0.5 * sd) * eps).sum(-3)
+        dmu, dlv = _through_z(dmu, dlv, dz, sd, eps)
         grads = self._encoder_grads(enc_p, e, dmu, dlv, draw)
         for k, g in extra.items():
             grads[k] = grads[k] + g

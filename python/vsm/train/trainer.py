@@ -208,6 +208,7 @@ class Trainer:
                 options=self.options,
                 template=template,
                 compile_step=c.compile_step,
+                fd_reparam=c.fd_reparam,
             )
             if self.device.type == "cpu":
                 retain_freed_memory()
