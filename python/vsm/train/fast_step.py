@@ -29,8 +29,8 @@ The FAE's gradients, and the FD encoder step's with ``fd_reparam``, differentiat
 more. A ReLU MLP is piecewise linear, so its second derivatives with respect to its input vanish
 almost everywhere (autograd's ReLU has the same zero second derivative), and what remains are
 products with the Jacobian at the forward pass's ReLU patterns: J t by forward tangents
-(:meth:`_MLP.jvp`), and the weight derivative of uᵀ J t, at layer l the backward signal of u
-times the tangent of t into it (:meth:`_MLP.vjp_weight_grads`; biases do not enter J).
+(``_MLP.jvp``), and the weight derivative of uᵀ J t, at layer l the backward signal of u
+times the tangent of t into it (``_MLP.vjp_weight_grads``; biases do not enter J).
 
 Formulas (f_n = (x_mean_n − x)/σ², e = e^{−logvar}, per datum, then the batch mean; N samples, B
 data; ψ_n = ∇_x log q(z_n|x)):
