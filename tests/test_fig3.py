@@ -410,6 +410,30 @@ def _tiny(**kw) -> fig3.Fig3Config:
     return fig3.Fig3Config(**{**base, **kw})
 
 
+def test_settings_checkpoint_every_check_every_iterations(reference_backend, tmp_path, monkeypatch):
+    """A setting saves its checkpoint and series every ``check_every`` iterations (a run killed
+    by SIGKILL resumes from the last one), always as a matching pair, and once more at the end."""
+    from vsm.reproduce.fig3 import training
+    from vsm.train import load_checkpoint
+
+    saved: list[tuple[int, int]] = []
+    real = training._save
+
+    def spy(drv, series, path, series_path):
+        real(drv, series, path, series_path)
+        saved.append((series.iters, training._Series.load(series_path, [0, 1]).step))
+        assert load_checkpoint(str(path))["step"] == series.step  # a matching pair
+        assert not list(path.parent.glob("*.new*"))  # nothing half-renamed left
+
+    monkeypatch.setattr(training, "_save", spy)
+    monkeypatch.setattr(
+        training, "load_checkpoint", __import__("vsm.train").train.load_checkpoint, raising=False
+    )
+    fig3.run(tmp_path, _tiny(objectives=("kl-m1",), k_encs=(2,), min_iters=12))
+    assert [i for i, _ in saved] == [4, 8, 12]
+    assert [st for _, st in saved] == [8, 16, 24]  # trainer steps: K_enc = 2 per iteration
+
+
 def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
     res = fig3.run(tmp_path / "b", _tiny())
     data = json.loads((tmp_path / "b" / "results.json").read_text())

@@ -228,13 +228,18 @@ def _curve(values: Sequence[float], points: int = 60) -> list[list[float]]:
 
 
 def _save(drv: _Driver, series: _Series, path: Path | None, series_path: Path | None) -> None:
-    """The checkpoint, then the series (each atomic; a kill between the two leaves a pair whose
-    steps differ, which :func:`_resume` detects)."""
+    """The checkpoint and the series, both written under new names first and then renamed one
+    after the other, so the previous pair stays whole until the new one is; only a kill between
+    the two renames leaves a pair whose steps differ, which :func:`_resume` detects."""
     if path is not None and series_path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         series.step = drv.trainer.step
-        drv.trainer.save(str(path))
-        series.save(series_path)
+        new_ckpt = path.with_name(path.name + ".new")
+        new_series = series_path.with_name(series_path.name + ".new.npz")
+        drv.trainer.save(str(new_ckpt))
+        series.save(new_series)
+        os.replace(new_ckpt, path)
+        os.replace(new_series, series_path)
 
 
 def _resume(path: Path | None, series_path: Path | None, group: list[int]) -> Any:
@@ -277,7 +282,9 @@ def _train_loop(
 ) -> None:
     """Iterations until every live seed has converged (checked every ``check_every`` from
     ``min_iters``) or ``max_iters``; a signal checkpoints after the current iteration and raises
-    :class:`vsm.train.TrainingInterrupted`. Writes the checkpoint at the end too."""
+    :class:`vsm.train.TrainingInterrupted`. Also checkpoints every ``check_every`` iterations
+    (so a run killed without a signal, e.g. by SIGKILL or a lost machine, resumes from there)
+    and at the end."""
     from ...train import TrainingInterrupted
     from ...train.stopping import catch_signals
 
@@ -294,6 +301,8 @@ def _train_loop(
             drv.iteration(k_enc, series)
             series.iters += 1
             series.wall += time.perf_counter() - t0
+            if series.iters % cfg.check_every == 0 and series.iters < cfg.max_iters:
+                _save(drv, series, path, series_path)  # a kill loses at most check_every
             if stop.signum is not None:
                 _save(drv, series, path, series_path)
                 raise TrainingInterrupted(
