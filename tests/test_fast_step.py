@@ -155,16 +155,20 @@ def test_fae_update_gradients_equal_autograd(
     models = _far_models(sd_head, noise_param)
     opt = VariantOptions(fae_encoder_psi=psi, sd_head=sd_head, noise_param=noise_param)
     kw = {"n_samples": n, "eta": 0.1, "options": opt}
-    nets: Networks = OneModel(models[0])
-    x = torch.randn(3, 4, 5, dtype=torch.float64)
-    if stacked:
-        nets = Replicas(StackedVAE(models), ReplicaNoise([]))
-    else:
-        x = x[0]
+    nets, x = _nets_and_data(models, stacked)
     fast = FastStep("fae", template=models[0], **kw)
     loss_a, grads_a = _one_update(nets, x, which, None, **kw)
     loss_f, grads_f = _one_update(nets, x, which, fast)
     _assert_close([loss_a, *grads_a], [loss_f, *grads_f], rtol=1e-12)
+
+
+def _nets_and_data(models: list[MLPVAE], stacked: bool) -> tuple[Networks, torch.Tensor]:
+    """The three models stacked as replicas with a (3, 4, 5) minibatch, or the first alone with
+    a (4, 5) one (float64)."""
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    if stacked:
+        return Replicas(StackedVAE(models), ReplicaNoise([])), x
+    return OneModel(models[0]), x[0]
 
 
 def _far_models(sd_head: str, noise_param: str) -> list[MLPVAE]:
@@ -189,12 +193,7 @@ def test_fd_reparam_update_gradients_equal_autograd(reference_backend, n, stacke
     gradients, closed form against autograd's second-order graph (float64)."""
     models = _far_models(sd_head, "log_sigma2")
     kw = {"n_samples": n, "eta": 0.1, "options": VariantOptions(sd_head=sd_head)}
-    nets: Networks = OneModel(models[0])
-    x = torch.randn(3, 4, 5, dtype=torch.float64)
-    if stacked:
-        nets = Replicas(StackedVAE(models), ReplicaNoise([]))
-    else:
-        x = x[0]
+    nets, x = _nets_and_data(models, stacked)
     fast = FastStep("fd-m1", template=models[0], fd_reparam=True, **kw)
     loss_a, grads_a = _one_update(nets, x, "inference", None, "fd-m1", fd_reparam=True, **kw)
     loss_f, grads_f = _one_update(nets, x, "inference", fast, "fd-m1")
