@@ -53,9 +53,10 @@ class Fig3Config(FigureConfig):
       to convergence or 10⁵ iterations and records those numbers under ``continued``.
       Cost on the 2-core machine, extrapolated from measured per-iteration costs of all 60
       settings with 5 seeds (``benches/fig3_extrapolate.py``, 2 workers of 1 thread, fast
-      training step): 21.8 h at load average 10–12 (28.5 h without the fast step), roughly
-      4–9 h on a quiet machine (not measured there); 10 seeds cost up to twice that. Issue 18's
-      target of ≤ 2.5 h is not met. The paper mode compiles each setting's step
+      training step): 5.9 h on a quiet machine (2026-12-07, load 1.1–1.4, without
+      compilation; ``benches/fig3_extrapolation_cpu_2026-12-07.json``), 21.8 h at load average
+      10–12 (2026-12-06; 28.5 h without the fast step); 10 seeds cost up to twice that. Issue
+      18's target of ≤ 2.5 h is not met. The paper mode compiles each setting's step
       (``compile_step``; 1.22–1.26× per iteration measured with 5 seeds batched on sparse kl-m3
       and mixture fd-m1 at K_enc = 10, ~22 s of compilation per setting; ``--set
       compile_step=false`` turns it off). ``--executor ray`` spreads the 60 settings over a
