@@ -86,7 +86,9 @@ def _compare(trainer: Trainer, hand, iterations: int) -> None:
         assert ("dec_loss" in rec) == ("dec_loss" in out)
         for key in ("enc_loss", "dec_loss"):
             if key in rec:
-                _close(torch.tensor(rec[key], dtype=torch.float64), out[key], f"iteration {it} {key}")
+                _close(
+                    torch.tensor(rec[key], dtype=torch.float64), out[key], f"iteration {it} {key}"
+                )
         for (name, p), q in zip(vsm_params.items(), hand_params, strict=True):
             assert (p.grad is None) == (q.grad is None), name
             if p.grad is not None:
