@@ -22,17 +22,24 @@ OBJECTIVES = ["kl-elbo", "kl-m1", "fd-m1", "fd-m2", "kl-m3", "fae"]
 CONV_OBJECTIVES = ["kl-elbo", "kl-m1", "fd-m1", "fd-m2"]
 
 
-def _load_bench_module() -> ModuleType:
-    path = os.path.join(os.path.dirname(__file__), "..", "benches", "handwritten_step.py")
-    spec = importlib.util.spec_from_file_location("handwritten_step", path)
+def _load_bench_module(name: str) -> ModuleType:
+    """``benches/<name>.py`` (benches/ is not a package). The environment is restored after the
+    import: ``bench_train_step`` drops ``TRITON_INTERPRET`` for its own timings."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benches", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("handwritten_step", mod)  # dataclasses look their module up
-    spec.loader.exec_module(mod)
+    sys.modules.setdefault(name, mod)  # dataclasses look their module up
+    env = dict(os.environ)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
     return mod
 
 
-HW = _load_bench_module()
+HW = _load_bench_module("handwritten_step")
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +175,40 @@ def test_bad_arguments() -> None:
         HW.make_step("kl-m1", lambda s: torch.zeros(4, 2), variant="authors")
     with pytest.raises(ValueError, match="variant"):
         HW.make_step("kl-m1", lambda s: torch.zeros(4, 5), data_dim=5, variant="paper")
+
+
+def test_bench_rows_have_hand_steps() -> None:
+    """``bench_train_step.py``'s default rows are issue 18's table, and every row the
+    hand-written steps cover (all but the non-2-D "paper" rows) gets one."""
+    bench = _load_bench_module("bench_train_step")
+    rows = [bench.Row.parse(r) for r in bench.ROWS]
+    keys = {(r.dataset, r.width, r.objective, r.k_enc, r.variant) for r in rows}
+    issue = {
+        (ds, w, obj, k, v)
+        for ds, w in (("mixture", 30), ("sparse", 100))
+        for obj in ("kl-elbo", "kl-m1", "fd-m1", "kl-m3", "fae")
+        for k in (1, 10)
+        for v in ("vsm", "paper")
+    }
+    assert issue <= keys and {r.dataset for r in rows} == {"mixture", "sparse", "mnist784", "conv"}
+    data = {ds: bench._data(ds) for ds in ("mixture", "sparse", "mnist784", "conv")}
+    for r in rows:
+        assert bench.hand_step(r, data[r.dataset]) is not None, r.name
+    assert bench.Row.parse("mixture:30:kl-m1") == bench.Row("mixture", 30, "kl-m1", 1, "vsm")
+    with pytest.raises(ValueError, match="variant"):
+        bench.Row.parse("mixture:30:kl-m1:1:authors")
+    assert bench.hand_step(bench.Row.parse("mnist784:100:kl-m1:1:paper"), data["mnist784"]) is None
+
+
+def test_bench_row_smoke(reference_backend) -> None:
+    """One tiny timing of a 2-D paper row and a conv row: every step runs, at the set thread
+    count, and the record carries the row's variant (no performance claim; vsm's ops on the
+    reference backend, not Triton's interpreter)."""
+    bench = _load_bench_module("bench_train_step")
+    for text, variant in (("mixture:4:kl-m3:2:paper", "paper"), ("conv:2:fd-m1", "vsm")):
+        res = bench.bench_row(bench.Row.parse(text), chunk=1, rounds=1, seeds=0, threads=1)
+        assert set(res["ms"]) == {"hand", "plain", "fast"}, text
+        assert res["variant"] == variant and res["k_enc"] == (2 if variant == "paper" else 1)
+        assert all(v > 0 for v in res["mflop"].values())
+    with pytest.raises(RuntimeError, match="thread"):
+        bench._alternate({"x": lambda: None}, 1, 1, threads=2)
