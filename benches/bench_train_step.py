@@ -217,21 +217,20 @@ def hand_step(row: Row, data: Dataset) -> HandStep | None:
     def batches(s: int) -> torch.Tensor:
         return data.batch(s, sh["batch_size"], 0, **kw).float()
 
-    common = {"n_samples": sh["n_samples"], "latent": sh["latent_dim"], "k_enc": row.k_enc}
+    n, latent, k = sh["n_samples"], sh["latent_dim"], row.k_enc
     if row.dataset == CONV:
         if row.variant != "vsm":
             return None
-        return make_conv_step(row.objective, batches, ngf=row.width, ndf=row.width, **common)
+        return make_conv_step(
+            row.objective, batches, ngf=row.width, ndf=row.width, n_samples=n, latent=latent,
+            k_enc=k,
+        )  # fmt: skip
     if row.variant == "paper" and data.data_shape != (2,):
         return None
     return make_step(
-        row.objective,
-        batches,
-        data_dim=data.data_shape[0],
-        width=row.width,
-        variant=row.variant,
-        **common,
-    )
+        row.objective, batches, data_dim=data.data_shape[0], width=row.width, variant=row.variant,
+        n_samples=n, latent=latent, k_enc=k,
+    )  # fmt: skip
 
 
 def bench_row(

@@ -233,7 +233,9 @@ def _algorithm1(
         (gz,) = torch.autograd.grad(xm, zz, (x - xm) / log_sigma2().exp(), create_graph=create)
         return xm, gz
 
-    def psi_of(x: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, total: bool, create: bool):
+    def psi_of(
+        x: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, total: bool, create: bool
+    ) -> torch.Tensor:
         """ψ_n = ∇_x log q(z_n|x), (N, B, D): at fixed z_n, or the total derivative along
         z(x) = μ(x) + s(x)·ε (the same for every ε: one sample per datum, module docstring)."""
         if total:
@@ -251,7 +253,9 @@ def _algorithm1(
         """mean_n ‖∇_z log q + z − ∇_z log p(x|z)‖² per datum."""
         return ((-(z - mu) * (-lv).exp() + z - gz) ** 2).sum(-1).mean(0)
 
-    def neg_elbo(x: torch.Tensor, xm: torch.Tensor, mu: torch.Tensor, lv: torch.Tensor):
+    def neg_elbo(
+        x: torch.Tensor, xm: torch.Tensor, mu: torch.Tensor, lv: torch.Tensor
+    ) -> torch.Tensor:
         ls2 = log_sigma2()
         nll = 0.5 * ((xm - x) ** 2).sum(-1).mean(0) / ls2.exp()
         nll = nll + 0.5 * d * (math.log(2 * math.pi) + ls2)
