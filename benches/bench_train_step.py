@@ -21,16 +21,17 @@ A row is ``dataset:width:objective[:k_enc[:variant]]`` (k_enc default 1, variant
   L_B with the total-derivative ψ, total-derivative FAE encoder step, 100 000 fresh points per
   epoch), for the hand-written step too;
 - ``mnist784``: the MNIST-size MLP (synthetic 784-dimensional data in [0, 1], batch 100, N = 5,
-  L = 8, η = 0.1; hand-written step vsm variant only);
+  L = 8, η = 0.1; "paper" is the authors' image code: log σ, SD exp(h), L_B's summed cross term,
+  total-derivative FAE encoder step);
 - ``conv``: the conv VAE of ``vsm bench --train-steps`` (``vsm.ConvVAE``, synthetic 1×32×32 images,
-  L = 16, ngf = ndf = width, batch 100, N = 5, η = 0.1; hand-written step
-  ``handwritten_step.make_conv_step``, vsm variant). vsm has no fast path for it (its "fast"
-  column is the autograd path with fused Adam; the table says so).
+  L = 16, ngf = ndf = width, batch 100, N = 5, η = 0.1, variants as ``mnist784``; hand-written
+  step ``handwritten_step.make_conv_step``). vsm has no fast path for it (its "fast" column is
+  the autograd path with fused Adam; the table says so).
 
 The default rows are the issue's table (:data:`ROWS`): "mixture" width 30 and "sparse" width 100
 × kl-elbo, kl-m1, fd-m1, kl-m3, fae × K_enc 1, 10 × vsm, paper; then the MNIST-size MLP and the
-conv VAE × kl-elbo, kl-m1, fd-m1, fd-m2 (K_enc 1, vsm). Hand-written steps: every kl-/fd- objective
-with elbo, m1, m2 or m3, and fae; no hand-written step with ``--fd-reparam``.
+conv VAE × kl-elbo, kl-m1, fd-m1, fd-m2 (K_enc 1, vsm). Every row has a hand-written step (every
+objective of vsm, both variants) except with ``--fd-reparam``.
 
 Run from the repository root (with vsm installed)::
 
@@ -207,9 +208,9 @@ def _data(ds: str) -> Dataset:
     return load_dataset(ds, seed=0, n_test=100)
 
 
-def hand_step(row: Row, data: Dataset) -> HandStep | None:
-    """The hand-written step of a row (None where ``handwritten_step.py`` has none: the
-    "paper" variant of non-2-D data)."""
+def hand_step(row: Row, data: Dataset) -> HandStep:
+    """The hand-written step of a row (``handwritten_step.py``; every objective of vsm, both
+    variants), fed the minibatches vsm's trainer draws for that variant."""
     sh = row.shape
     epoch = variant_options(row.variant, data).epoch_size
     kw = {} if epoch is None else {"epoch_size": epoch}
@@ -219,14 +220,10 @@ def hand_step(row: Row, data: Dataset) -> HandStep | None:
 
     n, latent, k = sh["n_samples"], sh["latent_dim"], row.k_enc
     if row.dataset == CONV:
-        if row.variant != "vsm":
-            return None
         return make_conv_step(
             row.objective, batches, ngf=row.width, ndf=row.width, n_samples=n, latent=latent,
-            k_enc=k,
+            k_enc=k, variant=row.variant,
         )  # fmt: skip
-    if row.variant == "paper" and data.data_shape != (2,):
-        return None
     return make_step(
         row.objective, batches, data_dim=data.data_shape[0], width=row.width, variant=row.variant,
         n_samples=n, latent=latent, k_enc=k,

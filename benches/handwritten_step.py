@@ -17,14 +17,19 @@ Two variants (``vsm.train.variant_options``; MATH.md §9–10):
 
 - ``"vsm"``: learned log σ², encoder head log s², m2/m3 means over the N posterior samples, ψ the
   partial derivative at fixed z;
-- ``"paper"`` (the authors' 2-D code, ``models/bilevels.py``; 2-D data only): learned log σ,
-  encoder head s = softplus(h), m2/m3's ½‖mean f‖² over the whole minibatch (all N·B samples),
-  L_B's ψ and the FAE encoder step's ψ the *total* derivative of log q(z(x)|x) along the
-  reparametrised z(x) = μ(x) + s(x)·ε, and minibatches from 100 000 fresh points per epoch (the
-  caller's ``batches``; ``bench_train_step.py`` passes ``Dataset.batch(..., epoch_size=100000)``).
-  That total derivative is the same for every ε (the ε terms cancel), so, as in the authors' code
-  with its one z per datum, one reparametrised sample per datum gives ψ for all N samples, by one
-  gradient through the encoder on the B data.
+- ``"paper"``, the authors' code for that kind of data:
+
+  - 2-D data (``models/bilevels.py``): learned log σ, encoder head s = softplus(h), m2/m3's
+    ½‖mean f‖² over the whole minibatch (all N·B samples), L_B's ψ and the FAE encoder step's ψ
+    the *total* derivative of log q(z(x)|x) along the reparametrised z(x) = μ(x) + s(x)·ε, and
+    minibatches from 100 000 fresh points per epoch (the caller's ``batches``;
+    ``bench_train_step.py`` passes ``Dataset.batch(..., epoch_size=100000)``). That total
+    derivative is the same for every ε (the ε terms cancel), so, as in the authors' code with its
+    one z per datum, one reparametrised sample per datum gives ψ for all N samples, by one
+    gradient through the encoder on the B data;
+  - other data (the image code ``models/VAEs.py``; the MNIST-size MLP and the conv VAE here):
+    learned log σ, encoder head s = exp(h), L_B's cross term mean_n f_n·Σ_m ψ_m (partial ψ), and
+    the FAE encoder step's total-derivative ψ.
 
 :func:`make_step` builds the MLP VAE's step (:class:`vsm.MLPVAE`: D → W → W → 2L and
 L → W → W → D, ReLU, the authors' initialisation), :func:`make_conv_step` the conv VAE's
@@ -118,11 +123,8 @@ def make_step(
     eta: float | None = None,
 ) -> HandStep:
     """The hand-written step of the MLP VAE for ``objective`` (kl-/fd- with elbo, m1, m2, m3, or
-    fae) and ``variant`` ("vsm", or "paper" for 2-D data); ``batches(step)`` gives minibatch
-    ``step`` (B, D). As vsm's trainer: log σ² starts at log 0.01 for 2-D data, else at 0; input
+    fae) and ``variant`` ("vsm" or "paper"); ``batches(step)`` gives minibatch ``step`` (B, D). As vsm's trainer: log σ² starts at log 0.01 for 2-D data, else at 0; input
     noise η (``eta``) defaults to 0 for 2-D data, else 0.1."""
-    if variant == "paper" and data_dim != 2:
-        raise ValueError(f"variant: 'paper' is the authors' 2-D code, got data_dim={data_dim}")
     torch.manual_seed(seed)
     enc = _mlp([data_dim, width, width, 2 * latent], True).to(dtype)
     dec = _mlp([latent, width, width, data_dim], False).to(dtype)
@@ -148,10 +150,11 @@ def make_conv_step(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     eta: float = 0.1,
+    variant: str = "vsm",
 ) -> HandStep:
     """The hand-written step of the DCGAN-style conv VAE (nc×32×32 images, :class:`vsm.ConvVAE`'s
     layers, PyTorch's default initialisation, log σ² starting at 0, input noise η = ``eta``) for
-    ``objective`` as in :func:`make_step`, vsm's variant; ``batches(step)`` gives minibatch
+    ``objective`` as in :func:`make_step`, ``variant`` "vsm" or "paper" (the authors' image code); ``batches(step)`` gives minibatch
     ``step`` (B, nc, 32, 32) or flattened (B, nc·1024)."""
     torch.manual_seed(seed)
     enc = nn.Sequential(
@@ -177,7 +180,7 @@ def make_conv_step(
     ).to(dtype)
     return _algorithm1(
         objective, batches, enc, dec, 0.0, (nc, 32, 32), latent, n_samples, k_enc, lr, dtype,
-        "vsm", eta,
+        variant, eta,
     )  # fmt: skip
 
 
@@ -200,6 +203,7 @@ def _algorithm1(
     input noise x̃ = x + η ε redrawn for each of the two losses."""
     inference, learning = _check(objective, variant)
     paper = variant == "paper"
+    paper_2d = paper and data_shape == (2,)  # the authors' 2-D code (else their image code)
     # the learned noise parameter: log σ² (vsm) or log σ (the authors' code)
     noise = nn.Parameter(torch.tensor(log_sigma2_init / (2 if paper else 1), dtype=dtype))
     enc_p, dec_p = list(enc.parameters()), [*dec.parameters(), noise]
@@ -214,7 +218,9 @@ def _algorithm1(
         """(μ, log s²) of q(z|x) for flat x (M, D)."""
         h = enc(x.view(-1, *data_shape))
         mu, raw = h[:, :latent], h[:, latent:]
-        return mu, (2 * F.softplus(raw).log() if paper else raw)
+        if not paper:
+            return mu, raw
+        return mu, (2 * F.softplus(raw).log() if paper_2d else 2 * raw)
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         return dec(z.reshape(-1, latent)).reshape(*z.shape[:-1], d)
@@ -299,13 +305,15 @@ def _algorithm1(
         f = (xm - x) / log_sigma2().exp()
         trace = -d / log_sigma2().exp()
         sq = (f**2).sum(-1).mean(0).mean()
-        # ‖mean f‖²: over the N samples of each datum (vsm) or over the minibatch (paper)
-        mean_sq = (f.mean((0, 1)) ** 2).sum() if paper else (f.mean(0) ** 2).sum(-1).mean()
+        # ‖mean f‖²: over the N samples of each datum, or over the minibatch (paper, 2-D)
+        mean_sq = (f.mean((0, 1)) ** 2).sum() if paper_2d else (f.mean(0) ** 2).sum(-1).mean()
         if learning == "m1":
             return 0.5 * sq + trace
         if learning == "m2":
             return sq - 0.5 * mean_sq + trace
-        psi = psi_of(x, z, eps, paper, False)
+        psi = psi_of(x, z, eps, paper_2d, False)
+        if paper and not paper_2d:  # the image code's cross term mean_n f_n·Σ_m ψ_m
+            psi = psi.sum(0, keepdim=True)
         return 0.5 * mean_sq + (f * psi).sum(-1).mean() + trace
 
     def step() -> dict[str, torch.Tensor]:
