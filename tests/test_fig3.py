@@ -213,6 +213,27 @@ def test_judge_on_a_synthetic_sweep():
     assert fig3.splice("# only\n", md).endswith(md)
 
 
+def test_claim_settings_are_exactly_what_judge_reads():
+    """Judging only the runs of claim_settings gives the same claims as judging every run, and
+    dropping any one of those settings changes the claims (none is superfluous)."""
+    cfg = fig3.Fig3Config(
+        datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1", "kl-m3", "fae")
+    )
+    runs = _synthetic_runs()
+    need = fig3.claim_settings(cfg)
+    key = lambda r: (r["variant"], r["dataset"], r["objective"], r["k_enc"])  # noqa: E731
+    assert need < set(fig3.settings(cfg)) and need <= {key(r) for r in runs}
+    # kl-elbo at 1, kl-m1 at 1 and 10, the others at 10 only; both variants
+    assert len(need) == 2 * (1 + 2 + 3)
+    assert ("vsm", "mixture", "fd-m1", 1) not in need
+    full = fig3.judge(runs, cfg)
+    assert fig3.judge([r for r in runs if key(r) in need], cfg) == full
+    for st in need:
+        assert fig3.judge([r for r in runs if key(r) in need - {st}], cfg) != full, st
+    paper = fig3.Fig3Config.paper()
+    assert len(fig3.claim_settings(paper)) == 36 and len(fig3.settings(paper)) == 60
+
+
 # ------------------------------------------------------------------------------ training pieces
 
 
@@ -408,6 +429,28 @@ def _tiny(**kw) -> fig3.Fig3Config:
         "n_is": 64,
     }
     return fig3.Fig3Config(**{**base, **kw})
+
+
+def test_units_are_submitted_baselines_then_claim_settings_then_the_rest(tmp_path, monkeypatch):
+    cfg = fig3.Fig3Config.paper()
+    seen: list = []
+
+    class _Stop(Exception):
+        pass
+
+    def capture(units, executor, **kw):
+        seen.extend(units)
+        raise _Stop
+
+    monkeypatch.setattr(fig3.sweep, "run_units", capture)
+    with pytest.raises(_Stop):
+        fig3.run(tmp_path / "out", cfg)
+    need = fig3.claim_settings(cfg)
+    assert len(seen) == 60
+    for u in seen:
+        v, ds, obj, k = u.args[:4]
+        want = 2 if obj in ("kl-elbo", "kl-m1") else int((v, ds, obj, k) in need)
+        assert u.priority == want, (u.key, u.priority)
 
 
 def test_settings_checkpoint_every_check_every_iterations(reference_backend, tmp_path, monkeypatch):

@@ -81,7 +81,7 @@ from .config import (
 )
 from .figure import plot
 from .markdown import BEGIN, END, main, markdown, splice
-from .report import Claim, judge, overall_verdicts, summarize, table
+from .report import Claim, claim_settings, judge, overall_verdicts, summarize, table
 from .sweep import check_config, run
 from .training import _Driver as _Driver
 from .training import _Series as _Series
@@ -98,6 +98,7 @@ __all__ = [
     "Fig3Config",
     "batched_seeds_available",
     "check_config",
+    "claim_settings",
     "convergence",
     "evaluate_model",
     "judge",

@@ -203,6 +203,31 @@ def overall_verdicts(claim_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def claim_settings(cfg: Fig3Config) -> set[tuple[str, str, str, int]]:
+    """The (variant, dataset, objective, K_enc) settings that :func:`judge` needs for some claim
+    of :data:`CLAIMS`, as :func:`judge` picks them: both K_enc of a "min-vs-max" claim, K_enc = 1
+    for kl-elbo, else the largest K_enc the two objectives share. The other settings of
+    :func:`~vsm.reproduce.fig3.config.settings` only add to the figure and the table."""
+    need: set[tuple[str, str, str, int]] = set()
+    for cl in CLAIMS:
+        if cl.a not in cfg.objectives or cl.b not in cfg.objectives:
+            continue
+        ka_all, kb_all = cfg.k_encs_of(cl.a), cfg.k_encs_of(cl.b)
+        if cl.k == "min-vs-max":
+            if len(ka_all) < 2:
+                continue
+            pairs = [(cl.a, min(ka_all)), (cl.a, max(ka_all))]
+        elif cl.b == "kl-elbo":
+            pairs = [(cl.a, max(ka_all)), (cl.b, 1)]
+        else:
+            common = set(ka_all) & set(kb_all)
+            if not common:
+                continue
+            pairs = [(cl.a, max(common)), (cl.b, max(common))]
+        need |= {(v, ds, obj, k) for v in cfg.variants for ds in cfg.datasets for obj, k in pairs}
+    return need
+
+
 def config_of(results: dict[str, Any]) -> Fig3Config:
     """The :class:`Fig3Config` recorded in a fig3 ``results.json`` (fields of a newer or older
     vsm that this one lacks are ignored; JSON lists become tuples)."""
