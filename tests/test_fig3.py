@@ -234,6 +234,52 @@ def test_claim_settings_are_exactly_what_judge_reads():
     assert len(fig3.claim_settings(paper)) == 36 and len(fig3.settings(paper)) == 60
 
 
+def test_compare_sets_two_runs_claims_side_by_side(tmp_path):
+    cfg = fig3.Fig3Config(
+        datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1", "kl-m3", "fae")
+    )
+    runs = _synthetic_runs()
+    before = fig3.summarize({"figure": "fig3", "config": dataclasses.asdict(cfg), "runs": runs})
+    before["complete"] = True
+    # the second run: kl-m3 under the paper family now fits (its +80 nats gone), fae not run
+    later = [
+        {**r, "is_nll": r["is_nll"] - 80.0}
+        if (r["objective"], r["variant"]) == ("kl-m3", "paper")
+        else r
+        for r in runs
+        if r["objective"] != "fae"
+    ]
+    after = fig3.summarize({"figure": "fig3", "config": dataclasses.asdict(cfg), "runs": later})
+    md = fig3.compare_markdown(before, after, labels=("one", "two"))
+    assert md.startswith("<!-- fig3-compare:begin -->")
+    assert md.rstrip().endswith("<!-- fig3-compare:end -->")
+    assert "**two is a partial run (" in md and "**one is a partial" not in md
+    kl_m3 = next(ln for ln in md.splitlines() if "(kl-L_B)" in ln)
+    assert "| depends on the estimator | does not | **changed** |" in kl_m3
+    fae = next(ln for ln in md.splitlines() if "Fisher autoencoder" in ln)
+    assert fae.endswith("| agrees | not judged | — |")
+    elbo = next(ln for ln in md.splitlines() if "kl-ELBO" in ln)
+    assert elbo.endswith("| agrees | agrees | held |")
+    row = next(ln for ln in md.splitlines() if ln.startswith("| kl-m3 | mixture |"))
+    assert "holds (K_enc 10/10)" in row and "fails (K_enc 10/10)" in row
+    assert row.endswith("depends on the estimator → does not |")
+    # the command: two files, spliced into a doc
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(before))
+    b.write_text(json.dumps({k: v for k, v in after.items() if k != "complete"}))
+    doc = tmp_path / "doc.md"
+    doc.write_text("# d\n\n<!-- cmp:begin -->\nOLD\n<!-- cmp:end -->\n")
+    argv = ["compare", str(a), str(b), "--labels", "one,two", "--section", "cmp"]
+    from vsm._errors import BadFileError
+
+    with pytest.raises(BadFileError, match="--partial"):
+        fig3.main([*argv, "--doc", str(doc)])
+    assert fig3.main([*argv, "--partial", "--doc", str(doc)]) == 0
+    assert "OLD" not in doc.read_text() and "| one | two |" in doc.read_text()
+    with pytest.raises(ValueError, match="labels"):
+        fig3.main([*argv[:3], "--labels", "only-one", "--partial"])
+
+
 # ------------------------------------------------------------------------------ training pieces
 
 

@@ -80,7 +80,7 @@ from .config import (
     variants_available,
 )
 from .figure import plot
-from .markdown import BEGIN, END, main, markdown, splice
+from .markdown import BEGIN, END, compare_markdown, main, markdown, splice
 from .report import Claim, claim_settings, judge, overall_verdicts, summarize, table
 from .sweep import check_config, run
 from .training import _Driver as _Driver
@@ -99,6 +99,7 @@ __all__ = [
     "batched_seeds_available",
     "check_config",
     "claim_settings",
+    "compare_markdown",
     "convergence",
     "evaluate_model",
     "judge",

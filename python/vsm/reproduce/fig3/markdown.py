@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..._errors import BadFileError
+from ..._errors import BadFileError, UsageError
 from .. import claims as C
 
 BEGIN, END = "<!-- fig3:begin -->", "<!-- fig3:end -->"
@@ -180,6 +180,87 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def _claim_cell(row: dict[str, Any] | None, variant: str) -> str:
+    if row is None or variant not in row["variants"]:
+        return "—"
+    p = row["variants"][variant]
+    return f"{_pm(p['nll'])}: {p['outcome']} (K_enc {p['k_a']}/{p['k_b']})"
+
+
+def compare_markdown(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    labels: tuple[str, str] = ("medium", "paper-length"),
+    section: str = "fig3-compare",
+) -> str:
+    """A markdown section that sets the claims of two summarised fig3 results side by side
+    (e.g. the ``--medium`` run and the paper-length one), between the markers of ``section``:
+    the overall verdict of each claim in both and whether it held or changed, then per claim
+    and data set each family's paired test-NLL difference A − B, outcome and K_enc. A claim
+    that only one of the two judged says "not judged" on the other side."""
+    begin, end = markers(section)
+    la, lb = labels
+    va = {v["claim"]: v for v in before.get("verdicts", [])}
+    vb = {v["claim"]: v for v in after.get("verdicts", [])}
+    ids = list(dict.fromkeys([*va, *vb]))
+    lines = [begin]
+    for label, res in ((la, before), (lb, after)):
+        if not res.get("complete"):
+            got, total = res.get("settings_recorded", "?"), res.get("settings_total", "?")
+            lines += [
+                f"**{label} is a partial run ({got} of {total} settings recorded):** its verdicts "
+                "are those of the families and data sets recorded so far and may still change.",
+                "",
+            ]
+    lines += [
+        f"| claim | {la} | {lb} | |",
+        "|---|---|---|---|",
+    ]
+    for cid in ids:
+        a, b = va.get(cid), vb.get(cid)
+        text = (a or b or {}).get("text", cid)
+        ka = a["verdict"] if a else "not judged"
+        kb = b["verdict"] if b else "not judged"
+        change = "held" if ka == kb else ("—" if "not judged" in (ka, kb) else "**changed**")
+        lines.append(f"| {text} | {ka} | {kb} | {change} |")
+    variants = list(
+        dict.fromkeys(
+            [
+                *before.get("variants_run", before["config"].get("variants", [])),
+                *after.get("variants_run", after["config"].get("variants", [])),
+            ]
+        )
+    )
+    lines += [
+        "",
+        (
+            "Per claim and data set: each family's paired test-NLL difference A − B (nats, mean ± "
+            "paired s.e.), its outcome, and the K_enc of A/B; "
+            f"{la} first, then {lb}."
+        ),
+        "",
+    ]
+    head, sep = "| claim | data |", "|---|---|"
+    for v in variants:
+        head += f" {v}: {la} | {v}: {lb} |"
+        sep += "---|---|"
+    lines += [head + f" verdict {la} → {lb} |", sep + "---|"]
+    rows_a = {(r["claim"], r["dataset"]): r for r in before.get("claims", [])}
+    rows_b = {(r["claim"], r["dataset"]): r for r in after.get("claims", [])}
+    for key in dict.fromkeys([*rows_a, *rows_b]):
+        ra, rb = rows_a.get(key), rows_b.get(key)
+        line = f"| {key[0]} | {key[1]} |"
+        for v in variants:
+            line += f" {_claim_cell(ra, v)} | {_claim_cell(rb, v)} |"
+        line += (
+            f" {ra['verdict'] if ra else 'not judged'} → {rb['verdict'] if rb else 'not judged'} |"
+        )
+        lines.append(line)
+    lines += ["", end]
+    return "\n".join(lines) + "\n"
+
+
 def splice(doc: str, section: str, name: str = "fig3") -> str:
     """``doc`` with the text between the markers of section ``name`` (inclusive) replaced by
     ``section`` (appended when the markers are absent)."""
@@ -193,12 +274,11 @@ def splice(doc: str, section: str, name: str = "fig3") -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m vsm.reproduce.fig3 render RESULTS [--doc PATH]``: print the markdown section
     of a results.json, or splice it into PATH between the section's markers;
-    ``python -m vsm.reproduce.fig3 plot RESULTS --out PNG``: draw its figure. With ``--partial``
-    both also take the ``results.json`` of a sweep that is still running or was interrupted
+    ``python -m vsm.reproduce.fig3 plot RESULTS --out PNG``: draw its figure;
+    ``python -m vsm.reproduce.fig3 compare BEFORE AFTER``: the claims of two runs side by side
+    (:func:`compare_markdown`). With ``--partial`` they also take the ``results.json`` of a sweep that is still running or was interrupted
     (the table and claims of the settings recorded so far)."""
     from ...cli import ArgumentParser
-    from .._common import read_results
-    from .report import summarize
 
     p = ArgumentParser(prog="python -m vsm.reproduce.fig3")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -219,25 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         "--figure", default="figures/fig3.png", help="the figure's link (relative to --doc)"
     )
     r.add_argument("--partial", action="store_true", help=partial)
+    c = sub.add_parser("compare", help="the claims of two fig3 results.json side by side")
+    c.add_argument("before", help="the first results.json (e.g. the --medium run's)")
+    c.add_argument("after", help="the second results.json (e.g. the paper-length run's)")
+    c.add_argument(
+        "--labels", default="medium,paper-length", help="the two columns' names, comma-separated"
+    )
+    c.add_argument("--doc", help="splice into this markdown file instead of printing")
+    c.add_argument("--section", default="fig3-compare", help="the section's marker name in --doc")
+    c.add_argument("--partial", action="store_true", help=partial)
     f = sub.add_parser("plot", help="fig3.png of a fig3 results.json")
     f.add_argument("results", help="path of results.json written by vsm reproduce fig3")
     f.add_argument("--out", required=True, help="PNG to write (e.g. docs/figures/fig3.png)")
     f.add_argument("--partial", action="store_true", help=partial)
     args = p.parse_args(argv)
-    results = read_results(args.results)
-    if results.get("figure") != "fig3" or not isinstance(results.get("runs"), list):
-        raise BadFileError(args.results, "not a fig3 results.json", arg="results")
-    if not results.get("complete"):
-        if not args.partial:
-            raise BadFileError(
-                args.results,
-                "not a complete fig3 results.json",
-                "add --partial to report the settings recorded so far",
-                arg="results",
+    if args.cmd == "compare":
+        labels = tuple(x.strip() for x in args.labels.split(","))
+        if len(labels) != 2 or not all(labels):
+            raise UsageError(
+                f"labels: expected two names separated by a comma, got {args.labels!r}"
             )
-        if not results["runs"]:
-            raise BadFileError(args.results, "no setting recorded yet", arg="results")
-        results = summarize(results)
+        both = [_load(path, args.partial) for path in (args.before, args.after)]
+        text = compare_markdown(*both, labels=(labels[0], labels[1]), section=args.section)
+        _emit(text, args.doc, args.section)
+        return 0
+    results = _load(args.results, args.partial)
     if args.cmd == "plot":
         from .figure import plot
 
@@ -246,10 +332,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     kw = {"section": args.section, "figure": args.figure}
     section = markdown(results, **kw, **({"title": args.title} if args.title else {}))
-    if args.doc:
-        path = Path(args.doc)
-        path.write_text(splice(path.read_text() if path.exists() else "", section, args.section))
+    _emit(section, args.doc, args.section)
+    return 0
+
+
+def _load(path: str, partial: bool) -> dict[str, Any]:
+    """A fig3 results.json, summarised; a partial one only with ``partial``."""
+    from .._common import read_results
+    from .report import summarize
+
+    results = read_results(path)
+    if results.get("figure") != "fig3" or not isinstance(results.get("runs"), list):
+        raise BadFileError(path, "not a fig3 results.json", arg="results")
+    if not results.get("complete"):
+        if not partial:
+            raise BadFileError(
+                path,
+                "not a complete fig3 results.json",
+                "add --partial to report the settings recorded so far",
+                arg="results",
+            )
+        if not results["runs"]:
+            raise BadFileError(path, "no setting recorded yet", arg="results")
+        results = summarize(results)
+    return results
+
+
+def _emit(section: str, doc: str | None, name: str) -> None:
+    """Print ``section``, or splice it into the markdown file ``doc`` between ``name``'s markers."""
+    if doc:
+        path = Path(doc)
+        path.write_text(splice(path.read_text() if path.exists() else "", section, name))
         print(f"wrote {path}", file=sys.stderr)
     else:
         print(section, end="")
-    return 0
