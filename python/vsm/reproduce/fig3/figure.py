@@ -10,6 +10,7 @@ from typing import Any
 
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 
 from .. import claims as C
 from .._common import plt, save_figure
@@ -106,6 +107,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
                 ax.axhspan(-eq_tol, eq_tol, color="0.85", zorder=0)
                 ax.axhline(0.0, color="0.4", lw=0.8, zorder=0)
                 ax.axhline(fail, color="0.4", lw=0.8, ls="--", zorder=0)
+                _symlog_ticks(ax)
                 elbo = []
                 for v in variants:
                     row = _row(tab, v, ds, "kl-elbo", 1)
@@ -160,7 +162,10 @@ def plot(path: Path, results: dict[str, Any]) -> None:
         Line2D([], [], color="0.4", ls="--", label=f"Δ = {fail:g} (fails)"),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    iters = sorted({int(r["iterations"]) for r in runs})
+    # a diverged run stops where it diverged: the title gives the others' length
+    iters = sorted({int(r["iterations"]) for r in runs if not r["diverged"]}) or sorted(
+        {int(r["iterations"]) for r in runs}
+    )
     its = f"{iters[0]}" if len(iters) == 1 else f"{iters[0]}–{iters[-1]}"
     head = f"{its} iterations, {n_seeds} seeds"
     if "settings_total" in results and not results.get("complete", True):
@@ -172,3 +177,20 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     save_figure(fig, path)
+
+
+def _symlog_ticks(ax: Any) -> None:
+    """Readable ticks on the symlog NLL axis: the limits widened to [−0.5, 1] at least, ticks at
+    0, ±0.5 and ±1, ±10, ±100, … within them, labelled as plain numbers."""
+    lo, hi = ax.get_ylim()
+    lo, hi = min(lo, -0.5), max(hi, 1.0)
+    ax.set_ylim(lo, hi)
+    ticks = [0.0, 0.5, -0.5]
+    mag = 1.0
+    while mag <= max(hi, -lo):
+        ticks += [mag, -mag]
+        mag *= 10
+    ticks = sorted(t for t in ticks if lo <= t <= hi)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([f"{t:g}" for t in ticks], fontsize=7)
+    ax.yaxis.set_minor_locator(NullLocator())
