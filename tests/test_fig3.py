@@ -111,6 +111,11 @@ def test_outcome_table(kind, lo, hi, want):
 def test_outcome_diverged_runs_and_too_few_pairs():
     th = C.Thresholds()
     assert C.outcome("much_worse", _p(-0.1, 0.1, n=2, div=3), th) == "holds"  # most diverged
+    # "slightly worse" is not what a majority of diverged runs shows, however the rest compare
+    assert C.outcome("slightly_worse", _p(0.05, 0.3, n=2, div=3), th) == "fails"
+    assert C.outcome("slightly_worse", _p(0.05, 0.3, n=0, div=5), th) == "fails"
+    assert C.outcome("slightly_worse", _p(0.05, 0.3, n=3, div=2), th) == "holds"  # a minority
+    assert C.outcome("much_worse", _p(-0.3, 0.2, n=3, div=2), th) == "fails"
     assert C.outcome("equal", _p(-0.1, 0.1, n=2, div=3), th) == "holds"
     assert C.outcome("equal", C.paired({0: 1.0}, {0: 1.0}), th) == "inconclusive"
     with pytest.raises(ValueError, match="^kind"):
@@ -590,3 +595,46 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
         assert r["iterations"] == 12 and r["continued"]["iterations"] == 20
         assert math.isfinite(r["continued"]["is_nll"]) and r["continued"]["is_nll"] != r["is_nll"]
     assert "claims_continued" in cont and "verdicts_continued" in cont
+
+
+@pytest.mark.parametrize(
+    ("argv", "section"),
+    [
+        (["render", "docs/results/fig3_medium.json"], "fig3"),
+        (
+            [
+                "render",
+                "docs/results/fig3_paper.json",
+                "--section",
+                "fig3-paper",
+                "--title",
+                "Figure 3 at the paper's settings",
+                "--figure",
+                "figures/fig3_paper.png",
+            ],
+            "fig3-paper",
+        ),
+        (
+            ["compare", "docs/results/fig3_medium.json", "docs/results/fig3_paper.json"],
+            "fig3-compare",
+        ),
+    ],
+)
+def test_committed_sections_match_the_committed_results(tmp_path, argv, section):
+    """docs/reproducing.md's generated Figure 3 sections are what ``render``/``compare`` make of
+    the committed results.json files today: neither the numbers nor the verdicts (judged again
+    from the runs by this vsm's rules) have gone stale."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    doc = tmp_path / "reproducing.md"
+    shutil.copy(root / "docs" / "reproducing.md", doc)
+    args = [str(root / a) if a.startswith("docs/") else a for a in argv]
+    assert fig3.main([*args, "--doc", str(doc)]) == 0
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+
+    def body(text: str) -> str:
+        return text[text.index(begin) : text.index(end)]
+
+    assert body(doc.read_text()) == body((root / "docs" / "reproducing.md").read_text())

@@ -18,11 +18,11 @@ kind                holds when                                    fails when
 ``much_worse``      lo > fail_margin                              hi < fail_margin
 ==================  ============================================  ===============================
 
-Everything else is ``inconclusive``: the interval is too wide for the seeds available. For
-``much_worse`` ("A fits badly") a run of A that diverged counts as a failed fit: when at least
-half of A's seeds diverged the claim holds whatever the others show. Runs that diverged are
-otherwise left out (pairs with a diverged member are dropped); fewer than two pairs is
-``inconclusive``.
+Everything else is ``inconclusive``: the interval is too wide for the seeds available. A run of
+A that diverged counts as a failed fit, worse than any margin: when at least half of A's seeds
+diverged, ``much_worse`` ("A fits badly") holds and ``slightly_worse`` ("A is slightly worse")
+fails, whatever the others show. Runs that diverged are otherwise left out (pairs with a
+diverged member are dropped); fewer than two pairs is ``inconclusive``.
 
 :func:`verdict` combines the outcomes of the two estimator families (``vsm`` and ``paper``)
 into the table's verdict: ``agrees`` (holds for every family run), ``does not`` (fails for every
@@ -144,8 +144,11 @@ def outcome(kind: str, p: Paired, th: Thresholds) -> Outcome:
     (module docstring's table)."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
-    if kind == "much_worse" and p.n_seeds > 0 and 2 * p.n_a_diverged >= p.n_seeds:
-        return "holds"
+    if p.n_seeds > 0 and 2 * p.n_a_diverged >= p.n_seeds:  # most of A's runs diverged
+        if kind == "much_worse":
+            return "holds"
+        if kind == "slightly_worse":
+            return "fails"
     if p.n < 2 or not (math.isfinite(p.lo) and math.isfinite(p.hi)):
         return "inconclusive"
     lo, hi, eq, fail = p.lo, p.hi, th.eq_tol, th.fail_margin

@@ -337,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(path: str, partial: bool) -> dict[str, Any]:
-    """A fig3 results.json, summarised; a partial one only with ``partial``."""
+    """A fig3 results.json, summarised again from its runs (so the claims are judged by this
+    vsm's rules, not those of the vsm that wrote the file); a partial one only with
+    ``partial``."""
     from .._common import read_results
     from .report import summarize
 
@@ -354,8 +356,7 @@ def _load(path: str, partial: bool) -> dict[str, Any]:
             )
         if not results["runs"]:
             raise BadFileError(path, "no setting recorded yet", arg="results")
-        results = summarize(results)
-    return results
+    return summarize(results)
 
 
 def _emit(section: str, doc: str | None, name: str) -> None:
