@@ -638,3 +638,76 @@ def test_committed_sections_match_the_committed_results(tmp_path, argv, section)
         return text[text.index(begin) : text.index(end)]
 
     assert body(doc.read_text()) == body((root / "docs" / "reproducing.md").read_text())
+
+
+def _sweep_of(seeds: tuple[int, ...], **extra) -> dict:
+    """A complete synthetic fig3 results.json holding only ``seeds``."""
+    cfg = fig3.Fig3Config(
+        datasets=("mixture",), objectives=("kl-elbo", "kl-m1", "fd-m1", "kl-m3", "fae")
+    )
+    conf = {**dataclasses.asdict(cfg), "seeds": list(seeds), **extra}
+    runs = [r for r in _synthetic_runs() if r["seed"] in seeds]
+    return {
+        "figure": "fig3",
+        "config": conf,
+        "runs": runs,
+        "variants_run": ["vsm", "paper"],
+        "batched_seeds": True,
+        "complete": True,
+        "seconds": float(len(seeds)),
+    }
+
+
+def test_merge_of_seed_split_sweeps_equals_the_whole_sweep(tmp_path):
+    """Seeds 0–2 on one machine and 3–4 on another merge into the results of the 5-seed sweep:
+    same runs, claims and verdicts; the free fields (threads, workers) may differ, a field that
+    changes the numbers or a run held twice is refused; the CLI writes and renders it."""
+    import json
+
+    from vsm._errors import UsageError
+
+    whole = fig3.summarize(_sweep_of((0, 1, 2, 3, 4)))
+    a, b = _sweep_of((0, 1, 2)), _sweep_of((3, 4), threads=2, workers=1)
+    merged = fig3.merge([b, a], names=["b.json", "a.json"])
+    assert merged["complete"] and merged["config"]["seeds"] == [0, 1, 2, 3, 4]
+    key = ("variant", "objective", "k_enc", "seed")
+    ids = [tuple(r[k] for k in key) for r in merged["runs"]]
+    assert ids == sorted(ids, key=lambda t: (ids.index(t[:3] + (0,)), t[3]))  # seeds in order
+    assert {tuple(r[k] for k in key) for r in merged["runs"]} == {
+        tuple(r[k] for k in key) for r in whole["runs"]
+    }
+    assert merged["verdicts"] == whole["verdicts"]
+    assert json.dumps(merged["claims"], sort_keys=True) == json.dumps(
+        whole["claims"], sort_keys=True
+    )
+    assert merged["seconds"] == 5.0
+    assert [m["seeds"] for m in merged["merged_from"]] == [[3, 4], [0, 1, 2]]
+    # a partial merge: seed 4 of fd-m1 missing
+    b_part = {
+        **b,
+        "runs": [r for r in b["runs"] if not (r["objective"] == "fd-m1" and r["seed"] == 4)],
+    }
+    part = fig3.merge([a, b_part])
+    assert not part["complete"] and part["runs_missing"] == 4  # 2 variants x 2 K_enc
+    with pytest.raises(UsageError, match="both hold the run"):
+        fig3.merge([a, _sweep_of((2, 3))])
+    with pytest.raises(UsageError, match="other settings .*batch_size"):
+        fig3.merge([a, _sweep_of((3, 4), batch_size=10)])
+    with pytest.raises(UsageError, match="at least two"):
+        fig3.merge([a])
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert fig3.main(["merge", str(pa), str(pb), "--out", str(tmp_path / "m")]) == 0
+    md_path = tmp_path / "m" / "results.json"
+    assert json.loads(md_path.read_text())["complete"] is True
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- fig3:begin -->\n<!-- fig3:end -->\n")
+    assert fig3.main(["render", str(md_path), "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert "seeds 0, 1, 2, 3, 4" in text and "Merged (`python -m vsm.reproduce.fig3 merge`)" in text
+    pb.write_text(json.dumps({"figure": "fig2", "runs": []}))
+    from vsm._errors import BadFileError
+
+    with pytest.raises(BadFileError, match="not a fig3"):
+        fig3.main(["merge", str(pa), str(pb), "--out", str(tmp_path / "m2")])

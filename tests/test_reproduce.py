@@ -280,3 +280,27 @@ def test_presets_give_each_mode_its_values():
     from vsm.reproduce.fig3 import Fig3Config
 
     assert Fig3Config.modes() == ("quick", "medium", "full", "paper")
+
+
+def test_main_cli_interrupted_says_where_the_results_are(tmp_path, capsys, monkeypatch):
+    """A sweep stopped by SIGTERM exits 128 + 15 and says how to continue; it names results.json
+    only when one was written (a sweep stopped before its first unit finished has none)."""
+    import signal
+
+    import vsm.reproduce as R
+    from vsm.train.stopping import TrainingInterrupted
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise TrainingInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(R, "run", stopped)
+    out = tmp_path / "o"
+    assert R.main(["fig1", "--quick", "--out", str(out)]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "no run had finished yet" in err and err.rstrip().endswith(
+        "--out " + str(out) + " --resume"
+    )
+    (out / "results.json").write_text('{"figure": "fig1"}')
+    assert R.main(["fig1", "--quick", "--out", str(out), "--resume"]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert f"finished runs are in {out / 'results.json'}" in err

@@ -18,6 +18,7 @@ import json
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -280,11 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:
         again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])
         again += "" if args.resume else " --resume"
-        print(
-            f"vsm reproduce: {e}; finished runs are in {args.out}/results.json; continue "
-            f"with: {again}",
-            file=sys.stderr,
-        )
+        kept = Path(args.out) / "results.json"
+        where = f"finished runs are in {kept}" if kept.is_file() else "no run had finished yet"
+        print(f"vsm reproduce: {e}; {where}; continue with: {again}", file=sys.stderr)
         return e.exit_code
     except UnitsFailed as e:
         again = " ".join(["vsm reproduce", *(argv if argv is not None else sys.argv[2:])])

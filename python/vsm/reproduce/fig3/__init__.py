@@ -81,6 +81,7 @@ from .config import (
 )
 from .figure import plot
 from .markdown import BEGIN, END, compare_markdown, main, markdown, splice
+from .merge import merge
 from .report import Claim, claim_settings, judge, overall_verdicts, summarize, table
 from .sweep import check_config, run
 from .training import _Driver as _Driver
@@ -105,6 +106,7 @@ __all__ = [
     "judge",
     "main",
     "markdown",
+    "merge",
     "optimiser_settings",
     "overall_verdicts",
     "summarize",
