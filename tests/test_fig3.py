@@ -595,6 +595,13 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
         assert r["iterations"] == 12 and r["continued"]["iterations"] == 20
         assert math.isfinite(r["continued"]["is_nll"]) and r["continued"]["is_nll"] != r["is_nll"]
     assert "claims_continued" in cont and "verdicts_continued" in cont
+    # fig3.md shows the later numbers in a section of their own, with the iterations reached
+    md = (tmp_path / "x" / "fig3.md").read_text()
+    assert "### After the continuation to convergence or 20 iterations" in md
+    assert "iterations vsm |" in md and md.count("| mixture | kl-m1 | 1 |") == 2
+    later = [r for r in cont["table_continued"] if r["objective"] == "kl-m1"]
+    assert later and all(i == 20 for r in later for i in r["iterations"])
+    assert f"{later[0]['is_nll_mean']:.3f}" in md.split("### After the continuation")[1]
 
 
 @pytest.mark.parametrize(

@@ -127,24 +127,7 @@ def markdown(
         ),
         "",
     ]
-    head = "| claim | data | A − B (K_enc) |"
-    sep = "|---|---|---|"
-    for v in variants:
-        head += f" NLL diff {v} | SM diff {v} | {v} |"
-        sep += "---|---|---|"
-    lines += [head + " verdict |", sep + "---|"]
-    for row in results.get("claims", []):
-        per = row["variants"]
-        k = next(iter(per.values()))
-        ab = f"{row['a']} ({k['k_a']}) − {row['b']} ({k['k_b']})"
-        line = f"| {row['claim']} | {row['dataset']} | {ab} |"
-        for v in variants:
-            if v in per:
-                p = per[v]
-                line += f" {_pm(p['nll'])} | {_pm(p['sm'], 2)} | {p['outcome']} |"
-            else:
-                line += " — | — | not run |"
-        lines.append(line + f" {row['verdict']} |")
+    lines += _claim_rows(results.get("claims", []), variants)
     lines += [
         "",
         "### Every setting",
@@ -156,16 +139,51 @@ def markdown(
         ),
         "",
     ]
+    lines += _setting_rows(results.get("table", []), variants)
+    if "claims_continued" in results:
+        lines += _continued(results, variants)
+    lines += ["", f"![Figure 3]({figure})", "", end]
+    return "\n".join(lines) + "\n"
+
+
+def _claim_rows(claims: list[dict[str, Any]], variants: list[str]) -> list[str]:
+    """The per-data-set claim table: A − B per family, its outcome, and the verdict."""
+    head = "| claim | data | A − B (K_enc) |"
+    sep = "|---|---|---|"
+    for v in variants:
+        head += f" NLL diff {v} | SM diff {v} | {v} |"
+        sep += "---|---|---|"
+    lines = [head + " verdict |", sep + "---|"]
+    for row in claims:
+        per = row["variants"]
+        k = next(iter(per.values()))
+        ab = f"{row['a']} ({k['k_a']}) − {row['b']} ({k['k_b']})"
+        line = f"| {row['claim']} | {row['dataset']} | {ab} |"
+        for v in variants:
+            if v in per:
+                p = per[v]
+                line += f" {_pm(p['nll'])} | {_pm(p['sm'], 2)} | {p['outcome']} |"
+            else:
+                line += " — | — | not run |"
+        lines.append(line + f" {row['verdict']} |")
+    return lines
+
+
+def _setting_rows(
+    tab: list[dict[str, Any]], variants: list[str], *, iterations: bool = False
+) -> list[str]:
+    """The every-setting table (one row per data set, objective and K_enc; the families side by
+    side); with ``iterations`` also the iterations the runs reached (min–max)."""
     head = "| data | objective | K_enc |"
     sep = "|---|---|---|"
+    cols = 8 if iterations else 7
     for v in variants:
         head += (
             f" NLL {v} | SM {v} | σ² {v} | active {v} | post. SD {v} | μ spread {v} | "
             f"converged, diverged {v} |"
-        )
-        sep += "---|---|---|---|---|---|---|"
-    lines += [head, sep]
-    tab = results.get("table", [])
+        ) + (f" iterations {v} |" if iterations else "")
+        sep += "---|" * cols
+    lines = [head, sep]
     keys = list(dict.fromkeys((r["dataset"], r["objective"], r["k_enc"]) for r in tab))
     for ds, obj, k in keys:
         line = f"| {ds} | {obj} | {k} |"
@@ -176,7 +194,7 @@ def markdown(
                 if (r["dataset"], r["objective"], r["k_enc"], r["variant"]) == (ds, obj, k, v)
             ]
             if not sel:
-                line += " — |" * 7
+                line += " — |" * cols
                 continue
             r = sel[0]
             line += (
@@ -186,9 +204,39 @@ def markdown(
                 f" {r['post_sd_mean']:.3f} | {r['mu_spread_min_mean']:.3f} |"
                 f" {r['n_converged']}, {r['n_diverged']} of {r['n_runs']} |"
             )
+            if iterations:
+                its = [int(i) for i in r["iterations"]]
+                shown = f"{min(its)}" if min(its) == max(its) else f"{min(its)}–{max(its)}"
+                line += f" {shown} |"
         lines.append(line)
-    lines += ["", f"![Figure 3]({figure})", "", end]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _continued(results: dict[str, Any], variants: list[str]) -> list[str]:
+    """The section on the runs continued past ``max_iters`` (``--set continue_iters=N``): the
+    claims and the settings again with the later numbers."""
+    cfg = results["config"]
+    later = [r["continued"] for r in results["runs"] if "continued" in r]
+    conv = sum(bool(r["converged"]) for r in later)
+    div = sum(bool(r["diverged"]) for r in later)
+    lines = [
+        "",
+        f"### After the continuation to convergence or {cfg['continue_iters']} iterations",
+        "",
+        (
+            f"Every setting with a run still moving at {cfg['max_iters']} iterations went on "
+            f"(`--set continue_iters={cfg['continue_iters']}`); the numbers below are those at "
+            f"the end of the continuation ({len(later)} runs continued: {conv} converged, {div} "
+            "diverged; the others reached the cap)."
+        ),
+        "",
+        "| claim | verdict |",
+        "|---|---|",
+    ]
+    lines += [f"| {v['text']} | **{v['verdict']}** |" for v in results["verdicts_continued"]]
+    lines += ["", *_claim_rows(results["claims_continued"], variants), ""]
+    lines += _setting_rows(results.get("table_continued", []), variants, iterations=True)
+    return lines
 
 
 def _claim_cell(row: dict[str, Any] | None, variant: str) -> str:

@@ -241,8 +241,8 @@ def config_of(results: dict[str, Any]) -> Fig3Config:
 
 def summarize(results: dict[str, Any], cfg: Fig3Config | None = None) -> dict[str, Any]:
     """``results`` with the per-setting ``table``, the ``thresholds``, the ``claims`` and the
-    ``verdicts`` computed from its ``runs`` (and ``claims_continued``/``verdicts_continued``
-    when runs were continued), plus ``settings_recorded``/``settings_total``.
+    ``verdicts`` computed from its ``runs`` (and ``table_continued``/``claims_continued``/
+    ``verdicts_continued`` from the later numbers when runs were continued), plus ``settings_recorded``/``settings_total``.
 
     Also for a partial ``results.json`` (a sweep still running or interrupted): the claims whose
     settings are not recorded yet are left out, and the others may still change as settings are
@@ -257,6 +257,7 @@ def summarize(results: dict[str, Any], cfg: Fig3Config | None = None) -> dict[st
     out["verdicts"] = overall_verdicts(out["claims"])
     if any("continued" in r for r in runs):  # the claims again after the continuation
         later = [{**r, **r.get("continued", {})} for r in runs]
+        out["table_continued"] = table(later, cfg)
         out["claims_continued"] = judge(later, cfg)
         out["verdicts_continued"] = overall_verdicts(out["claims_continued"])
     variants = results.get("variants_run", list(cfg.variants))
