@@ -602,6 +602,7 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
     later = [r for r in cont["table_continued"] if r["objective"] == "kl-m1"]
     assert later and all(i == 20 for r in later for i in r["iterations"])
     assert f"{later[0]['is_nll_mean']:.3f}" in md.split("### After the continuation")[1]
+    assert "![Figure 3](" in md and "![Figure 3](" not in fig3.markdown(cont, figure="")
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def markdown(
 ) -> str:
     """The Figure 3 section of docs/reproducing.md, generated from ``results`` (summarised by
     :func:`vsm.reproduce.fig3.report.summarize`; a partial run says how far it got), between
-    the markers of ``section``, with ``figure`` as the image link."""
+    the markers of ``section``, with ``figure`` as the image link (none when empty)."""
     begin, end = markers(section)
     cfg = results["config"]
     th = results.get("thresholds", {})
@@ -142,7 +142,7 @@ def markdown(
     lines += _setting_rows(results.get("table", []), variants)
     if "claims_continued" in results:
         lines += _continued(results, variants)
-    lines += ["", f"![Figure 3]({figure})", "", end]
+    lines += ["", f"![Figure 3]({figure})", "", end] if figure else ["", end]
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("--title", help="the section's heading")
     r.add_argument(
-        "--figure", default="figures/fig3.png", help="the figure's link (relative to --doc)"
+        "--figure",
+        default="figures/fig3.png",
+        help="the figure's link (relative to --doc); '' for none",
     )
     r.add_argument("--partial", action="store_true", help=partial)
     c = sub.add_parser("compare", help="the claims of two fig3 results.json side by side")
