@@ -603,6 +603,15 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
     assert later and all(i == 20 for r in later for i in r["iterations"])
     assert f"{later[0]['is_nll_mean']:.3f}" in md.split("### After the continuation")[1]
     assert "![Figure 3](" in md and "![Figure 3](" not in fig3.markdown(cont, figure="")
+    # σ² against iterations, continuation included
+    png = tmp_path / "curves.png"
+    assert (
+        fig3.main(["plot", str(tmp_path / "x" / "results.json"), "--curves", "--out", str(png)])
+        == 0
+    )
+    assert png.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no runs"):
+        fig3.plot_curves(png, {"runs": []})
 
 
 @pytest.mark.parametrize(

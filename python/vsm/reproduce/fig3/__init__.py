@@ -79,7 +79,7 @@ from .config import (
     train_config,
     variants_available,
 )
-from .figure import plot
+from .figure import plot, plot_curves
 from .markdown import BEGIN, END, compare_markdown, main, markdown, splice
 from .merge import merge
 from .report import Claim, claim_settings, judge, overall_verdicts, summarize, table
@@ -111,6 +111,7 @@ __all__ = [
     "overall_verdicts",
     "summarize",
     "plot",
+    "plot_curves",
     "run",
     "settings",
     "splice",

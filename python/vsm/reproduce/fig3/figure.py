@@ -194,3 +194,60 @@ def _symlog_ticks(ax: Any) -> None:
     ax.set_yticks(ticks)
     ax.set_yticklabels([f"{t:g}" for t in ticks], fontsize=7)
     ax.yaxis.set_minor_locator(NullLocator())
+
+
+def plot_curves(path: Path, results: dict[str, Any]) -> None:
+    """σ² against iterations, one panel per setting (data set, objective, K_enc) and one line
+    per run, coloured by estimator family: the whole run, continuation included
+    (``--set continue_iters``), from each run's ``sigma2_curve`` (60 points). A dotted line
+    marks ``max_iters`` (where the continuation began), a cross the end of a run that diverged,
+    and the legend gives each family's mean test NLL at ``max_iters`` and at the end."""
+    runs = results["runs"]
+    cfg = results.get("config", {})
+    keys = list(dict.fromkeys((r["dataset"], r["objective"], r["k_enc"]) for r in runs))
+    if not keys:
+        raise ValueError("results: no runs to draw")
+    ncol = min(len(keys), 4)
+    nrow = math.ceil(len(keys) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    for ax, (ds, obj, k) in zip(axes.flat, keys, strict=False):
+        sel = [r for r in runs if (r["dataset"], r["objective"], r["k_enc"]) == (ds, obj, k)]
+        handles = []
+        variants = list(dict.fromkeys(r["variant"] for r in sel))
+        for iv, v in enumerate(variants):
+            color = VARIANT_COLORS.get(v, f"C{iv + 2}")
+            mine = [r for r in sel if r["variant"] == v]
+            for r in mine:
+                last = r.get("continued", r)
+                curve = last.get("sigma2_curve") or r.get("sigma2_curve") or []
+                if not curve:
+                    continue
+                xs, ys = zip(*curve, strict=True)
+                ax.plot(xs, ys, color=color, lw=1.0, alpha=0.8)
+                if last.get("diverged"):
+                    ax.plot(xs[-1], ys[-1], "x", color=color, ms=7)
+            nll = [r["is_nll"] for r in mine if not r["diverged"]]
+            end = [r.get("continued", r) for r in mine]
+            nll_end = [e["is_nll"] for e in end if not e["diverged"]]
+            first = f"{sum(nll) / len(nll):.3f}" if nll else "diverged"
+            final = f"{sum(nll_end) / len(nll_end):.3f}" if nll_end else "diverged"
+            its = max(int(e["iterations"]) for e in end)
+            handles.append(
+                Line2D([], [], color=color, label=f"{v}: NLL {first} → {final} ({its} it.)")
+            )
+        if cfg.get("max_iters"):
+            ax.axvline(cfg["max_iters"], color="0.4", ls=":", lw=1.0)
+        ax.set_yscale("log")
+        ax.set_title(f"{ds}: {obj}, K_enc = {k}", fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("σ²")
+        ax.legend(handles=handles, fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"σ² per run (one line per seed); dotted: {cfg.get('max_iters')} iterations, where "
+        "the continuation began; legend: mean test NLL there → at the end",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -333,7 +333,8 @@ def splice(doc: str, section: str, name: str = "fig3") -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m vsm.reproduce.fig3 render RESULTS [--doc PATH]``: print the markdown section
     of a results.json, or splice it into PATH between the section's markers;
-    ``python -m vsm.reproduce.fig3 plot RESULTS --out PNG``: draw its figure;
+    ``python -m vsm.reproduce.fig3 plot RESULTS --out PNG [--curves]``: draw its figure (or
+    σ² against iterations per run);
     ``python -m vsm.reproduce.fig3 compare BEFORE AFTER``: the claims of two runs side by side
     (:func:`compare_markdown`); ``python -m vsm.reproduce.fig3 merge A B … --out DIR``: one
     results.json from sweeps that ran other seeds of one configuration
@@ -380,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("results", help="path of results.json written by vsm reproduce fig3")
     f.add_argument("--out", required=True, help="PNG to write (e.g. docs/figures/fig3.png)")
     f.add_argument("--partial", action="store_true", help=partial)
+    f.add_argument(
+        "--curves",
+        action="store_true",
+        help="σ² against iterations, a line per run, continuation included (instead of fig3.png)",
+    )
     args = p.parse_args(argv)
     if args.cmd == "compare":
         labels = tuple(x.strip() for x in args.labels.split(","))
@@ -411,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = _load(args.results, args.partial)
     if args.cmd == "plot":
-        from .figure import plot
+        from .figure import plot, plot_curves
 
-        plot(Path(args.out), results)
+        (plot_curves if args.curves else plot)(Path(args.out), results)
         print(f"wrote {args.out}", file=sys.stderr)
         return 0
     kw = {"section": args.section, "figure": args.figure}
