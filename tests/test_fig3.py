@@ -635,6 +635,19 @@ def test_tiny_sweep_end_to_end(reference_backend, tmp_path, monkeypatch):
             ["compare", "docs/results/fig3_medium.json", "docs/results/fig3_paper.json"],
             "fig3-compare",
         ),
+        (
+            [
+                "render",
+                "docs/results/fig3_paper_continued.json",
+                "--section",
+                "fig3-continued",
+                "--title",
+                'Figure 3 continued past 10⁴ iterations: kl-ELBO and kl-L_θ on "mixture"',
+                "--figure",
+                "",
+            ],
+            "fig3-continued",
+        ),
     ],
 )
 def test_committed_sections_match_the_committed_results(tmp_path, argv, section):

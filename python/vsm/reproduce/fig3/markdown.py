@@ -77,7 +77,7 @@ def markdown(
             f"- Variants: {', '.join(variants)}; data sets: {', '.join(cfg['datasets'])} (hidden width "
             f"{cfg['width_sparse']} on sparse, {cfg['width_mixture']} on mixture); seeds "
             f"{', '.join(map(str, cfg['seeds']))}; K_enc ∈ {{{', '.join(map(str, cfg['k_encs']))}}} "
-            f"for {', '.join(o for o in cfg['sweep_objectives'] if o != 'kl-elbo')}, else K_enc = "
+            f"for {', '.join(o for o in cfg['sweep_objectives'] if o != 'kl-elbo' and o in cfg['objectives'])}, else K_enc = "
             f"{cfg['k_encs'][0]} "
             "(kl-elbo: the authors' joint Adam, K_enc-free)."
         ),
