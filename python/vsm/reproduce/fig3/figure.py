@@ -5,6 +5,7 @@ the two estimator families side by side and each K_enc with its own marker."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -244,10 +245,10 @@ def plot_curves(path: Path, results: dict[str, Any]) -> None:
         ax.legend(handles=handles, fontsize=7, loc="best")
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
-    fig.suptitle(
+    title = (
         f"σ² per run (one line per seed); dotted: {cfg.get('max_iters')} iterations, where "
-        "the continuation began; legend: mean test NLL there → at the end",
-        fontsize=10,
+        "the continuation began; legend: mean test NLL there → at the end"
     )
+    fig.suptitle(textwrap.fill(title, width=55 * ncol), fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
