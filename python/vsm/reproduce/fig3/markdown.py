@@ -398,15 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         _emit(text, args.doc, args.section)
         return 0
     if args.cmd == "merge":
-        from .._common import prepare_out, read_results, write_results
+        from .._common import prepare_out, write_results
         from .merge import merge
 
-        parts = []
-        for path in args.results:
-            res = read_results(path)
-            if res.get("figure") != "fig3" or not isinstance(res.get("runs"), list):
-                raise BadFileError(path, "not a fig3 results.json", arg="results")
-            parts.append(res)
+        parts = [_read_fig3(path) for path in args.results]
         merged = merge(parts, names=args.results)
         written = write_results(prepare_out(args.out), merged)
         state = (
@@ -428,16 +423,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load(path: str, partial: bool) -> dict[str, Any]:
-    """A fig3 results.json, summarised again from its runs (so the claims are judged by this
-    vsm's rules, not those of the vsm that wrote the file); a partial one only with
-    ``partial``."""
+def _read_fig3(path: str) -> dict[str, Any]:
+    """The fig3 results.json at ``path``, as written (BadFileError when it is not one)."""
     from .._common import read_results
-    from .report import summarize
 
     results = read_results(path)
     if results.get("figure") != "fig3" or not isinstance(results.get("runs"), list):
         raise BadFileError(path, "not a fig3 results.json", arg="results")
+    return results
+
+
+def _load(path: str, partial: bool) -> dict[str, Any]:
+    """A fig3 results.json, summarised again from its runs (so the claims are judged by this
+    vsm's rules, not those of the vsm that wrote the file); a partial one only with
+    ``partial``."""
+    from .report import summarize
+
+    results = _read_fig3(path)
     if not results.get("complete"):
         if not partial:
             raise BadFileError(
