@@ -5,8 +5,8 @@ starts a real Ray cluster on 127.0.0.1 (``ray start --head``), then against it:
 
 1. ``vsm reproduce ARGS --executor ray --address 127.0.0.1:PORT --out OUT/ray``: the sweep;
 2. the executor on its own, on the Ray instance it starts without an address (on 127.0.0.1): a
-   unit that raises is reported with its error while the others finish, and an interrupt cancels
-   a running unit (``ray.cancel``) at once; the TCP sockets of the namespace (``/proc/net/tcp``,
+   unit that raises is reported with its error while the others finish, and an interrupt stops
+   a running unit (through the sweep's stop flag) at once; the TCP sockets of the namespace (``/proc/net/tcp``,
    ``tcp6``) are listed while connected;
 3. ``vsm reproduce ARGS --threads 2 ...`` stopped by SIGINT once ``results.json`` records a
    setting (2 threads per unit on the 2-CPU cluster: one unit at a time, so some are still queued
@@ -52,7 +52,7 @@ def _sockets() -> list[tuple[str, str]]:
 
 
 def spin(seconds: float) -> None:
-    """Busy Python for ``seconds`` (a cancelled Ray task stops between bytecodes, like a
+    """Busy Python for ``seconds`` (a stopped Ray task stops between bytecodes, like a
     training loop; a sleep would run to its end). Defined in ``__main__``: Ray ships it by
     value."""
     t0 = time.monotonic()

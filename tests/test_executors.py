@@ -293,3 +293,109 @@ def test_interrupting_training_units_leaves_no_worker_behind():
         X.run_units(units, ex, on_done=stop, on_failed=lambda u, e: None)
     assert time.perf_counter() - t0 < 30
     assert procs and not any(p.is_alive() for p in procs)
+
+
+# ---- a Ray task's stop flag (X._ray_call_unit), without a cluster: ray.get and the flag faked.
+# The sweep stops its Ray tasks through this flag, not ray.cancel, which can crash the driver
+# inside Ray when a task's result is already on its way (X.RayExecutor.cancel).
+
+
+class _FakeFlag:
+    """A stop flag whose ``wait.remote(t)`` answers ``is_set()`` at once (``ray.get`` of it is
+    patched to be the identity); ``calls`` counts the waits."""
+
+    def __init__(self, is_set):
+        self.is_set = is_set
+        self.calls = 0
+        flag = self
+
+        class _Wait:
+            @staticmethod
+            def remote(timeout):
+                flag.calls += 1
+                if timeout > 0:
+                    time.sleep(min(timeout, 0.02))
+                return flag.is_set()
+
+        self.wait = _Wait
+
+
+@pytest.fixture
+def fake_ray_get(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "get", lambda value, **kw: value)
+
+
+def _spin_until(deadline_s: float) -> str:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < deadline_s:
+        pass
+    return "ran to its end"
+
+
+def test_a_ray_unit_of_a_stopping_sweep_does_not_start(fake_ray_get):
+    ran = []
+    with pytest.raises(X.UnitCancelled, match="did not start"):
+        X._ray_call_unit(ran.append, (1,), 1, _FakeFlag(lambda: True))
+    assert ran == []
+
+
+def test_a_running_ray_unit_stops_when_the_flag_is_set(fake_ray_get):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    t0 = time.monotonic()
+    flag = _FakeFlag(lambda: time.monotonic() - t0 > 0.3)
+    with pytest.raises(X.UnitCancelled, match="stopped"):
+        X._ray_call_unit(_spin_until, (30.0,), 1, flag)
+    assert time.monotonic() - t0 < 10
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
+
+
+def test_a_training_unit_on_ray_checkpoints_before_it_stops(fake_ray_get):
+    """The flag interrupts as Ctrl-C does: a loop under catch_signals(defer=True) ends its step
+    and raises TrainingInterrupted, which the task reports as UnitCancelled."""
+    from vsm.train.stopping import TrainingInterrupted, catch_signals
+
+    steps = []
+
+    def loop():
+        with catch_signals(defer=True) as stop:
+            for step in range(10**9):
+                t = time.monotonic()
+                while time.monotonic() - t < 0.001:
+                    pass
+                steps.append(step)
+                if stop.signum is not None:
+                    raise TrainingInterrupted(stop.signum, step=step, checkpoint="ckpt.pt")
+
+    t0 = time.monotonic()
+    flag = _FakeFlag(lambda: time.monotonic() - t0 > 0.2)
+    with pytest.raises(X.UnitCancelled, match=r"after step \d+; wrote ckpt.pt"):
+        X._ray_call_unit(loop, (), 1, flag)
+    assert steps and steps == list(range(len(steps)))
+
+
+def test_a_stop_after_the_unit_returned_keeps_its_value(fake_ray_get):
+    """The flag set just as the unit returns: its value comes back, no KeyboardInterrupt leaks
+    into the caller (Ray's worker) later."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    leaked = 0
+    for _ in range(20):
+        t0 = time.monotonic()
+        flag = _FakeFlag(lambda t0=t0: time.monotonic() - t0 > 0.05)
+        try:
+            try:
+                value = X._ray_call_unit(_spin_until, (0.05,), 1, flag)
+            except X.UnitCancelled:
+                continue  # stopped just before its end: allowed
+            assert value == "ran to its end"
+            t = time.monotonic()
+            while time.monotonic() - t < 0.1:  # a pending interrupt would surface here
+                pass
+        except KeyboardInterrupt:
+            leaked += 1
+    assert leaked == 0, f"an interrupt escaped the task {leaked} times in 20"
+    assert signal.getsignal(signal.SIGINT) is before

@@ -17,8 +17,9 @@ result to the figure as it arrives (``on_done``, where the figure rewrites its `
 a unit that raised goes to ``on_failed`` with its error and the others go on), shows a progress bar of units
 done / running / queued with an ETA, and on SIGINT/SIGTERM (:class:`KeyboardInterrupt`, e.g.
 :class:`vsm.train.TrainingInterrupted`) cancels the outstanding units, hands over those that
-finished meanwhile, and re-raises. The numbers do not depend on the executor: a unit is the same
-function call with the same arguments and thread count wherever it runs.
+finished meanwhile, and re-raises (on Ray through a stop flag each task waits on, not
+``ray.cancel``: :meth:`RayExecutor.cancel`). The numbers do not depend on the executor: a unit is
+the same function call with the same arguments and thread count wherever it runs.
 """
 
 from __future__ import annotations
@@ -271,6 +272,87 @@ class LocalExecutor(Executor):
         return out
 
 
+# ---- Ray tasks: stopped through a flag, not ray.cancel (RayExecutor.cancel says why)
+
+STOP_POLL_S = 10.0
+"""How long one wait of a running Ray task on its sweep's stop flag lasts (a long poll: the
+flag answers at once when set)."""
+
+
+class _StopFlag:
+    """A Ray actor (asyncio, no CPU): set once when the sweep stops; each task of the sweep waits
+    on it (:func:`_ray_call_unit`)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._event = asyncio.Event()
+
+    async def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True once the flag is set; waits up to ``timeout`` seconds for that."""
+        import asyncio
+
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self._event.is_set()
+
+
+def _ray_call_unit(fn: Callable[..., Any], args: tuple[Any, ...], threads: int, stop: Any) -> Any:
+    """:func:`call_unit` in a Ray task of a sweep whose stop flag is ``stop`` (a
+    :class:`_StopFlag` handle). A unit whose sweep is already stopping does not start
+    (:class:`UnitCancelled`). While it runs, a thread waits on the flag and, once it is set (or
+    gone with the sweep's driver), interrupts the task as Ctrl-C would (``interrupt_main``, what
+    ``ray.cancel`` itself does): a training unit checkpoints at the end of its step and stops;
+    the task then raises :class:`UnitCancelled`. An interrupt that arrives after the unit
+    returned is ignored, so a finished value is never lost."""
+    import _thread
+
+    import ray
+
+    if ray.get(stop.wait.remote(0.0)):
+        raise UnitCancelled("the sweep is stopping; the unit did not start")
+    if threading.current_thread() is not threading.main_thread():  # no signals here
+        return call_unit(fn, args, threads)
+    lock = threading.Lock()
+    running = True
+    finished = threading.Event()
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        if running:  # (read without the lock: the main thread may hold it)
+            raise KeyboardInterrupt
+
+    def watch() -> None:
+        while not finished.is_set():
+            try:
+                stopping = bool(ray.get(stop.wait.remote(STOP_POLL_S)))
+            except Exception:  # the flag died with the sweep's driver: stop too
+                stopping = True
+            if stopping:
+                with lock:
+                    if running:
+                        _thread.interrupt_main(signal.SIGINT)
+                return
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    threading.Thread(target=watch, name="vsm-stop-flag", daemon=True).start()
+    try:
+        return call_unit(fn, args, threads)
+    except KeyboardInterrupt as e:  # TrainingInterrupted included: the checkpoint is written
+        raise UnitCancelled(f"the sweep is stopping; the unit stopped ({e})") from None
+    finally:
+        with lock:
+            running = False
+        finished.set()
+        # (signal.signal runs a pending handler first: on_interrupt, which now ignores it)
+        signal.signal(signal.SIGINT, previous)
+
+
 class RayExecutor(Executor):
     """Each unit a ``ray.remote`` task with ``num_cpus`` = its threads (capped at the largest
     node's CPUs), on the cluster at ``address`` (else ``RAY_ADDRESS``, else a new local Ray
@@ -290,6 +372,7 @@ class RayExecutor(Executor):
         self._mean_threads = 1.0
         self._signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._stop: Any = None
 
     def __enter__(self) -> RayExecutor:
         try:
@@ -317,7 +400,8 @@ class RayExecutor(Executor):
         self._catch_signals()
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._node_cpus = max([int(n.get("Resources", {}).get("CPU", 0)) for n in nodes] + [1])
-        self._remote = ray.remote(call_unit)
+        self._stop = ray.remote(num_cpus=0)(_StopFlag).remote()
+        self._remote = ray.remote(_ray_call_unit)
         return self
 
     def _catch_signals(self) -> None:
@@ -340,6 +424,12 @@ class RayExecutor(Executor):
         for s, h in self._previous.items():
             signal.signal(s, h)
         self._previous = {}
+        if self._ray is not None and self._stop is not None:
+            try:  # a task still running after the grace period stops when its flag dies
+                self._ray.kill(self._stop)
+            except Exception:  # already gone with its node
+                pass
+            self._stop = None
         if self._ray is not None and self._owned:
             self._ray.shutdown()
             self._owned = False
@@ -351,7 +441,9 @@ class RayExecutor(Executor):
 
     def submit(self, unit: Unit) -> None:
         n = max(1, min(int(unit.threads), self._node_cpus))
-        ref = self._remote.options(num_cpus=n, name=f"vsm:{unit.key}").remote(unit.fn, unit.args, n)
+        ref = self._remote.options(num_cpus=n, name=f"vsm:{unit.key}").remote(
+            unit.fn, unit.args, n, self._stop
+        )
         self._pending[ref] = unit
         self._mean_threads = sum(u.threads for u in self._pending.values()) / len(self._pending)
 
@@ -387,11 +479,19 @@ class RayExecutor(Executor):
     def cancel(self) -> list[tuple[Unit, Any]]:
         ray = self._ray
         refs = list(self._pending)
-        for ref in refs:
+        # No ray.cancel: cancelling a task whose reply is already on its way crashes this
+        # process inside Ray (2.60: "Check failed: it != submissible_tasks_.end() Tried to
+        # complete task that was not pending", measured 2 in 12 interrupts under load). The
+        # tasks stop themselves instead (_ray_call_unit): the running ones as on Ctrl-C (they
+        # checkpoint), the queued ones before they start.
+        if self._stop is not None:
             try:
-                ray.cancel(ref)  # a running task gets KeyboardInterrupt: it checkpoints and stops
-            except Exception:  # already finished
-                pass
+                ray.get(self._stop.set.remote(), timeout=30)
+            except Exception as e:  # the flag is gone: the tasks stop with this driver
+                print(
+                    f"ray: could not signal the tasks to stop ({describe_error(e)})",
+                    file=sys.stderr,
+                )
         out: list[tuple[Unit, Any]] = []
         ready, _ = (
             ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S) if refs else ([], [])
@@ -399,7 +499,7 @@ class RayExecutor(Executor):
         for ref in ready:
             try:
                 out.append((self._pending[ref], ray.get(ref)))
-            except ray.exceptions.RayError:
+            except ray.exceptions.RayError:  # stopped (UnitCancelled) or failed
                 pass
         self._pending.clear()
         return out
