@@ -504,6 +504,33 @@ def test_units_are_submitted_baselines_then_claim_settings_then_the_rest(tmp_pat
         assert u.priority == want, (u.key, u.priority)
 
 
+def test_a_stopped_sweep_counts_its_time_up_to_the_stop(reference_backend, tmp_path):
+    """results.json's ``seconds`` include a stopped sitting's time after its last finished
+    setting (before, a sweep run over stopped sittings undercounted: 6.4 h for 17 h of work)."""
+    import time
+
+    from vsm.reproduce.executors import LocalExecutor
+    from vsm.train.stopping import TrainingInterrupted
+
+    out = tmp_path / "out"
+    seen: dict[str, float] = {}
+
+    class StopsAfterOne(LocalExecutor):
+        def wait_one(self):
+            if "first" in seen:  # one setting is recorded: time passes, then Ctrl-C
+                seen["at_first"] = json.loads((out / "results.json").read_text())["seconds"]
+                time.sleep(1.0)
+                raise TrainingInterrupted(2)
+            seen["first"] = 1.0
+            return super().wait_one()
+
+    with pytest.raises(TrainingInterrupted):
+        fig3.run(out, _tiny(objectives=("kl-m1", "kl-m3"), k_encs=(2,)), executor=StopsAfterOne(1))
+    res = json.loads((out / "results.json").read_text())
+    assert not res["complete"] and len(res["runs"]) == 2  # the finished setting is kept
+    assert res["seconds"] >= seen["at_first"] + 1.0
+
+
 def test_settings_checkpoint_every_check_every_iterations(reference_backend, tmp_path, monkeypatch):
     """A setting saves its checkpoint and series every ``check_every`` iterations (a run killed
     by SIGKILL resumes from the last one), always as a matching pair, and once more at the end."""

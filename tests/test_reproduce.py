@@ -304,3 +304,22 @@ def test_main_cli_interrupted_says_where_the_results_are(tmp_path, capsys, monke
     assert R.main(["fig1", "--quick", "--out", str(out), "--resume"]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert f"finished runs are in {out / 'results.json'}" in err
+
+
+def test_results_kept_on_stop_updates_only_an_existing_results_file(tmp_path):
+    """On an exception the block's snapshot replaces results.json, if there is one; none is
+    created (the interrupt message says "no run had finished yet" then), and the exception
+    passes on unchanged."""
+    from vsm.reproduce._common import results_kept_on_stop, write_results
+
+    with pytest.raises(KeyboardInterrupt), results_kept_on_stop(tmp_path, lambda: {"seconds": 2.0}):
+        raise KeyboardInterrupt
+    assert not (tmp_path / "results.json").exists()
+    write_results(tmp_path, {"figure": "fig3", "seconds": 1.0})
+    with results_kept_on_stop(tmp_path, lambda: {"seconds": 2.0}):  # no exception: untouched
+        pass
+    assert json.loads((tmp_path / "results.json").read_text())["seconds"] == 1.0
+    with pytest.raises(ValueError, match="units failed"):
+        with results_kept_on_stop(tmp_path, lambda: {"figure": "fig3", "seconds": 3.0}):
+            raise ValueError("units failed")
+    assert json.loads((tmp_path / "results.json").read_text())["seconds"] == 3.0

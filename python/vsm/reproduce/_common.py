@@ -7,11 +7,14 @@ as ``NaN``/``Infinity`` so a test can detect them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -134,6 +137,24 @@ def write_results(out: Path, results: dict[str, Any]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def results_kept_on_stop(out: Path, snapshot: Callable[[], dict[str, Any]]) -> Iterator[None]:
+    """Around a sweep's units: when the block ends by an exception (SIGINT/SIGTERM, failed
+    units) and ``out/results.json`` exists, rewrite it with ``snapshot()`` first, so that its
+    ``seconds`` count this sitting up to the stop (else they would end at the last unit that
+    finished, and a sweep run over several stopped sittings would undercount its time). A
+    results file is never created here: a sweep stopped before any unit finished has none."""
+    try:
+        yield
+    except BaseException:
+        if (out / "results.json").is_file():
+            try:
+                write_results(out, snapshot())
+            except Exception as e:  # noqa: BLE001 (the stop matters more than the time)
+                print(f"could not update {out / 'results.json'}: {e}", file=sys.stderr)
+        raise
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from ._common import (
     prepare_out,
     preset,
     previous_results,
+    results_kept_on_stop,
     save_array,
     save_figure,
     write_results,
@@ -225,9 +226,12 @@ def run(
         Unit(obj, train_one, (obj, cfg, root / "checkpoints" / f"{obj}.pt"), threads=threads)
         for obj in todo
     ]
-    run_units(units, executor or LocalExecutor(), on_done=record, on_failed=failure, desc="images")
-    if failed:
-        raise UnitsFailed("images", failed)
+    with results_kept_on_stop(out, snapshot):
+        run_units(
+            units, executor or LocalExecutor(), on_done=record, on_failed=failure, desc="images"
+        )
+        if failed:
+            raise UnitsFailed("images", failed)
     results["table"] = [
         {"objective": o, **per[o]["final"], **sd_shares(per[o]), "diverged": per[o]["diverged"]}
         for o in cfg.objectives

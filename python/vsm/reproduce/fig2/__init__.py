@@ -44,7 +44,13 @@ import numpy as np
 import torch
 
 from ... import toy
-from .._common import Timer, prepare_out, previous_results, write_results
+from .._common import (
+    Timer,
+    prepare_out,
+    previous_results,
+    results_kept_on_stop,
+    write_results,
+)
 from ..executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_units
 from .config import (
     LIKELIHOODS,
@@ -201,9 +207,12 @@ def run(
         for kind, fn in FITS.items()
         if f"{model}/{kind}" not in done
     ]
-    run_units(units, executor or LocalExecutor(), on_done=record, on_failed=failure, desc="fig2")
-    if failed:
-        raise UnitsFailed("fig2", failed)
+    with results_kept_on_stop(out, snapshot):
+        run_units(
+            units, executor or LocalExecutor(), on_done=record, on_failed=failure, desc="fig2"
+        )
+        if failed:
+            raise UnitsFailed("fig2", failed)
     posts, fits, mixes = {}, {}, {}
     for model in LIKELIHOODS:
         p = toy.posterior(model, X_OBS, lo=-cfg.quad_lim, hi=cfg.quad_lim, n=cfg.quad_n)

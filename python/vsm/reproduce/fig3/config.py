@@ -194,3 +194,15 @@ def settings(cfg: Fig3Config) -> list[tuple[str, str, str, int]]:
         for k in cfg.k_encs_of(obj)
         for v in cfg.variants
     ]
+
+
+def sort_runs(runs: list[dict[str, Any]], cfg: Fig3Config) -> None:
+    """Sort a sweep's run records in place: by setting in :func:`settings` order (a setting
+    not in ``cfg`` last), then by seed. One order for a finished sweep and a merged one."""
+    order = {st: i for i, st in enumerate(settings(cfg))}
+    runs.sort(
+        key=lambda r: (
+            order.get((r["variant"], r["dataset"], r["objective"], r["k_enc"]), len(order)),
+            r["seed"],
+        )
+    )

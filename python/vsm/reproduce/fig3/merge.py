@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..._errors import UsageError
-from .config import settings
+from .config import settings, sort_runs
 from .report import config_of, summarize
 
 __all__ = ["merge"]
@@ -97,13 +97,7 @@ def merge(parts: Sequence[dict[str, Any]], names: Sequence[str] | None = None) -
         merged["failed"] = failed
     cfg = config_of(merged)
     every = [st for st in settings(cfg) if st[0] in merged["variants_run"]]
-    order = {st: i for i, st in enumerate(every)}
-    runs.sort(
-        key=lambda r: (
-            order.get((r["variant"], r["dataset"], r["objective"], r["k_enc"]), len(order)),
-            r["seed"],
-        )
-    )
+    sort_runs(runs, cfg)
     have = {tuple(r[k] for k in _RUN_ID) for r in runs}
     missing = sum((*st, s) not in have for st in every for s in seeds)
     merged["complete"] = missing == 0

@@ -14,9 +14,22 @@ import numpy as np
 
 from ..._errors import BadFileError
 from ...train.config import num_threads
-from .._common import Timer, prepare_out, previous_results, write_results
+from .._common import (
+    Timer,
+    prepare_out,
+    previous_results,
+    results_kept_on_stop,
+    write_results,
+)
 from ..executors import Executor, LocalExecutor, Unit, UnitsFailed, log, run_units
-from .config import VARIANTS, Fig3Config, batched_seeds_available, settings, variants_available
+from .config import (
+    VARIANTS,
+    Fig3Config,
+    batched_seeds_available,
+    settings,
+    sort_runs,
+    variants_available,
+)
 from .figure import plot
 from .markdown import markdown
 from .report import claim_settings, summarize
@@ -148,22 +161,17 @@ def run(
         failed[unit.key] = error
         write_results(out, snapshot())
 
-    run_units(
-        list(units.values()),
-        executor or LocalExecutor(cfg.workers),
-        on_done=lambda unit, recs: record(setting_of[unit.key], recs),
-        on_failed=failure,
-        desc="fig3",
-    )
-    if failed:
-        raise UnitsFailed("fig3", failed)
-    order = {st: i for i, st in enumerate(settings(cfg))}
-    runs.sort(
-        key=lambda r: (
-            order.get((r["variant"], r["dataset"], r["objective"], r["k_enc"]), len(order)),
-            r["seed"],
+    with results_kept_on_stop(out, snapshot):
+        run_units(
+            list(units.values()),
+            executor or LocalExecutor(cfg.workers),
+            on_done=lambda unit, recs: record(setting_of[unit.key], recs),
+            on_failed=failure,
+            desc="fig3",
         )
-    )
+        if failed:
+            raise UnitsFailed("fig3", failed)
+    sort_runs(runs, cfg)
     results = summarize(results, cfg)
     results["complete"] = True
     plot(out / "fig3.png", results)
