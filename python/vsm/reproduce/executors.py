@@ -18,8 +18,9 @@ a unit that raised goes to ``on_failed`` with its error and the others go on), s
 done / running / queued with an ETA, and on SIGINT/SIGTERM (:class:`KeyboardInterrupt`, e.g.
 :class:`vsm.train.TrainingInterrupted`) cancels the outstanding units, hands over those that
 finished meanwhile, and re-raises (on Ray through a stop flag each task waits on, not
-``ray.cancel``: :meth:`RayExecutor.cancel`). The numbers do not depend on the executor: a unit is
-the same function call with the same arguments and thread count wherever it runs.
+``ray.cancel``, whose race with a finishing task can crash the driver: ``RayExecutor.cancel``).
+The numbers do not depend on the executor: a unit is the same function call with the same
+arguments and thread count wherever it runs.
 """
 
 from __future__ import annotations
